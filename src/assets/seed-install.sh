@@ -1,0 +1,493 @@
+#!/bin/sh
+# seed-install.sh - installer side of a dubnium seed (seed layout format 1).
+#
+# Runs on a NixOS live system where dubnium-seed is not installed: POSIX sh, coreutils and tar only
+# (GNU or busybox). Everything is verified before anything is written, so a damaged or tampered
+# seed changes nothing on the target.
+
+set -u
+umask 022
+
+prog=seed-install
+default_store=/var/lib/dubnium/models
+
+usage() {
+  cat <<'EOF'
+Usage: sh seed-install.sh [--root DIR] [--source-to DIR] [--force] [--dry-run] [--help]
+
+Verifies this seed (every file against SHA256SUMS), then installs each model bundle
+models/<bundle> into <root><modelStore>/<bundle> and unpacks the source archive into
+--source-to. Runs from any current directory; the seed is the folder holding this script.
+
+Options:
+  --root DIR       target system root (default /mnt, where the NixOS installer mounts it)
+  --source-to DIR  where the configuration source goes (default <root>/etc/nixos)
+  --force          replace existing entries in --source-to (see below)
+  --dry-run        verify the seed and print what would be done; write nothing
+  -h, --help       show this help
+
+Model bundles: each bundle is copied to a hidden temporary folder beside its destination,
+then renamed into place; an existing bundle of the same name is replaced, never merged.
+
+Source: the archive's single top-level folder is stripped. If --source-to is missing or
+empty it is created. If it already holds files (nixos-generate-config leaves
+configuration.nix and hardware-configuration.nix there), the archive's entries are
+added beside them, and the install is refused if any archive entry would overwrite an
+existing one. With --force, --source-to is replaced by the archive's contents; its
+hardware-configuration.nix is kept when the archive has none (the previous contents are
+otherwise removed).
+
+Exit codes:
+  0  installed (or, with --dry-run, verified)
+  1  an install step failed after verification (disk full, I/O error); bundles
+     already renamed into place stay, nothing is half-copied under a bundle name
+  2  usage error: bad option, --root missing, source target conflicts (use --force)
+  3  seed verification failed: missing, corrupt, unlisted or unsafe files; nothing written
+EOF
+}
+
+say() { printf '%s\n' "$*"; }
+err() { printf '%s: %s\n' "$prog" "$*" >&2; }
+die() { code=$1; shift; err "$*"; exit "$code"; }
+
+# --- arguments ---------------------------------------------------------------------------------
+root=/mnt
+source_to=
+force=0
+dry_run=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --root) [ $# -ge 2 ] || die 2 "--root needs a folder; see --help"; root=$2; shift ;;
+    --root=*) root=${1#--root=} ;;
+    --source-to) [ $# -ge 2 ] || die 2 "--source-to needs a folder; see --help"; source_to=$2; shift ;;
+    --source-to=*) source_to=${1#--source-to=} ;;
+    --force) force=1 ;;
+    --dry-run) dry_run=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) die 2 "unknown option '$1'; see --help" ;;
+  esac
+  shift
+done
+
+[ -n "$root" ] || die 2 "--root is empty; pass the mounted target root, e.g. --root /mnt"
+[ -d "$root" ] || die 2 "target root '$root' is not a folder; mount the target there or pass --root DIR"
+# Absolute paths before we cd into the seed; the root must exist, --source-to may not yet.
+root=$(cd -- "$root" && pwd -P) || die 2 "cannot enter target root '$root'"
+[ -n "$source_to" ] || source_to=${root%/}/etc/nixos
+case $source_to in
+  /*) ;;
+  *) source_to=$(pwd -P)/$source_to ;;
+esac
+while :; do
+  case $source_to in
+    ?*/) source_to=${source_to%/} ;;
+    *) break ;;
+  esac
+done
+[ "$source_to" != / ] || die 2 "--source-to cannot be /"
+
+# --- locate the seed from $0, whatever the current directory -------------------------------------
+case $0 in
+  */*) seed_dir=${0%/*} ;;
+  *) seed_dir=. ;;
+esac
+seed=$(cd -- "$seed_dir" 2>/dev/null && pwd -P) || die 3 "cannot find the seed folder from '$0'; run: sh /path/to/seed/seed-install.sh"
+cd -- "$seed" || die 3 "cannot enter the seed folder '$seed'"
+
+# --- cleanup of anything half-made, on any exit --------------------------------------------------
+partial=
+extract_tmp=
+cleanup() {
+  [ -z "$partial" ] || rm -rf -- "$partial"
+  [ -z "$extract_tmp" ] || rm -rf -- "$extract_tmp"
+  partial=
+  extract_tmp=
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+trap 'cleanup; exit 129' HUP
+
+nl='
+'
+problems=
+problem() { problems=$problems$1$nl; }
+fail_problems() {
+  err "seed verification failed in $seed; nothing was written:"
+  printf '%s' "$problems" | while IFS= read -r line; do
+    printf '%s:   %s\n' "$prog" "$line" >&2
+  done
+  err "re-copy the seed (or rebuild it with dubnium-seed build) and run again"
+  exit 3
+}
+
+# --- 1. sanity of the seed's own files -----------------------------------------------------------
+manifest=dubnium-seed.json
+if [ ! -e "$manifest" ] && [ ! -L "$manifest" ]; then
+  die 3 "incomplete seed: dubnium-seed.json missing in $seed (the build writes it last; rebuild the seed)"
+fi
+[ -f "$manifest" ] && [ ! -L "$manifest" ] || die 3 "dubnium-seed.json in $seed is not a regular file"
+if [ ! -e SHA256SUMS ] && [ ! -L SHA256SUMS ]; then
+  die 3 "incomplete seed: SHA256SUMS missing in $seed"
+fi
+[ -f SHA256SUMS ] && [ ! -L SHA256SUMS ] || die 3 "SHA256SUMS in $seed is not a regular file"
+
+# The manifest is pretty-printed by JSON.stringify(x, null, 2): top-level keys sit at exactly
+# two spaces of indent, one per line, which lets sed read them without a JSON parser.
+format_lines=$(grep -c '^  "format": ' "$manifest")
+format=$(sed -n 's/^  "format": \([0-9][0-9]*\),\{0,1\}$/\1/p' "$manifest")
+[ "$format_lines" = 1 ] && [ -n "$format" ] ||
+  die 3 "dubnium-seed.json has no readable top-level \"format\" (truncated or not written by dubnium-seed)"
+[ "$format" = 1 ] || die 3 "seed format $format is not supported by this script (it reads format 1)"
+
+store_lines=$(grep -c '^  "modelStore": ' "$manifest")
+if [ "$store_lines" = 0 ]; then
+  model_store=$default_store
+else
+  model_store=$(sed -n 's/^  "modelStore": "\(.*\)",\{0,1\}$/\1/p' "$manifest")
+  [ "$store_lines" = 1 ] && [ -n "$model_store" ] ||
+    die 3 "dubnium-seed.json: top-level \"modelStore\" is unreadable"
+fi
+case $model_store in
+  /*) ;;
+  *) die 3 "dubnium-seed.json: modelStore '$model_store' is not an absolute path" ;;
+esac
+case $model_store in
+  *[!A-Za-z0-9._/-]*) die 3 "dubnium-seed.json: modelStore '$model_store' has characters outside A-Z a-z 0-9 . _ / -" ;;
+esac
+case $model_store/ in
+  */../*) die 3 "dubnium-seed.json: modelStore '$model_store' contains '..'" ;;
+esac
+while :; do
+  case $model_store in
+    ?*/) model_store=${model_store%/} ;;
+    *) break ;;
+  esac
+done
+[ "$model_store" != / ] || die 3 "dubnium-seed.json: modelStore cannot be /"
+store=${root%/}$model_store
+
+# SHA256SUMS lines: `<64 hex>  <relative path>`, nothing else, nothing escaping the seed.
+[ -s SHA256SUMS ] || die 3 "SHA256SUMS in $seed lists no files"
+bad_lines=$(grep -n -v '^[0-9a-fA-F]\{64\}  [^/ *	]' SHA256SUMS | cut -c1-120)
+[ -z "$bad_lines" ] || {
+  for l in $(printf '%s\n' "$bad_lines" | cut -d: -f1); do problem "SHA256SUMS line $l is not '<sha256>  <relative path>'"; done
+  fail_problems
+}
+listed=$(cut -c67- SHA256SUMS)
+escaping=$(printf '%s\n' "$listed" | grep -E '(^|/)\.\.(/|$)')
+[ -z "$escaping" ] || {
+  printf '%s\n' "$escaping" | {
+    while IFS= read -r p; do printf '%s:   %s\n' "$prog" "$p" >&2; done
+  }
+  die 3 "SHA256SUMS names paths outside the seed (with '..', listed above); this seed is unsafe, do not use it"
+}
+
+# Every listed path must be a regular file reached without symlinks: sha256sum -c would follow
+# a link to a file outside the seed and happily hash it.
+while IFS= read -r p; do
+  [ -n "$p" ] || continue
+  d=$p
+  while :; do
+    case $d in */*) d=${d%/*} ;; *) break ;; esac
+    if [ -L "$d" ]; then problem "$p: folder $d is a symlink (payload must be real files)"; continue 2; fi
+  done
+  if [ -L "$p" ]; then
+    problem "$p: is a symlink (payload must be real files)"
+  elif [ ! -e "$p" ]; then
+    problem "$p: missing"
+  elif [ ! -f "$p" ]; then
+    problem "$p: not a regular file"
+  fi
+done <<EOF
+$listed
+EOF
+
+# Every file under models/ and source/ must be listed; anything else there is unexpected.
+scan_dirs=
+for d in models source; do
+  if [ -L "$d" ]; then problem "$d: is a symlink (must be a real folder)"
+  elif [ -d "$d" ]; then scan_dirs="$scan_dirs $d"
+  elif [ -e "$d" ]; then problem "$d: not a folder"
+  fi
+done
+if [ -n "$scan_dirs" ]; then
+  # shellcheck disable=SC2086 # the two fixed names above, split on purpose
+  unlisted=$(find $scan_dirs ! -type d -print | while IFS= read -r f; do
+    printf '%s\n' "$listed" | grep -Fxq -- "$f" || printf '%s\n' "$f"
+  done)
+  if [ -n "$unlisted" ]; then
+    while IFS= read -r f; do
+      if [ -L "$f" ]; then problem "$f: symlink not listed in SHA256SUMS"
+      else problem "$f: not listed in SHA256SUMS (unexpected file)"; fi
+    done <<EOF
+$unlisted
+EOF
+  fi
+fi
+
+# Exactly one source archive.
+archives=
+archive_count=0
+for a in source/*.tar.gz; do
+  [ -e "$a" ] || [ -L "$a" ] || continue
+  archives="$archives $a"
+  archive=$a
+  archive_count=$((archive_count + 1))
+done
+case $archive_count in
+  0) problem "source/: no <name>-<rev>.tar.gz archive" ;;
+  1) ;;
+  *) problem "source/: $archive_count archives ($archives ), expected exactly one" ;;
+esac
+
+# Bundles: folders directly under models/, with names safe to use as a folder name.
+bundles=
+if [ -d models ] && [ ! -L models ]; then
+  for b in models/* models/.[!.]* models/..?*; do
+    [ -e "$b" ] || [ -L "$b" ] || continue
+    name=${b#models/}
+    case $name in
+      .*) problem "$b: hidden entry in models/ (bundle names must not start with '.')"; continue ;;
+      *"$nl"*) problem "models/: entry with a newline in its name"; continue ;;
+    esac
+    if [ -d "$b" ] && [ ! -L "$b" ]; then
+      bundles=$bundles$name$nl
+    else
+      problem "$b: not a bundle folder"
+    fi
+  done
+fi
+
+[ -z "$problems" ] || fail_problems
+
+# --- 2. the source archive first (small), so a refusal below comes before the long full check --
+archive_line=$(grep -F -- "  $archive" SHA256SUMS | while IFS= read -r l; do
+  [ "${l#*  }" = "$archive" ] && printf '%s\n' "$l"
+done)
+if ! check_out=$(printf '%s\n' "$archive_line" | sha256sum -c - 2>&1); then
+  printf '%s\n' "$check_out" | grep -v ': OK$' | while IFS= read -r line; do
+    printf '%s:   %s\n' "$prog" "$line" >&2
+  done
+  die 3 "seed verification failed: $archive does not match SHA256SUMS; nothing was written. Re-copy the seed"
+fi
+
+# --- 3. the source archive: safe member names, one top-level folder ------------------------------
+# GNU tar and busybox both rewrite absolute and '..' member names when listing and say so on
+# stderr, so any word from tar here means a member name we would not take as it is.
+tar_says=$(tar -tzf "$archive" 2>&1 >/dev/null) || die 3 "$archive: cannot be listed by tar (corrupt archive)"
+[ -z "$tar_says" ] || die 3 "$archive: unsafe member names (tar: $(printf '%s\n' "$tar_says" | sed -n '1s/^tar: //p')); refusing this archive"
+names=$(tar -tzf "$archive" 2>/dev/null) || die 3 "$archive: cannot be listed by tar (corrupt archive)"
+details=$(tar -tvzf "$archive" 2>/dev/null) || die 3 "$archive: cannot be listed by tar (corrupt archive)"
+[ -n "$names" ] || die 3 "$archive: empty archive"
+top=
+links=
+while IFS= read -r n <&3 && IFS= read -r v <&4; do
+  case $n in
+    /*) die 3 "$archive: member '$n' has an absolute path; refusing this archive" ;;
+  esac
+  case /$n/ in
+    */../*) die 3 "$archive: member '$n' contains '..'; refusing this archive" ;;
+  esac
+  t=${n%%/*}
+  case $t in
+    ''|.) die 3 "$archive: member '$n' is not inside one top-level folder" ;;
+  esac
+  if [ -z "$top" ]; then top=$t
+  elif [ "$t" != "$top" ]; then
+    die 3 "$archive: more than one top-level entry ('$top', '$t'); expected one folder"
+  fi
+  # Busybox lists a hard link as a regular file ' -> target', GNU tar as 'h... link to target'.
+  case $v in
+    *' link to '*) die 3 "$archive: member '$n' is a hard link; refusing this archive" ;;
+    -*' -> '*) die 3 "$archive: member '$n' is a hard link; refusing this archive" ;;
+    [-d]*) ;;
+    l*) links=$links$n$nl ;;
+    *) die 3 "$archive: member '$n' is not a file, folder or symlink; refusing this archive" ;;
+  esac
+done 3<<EOF1 4<<EOF2
+$names
+EOF1
+$details
+EOF2
+[ "$(printf '%s\n' "$names" | wc -l)" -eq "$(printf '%s\n' "$details" | wc -l)" ] ||
+  die 3 "$archive: member listing is inconsistent (unusual file names); refusing this archive"
+# A member beneath a symlink member would be written through the link, possibly outside the target.
+if [ -n "$links" ]; then
+  while IFS= read -r n; do
+    while IFS= read -r l; do
+      [ -n "$l" ] || continue
+      case $n in
+        "$l"/*) die 3 "$archive: member '$n' lies beneath symlink '$l'; refusing this archive" ;;
+      esac
+    done <<EOF
+$links
+EOF
+  done <<EOF
+$names
+EOF
+fi
+case $names in
+  "$top/"*|*"$nl$top/"*) ;;
+  *) die 3 "$archive: top-level entry '$top' is not a folder" ;;
+esac
+# Top-level entries of the configuration, after stripping the archive's folder.
+entries=$(while IFS= read -r n; do
+  rest=${n#"$top"/}
+  [ "$rest" != "$n" ] && [ -n "$rest" ] && printf '%s\n' "${rest%%/*}"
+done <<EOF | sort -u
+$names
+EOF
+)
+[ -n "$entries" ] || die 3 "$archive: the top-level folder '$top' is empty"
+
+# --- 4. plan: decide everything that could refuse before writing anything -------------------------
+source_mode=new
+if [ -L "$source_to" ]; then
+  die 2 "--source-to '$source_to' is a symlink; pass the real folder"
+elif [ -d "$source_to" ]; then
+  if [ -n "$(ls -A -- "$source_to")" ]; then
+    if [ "$force" = 1 ]; then
+      source_mode=replace
+    else
+      source_mode=merge
+      conflicts=
+      while IFS= read -r e; do
+        if [ -e "$source_to/$e" ] || [ -L "$source_to/$e" ]; then conflicts="$conflicts $e"; fi
+      done <<EOF
+$entries
+EOF
+      [ -z "$conflicts" ] ||
+        die 2 "$source_to already has:$conflicts (the archive has them too); pass --force to replace its contents (hardware-configuration.nix is kept unless the archive has one), or --source-to DIR"
+    fi
+  else
+    source_mode=empty
+  fi
+elif [ -e "$source_to" ]; then
+  die 2 "--source-to '$source_to' exists and is not a folder"
+fi
+keep_hw=0
+if [ "$source_mode" = replace ] && [ -f "$source_to/hardware-configuration.nix" ] &&
+  ! printf '%s\n' "$entries" | grep -Fxq hardware-configuration.nix; then
+  keep_hw=1
+fi
+
+# --- 5. hash every byte, before any write ------------------------------------------------------
+file_count=$(printf '%s\n' "$listed" | grep -c .)
+say "verifying $file_count files in $seed against SHA256SUMS (reads every byte)..."
+if ! check_out=$(sha256sum -c SHA256SUMS 2>&1); then
+  printf '%s\n' "$check_out" | grep -v ': OK$' | while IFS= read -r line; do
+    printf '%s:   %s\n' "$prog" "$line" >&2
+  done
+  die 3 "seed verification failed: the files above do not match SHA256SUMS; nothing was written. Re-copy the seed"
+fi
+say "verified: all $file_count files match"
+
+if [ "$dry_run" = 1 ]; then
+  say "dry run: nothing will be written"
+  while IFS= read -r b; do
+    [ -n "$b" ] || continue
+    if [ -e "$store/$b" ] || [ -L "$store/$b" ]; then
+      say "would replace model bundle $store/$b with models/$b"
+    else
+      say "would install model bundle models/$b to $store/$b"
+    fi
+  done <<EOF
+$bundles
+EOF
+  case $source_mode in
+    new|empty) say "would unpack $archive into $source_to" ;;
+    merge) say "would unpack $archive into $source_to, beside its existing files" ;;
+    replace)
+      say "would replace the contents of $source_to with $archive (--force)"
+      [ "$keep_hw" = 0 ] || say "would keep $source_to/hardware-configuration.nix"
+      ;;
+  esac
+  exit 0
+fi
+
+# --- 6. install bundles, each by copy-then-rename ----------------------------------------------
+install_fail() { err "$*"; exit 1; }
+if [ -n "$bundles" ]; then
+  mkdir -p -- "$store" || install_fail "cannot create model store $store"
+fi
+while IFS= read -r b; do
+  [ -n "$b" ] || continue
+  dest=$store/$b
+  old=$store/.$b.old-$$
+  # Leftovers of an interrupted earlier run are never a bundle; clear them first.
+  for stale in "$store/.$b.partial-"*; do
+    [ -e "$stale" ] || [ -L "$stale" ] || continue
+    say "removing leftover $stale from an interrupted run"
+    rm -rf -- "$stale"
+  done
+  partial=$store/.$b.partial-$$
+  say "installing model bundle $b -> $dest"
+  rm -rf -- "$partial"
+  cp -R -- "models/$b" "$partial" || install_fail "copying models/$b to $partial failed (disk full?); $dest is unchanged"
+  if [ -e "$dest" ] || [ -L "$dest" ]; then
+    mv -- "$dest" "$old" || install_fail "cannot move the existing $dest aside; it is unchanged"
+    if ! mv -- "$partial" "$dest"; then
+      mv -- "$old" "$dest"
+      install_fail "cannot rename $partial to $dest; the previous bundle was put back"
+    fi
+    partial=
+    rm -rf -- "$old" || err "could not remove the previous bundle at $old; remove it by hand"
+  else
+    mv -- "$partial" "$dest" || install_fail "cannot rename $partial to $dest"
+    partial=
+  fi
+  for stale in "$store/.$b.old-"*; do
+    [ -e "$stale" ] || [ -L "$stale" ] || continue
+    say "removing leftover $stale from an interrupted run"
+    rm -rf -- "$stale"
+  done
+done <<EOF
+$bundles
+EOF
+
+# --- 7. unpack the source beside its target, then move it in -----------------------------------
+parent=${source_to%/*}
+[ -n "$parent" ] || parent=/
+base=${source_to##*/}
+mkdir -p -- "$parent" || install_fail "cannot create $parent"
+extract_tmp=$(mktemp -d "$parent/.$base.seed-XXXXXX") || install_fail "cannot create a temporary folder in $parent"
+say "unpacking $archive -> $source_to"
+# -o: do not restore the archive's owners (GNU tar and busybox both read it so on extract).
+tar -x -z -o -f "$archive" -C "$extract_tmp" || install_fail "unpacking $archive failed (disk full?); $source_to is unchanged"
+new=$extract_tmp/$top
+[ -d "$new" ] && [ ! -L "$new" ] || install_fail "unpacking $archive did not produce the folder $top"
+case $source_mode in
+  new)
+    mv -- "$new" "$source_to" || install_fail "cannot move the source into $source_to"
+    ;;
+  empty)
+    rmdir -- "$source_to" && mv -- "$new" "$source_to" || install_fail "cannot move the source into $source_to"
+    ;;
+  merge)
+    while IFS= read -r e; do
+      mv -- "$new/$e" "$source_to/$e" || install_fail "cannot move $e into $source_to; it is partly installed, re-run with --force"
+    done <<EOF
+$entries
+EOF
+    ;;
+  replace)
+    if [ "$keep_hw" = 1 ]; then
+      cp -p -- "$source_to/hardware-configuration.nix" "$new/hardware-configuration.nix" ||
+        install_fail "cannot keep $source_to/hardware-configuration.nix; $source_to is unchanged"
+      say "keeping $source_to/hardware-configuration.nix"
+    fi
+    old_src=$parent/.$base.old-$$
+    mv -- "$source_to" "$old_src" || install_fail "cannot move $source_to aside; it is unchanged"
+    if ! mv -- "$new" "$source_to"; then
+      mv -- "$old_src" "$source_to"
+      install_fail "cannot move the source into $source_to; the previous contents were put back"
+    fi
+    rm -rf -- "$old_src" || err "could not remove the previous contents at $old_src; remove them by hand"
+    ;;
+esac
+rm -rf -- "$extract_tmp"
+extract_tmp=
+
+say "done: models in $store, source in $source_to"
+exit 0

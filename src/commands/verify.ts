@@ -1,0 +1,65 @@
+/** `dubnium-seed verify PATH`: checksums, completeness and a leak scan of an existing seed. */
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { verifySeed, type VerifyReport } from '../core/verify-seed.js';
+import { UsageError } from '../errors.js';
+import { loadProfile } from '../profile.js';
+import { plainProgress } from '../ui/plain-progress.js';
+import { formatBytes, formatDuration, formatRate } from '../util/format.js';
+import type { CommandContext } from './context.js';
+
+export interface VerifyFlags {
+  json?: boolean;
+  profile?: string;
+  scan?: boolean;
+  operatorSecrets?: boolean;
+}
+
+export async function runVerify(target: string, flags: VerifyFlags, context: CommandContext): Promise<number> {
+  const profile = flags.profile !== undefined ? await loadProfile(flags.profile, context.cwd) : undefined;
+  const full = path.resolve(context.cwd, target);
+  const info = await stat(full).catch(() => undefined);
+  if (!info) throw new UsageError(`${full} does not exist; pass the seed partition's mount point, a device such as /dev/sdb3, or an image file.`);
+  if (!info.isDirectory()) throw new UsageError(`${full} is not a folder; verifying devices and image files is not available in this version: mount the seed partition and pass its mount point.`);
+  const progress = context.output.json ? undefined : plainProgress(context.output.log);
+  const report = await verifySeed({
+    root: full,
+    scan: flags.scan === false ? false : { allowlist: profile?.data.scan?.allow ?? [], operatorSecrets: flags.operatorSecrets ?? profile?.data.scan?.operatorSecrets ?? true },
+    ...(progress ? { onProgress: progress.onProgress } : {}),
+  });
+  context.output.result(verifyJson(report), () => formatVerifyReport(report));
+  return verifyExitCode(report);
+}
+
+export function verifyExitCode(report: VerifyReport): number {
+  if (report.findings.length > 0) return 4;
+  return report.problems.length > 0 ? 3 : 0;
+}
+
+export function verifyJson(report: VerifyReport) {
+  return { command: 'verify', ...report };
+}
+
+export function formatVerifyReport(report: VerifyReport): string {
+  const lines: string[] = [];
+  const cache = { all: 'read from the device, page cache bypassed', some: 'page cache bypassed for some files only', none: 'page cache NOT bypassed (data may come from memory)' }[report.cacheBypass];
+  lines.push(`Checked ${report.root}: ${report.files} files, ${formatBytes(report.bytes)} in ${formatDuration(report.durationMs)} (${formatRate(report.bytes, report.durationMs)}); ${cache}.`);
+  if (report.manifest) {
+    const source = report.manifest.source;
+    lines.push(`  source  ${source.file}  ${source.commit ? `commit ${source.commit.slice(0, 12)}` : 'plain folder'}${source.dirty ? ', built from a dirty tree' : ''}`);
+    for (const bundle of report.manifest.bundles) lines.push(`  model   ${bundle.dir}  ${bundle.files} files, ${formatBytes(bundle.bytes)}`);
+  }
+  for (const finding of report.findings) {
+    lines.push(`  SECRET  ${finding.path}${finding.inner ? ` (${finding.inner})` : ''}${finding.line ? `:${finding.line}` : ''}: ${finding.kind} [${finding.rule}] fingerprint ${finding.fingerprint}`);
+  }
+  for (const finding of report.allowed) lines.push(`  allowed ${finding.path}${finding.inner ? ` (${finding.inner})` : ''}: ${finding.kind}: ${finding.allowed?.reason ?? ''}`);
+  for (const problem of report.problems) {
+    lines.push(`  ${problem.kind.toUpperCase().padEnd(10)} ${problem.message}`);
+    lines.push(`             -> ${problem.action}`);
+    if (problem.expected !== undefined) lines.push(`             expected ${problem.expected}, found ${problem.actual}`);
+  }
+  if (report.ok) lines.push('OK: the seed is complete, every byte matches its checksum, and no credentials were found.');
+  else if (report.findings.length > 0) lines.push(`FAILED: ${report.findings.length} credential(s) on the media${report.problems.length ? ` and ${report.problems.length} other problem(s)` : ''}. Do not use this stick; rebuild it from a clean source.`);
+  else lines.push(`FAILED: ${report.problems.length} problem(s); see above.`);
+  return lines.join('\n');
+}

@@ -1,0 +1,487 @@
+/**
+ * buildSeed: turns the operator's configuration working tree and local model bundles into a complete,
+ * self-verifying seed folder. Plain async functions: no prompts, no printing, no exits.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pipeline } from 'node:stream/promises';
+import { CancelledError, SecretsFoundError, UsageError } from '../errors.js';
+import { formatBytes } from '../util/format.js';
+import { TOOL_VERSION } from '../version.js';
+import { Journal } from './journal.js';
+import {
+  CHECKSUMS_NAME,
+  DEFAULT_MODEL_STORE,
+  FORMAT_VERSION,
+  INSTALLER_NAME,
+  JOURNAL_NAME,
+  MANIFEST_NAME,
+  PARTIAL_SUFFIX,
+  parseManifest,
+  renderChecksums,
+  renderManifest,
+  type Manifest,
+  type ManifestFile,
+} from './manifest.js';
+import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
+import { createLeakGate, type AllowEntry } from './scan/index.js';
+import {
+  CHUNK_SIZE,
+  PRESCAN_LIMIT,
+  coalesce,
+  readFileChunks,
+  syncDirectory,
+  writeAtomic,
+  writeSeedFile,
+  type ExpectedDigest,
+} from './seed-writer.js';
+import { estimateArchiveBytes, planSourceArchive, streamSourceArchive, type SourceArchiveOptions, type SourcePlan } from './source-archive.js';
+import { checkFilesystemLimits, filesystemInfo, inspectTarget, onDisk, type FilesystemInfo, type TargetState } from './target.js';
+import type { Finding, LeakGate, ProgressHook } from './types.js';
+import { verifySeed, type VerifyReport } from './verify-seed.js';
+
+/** A model bundle the user asked for: a bundle folder or a Hugging Face cache repository folder. */
+export interface ModelRequest {
+  path: string;
+  /** Snapshot to use from a Hugging Face cache (ref name or commit hash); default `main`. */
+  revision?: string;
+  /** Folder name on the seed; default from the input. */
+  name?: string;
+}
+
+export interface BuildOptions {
+  /** Seed root: the mounted seed partition or any folder. Created when missing. */
+  target: string;
+  /** Profile name recorded in the manifest (null when built from flags alone). */
+  profile: string | null;
+  source: SourceArchiveOptions;
+  models: ModelRequest[];
+  /** Where seed-install.sh puts bundles on the installed host. */
+  modelStore: string;
+  /** Filesystem label to check against the filesystem's limit, when the caller formats the partition. */
+  label?: string;
+  /** Leak gate settings. */
+  scan: { allowlist: AllowEntry[]; operatorSecrets: boolean };
+  /** Read the whole seed back and verify it after writing. */
+  verify: boolean;
+  onProgress?: ProgressHook;
+  /** Step notifications for task lists and plain progress lines. */
+  onStep?: (step: BuildStep, state: 'start' | 'done', detail?: string) => void;
+  signal?: AbortSignal;
+}
+
+export type BuildStep = 'plan' | 'archive' | 'copy' | 'finalize' | 'verify';
+
+/** Everything known before a byte is written: what the wizard shows and the free-space check uses. */
+export interface BuildPlan {
+  source: SourcePlan;
+  bundles: ModelBundle[];
+  target: string;
+  targetState: TargetState;
+  filesystem: FilesystemInfo;
+  /** Payload bytes (archive size is an upper bound until packed). */
+  payloadBytes: number;
+  /** Bytes the filesystem must have free, block-rounded, minus what existing files free up. */
+  neededBytes: number;
+  warnings: string[];
+}
+
+export interface BuildResult {
+  target: string;
+  manifest: Manifest;
+  /** Files written in this run, and files kept from an earlier (interrupted) run. */
+  written: string[];
+  reused: string[];
+  removed: string[];
+  bytesWritten: number;
+  durationMs: number;
+  findingsAllowed: Finding[];
+  operatorSecretsLoaded: string[];
+  verify?: VerifyReport;
+}
+
+const INSTALLER_SOURCE = fileURLToPath(new URL('../assets/seed-install.sh', import.meta.url));
+const MANIFEST_OVERHEAD = 1024 * 1024;
+
+/** Validates inputs and the target and computes sizes. Writes nothing. */
+export async function planBuild(options: BuildOptions): Promise<BuildPlan> {
+  const warnings: string[] = [];
+  const source = await planSourceArchive(options.source);
+  if (source.dirty) warnings.push(`The repository has uncommitted changes (${source.changedPaths.length} paths); the archive holds the working tree as it is now.`);
+  if (options.models.length === 0) warnings.push('No model bundles: the seed holds only the source archive.');
+
+  const bundles: ModelBundle[] = [];
+  for (const request of options.models) {
+    bundles.push(await resolveModelBundle(path.resolve(request.path), { revision: request.revision, name: request.name }));
+  }
+  const seen = new Map<string, string>();
+  for (const bundle of bundles) {
+    const other = seen.get(bundle.name);
+    if (other) throw new UsageError(`Two model bundles would both be named ${bundle.name} (${other} and ${bundle.input}); give one another name in the profile (models[].name).`);
+    seen.set(bundle.name, bundle.input);
+  }
+
+  const target = path.resolve(options.target);
+  const targetState = await inspectTarget(target);
+  if (targetState.foreign.length > 0) {
+    throw new UsageError(
+      `Target ${target} holds files that are not part of a seed (${targetState.foreign.slice(0, 5).join(', ')}${targetState.foreign.length > 5 ? ', ...' : ''}); pass an empty folder or the seed partition's mount point.`,
+    );
+  }
+  const filesystem = await filesystemInfo(await nearestExisting(target));
+
+  const installerSize = (await stat(INSTALLER_SOURCE)).size;
+  const archiveEstimate = estimateArchiveBytes(source);
+  const files = [
+    { path: `source/${source.fileName}`, size: archiveEstimate },
+    { path: INSTALLER_NAME, size: installerSize },
+    ...bundles.flatMap((bundle) => bundle.files.map((file) => ({ path: `models/${bundle.name}/${file.relPath}`, size: file.size }))),
+  ];
+  checkFilesystemLimits({ family: filesystem.family, files: files.slice(2), label: options.label });
+
+  const payloadBytes = files.reduce((sum, file) => sum + file.size, 0);
+  let neededBytes = files.reduce((sum, file) => sum + onDisk(file.size, filesystem.blockSize), 0) + MANIFEST_OVERHEAD;
+  if (targetState.exists) {
+    // Existing seed files at the same paths are either kept or deleted before their replacement is written.
+    for (const file of files) {
+      const existing = await stat(path.join(target, file.path)).catch(() => undefined);
+      if (existing?.isFile()) neededBytes -= onDisk(existing.size, filesystem.blockSize);
+    }
+  }
+  if (neededBytes > filesystem.freeBytes) {
+    throw new UsageError(
+      `Not enough space on ${filesystem.mountPoint}: the seed needs ${formatBytes(neededBytes)}, has ${formatBytes(filesystem.freeBytes)} free. Use a larger partition or fewer model bundles.`,
+    );
+  }
+  return { source, bundles, target, targetState, filesystem, payloadBytes, neededBytes, warnings };
+}
+
+async function nearestExisting(target: string): Promise<string> {
+  let current = target;
+  for (;;) {
+    try {
+      await stat(current);
+      return current;
+    } catch {
+      const parent = path.dirname(current);
+      if (parent === current) return current;
+      current = parent;
+    }
+  }
+}
+
+interface PayloadFile {
+  relPath: string;
+  size: number;
+  /** A fresh chunk stream of the file's bytes (may be called twice: check, then write). */
+  chunks: () => AsyncIterable<Buffer>;
+  expected?: ExpectedDigest;
+  scanTarget: { path: string; repoPath?: string };
+}
+
+/**
+ * Builds the seed. The leak gate sees every byte before the manifest exists; on any finding the
+ * files written in this run are removed, no manifest is written, and SecretsFoundError is thrown.
+ */
+export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): Promise<BuildResult> {
+  const started = Date.now();
+  options.onStep?.('plan', 'start');
+  const plan = givenPlan ?? (await planBuild(options));
+  options.onStep?.('plan', 'done');
+  const target = plan.target;
+  const sopsConfig = await readFile(path.join(plan.source.root, '.sops.yaml'), 'utf8').catch(() => undefined);
+  const gate = await createLeakGate({ allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets, sopsConfig });
+  const allowed: Finding[] = [];
+  const checkCancelled = () => {
+    if (options.signal?.aborted) throw new CancelledError('Build cancelled: no manifest was written; run the same build again to finish the seed.');
+  };
+
+  // 1. The source archive is packed and scanned in a local temp folder first: a repository
+  //    secret never reaches the media, not even as a temporary file.
+  options.onStep?.('archive', 'start', plan.source.fileName);
+  const workDir = await mkdtemp(path.join(tmpdir(), 'dubnium-seed-'));
+  const written: string[] = [];
+  const reused: string[] = [];
+  let journal: Journal | undefined;
+  try {
+    const archivePath = path.join(workDir, plan.source.fileName);
+    const archiveFindings = await packSourceArchive(plan.source, archivePath, gate, options);
+    allowed.push(...archiveFindings.filter((finding) => finding.allowed));
+    const blocking = archiveFindings.filter((finding) => !finding.allowed);
+    if (blocking.length > 0) throw secretsError(blocking, 'the source archive');
+    const archiveSize = (await stat(archivePath)).size;
+    options.onStep?.('archive', 'done', `${plan.source.entries.length} entries, ${formatBytes(archiveSize)}`);
+    checkCancelled();
+
+    // 2. From here the seed is incomplete: drop the manifest first, remembering what it vouched for.
+    await mkdir(target, { recursive: true });
+    const previous = await readPreviousManifest(target);
+    await unlink(path.join(target, MANIFEST_NAME)).catch(() => undefined);
+    await unlink(path.join(target, CHECKSUMS_NAME)).catch(() => undefined);
+    await syncDirectory(target);
+    journal = await Journal.open(target, previous?.files ?? []);
+
+    const payload: PayloadFile[] = [
+      { relPath: `source/${plan.source.fileName}`, size: archiveSize, chunks: () => readFileChunks(archivePath), scanTarget: { path: `source/${plan.source.fileName}` } },
+      { relPath: INSTALLER_NAME, size: (await stat(INSTALLER_SOURCE)).size, chunks: () => readFileChunks(INSTALLER_SOURCE), scanTarget: { path: INSTALLER_NAME } },
+      // Small files first: a leak in a config or tokenizer file stops the build before the big copies.
+      ...plan.bundles
+        .flatMap((bundle) =>
+          bundle.files.map((file) => ({
+            relPath: `models/${bundle.name}/${file.relPath}`,
+            size: file.size,
+            chunks: () => readFileChunks(file.sourcePath),
+            expected: file.expected,
+            scanTarget: { path: `models/${bundle.name}/${file.relPath}` },
+          })),
+        )
+        .sort((a, b) => a.size - b.size || a.relPath.localeCompare(b.relPath)),
+    ];
+    const total = payload.reduce((sum, file) => sum + file.size, 0);
+    let done = 0;
+    const report = (file: string) => (bytes: number) => {
+      done += bytes;
+      options.onProgress?.({ phase: 'copy', bytes: done, total, path: file });
+    };
+
+    // 3. Copy: hash, scan and write in one pass; keep files an interrupted run already completed.
+    options.onStep?.('copy', 'start', `${payload.length} files, ${formatBytes(total)}`);
+    const manifestFiles: ManifestFile[] = [];
+    let bytesWritten = 0;
+    for (const file of payload) {
+      checkCancelled();
+      const destination = path.join(target, file.relPath);
+      const candidate = await journal.candidate(target, file.relPath);
+      let digest: { size: number; sha256: string } | undefined;
+      if (candidate) {
+        const check = await copyScanned(gate, file, destination, { dryRun: true, signal: options.signal });
+        allowed.push(...check.allowed);
+        if (check.sha256 === candidate.sha256 && check.size === candidate.size) {
+          digest = check;
+          reused.push(file.relPath);
+          report(file.relPath)(file.size);
+        } else {
+          await unlink(destination).catch(() => undefined);
+        }
+      }
+      if (!digest) {
+        await unlink(destination).catch(() => undefined);
+        const result = await copyScanned(gate, file, destination, { onBytes: report(file.relPath), signal: options.signal });
+        allowed.push(...result.allowed);
+        digest = result;
+        written.push(file.relPath);
+        bytesWritten += result.size;
+      }
+      const entry = { path: file.relPath, size: digest.size, sha256: digest.sha256 };
+      await journal.record(entry);
+      manifestFiles.push(entry);
+    }
+    options.onStep?.('copy', 'done', `${written.length} written, ${reused.length} kept`);
+
+    // 4. Finalize: remove what no longer belongs, then SHA256SUMS and the manifest, atomically.
+    options.onStep?.('finalize', 'start');
+    checkCancelled();
+    const keep = new Set(manifestFiles.map((file) => file.path));
+    const removed = await removeStale(target, keep);
+    for (const dir of new Set(manifestFiles.map((file) => path.dirname(path.join(target, file.path))))) await syncDirectory(dir);
+    manifestFiles.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const checksums = renderChecksums(manifestFiles);
+    await writeAtomic(path.join(target, CHECKSUMS_NAME), checksums);
+    const manifest = makeManifest(options, plan, manifestFiles, checksums);
+    await writeAtomic(path.join(target, MANIFEST_NAME), renderManifest(manifest));
+    await journal.close();
+    journal = undefined;
+    await unlink(path.join(target, JOURNAL_NAME)).catch(() => undefined);
+    await syncDirectory(target);
+    options.onStep?.('finalize', 'done');
+
+    let verify: VerifyReport | undefined;
+    if (options.verify) {
+      options.onStep?.('verify', 'start');
+      verify = await verifySeed({ root: target, scan: { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets }, onProgress: options.onProgress });
+      options.onStep?.('verify', 'done', verify.ok ? 'ok' : `${verify.problems.length} problems`);
+    }
+    return {
+      target,
+      manifest,
+      written,
+      reused,
+      removed,
+      bytesWritten,
+      durationMs: Date.now() - started,
+      findingsAllowed: allowed,
+      operatorSecretsLoaded: gate.operatorSecrets.loaded,
+      verify,
+    };
+  } catch (error) {
+    await journal?.close().catch(() => undefined);
+    if (error instanceof SecretsFoundError) {
+      // Nothing of this run may stay on the media; the journal goes too, so no rerun trusts it.
+      for (const file of written) await unlink(path.join(target, file)).catch(() => undefined);
+      await removeStale(target, new Set(reused)).catch(() => undefined);
+      await unlink(path.join(target, JOURNAL_NAME)).catch(() => undefined);
+    }
+    throw error;
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+function secretsError(findings: Finding[], where: string): SecretsFoundError {
+  const first = findings[0]!;
+  const location = (finding: Finding) => `${finding.path}${finding.inner ? ` (${finding.inner})` : ''}`;
+  const error = new SecretsFoundError(
+    `Credentials found in ${where}: ${first.kind} in ${location(first)}${findings.length > 1 ? ` and ${findings.length - 1} more` : ''}. Nothing was finalized on the media; remove the secret from the source (or allowlist its fingerprint in the profile with a reason) and build again.`,
+    findings.map((finding) => `${finding.kind} (${finding.rule}) in ${location(finding)}${finding.line ? `:${finding.line}` : ''} fingerprint ${finding.fingerprint}`),
+  );
+  (error as SecretsFoundError & { findings: Finding[] }).findings = findings;
+  return error;
+}
+
+/** Packs the deterministic archive into `destination` (local disk), feeding each entry to the gate. */
+async function packSourceArchive(plan: SourcePlan, destination: string, gate: LeakGate, options: BuildOptions): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  const scanners = new Map<string, ReturnType<LeakGate['open']>>();
+  let packed = 0;
+  const stream = streamSourceArchive(plan, {
+    onEntryStart: (entry) => {
+      if (entry.type === 'file') scanners.set(entry.path, gate.open({ path: `source/${plan.fileName}`, inner: `${plan.topFolder}/${entry.path}`, repoPath: entry.path, size: entry.size }));
+    },
+    onEntryChunk: (entry, chunk) => {
+      scanners.get(entry.path)?.update(chunk);
+      packed += chunk.length;
+      options.onProgress?.({ phase: 'archive', bytes: packed, total: plan.contentBytes, path: entry.path });
+    },
+    onEntryEnd: async (entry) => {
+      const scanner = scanners.get(entry.path);
+      if (!scanner) return;
+      scanners.delete(entry.path);
+      findings.push(...(await scanner.finish()));
+    },
+  });
+  await pipeline(stream as NodeJS.ReadableStream, createWriteStream(destination));
+  // The archive as a whole is scanned too: the gate's container reader checks it opens cleanly.
+  return findings;
+}
+
+async function copyScanned(
+  gate: LeakGate,
+  file: PayloadFile,
+  destination: string,
+  extra: { dryRun?: boolean; onBytes?: (bytes: number) => void; signal?: AbortSignal },
+): Promise<{ size: number; sha256: string; allowed: Finding[] }> {
+  const scanner = gate.open({ ...file.scanTarget, size: file.size });
+  let chunks: AsyncIterable<Buffer> = file.chunks();
+  if (!extra.dryRun && file.size <= PRESCAN_LIMIT) {
+    // Small files are read, hashed and scanned in memory; only clean bytes are written.
+    const parts: Buffer[] = [];
+    for await (const chunk of chunks) parts.push(chunk);
+    const whole = Buffer.concat(parts);
+    scanner.update(whole);
+    const findings = await scanner.finish();
+    const blocking = findings.filter((finding) => !finding.allowed);
+    if (blocking.length > 0) throw secretsError(blocking, file.relPath);
+    const result = await writeSeedFile({ destination, displayPath: file.relPath, chunks: once(whole), expected: file.expected, expectedSize: file.size, onBytes: extra.onBytes, signal: extra.signal });
+    return { ...result, allowed: findings.filter((finding) => finding.allowed) };
+  }
+  chunks = coalesce(chunks, CHUNK_SIZE);
+  let result: { size: number; sha256: string };
+  try {
+    result = await writeSeedFile({ destination, displayPath: file.relPath, chunks, expected: file.expected, expectedSize: file.size, scanner, dryRun: extra.dryRun, onBytes: extra.onBytes, signal: extra.signal });
+  } catch (error) {
+    await scanner.finish().catch(() => undefined);
+    throw error;
+  }
+  const findings = await scanner.finish();
+  const blocking = findings.filter((finding) => !finding.allowed);
+  if (blocking.length > 0) {
+    if (!extra.dryRun) await unlink(destination).catch(() => undefined);
+    throw secretsError(blocking, file.relPath);
+  }
+  return { ...result, allowed: findings.filter((finding) => finding.allowed) };
+}
+
+async function* once(buffer: Buffer): AsyncGenerator<Buffer> {
+  yield buffer;
+}
+
+async function readPreviousManifest(target: string): Promise<Manifest | undefined> {
+  const text = await readFile(path.join(target, MANIFEST_NAME), 'utf8').catch(() => undefined);
+  return text === undefined ? undefined : parseManifest(text).manifest;
+}
+
+/** Removes payload files and partial files under source/ and models/ that the new seed does not list. */
+async function removeStale(target: string, keep: Set<string>): Promise<string[]> {
+  const removed: string[] = [];
+  const walk = async (relDir: string): Promise<void> => {
+    const dir = path.join(target, relDir);
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries) {
+      const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) {
+        await walk(rel);
+        await rmdir(path.join(target, rel)).catch(() => undefined);
+      } else if (!keep.has(rel)) {
+        await unlink(path.join(target, rel));
+        removed.push(rel);
+      }
+    }
+  };
+  await walk('source');
+  await walk('models');
+  for (const name of await readdir(target).catch(() => [] as string[])) {
+    if (name.startsWith('.') && name.endsWith(PARTIAL_SUFFIX)) {
+      await unlink(path.join(target, name)).catch(() => undefined);
+      removed.push(name);
+    }
+  }
+  return removed;
+}
+
+function makeManifest(options: BuildOptions, plan: BuildPlan, files: ManifestFile[], checksums: string): Manifest {
+  const { source } = plan;
+  const sha256 = createSha256(checksums);
+  return {
+    format: FORMAT_VERSION,
+    tool: { name: 'dubnium-seed', version: TOOL_VERSION },
+    createdAt: new Date().toISOString(),
+    profile: options.profile,
+    modelStore: options.modelStore || DEFAULT_MODEL_STORE,
+    source: {
+      file: `source/${source.fileName}`,
+      name: source.name,
+      commit: source.commit,
+      shortRev: source.shortRev,
+      topFolder: source.topFolder,
+      dirty: source.dirty,
+      changedPaths: source.changedPaths,
+      untrackedIncluded: source.untrackedIncluded,
+      submodules: source.submodules,
+      plainFolder: source.plainFolder,
+      mtime: source.mtime,
+      entries: source.entries.length,
+    },
+    bundles: plan.bundles.map((bundle) => ({
+      name: bundle.name,
+      dir: `models/${bundle.name}`,
+      kind: bundle.kind,
+      ...(bundle.repoId ? { repoId: bundle.repoId } : {}),
+      ...(bundle.revision ? { revision: bundle.revision } : {}),
+      files: bundle.files.length,
+      bytes: bundle.totalBytes,
+      shards: bundle.shards.length,
+      tensors: bundle.tensors,
+    })),
+    files,
+    checksums: { file: CHECKSUMS_NAME, sha256 },
+    totals: { files: files.length, bytes: files.reduce((sum, file) => sum + file.size, 0) },
+  };
+}
+
+function createSha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}

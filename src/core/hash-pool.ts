@@ -1,0 +1,122 @@
+/**
+ * Hashing and scanning many files on all cores: sha256 is sequential per file, so the pool runs
+ * one file per worker thread. Without the compiled worker (unit tests against src/), it falls back
+ * to the calling thread.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { readThrough, type CacheBypass } from './read-direct.js';
+import { createLeakGate, type Gate, type LeakGateOptions } from './scan/index.js';
+import type { Finding } from './types.js';
+
+export interface HashJob {
+  id: number;
+  file: string;
+  /** Path reported in findings (relative to the seed root). */
+  relPath: string;
+  bypassCache: boolean;
+  scan: boolean;
+}
+
+export interface HashOutcome {
+  size: number;
+  sha256: string;
+  bypass: CacheBypass;
+  findings: Finding[];
+}
+
+let gateForThread: Promise<Gate> | undefined;
+
+/** One pass over the file: sha256 and (optionally) the leak scanner. */
+export async function hashAndScanFile(job: HashJob, gateOptions: LeakGateOptions | undefined, onProgress?: (bytes: number) => void): Promise<HashOutcome> {
+  const hash = createHash('sha256');
+  let scanner: ReturnType<Gate['open']> | undefined;
+  if (job.scan) {
+    gateForThread ??= createLeakGate(gateOptions);
+    scanner = (await gateForThread).open({ path: job.relPath });
+  }
+  const { size, bypass } = await readThrough(job.file, job.bypassCache, (chunk) => {
+    hash.update(chunk);
+    scanner?.update(chunk);
+    onProgress?.(chunk.length);
+  });
+  const findings = scanner ? await scanner.finish() : [];
+  return { size, sha256: hash.digest('hex'), bypass, findings };
+}
+
+export class HashPool {
+  private readonly workers: Worker[] = [];
+  private readonly idle: Worker[] = [];
+  private readonly queue: { job: HashJob; resolve: (outcome: HashOutcome) => void; reject: (error: Error) => void; onProgress?: (bytes: number) => void }[] = [];
+  private readonly running = new Map<number, (typeof this.queue)[number]>();
+  private nextId = 1;
+  private inThread = 0;
+
+  constructor(
+    private readonly gateOptions: LeakGateOptions | undefined,
+    size = Math.max(1, Math.min(availableParallelism(), 4)),
+  ) {
+    const workerFile = fileURLToPath(new URL('./hash-worker.js', import.meta.url));
+    if (existsSync(workerFile) && import.meta.url.endsWith('.js')) {
+      for (let index = 0; index < size; index += 1) {
+        const worker = new Worker(workerFile, { workerData: { gate: gateOptions } });
+        worker.on('message', (message: { id: number; progress?: number; result?: HashOutcome; error?: { message: string; code?: string } }) => {
+          const entry = this.running.get(message.id);
+          if (!entry) return;
+          if (message.progress !== undefined) {
+            entry.onProgress?.(message.progress);
+            return;
+          }
+          this.running.delete(message.id);
+          if (message.error) entry.reject(Object.assign(new Error(message.error.message), { code: message.error.code }));
+          else entry.resolve(message.result!);
+          this.idle.push(worker);
+          this.pump();
+        });
+        worker.on('error', (error) => {
+          for (const entry of this.running.values()) entry.reject(error);
+          this.running.clear();
+        });
+        this.workers.push(worker);
+        this.idle.push(worker);
+      }
+    }
+  }
+
+  run(job: Omit<HashJob, 'id'>, onProgress?: (bytes: number) => void): Promise<HashOutcome> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ job: { ...job, id: this.nextId++ }, resolve, reject, onProgress });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.workers.length === 0) {
+      // In-thread fallback: one at a time.
+      if (this.inThread > 0) return;
+      const entry = this.queue.shift();
+      if (!entry) return;
+      this.inThread += 1;
+      hashAndScanFile(entry.job, this.gateOptions, entry.onProgress)
+        .then(entry.resolve, entry.reject)
+        .finally(() => {
+          this.inThread -= 1;
+          this.pump();
+        });
+      return;
+    }
+    while (this.idle.length > 0 && this.queue.length > 0) {
+      const worker = this.idle.pop()!;
+      const entry = this.queue.shift()!;
+      this.running.set(entry.job.id, entry);
+      worker.postMessage(entry.job);
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((worker) => worker.terminate()));
+  }
+}

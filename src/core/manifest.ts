@@ -1,0 +1,130 @@
+/**
+ * The seed manifest (`dubnium-seed.json`, format 1) and `SHA256SUMS`: their schema, rendering and
+ * parsing. The manifest is written last; a seed without it is incomplete.
+ */
+import { z } from 'zod';
+
+export const FORMAT_VERSION = 1 as const;
+export const MANIFEST_NAME = 'dubnium-seed.json';
+export const CHECKSUMS_NAME = 'SHA256SUMS';
+export const INSTALLER_NAME = 'seed-install.sh';
+export const JOURNAL_NAME = '.dubnium-seed.journal';
+export const DEFAULT_MODEL_STORE = '/var/lib/dubnium/models';
+/** Files being written carry this suffix until they are complete and flushed. */
+export const PARTIAL_SUFFIX = '.dubnium-partial';
+
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
+
+/** A payload path: relative, POSIX, no `..`, no empty or dot segments, no control characters or backslashes. */
+export const seedRelativePath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine((value) => isSafeRelativePath(value), 'must be a relative path inside the seed (no "..", no absolute path)');
+
+export function isSafeRelativePath(value: string): boolean {
+  if (value.startsWith('/') || value.includes('\\') || /[\u0000-\u001f\u007f]/.test(value)) return false;
+  return value.split('/').every((segment) => segment !== '' && segment !== '.' && segment !== '..');
+}
+
+export const manifestFileSchema = z.object({
+  path: seedRelativePath,
+  size: z.number().int().nonnegative(),
+  sha256: sha256Hex,
+});
+
+export const manifestSchema = z.object({
+  format: z.literal(FORMAT_VERSION),
+  tool: z.object({ name: z.literal('dubnium-seed'), version: z.string() }),
+  createdAt: z.string(),
+  profile: z.string().nullable(),
+  modelStore: z.string().regex(/^\/[A-Za-z0-9._/-]*$/, 'must be an absolute path of safe characters').refine((p) => !p.split('/').includes('..'), 'must not contain ".."'),
+  source: z.object({
+    file: seedRelativePath,
+    name: z.string(),
+    commit: z.string().nullable(),
+    shortRev: z.string(),
+    topFolder: z.string(),
+    dirty: z.boolean(),
+    changedPaths: z.array(z.string()),
+    untrackedIncluded: z.array(z.string()),
+    submodules: z.array(z.string()),
+    plainFolder: z.boolean(),
+    mtime: z.number().int(),
+    entries: z.number().int().nonnegative(),
+  }),
+  bundles: z.array(
+    z.object({
+      name: z.string(),
+      dir: seedRelativePath,
+      kind: z.enum(['folder', 'hf-cache']),
+      repoId: z.string().optional(),
+      revision: z.string().optional(),
+      files: z.number().int().nonnegative(),
+      bytes: z.number().int().nonnegative(),
+      shards: z.number().int().nonnegative(),
+      tensors: z.number().int().nonnegative(),
+    }),
+  ),
+  files: z.array(manifestFileSchema),
+  checksums: z.object({ file: z.literal(CHECKSUMS_NAME), sha256: sha256Hex }),
+  totals: z.object({ files: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() }),
+});
+
+export type Manifest = z.infer<typeof manifestSchema>;
+export type ManifestFile = z.infer<typeof manifestFileSchema>;
+
+/** `sha256sum` format: `<hex>  <path>`; one line per file, sorted as given. */
+export function renderChecksums(files: readonly ManifestFile[]): string {
+  return files.map((file) => `${file.sha256}  ${file.path}\n`).join('');
+}
+
+export interface ChecksumLine {
+  sha256: string;
+  path: string;
+  line: number;
+}
+
+/** Parses `SHA256SUMS`; malformed lines are returned as problems, never thrown. */
+export function parseChecksums(text: string): { entries: ChecksumLine[]; problems: { line: number; message: string }[] } {
+  const entries: ChecksumLine[] = [];
+  const problems: { line: number; message: string }[] = [];
+  text.split('\n').forEach((raw, index) => {
+    if (raw === '') return;
+    const match = /^([0-9a-f]{64}) [ *](.+)$/.exec(raw);
+    if (!match) {
+      problems.push({ line: index + 1, message: 'not a "<sha256>  <path>" line' });
+      return;
+    }
+    const path = match[2]!;
+    if (!isSafeRelativePath(path)) {
+      problems.push({ line: index + 1, message: `path ${JSON.stringify(path)} leaves the seed root` });
+      return;
+    }
+    entries.push({ sha256: match[1]!, path, line: index + 1 });
+  });
+  return { entries, problems };
+}
+
+/** Pretty-printed with two spaces: seed-install.sh reads `"modelStore"` from its own line. */
+export function renderManifest(manifest: Manifest): string {
+  return `${JSON.stringify(manifest, null, 2)}\n`;
+}
+
+/** Parses and validates a manifest; returns readable `path: message` problems instead of throwing. */
+export function parseManifest(text: string): { manifest?: Manifest; problems: string[] } {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    return { problems: [`${MANIFEST_NAME} is not valid JSON (${(error as Error).message})`] };
+  }
+  if (typeof data === 'object' && data !== null && 'format' in data && (data as { format: unknown }).format !== FORMAT_VERSION) {
+    return { problems: [`${MANIFEST_NAME} has format ${JSON.stringify((data as { format: unknown }).format)}; this tool reads format ${FORMAT_VERSION}`] };
+  }
+  const result = manifestSchema.safeParse(data);
+  if (!result.success) {
+    return { problems: result.error.issues.slice(0, 20).map((issue) => `${MANIFEST_NAME}: ${issue.path.join('.') || '(root)'}: ${issue.message}`) };
+  }
+  return { manifest: result.data, problems: [] };
+}

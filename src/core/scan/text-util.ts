@@ -1,0 +1,87 @@
+/** Small byte and text helpers shared by the scanner; constant tables only (safe in worker threads). */
+
+/** 1 for bytes that appear in text we care about: tab, LF, CR and printable ASCII. */
+export const TEXTY = new Uint8Array(256);
+TEXTY[9] = 1;
+TEXTY[10] = 1;
+TEXTY[13] = 1;
+for (let byte = 0x20; byte < 0x7f; byte++) TEXTY[byte] = 1;
+
+/** 1 for the characters of tokens and base64 bodies: A-Z a-z 0-9 + / _ - */
+export const TOKEN = new Uint8Array(256);
+for (const ch of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-') TOKEN[ch.charCodeAt(0)] = 1;
+
+/** Shannon entropy in bits per character. */
+export function entropy(value: string): number {
+  if (value.length === 0) return 0;
+  const counts = new Map<string, number>();
+  for (const ch of value) counts.set(ch, (counts.get(ch) ?? 0) + 1);
+  let bits = 0;
+  for (const count of counts.values()) {
+    const p = count / value.length;
+    bits -= p * Math.log2(p);
+  }
+  return bits;
+}
+
+const PLACEHOLDER_WORDS = /example|sample|dummy|placeholder|changeme|change_me|redacted|your[_-]?|replace|fake|x{4,}|X{4,}|\*{3,}|\.{3}|0{8,}|1234567|abcdef|<[^>]*>|\$\{|\{\{/i;
+
+/**
+ * True when a candidate value is a placeholder rather than a credential: known example words,
+ * long runs of one character, or too little entropy for a random value of that length.
+ */
+export function looksLikePlaceholder(value: string, minEntropy = 3): boolean {
+  if (PLACEHOLDER_WORDS.test(value)) return true;
+  if (/(.)\1{5,}/.test(value)) return true;
+  return entropy(value) < minEntropy;
+}
+
+/** Fraction of bytes that are TEXTY. */
+export function textyRatio(bytes: Uint8Array, limit = bytes.length): number {
+  const end = Math.min(limit, bytes.length);
+  if (end === 0) return 1;
+  let texty = 0;
+  for (let index = 0; index < end; index++) texty += TEXTY[bytes[index]!]!;
+  return texty / end;
+}
+
+/** Standard CRC-32 (IEEE), as GitHub uses for token checksums. */
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+export function crc32(text: string): number {
+  let crc = 0xffffffff;
+  for (let index = 0; index < text.length; index++) crc = CRC_TABLE[(crc ^ text.charCodeAt(index)) & 0xff]! ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** Base62 of a 32-bit number, left-padded with '0' to `width`. */
+export function base62(value: number, width = 6): string {
+  let out = '';
+  let rest = value;
+  do {
+    out = BASE62[rest % 62]! + out;
+    rest = Math.floor(rest / 62);
+  } while (rest > 0);
+  return out.padStart(width, '0');
+}
+
+/** Counts '\n' in text[from, to). */
+export function countNewlines(text: string, from: number, to: number): number {
+  let lines = 0;
+  let index = text.indexOf('\n', from);
+  while (index !== -1 && index < to) {
+    lines++;
+    index = text.indexOf('\n', index + 1);
+  }
+  return lines;
+}

@@ -1,0 +1,64 @@
+/**
+ * Types shared by the core and its front-ends. Core functions take fully resolved options
+ * and report through hooks; they never prompt, print or exit.
+ */
+
+/** Steps of a build or verify, as shown by progress renderers. */
+export type Phase = 'validate' | 'archive' | 'copy' | 'scan' | 'finalize' | 'verify';
+
+/** Typed progress: `bytes` done of `total` within `phase`; `path` is the file being worked on. */
+export interface Progress {
+  phase: Phase;
+  bytes: number;
+  total: number;
+  path?: string;
+}
+
+export type ProgressHook = (progress: Progress) => void;
+
+/** A credential (or something that must not be on the media) found by the leak scanner. */
+export interface Finding {
+  /** The file, relative to the scanned root (for a build: relative to the seed root). */
+  path: string;
+  /** The path inside an archive (nested archives joined with `!`), when there is one. */
+  inner?: string;
+  /** What was found, e.g. `age-identity`, `openssh-private-key`, `github-token`. */
+  kind: string;
+  /** The rule id that matched. */
+  rule: string;
+  /** A stable fingerprint of the secret (never the secret itself). */
+  fingerprint: string;
+  line?: number;
+  /** Byte offset within the (innermost) file. */
+  offset?: number;
+  /** Set when the profile's allowlist accepts this fingerprint. */
+  allowed?: { reason: string };
+  /** Optional human note (why it matched, e.g. "value is not ENC[...]" ). */
+  note?: string;
+}
+
+/**
+ * A streaming content scanner for one file. The build feeds it every chunk it writes, in the
+ * same pass as hashing; `finish` returns what was found.
+ */
+export interface ContentScanner {
+  update(chunk: Buffer): void;
+  finish(): Promise<Finding[]>;
+}
+
+/** Where a file being scanned lives, for reporting and for SOPS creation_rules matching. */
+export interface ScanTarget {
+  /** Reported path (relative to the scanned root / seed root). */
+  path: string;
+  /** Path inside an archive, when the bytes are an archive member. */
+  inner?: string;
+  /** Path relative to the repository root, matched against `.sops.yaml` creation_rules. */
+  repoPath?: string;
+  /** The file's size, when known (lets scanners pick a strategy). */
+  size?: number;
+}
+
+/** The leak gate the build runs every written byte through. */
+export interface LeakGate {
+  open(target: ScanTarget): ContentScanner;
+}
