@@ -121,6 +121,13 @@ fail_problems() {
   exit 3
 }
 
+# sha256sum -c prints one line per file; only the failures are news.
+show_check_failures() {
+  printf '%s\n' "$check_out" | grep -v ': OK$' | while IFS= read -r line; do
+    printf '%s:   %s\n' "$prog" "$line" >&2
+  done
+}
+
 # --- 1. sanity of the seed's own files -----------------------------------------------------------
 manifest=dubnium-seed.json
 if [ ! -e "$manifest" ] && [ ! -L "$manifest" ]; then
@@ -238,7 +245,7 @@ done
 case $archive_count in
   0) problem "source/: no <name>-<rev>.tar.gz archive" ;;
   1) ;;
-  *) problem "source/: $archive_count archives ($archives ), expected exactly one" ;;
+  *) problem "source/: $archive_count archives (${archives# }), expected exactly one" ;;
 esac
 
 # Bundles: folders directly under models/, with names safe to use as a folder name.
@@ -266,10 +273,9 @@ archive_line=$(grep -F -- "  $archive" SHA256SUMS | while IFS= read -r l; do
   [ "${l#*  }" = "$archive" ] && printf '%s\n' "$l"
 done)
 if ! check_out=$(printf '%s\n' "$archive_line" | sha256sum -c - 2>&1); then
-  printf '%s\n' "$check_out" | grep -v ': OK$' | while IFS= read -r line; do
-    printf '%s:   %s\n' "$prog" "$line" >&2
-  done
-  die 3 "seed verification failed: $archive does not match SHA256SUMS; nothing was written. Re-copy the seed"
+  err "seed verification failed: $archive does not match SHA256SUMS; nothing was written. Re-copy the seed"
+  show_check_failures
+  exit 3
 fi
 
 # --- 3. the source archive: safe member names, one top-level folder ------------------------------
@@ -366,6 +372,15 @@ EOF
 elif [ -e "$source_to" ]; then
   die 2 "--source-to '$source_to' exists and is not a folder"
 fi
+# The nearest existing ancestor of each destination must be a folder, or mkdir -p would fail
+# halfway through the install.
+check_creatable() {
+  c=$1
+  while [ ! -e "$c" ] && [ ! -L "$c" ]; do c=${c%/*}; [ -n "$c" ] || c=/; done
+  [ -d "$c" ] || die 2 "cannot create $1: $c is not a folder; fix the target or pass $2"
+}
+[ -z "$bundles" ] || check_creatable "$store" "--root DIR"
+check_creatable "$source_to" "--source-to DIR"
 keep_hw=0
 if [ "$source_mode" = replace ] && [ -f "$source_to/hardware-configuration.nix" ] &&
   ! printf '%s\n' "$entries" | grep -Fxq hardware-configuration.nix; then
@@ -376,10 +391,9 @@ fi
 file_count=$(printf '%s\n' "$listed" | grep -c .)
 say "verifying $file_count files in $seed against SHA256SUMS (reads every byte)..."
 if ! check_out=$(sha256sum -c SHA256SUMS 2>&1); then
-  printf '%s\n' "$check_out" | grep -v ': OK$' | while IFS= read -r line; do
-    printf '%s:   %s\n' "$prog" "$line" >&2
-  done
-  die 3 "seed verification failed: the files above do not match SHA256SUMS; nothing was written. Re-copy the seed"
+  err "seed verification failed: these files do not match SHA256SUMS; nothing was written. Re-copy the seed"
+  show_check_failures
+  exit 3
 fi
 say "verified: all $file_count files match"
 

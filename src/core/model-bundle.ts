@@ -3,6 +3,7 @@
  * cache repository) into a sorted list of real files, and validate the whole bundle before a
  * single byte is copied.
  */
+import { createReadStream } from 'node:fs';
 import { readFile, readdir, lstat, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
@@ -284,6 +285,24 @@ async function readJson(file: BundleFile, display: (relPath: string) => string):
   }
 }
 
+/** Above this size a loader JSON file is checked by streaming instead of parsed into the heap. */
+const JSON_PARSE_LIMIT = 8 * 1024 * 1024;
+
+async function checkJson(file: BundleFile, display: (relPath: string) => string): Promise<void> {
+  if (file.size <= JSON_PARSE_LIMIT) {
+    await readJson(file, display);
+    return;
+  }
+  const checker = new JsonSyntaxChecker();
+  try {
+    for await (const chunk of createReadStream(file.sourcePath, { highWaterMark: 1024 * 1024 })) checker.update(chunk as Buffer);
+    checker.end();
+  } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
+    throw new UsageError(`${display(file.relPath)} is not valid JSON (${error.message}). Fix the file or download it again.`);
+  }
+}
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -306,8 +325,11 @@ async function validateBundle(
   for (const name of KNOWN_JSON_FILES) {
     const file = byRelPath.get(name);
     if (file === undefined) continue;
-    const parsed = await readJson(file, display);
-    if (name === 'config.json' && !isPlainObject(parsed)) {
+    if (name !== 'config.json') {
+      await checkJson(file, display);
+      continue;
+    }
+    if (!isPlainObject(await readJson(file, display))) {
       throw new UsageError(`${display(name)} is not a JSON object. Fix the file or download it again.`);
     }
   }
@@ -386,4 +408,189 @@ async function validateBundle(
   }
 
   return { shards, tensors };
+}
+
+const S = {
+  value: 0,
+  arrayFirst: 1,
+  objectFirst: 2,
+  key: 3,
+  colon: 4,
+  after: 5,
+  string: 6,
+  escape: 7,
+  hex: 8,
+  literal: 9,
+  minus: 10,
+  zero: 11,
+  integer: 12,
+  dot: 13,
+  fraction: 14,
+  exponentMark: 15,
+  exponentSign: 16,
+  exponent: 17,
+} as const;
+const NUMBER_ACCEPTING = new Set<number>([S.zero, S.integer, S.fraction, S.exponent]);
+
+/**
+ * A streaming JSON well-formedness check (RFC 8259 grammar, bytes in any chunking) that builds
+ * nothing: used for loader JSON files too large to parse cheaply (a 33 MB tokenizer.json turns
+ * into far more heap than the copy itself needs). `update` and `end` throw a SyntaxError naming
+ * the byte offset of the first problem.
+ */
+export class JsonSyntaxChecker {
+  private state: number = S.value;
+  private readonly stack: number[] = [];
+  private stringIsKey = false;
+  private pending = ''; // the rest of a literal (true/false/null)
+  private hexLeft = 0;
+  private offset = 0;
+
+  update(chunk: Uint8Array): void {
+    for (let index = 0; index < chunk.length; index++) {
+      const byte = chunk[index]!;
+      if (this.state === S.string) {
+        // Hot loop: most bytes of a tokenizer file are string content.
+        if (byte === 0x22) this.state = this.stringIsKey ? S.colon : S.after;
+        else if (byte === 0x5c) this.state = S.escape;
+        else if (byte < 0x20) this.fail(byte, this.offset + index);
+        continue;
+      }
+      this.step(byte, this.offset + index);
+    }
+    this.offset += chunk.length;
+  }
+
+  end(): void {
+    if (NUMBER_ACCEPTING.has(this.state)) this.state = S.after;
+    if (this.state !== S.after || this.stack.length > 0) {
+      throw new SyntaxError(`unexpected end of input at offset ${this.offset}`);
+    }
+  }
+
+  private fail(byte: number, at: number): never {
+    const shown = byte >= 0x20 && byte < 0x7f ? `'${String.fromCharCode(byte)}'` : `0x${byte.toString(16).padStart(2, '0')}`;
+    throw new SyntaxError(`unexpected byte ${shown} at offset ${at}`);
+  }
+
+  private step(byte: number, at: number): void {
+    const isSpace = byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
+    const isDigit = byte >= 0x30 && byte <= 0x39;
+    switch (this.state) {
+      case S.arrayFirst:
+        if (isSpace) return;
+        if (byte === 0x5d) return this.close(0x5b, byte, at);
+        this.state = S.value;
+        return this.step(byte, at);
+      case S.value:
+        if (isSpace) return;
+        if (byte === 0x7b) {
+          this.stack.push(0x7b);
+          this.state = S.objectFirst;
+        } else if (byte === 0x5b) {
+          this.stack.push(0x5b);
+          this.state = S.arrayFirst;
+        } else if (byte === 0x22) {
+          this.stringIsKey = false;
+          this.state = S.string;
+        } else if (byte === 0x2d) this.state = S.minus;
+        else if (byte === 0x30) this.state = S.zero;
+        else if (isDigit) this.state = S.integer;
+        else if (byte === 0x74) this.literal('rue');
+        else if (byte === 0x66) this.literal('alse');
+        else if (byte === 0x6e) this.literal('ull');
+        else this.fail(byte, at);
+        return;
+      case S.literal:
+        if (byte !== this.pending.charCodeAt(0)) this.fail(byte, at);
+        this.pending = this.pending.slice(1);
+        if (this.pending === '') this.state = S.after;
+        return;
+      case S.objectFirst:
+      case S.key:
+        if (isSpace) return;
+        if (byte === 0x22) {
+          this.stringIsKey = true;
+          this.state = S.string;
+        } else if (byte === 0x7d && this.state === S.objectFirst) this.close(0x7b, byte, at);
+        else this.fail(byte, at);
+        return;
+      case S.colon:
+        if (isSpace) return;
+        if (byte !== 0x3a) this.fail(byte, at);
+        this.state = S.value;
+        return;
+      case S.after: {
+        if (isSpace) return;
+        const top = this.stack[this.stack.length - 1];
+        if (top === undefined) this.fail(byte, at);
+        if (byte === 0x2c) this.state = top === 0x7b ? S.key : S.value;
+        else if (byte === 0x7d || byte === 0x5d) this.close(byte === 0x7d ? 0x7b : 0x5b, byte, at);
+        else this.fail(byte, at);
+        return;
+      }
+      case S.escape:
+        if (byte === 0x75) {
+          this.hexLeft = 4;
+          this.state = S.hex;
+        } else if ([0x22, 0x5c, 0x2f, 0x62, 0x66, 0x6e, 0x72, 0x74].includes(byte)) this.state = S.string;
+        else this.fail(byte, at);
+        return;
+      case S.hex:
+        if (!(isDigit || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66))) this.fail(byte, at);
+        if (--this.hexLeft === 0) this.state = S.string;
+        return;
+      case S.minus:
+        if (byte === 0x30) this.state = S.zero;
+        else if (isDigit) this.state = S.integer;
+        else this.fail(byte, at);
+        return;
+      case S.zero:
+      case S.integer:
+        if (isDigit && this.state === S.integer) return;
+        if (byte === 0x2e) this.state = S.dot;
+        else if (byte === 0x65 || byte === 0x45) this.state = S.exponentMark;
+        else return this.endNumber(byte, at);
+        return;
+      case S.dot:
+        if (!isDigit) this.fail(byte, at);
+        this.state = S.fraction;
+        return;
+      case S.fraction:
+        if (isDigit) return;
+        if (byte === 0x65 || byte === 0x45) this.state = S.exponentMark;
+        else this.endNumber(byte, at);
+        return;
+      case S.exponentMark:
+        if (byte === 0x2b || byte === 0x2d) this.state = S.exponentSign;
+        else if (isDigit) this.state = S.exponent;
+        else this.fail(byte, at);
+        return;
+      case S.exponentSign:
+        if (!isDigit) this.fail(byte, at);
+        this.state = S.exponent;
+        return;
+      case S.exponent:
+        if (isDigit) return;
+        this.endNumber(byte, at);
+        return;
+      default:
+        this.fail(byte, at);
+    }
+  }
+
+  private literal(rest: string): void {
+    this.pending = rest;
+    this.state = S.literal;
+  }
+
+  private endNumber(byte: number, at: number): void {
+    this.state = S.after;
+    this.step(byte, at);
+  }
+
+  private close(opener: number, byte: number, at: number): void {
+    if (this.stack.pop() !== opener) this.fail(byte, at);
+    this.state = S.after;
+  }
 }

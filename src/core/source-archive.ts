@@ -244,7 +244,7 @@ async function collectPlainFolder(root: string, collected: Collected): Promise<v
 }
 
 function normalizedFileMode(mode: number): number {
-  return mode & 0o777;
+  return mode & 0o111 ? 0o755 : 0o644;
 }
 
 function compareBytes(a: string, b: string): number {

@@ -25,6 +25,12 @@ export interface RunResult {
   stderr: string;
 }
 
+/** execa 9 returns Uint8Array (not Buffer) for `encoding: 'buffer'`, and strings otherwise. */
+function asBuffer(value: unknown): Buffer {
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  return Buffer.from(String(value ?? ''), 'utf8');
+}
+
 function tail(text: string, lines = 3): string {
   return text.trim().split('\n').slice(-lines).join(' | ');
 }
@@ -42,9 +48,9 @@ export async function run(command: string, args: readonly string[], options: Run
     stripFinalNewline: false,
     maxBuffer: 512 * 1024 * 1024,
   });
-  const stdoutBuffer = Buffer.isBuffer(result.stdout) ? result.stdout : Buffer.from(String(result.stdout ?? ''));
+  const stdoutBuffer = asBuffer(result.stdout);
   const stdout = options.binary ? '' : String(result.stdout ?? '');
-  const stderr = Buffer.isBuffer(result.stderr) ? result.stderr.toString('utf8') : String(result.stderr ?? '');
+  const stderr = asBuffer(result.stderr).toString('utf8');
   const exitCode = typeof result.exitCode === 'number' ? result.exitCode : -1;
   const display = [command, ...args].join(' ');
   if (result.failed && (result.timedOut || result.exitCode === undefined)) {

@@ -363,6 +363,23 @@ describe.each(shells)('seed-install.sh under $name', (shell) => {
     expect(await readdir(path.join(target, store))).toEqual(['embed-mini', 'qwen-small']);
   });
 
+  test('a full disk fails with exit 1, leaves the previous bundle whole and no temporary folder', async () => {
+    const { target, script, elsewhere } = await setup({ bundles: { big: { 'shard.safetensors': Buffer.alloc(256 * 1024, 1) } } });
+    // A real filesystem too small for the new bundle: the copy fails partway, as on a full disk.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', target]);
+    try {
+      await writeTree(path.join(target, store, 'big'), { 'old.txt': 'previous bundle' });
+      const result = runScript(shell, script, ['--root', target], elsewhere);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(/^seed-install: copying models\/big to .*\.big\.partial-\d+ failed \(disk full\?\); .* is unchanged$/m);
+      expect(await readdir(path.join(target, store))).toEqual(['big']);
+      expect(await readdir(path.join(target, store, 'big'))).toEqual(['old.txt']);
+      expect(await readdir(target)).toEqual(['var']);
+    } finally {
+      execFileSync('umount', [target]);
+    }
+  });
+
   test('--dry-run verifies, prints the plan and writes nothing', async () => {
     const { seed, target, script, elsewhere } = await setup();
     await writeTree(path.join(target, store, 'embed-mini'), { 'old.bin': 'old' });
@@ -447,6 +464,21 @@ describe.each(shells)('seed-install.sh under $name', (shell) => {
     const result = runScript(shell, script, ['--root', target, '--force'], elsewhere);
     expect(result.code).toBe(0);
     expect(await readFile(path.join(nixos, 'hardware-configuration.nix'), 'utf8')).toBe('# from repo\n');
+  });
+
+  test('a destination blocked by a file is refused with exit 2 before anything is written', async () => {
+    const { target, script, elsewhere } = await setup();
+    await writeTree(target, { 'var/lib': 'a file where a folder belongs' });
+    let result = runScript(shell, script, ['--root', target], elsewhere);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`${path.join(target, 'var/lib')} is not a folder`);
+    expect(await listTree(target)).toEqual(['var/', 'var/lib']);
+    await rm(path.join(target, 'var'), { recursive: true });
+    await writeTree(target, { etc: 'a file' });
+    result = runScript(shell, script, ['--root', target], elsewhere);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--source-to DIR');
+    expect(await listTree(target)).toEqual(['etc']);
   });
 
   test('--source-to and the manifest modelStore choose the destinations', async () => {

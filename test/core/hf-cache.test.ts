@@ -79,7 +79,7 @@ describe('blob digests', () => {
       hasher.update(content.subarray(777));
       expect(hasher.check()).toEqual({ ok: true, actual: expected.hex });
       const flipped = Buffer.from(content);
-      flipped[5] ^= 1;
+      flipped[5] = flipped[5]! ^ 1;
       const bad = createExpectedDigestHasher(expected, content.length);
       bad.update(flipped);
       expect(bad.check().ok).toBe(false);

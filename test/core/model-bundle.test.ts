@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
-import { resolveModelBundle } from '../../src/core/model-bundle.js';
+import { JsonSyntaxChecker, resolveModelBundle } from '../../src/core/model-bundle.js';
 import { breakBundle, makeSafetensors, writeBundle, writeHfCache, writeTinyDemo, type BrokenBundleKind } from '../helpers/bundles.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -296,5 +296,83 @@ describe('fixtures/models/tiny-demo', () => {
     const files = await writeTinyDemo(dir);
     expect((await readdir(FIXTURE)).sort()).toEqual(files);
     for (const file of files) expect(await readFile(path.join(FIXTURE, file)), file).toEqual(await readFile(path.join(dir, file)));
+  });
+});
+
+describe('JsonSyntaxChecker', () => {
+  const verdict = (text: string, split?: number): boolean => {
+    const bytes = Buffer.from(text, 'utf8');
+    const checker = new JsonSyntaxChecker();
+    try {
+      if (split === undefined) checker.update(bytes);
+      else {
+        checker.update(bytes.subarray(0, split));
+        checker.update(bytes.subarray(split));
+      }
+      checker.end();
+      return true;
+    } catch (error) {
+      expect(error).toBeInstanceOf(SyntaxError);
+      return false;
+    }
+  };
+  const parses = (text: string): boolean => {
+    try {
+      JSON.parse(text);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const corpus = [
+    '{}', '[]', ' { "a" : [1, -0, 0.5, 1e5, -2.5E-3, 1E+2, true, false, null, "x\\u00e9\\n\\"", {}] } ', '"str"', '0', '-1', '12',
+    '"é漢字🙂"', '{"a":{"b":{"c":[[[]]]}}}', '', ' ', '{', '}', '[1,]', '{"a":1,}', '{"a" 1}', '{1:2}', '01', '-', '1.', '.5', '1e', '1e+',
+    '+1', 'tru', 'truex', 'nul', '[1 2]', '"abc', '"a\\x"', '"\\u12g4"', '"tab\there"', '{"a":1}}', '[]]', '[}', '{]', '"a"b', '1 2',
+    'NaN', '[-]', '{"a":[1,{"b":null}],"c":"d"}', '[0e0, 0.0e-0]', '[00]', '{"a"}', '{"a":}', '[,1]', '\u00a0{}',
+  ];
+
+  it('agrees with JSON.parse on valid and invalid documents, however the bytes are chunked', () => {
+    for (const text of corpus) {
+      const expected = parses(text);
+      expect(verdict(text), JSON.stringify(text)).toBe(expected);
+      for (let split = 0; split <= Buffer.byteLength(text); split++) expect(verdict(text, split), `${JSON.stringify(text)} @${split}`).toBe(expected);
+    }
+  });
+
+  it('agrees with JSON.parse on mutated tokenizer files', () => {
+    const base = JSON.stringify({ a: [1, 2.5, -3e-2, true, null], b: { c: 'd\n\u00e9"q' }, e: [] });
+    const alphabet = ['{', '}', '[', ']', ',', ':', '"', '\\', '0', '1', '-', '.', 'e', 't', 'n', ' ', 'x', '\n'];
+    const outcomes = { valid: 0, invalid: 0 };
+    let state = 7;
+    const random = (n: number) => (state = (state * 1103515245 + 12345) % 2147483648) % n;
+    for (let round = 0; round < 3000; round++) {
+      const position = random(base.length);
+      const action = random(3);
+      const char = alphabet[random(alphabet.length)]!;
+      const text =
+        action === 0
+          ? base.slice(0, position) + base.slice(position + 1)
+          : action === 1
+            ? base.slice(0, position) + char + base.slice(position)
+            : base.slice(0, position) + char + base.slice(position + 1);
+      const expected = parses(text);
+      outcomes[expected ? 'valid' : 'invalid']++;
+      expect(verdict(text), text).toBe(expected);
+    }
+    expect(outcomes.valid).toBeGreaterThan(100);
+    expect(outcomes.invalid).toBeGreaterThan(100);
+  });
+
+  it('checks a large tokenizer.json by streaming and names it when broken', async () => {
+    const vocab: Record<string, number> = {};
+    for (let id = 0; id < 400_000; id++) vocab[`token_${id}_${'x'.repeat(id % 17)}`] = id;
+    const tokenizer = JSON.stringify({ version: '1.0', model: { type: 'BPE', vocab, merges: [] } });
+    expect(tokenizer.length).toBeGreaterThan(8 * 1024 * 1024);
+    const written = await writeBundle(await bundleDir(), { extraFiles: { 'tokenizer.json': tokenizer } });
+    await expect(resolveModelBundle(written.dir)).resolves.toMatchObject({ name: 'my-model' });
+    await writeFile(path.join(written.dir, 'tokenizer.json'), `${tokenizer.slice(0, -2)},}`);
+    await expect(resolveModelBundle(written.dir)).rejects.toThrow(
+      new RegExp(`${path.join(written.dir, 'tokenizer.json')} is not valid JSON \\(unexpected byte '}' at offset ${tokenizer.length - 1}\\)`),
+    );
   });
 });

@@ -273,6 +273,29 @@ describe('working-tree state', () => {
     expect(await readlink(path.join(out, plan.topFolder, 'hosts/vllm-link.nix'))).toBe('../modules/vllm.nix');
   });
 
+  it('refuses to include a nested repository that is not a submodule, and counts it otherwise', async () => {
+    const repo = await baseRepo();
+    await gitRepo({ 'x.nix': 'x\n' }, path.join(repo, 'nested-clone'));
+    expect((await planSourceArchive(options(repo))).untrackedExcluded).toBe(1);
+    await expectUsageError(planSourceArchive(options(repo, { includeUntracked: true })), /nested-clone .*not a submodule/);
+  });
+
+  it('stops reading when the consumer destroys the stream', async () => {
+    const repo = await gitRepo({ 'big.bin': randomBytes(4 * 1024 * 1024) });
+    const plan = await planSourceArchive(options(repo));
+    let chunks = 0;
+    const stream = streamSourceArchive(plan, { onEntryChunk: () => (chunks += 1) });
+    await new Promise<void>((resolve) => {
+      stream.once('data', () => {
+        stream.destroy();
+        resolve();
+      });
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(stream.destroyed).toBe(true);
+    expect(chunks).toBeLessThan(4);
+  });
+
   it('fails clearly when a file changes between planning and packing', async () => {
     const repo = await baseRepo();
     const plan = await planSourceArchive(options(repo));
@@ -367,6 +390,20 @@ describe('folders and repositories', () => {
     await writeTree(empty, { 'flake.nix': '{ }\n' });
     git(empty, 'init', '-q');
     await expectUsageError(planSourceArchive(options(empty)), /commit something first or pass --plain-folder/);
+  });
+
+  it('explains what to do when git refuses a repository owned by another user', async () => {
+    const repo = await baseRepo();
+    execFileSync('chown', ['-R', '54321:54321', repo]);
+    const saved = { GIT_CONFIG_GLOBAL: process.env.GIT_CONFIG_GLOBAL };
+    try {
+      // An empty global config, so a safe.directory set on this machine does not hide the refusal.
+      process.env.GIT_CONFIG_GLOBAL = path.join(await tempDir('dubnium-seed-home-'), 'gitconfig');
+      await expectUsageError(planSourceArchive(options(repo)), /belongs to another user.*safe\.directory/);
+    } finally {
+      if (saved.GIT_CONFIG_GLOBAL === undefined) delete process.env.GIT_CONFIG_GLOBAL;
+      else process.env.GIT_CONFIG_GLOBAL = saved.GIT_CONFIG_GLOBAL;
+    }
   });
 
   it('respects SOURCE_DATE_EPOCH, and an explicit sourceDateEpoch over it', async () => {

@@ -19,6 +19,7 @@ export interface TensorSpec {
 }
 
 const CHUNK_BYTES = 4 * 1024 * 1024;
+const ZEROS = Buffer.alloc(CHUNK_BYTES);
 
 function tensorBytes(spec: Pick<TensorSpec, 'dtype' | 'shape'>): number {
   const bits = SAFETENSORS_DTYPE_BITS[spec.dtype as keyof typeof SAFETENSORS_DTYPE_BITS];
@@ -31,7 +32,7 @@ function tensorBytes(spec: Pick<TensorSpec, 'dtype' | 'shape'>): number {
 export function patternStream(seed: string): (length: number) => Buffer {
   const key = createHash('sha256').update(seed).digest().subarray(0, 16);
   const cipher = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
-  return (length) => cipher.update(Buffer.alloc(length));
+  return (length) => cipher.update(length <= ZEROS.length ? ZEROS.subarray(0, length) : Buffer.alloc(length));
 }
 
 /**

@@ -1,0 +1,352 @@
+/**
+ * The leak gate: nothing secret ever lands on the installer media. `createLeakGate` gives the build a
+ * per-file streaming scanner it feeds in the same pass as hashing; `scanPaths` scans folders, files and
+ * archives for `dubnium-seed scan` and `verify`. See README "Leak gate" for what is found and why.
+ */
+import { createReadStream } from 'node:fs';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { UsageError } from '../../errors.js';
+import type { ContentScanner, Finding, LeakGate, ProgressHook, ScanTarget } from '../types.js';
+import { fingerprint } from './fingerprint.js';
+import { FileScanner, FULL_SCAN_LIMIT, unencryptedFinding, type FileResult, type Problem, type ScanEnvironment } from './file-scanner.js';
+import { loadOperatorSecrets } from './operator-secrets.js';
+import { mustBeEncrypted, parseSopsConfig, type SopsConfig } from './sops.js';
+
+export { measureScanThroughput, type ThroughputResult } from './bench.js';
+export { fingerprint } from './fingerprint.js';
+
+/** One allowlisted finding, by fingerprint, with the reason a human gave (like `.gitleaksignore`). */
+export interface AllowEntry {
+  fingerprint: string;
+  reason: string;
+}
+
+export interface OperatorSecretsReport {
+  /** Human labels of what was loaded: 'SOPS_AGE_KEY_FILE (/path)', 'env HF_TOKEN', ... — never values. */
+  loaded: string[];
+}
+
+export interface LeakGateOptions {
+  /** Findings with these fingerprints are reported as allowed (never silently dropped). */
+  allowlist?: AllowEntry[];
+  /** Load the operator's own secrets (identity files, token env vars) to match exactly. Default true. */
+  operatorSecrets?: boolean;
+  /** Environment to read token variables and SOPS_AGE_KEY_FILE from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Home folder for ~/.ssh/id_* and ~/.config/sops/age/keys.txt (default os.homedir()). */
+  home?: string;
+  /** Prefix for /etc/ssh and /var/lib/sops-nix (default '/'); tests point it at a temp folder. */
+  systemRoot?: string;
+  /** Extra identity files to treat as operator secrets. */
+  identityFiles?: string[];
+  /** The `.sops.yaml` text that governs `ScanTarget.repoPath` matching (creation_rules). */
+  sopsConfig?: string;
+}
+
+export interface Gate extends LeakGate {
+  operatorSecrets: OperatorSecretsReport;
+}
+
+export interface ScanReport {
+  /** Findings not allowed: any one of them fails the scan. */
+  findings: Finding[];
+  /** Findings that matched the allowlist; shown as allowed, never silently. */
+  allowed: Finding[];
+  /** Unreadable containers and files, symlinks leaving the root, special files. */
+  problems: { path: string; inner?: string; message: string }[];
+  files: number;
+  bytes: number;
+  operatorSecrets: OperatorSecretsReport;
+}
+
+export interface ScanOptions extends LeakGateOptions {
+  onProgress?: ProgressHook;
+  /** Files scanned at once (default 8). */
+  concurrency?: number;
+}
+
+async function buildEnvironment(options: LeakGateOptions): Promise<{ environment: ScanEnvironment; loaded: string[] }> {
+  let sopsConfig: SopsConfig | undefined;
+  if (options.sopsConfig !== undefined) {
+    try {
+      sopsConfig = parseSopsConfig(options.sopsConfig);
+    } catch (error) {
+      throw new UsageError(`Cannot read the repository's .sops.yaml: ${(error as Error).message}. Fix its creation_rules (path_regex must be a valid regular expression).`);
+    }
+  }
+  const allow = new Map<string, string>();
+  for (const entry of options.allowlist ?? []) allow.set(entry.fingerprint, entry.reason);
+  let loaded: string[] = [];
+  let operatorSecrets: ScanEnvironment['operatorSecrets'] = [];
+  if (options.operatorSecrets !== false) {
+    const result = await loadOperatorSecrets({
+      env: options.env ?? process.env,
+      home: options.home ?? homedir(),
+      systemRoot: options.systemRoot ?? '/',
+      identityFiles: options.identityFiles ?? [],
+    });
+    operatorSecrets = result.secrets;
+    loaded = result.loaded;
+  }
+  return { environment: { operatorSecrets, allow, ...(sopsConfig ? { sopsConfig } : {}) }, loaded };
+}
+
+/**
+ * Creates the leak gate. `open(target)` returns a scanner fed chunk by chunk; `finish()` resolves that
+ * file's findings, allowlisted ones carrying `allowed`. Holds no main-thread state: a worker thread can
+ * create its own gate from the same (cloneable) options.
+ */
+export async function createLeakGate(options: LeakGateOptions = {}): Promise<Gate> {
+  const { environment, loaded } = await buildEnvironment(options);
+  return {
+    operatorSecrets: { loaded },
+    open(target: ScanTarget): ContentScanner {
+      return new FileScanner(environment, target);
+    },
+  };
+}
+
+interface WalkEntry {
+  full: string;
+  /** Reported path: relative to the scanned root (a file given directly: its basename). */
+  reported: string;
+  /** Root-relative posix path, for `.sops.yaml` lookups; undefined for a file given directly. */
+  relative?: string;
+  rootIndex: number;
+  size: number;
+}
+
+function isInside(root: string, candidate: string): boolean {
+  const relative = path.relative(root, candidate);
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}
+
+async function walk(root: string, rootIndex: number, files: WalkEntry[], problems: Problem[]): Promise<void> {
+  const pending = [''];
+  while (pending.length > 0) {
+    const relativeDir = pending.pop()!;
+    const dir = path.join(root, relativeDir);
+    let names: string[];
+    try {
+      names = (await readdir(dir)).sort();
+    } catch (error) {
+      problems.push({ path: relativeDir || '.', message: `cannot list folder: ${(error as Error).message}` });
+      continue;
+    }
+    for (const name of names) {
+      const relative = relativeDir ? `${relativeDir}/${name}` : name;
+      const full = path.join(root, relative);
+      let stats;
+      try {
+        stats = await lstat(full);
+      } catch (error) {
+        problems.push({ path: relative, message: `cannot stat: ${(error as Error).message}` });
+        continue;
+      }
+      if (stats.isSymbolicLink()) {
+        const link = await readlink(full).catch(() => '');
+        if (!isInside(root, path.resolve(path.dirname(full), link))) {
+          problems.push({ path: relative, message: `symlink points outside the scanned folder (${link}); not followed` });
+        }
+      } else if (stats.isDirectory()) {
+        pending.push(relative);
+      } else if (stats.isFile()) {
+        files.push({ full, reported: relative, relative, rootIndex, size: stats.size });
+      } else {
+        problems.push({ path: relative, message: 'not a regular file (device, socket or FIFO); not read' });
+      }
+    }
+  }
+}
+
+async function scanFile(entry: WalkEntry, environment: ScanEnvironment, onBytes: (bytes: number) => void): Promise<FileResult> {
+  const scanner = new FileScanner(environment, { path: entry.reported, size: entry.size });
+  if (entry.size <= FULL_SCAN_LIMIT) {
+    const content = await readFile(entry.full);
+    scanner.update(content);
+    onBytes(content.length);
+  } else {
+    for await (const chunk of createReadStream(entry.full, { highWaterMark: 4 * 1024 * 1024 })) {
+      scanner.update(chunk as Buffer);
+      onBytes((chunk as Buffer).length);
+    }
+  }
+  return scanner.finishDetailed();
+}
+
+/**
+ * Scans folders, files and archives. Paths in findings are relative to each scanned root (a file given
+ * directly: its basename). Never skips a file for its name, extension, binary look, `.gitignore` or a
+ * hidden or `.git` path; never follows a symlink.
+ */
+export async function scanPaths(paths: string[], options: ScanOptions = {}): Promise<ScanReport> {
+  const { environment, loaded } = await buildEnvironment(options);
+  const files: WalkEntry[] = [];
+  const problems: Problem[] = [];
+  const roots = paths.map((item) => path.resolve(item));
+  for (const [index, root] of roots.entries()) {
+    let stats;
+    try {
+      stats = await lstat(root);
+    } catch (error) {
+      throw new UsageError(`Cannot scan ${paths[index]}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or folder' : (error as Error).message}.`);
+    }
+    if (stats.isSymbolicLink()) problems.push({ path: paths[index]!, message: 'is a symlink; not followed (scan its target instead)' });
+    else if (stats.isDirectory()) await walk(root, index, files, problems);
+    else if (stats.isFile()) files.push({ full: root, reported: path.basename(root), rootIndex: index, size: stats.size });
+    else problems.push({ path: paths[index]!, message: 'not a regular file or folder; not read' });
+  }
+
+  const total = files.reduce((sum, file) => sum + file.size, 0);
+  let done = 0;
+  const results: (FileResult | undefined)[] = new Array(files.length);
+  const findings: Finding[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < files.length) {
+      const index = next++;
+      const entry = files[index]!;
+      try {
+        results[index] = await scanFile(entry, environment, (bytes) => {
+          done += bytes;
+          options.onProgress?.({ phase: 'scan', bytes: done, total, path: entry.reported });
+        });
+      } catch (error) {
+        const message = `cannot read: ${(error as Error).message}`;
+        problems.push({ path: entry.reported, message });
+        findings.push({ path: entry.reported, kind: 'unreadable-file', rule: 'unreadable-file', fingerprint: fingerprint('unreadable-file', `${entry.reported}\0${message}`), note: `${message}; its content could not be checked` });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 8) }, worker));
+
+  let fileCount = 0;
+  for (const result of results) {
+    if (!result) continue;
+    findings.push(...result.findings);
+    problems.push(...result.problems);
+    fileCount += result.files;
+  }
+  findings.push(...sopsRuleFindings(files, results, roots, environment, problems));
+
+  for (const finding of findings) {
+    const reason = environment.allow.get(finding.fingerprint);
+    if (reason !== undefined) finding.allowed = { reason };
+  }
+  const order = (a: Finding, b: Finding) =>
+    a.path.localeCompare(b.path) || (a.inner ?? '').localeCompare(b.inner ?? '') || (a.offset ?? 0) - (b.offset ?? 0) || a.rule.localeCompare(b.rule);
+  return {
+    findings: findings.filter((finding) => !finding.allowed).sort(order),
+    allowed: findings.filter((finding) => finding.allowed).sort(order),
+    problems,
+    files: fileCount,
+    bytes: done,
+    operatorSecrets: { loaded },
+  };
+}
+
+/** Files a `.sops.yaml` (nearest ancestor in the scanned tree, else the one given) says must be encrypted, and are not. */
+function sopsRuleFindings(files: WalkEntry[], results: (FileResult | undefined)[], roots: string[], environment: ScanEnvironment, problems: Problem[]): Finding[] {
+  const configs = new Map<string, SopsConfig>(); // key: rootIndex + dir
+  files.forEach((entry, index) => {
+    const text = results[index]?.sopsConfigs[0]?.text;
+    if (text === undefined || entry.relative === undefined) return;
+    try {
+      configs.set(`${entry.rootIndex}:${path.posix.dirname(entry.relative)}`, parseSopsConfig(text));
+    } catch (error) {
+      problems.push({ path: entry.reported, message: `cannot parse .sops.yaml: ${(error as Error).message}` });
+    }
+  });
+  const out: Finding[] = [];
+  files.forEach((entry, index) => {
+    const unencrypted = results[index]?.unencrypted;
+    if (!unencrypted || entry.relative === undefined) return;
+    let dir = path.posix.dirname(entry.relative);
+    for (;;) {
+      const config = configs.get(`${entry.rootIndex}:${dir}`);
+      if (config) {
+        const repoPath = dir === '.' ? entry.relative : entry.relative.slice(dir.length + 1);
+        if (mustBeEncrypted(config, repoPath)) out.push(unencryptedFinding(entry.reported, undefined, repoPath, unencrypted.fingerprint));
+        return;
+      }
+      if (dir === '.') break;
+      dir = path.posix.dirname(dir);
+    }
+    if (environment.sopsConfig && mustBeEncrypted(environment.sopsConfig, entry.relative)) {
+      out.push(unencryptedFinding(entry.reported, undefined, entry.relative, unencrypted.fingerprint));
+    }
+  });
+  void roots;
+  return out;
+}
+
+function where(item: { path: string; inner?: string; line?: number; offset?: number }): string {
+  const location = item.inner ? `${item.path}!${item.inner}` : item.path;
+  if (item.line !== undefined) return `${location}:${item.line}`;
+  if (item.offset !== undefined) return `${location} @${item.offset}`;
+  return location;
+}
+
+/** Human report; never contains a secret value (only paths, kinds, fingerprints and notes). */
+export function formatScanReport(report: ScanReport): string {
+  const lines: string[] = [];
+  const megabytes = (report.bytes / 1e6).toFixed(1);
+  lines.push(`Scanned ${report.files} file${report.files === 1 ? '' : 's'} (${megabytes} MB).`);
+  lines.push(report.operatorSecrets.loaded.length > 0 ? `Operator secrets matched exactly: ${report.operatorSecrets.loaded.join(', ')}.` : 'Operator secrets matched exactly: none found to load.');
+  for (const finding of report.findings) {
+    lines.push(`FOUND    ${finding.kind} in ${where(finding)}  [${finding.fingerprint}]${finding.note ? `  ${finding.note}` : ''}`);
+  }
+  for (const finding of report.allowed) {
+    lines.push(`ALLOWED  ${finding.kind} in ${where(finding)}  [${finding.fingerprint}]  reason: ${finding.allowed?.reason ?? ''}`);
+  }
+  for (const problem of report.problems) lines.push(`PROBLEM  ${where(problem)}: ${problem.message}`);
+  if (report.findings.length === 0) {
+    lines.push(`Clean: no credentials found${report.allowed.length > 0 ? ` (${report.allowed.length} allowed by the allowlist)` : ''}.`);
+  } else {
+    lines.push(
+      `${report.findings.length} credential finding${report.findings.length === 1 ? '' : 's'}: remove them, or add a fingerprint with a reason to the profile's scan allowlist if one is a false positive.`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** SARIF 2.1.0 for code-scanning tools; allowed findings carry an external suppression. */
+export function toSarif(report: ScanReport, toolVersion: string): object {
+  const all = [...report.findings, ...report.allowed];
+  const ruleIds = [...new Set(all.map((finding) => finding.rule))].sort();
+  return {
+    $schema: 'https://json.schemastore.org/sarif-2.1.0.json',
+    version: '2.1.0',
+    runs: [
+      {
+        tool: {
+          driver: {
+            name: 'dubnium-seed',
+            version: toolVersion,
+            rules: ruleIds.map((id) => ({ id, shortDescription: { text: `Credential: ${id}` } })),
+          },
+        },
+        results: all.map((finding) => ({
+          ruleId: finding.rule,
+          ruleIndex: ruleIds.indexOf(finding.rule),
+          level: 'error',
+          message: { text: `${finding.kind} found${finding.note ? ` (${finding.note})` : ''}; fingerprint ${finding.fingerprint}` },
+          locations: [
+            {
+              physicalLocation: {
+                artifactLocation: { uri: finding.path.split(path.sep).join('/') },
+                ...(finding.line !== undefined ? { region: { startLine: finding.line } } : finding.offset !== undefined ? { region: { byteOffset: finding.offset } } : {}),
+              },
+              ...(finding.inner ? { logicalLocations: [{ fullyQualifiedName: finding.inner, kind: 'member' }] } : {}),
+            },
+          ],
+          partialFingerprints: { 'dubnium-seed/v1': finding.fingerprint },
+          ...(finding.allowed ? { suppressions: [{ kind: 'external', justification: finding.allowed.reason }] } : {}),
+          properties: { kind: finding.kind, ...(finding.inner ? { inner: finding.inner } : {}) },
+        })),
+      },
+    ],
+  };
+}
