@@ -28,6 +28,7 @@ import {
   type ManifestFile,
 } from './manifest.js';
 import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
+import { readThrough } from './read-direct.js';
 import { createLeakGate, type AllowEntry } from './scan/index.js';
 import {
   CHUNK_SIZE,
@@ -258,9 +259,14 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
       const candidate = await journal.candidate(target, file.relPath);
       let digest: { size: number; sha256: string } | undefined;
       if (candidate) {
-        const check = await copyScanned(gate, file, destination, { dryRun: true, signal: options.signal });
+        // Keep the file only if both the source and what is really on the media still match the
+        // journal: a stick that lost or flipped bytes gets the file rewritten.
+        const [check, onMedia] = await Promise.all([
+          copyScanned(gate, file, destination, { dryRun: true, signal: options.signal }),
+          hashOnMedia(destination),
+        ]);
         allowed.push(...check.allowed);
-        if (check.sha256 === candidate.sha256 && check.size === candidate.size) {
+        if (check.sha256 === candidate.sha256 && check.size === candidate.size && onMedia === candidate.sha256) {
           digest = check;
           reused.push(file.relPath);
           report(file.relPath)(file.size);
@@ -403,6 +409,16 @@ async function copyScanned(
     throw secretsError(blocking, file.relPath);
   }
   return { ...result, allowed: findings.filter((finding) => finding.allowed) };
+}
+
+async function hashOnMedia(file: string): Promise<string | undefined> {
+  const hash = createHash('sha256');
+  try {
+    await readThrough(file, true, (chunk) => hash.update(chunk));
+    return hash.digest('hex');
+  } catch {
+    return undefined;
+  }
 }
 
 async function* once(buffer: Buffer): AsyncGenerator<Buffer> {

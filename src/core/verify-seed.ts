@@ -5,7 +5,10 @@
  */
 import { lstat, open, readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { UsageError } from '../errors.js';
+import { checkSourceArchive } from './archive-safety.js';
 import { HashPool } from './hash-pool.js';
+import { resolveModelBundle } from './model-bundle.js';
 import { CHECKSUMS_NAME, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, parseChecksums, parseManifest, type Manifest } from './manifest.js';
 import type { CacheBypass } from './read-direct.js';
 import { createHash } from 'node:crypto';
@@ -236,6 +239,33 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
   } finally {
     await pool.close();
   }
+  if (manifest) await checkPayloadStructure(root, manifest, problems);
   problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return report();
+}
+
+/** Beyond checksums: the source archive opens and is safe, and each bundle still validates. */
+async function checkPayloadStructure(root: string, manifest: Manifest, problems: VerifyProblem[]): Promise<void> {
+  const unusable = new Set(problems.map((problem) => problem.path));
+  const sourceFile = manifest.source.file;
+  if (!unusable.has(sourceFile)) {
+    const check = await checkSourceArchive(path.join(root, sourceFile), manifest.source.topFolder);
+    for (const issue of check.issues) {
+      problems.push({
+        path: sourceFile,
+        kind: 'archive',
+        message: `${sourceFile}${issue.entry ? `: entry ${JSON.stringify(issue.entry)}` : ''}: ${issue.message}`,
+        action: 'Do not unpack this archive; rebuild the seed from the repository.',
+      });
+    }
+  }
+  for (const bundle of manifest.bundles) {
+    if ([...unusable].some((file) => file.startsWith(`${bundle.dir}/`))) continue;
+    try {
+      await resolveModelBundle(path.join(root, bundle.dir), { name: bundle.name });
+    } catch (error) {
+      if (!(error instanceof UsageError)) throw error;
+      problems.push({ path: bundle.dir, kind: 'bundle', message: `${bundle.dir} no longer validates: ${error.message}`, action: 'Rebuild the seed from a valid bundle.' });
+    }
+  }
 }

@@ -145,7 +145,7 @@ describe('invalid input writes nothing', () => {
       const result = await runCli(['build', '--repo', repo, '--model', bundle.dir, '--target', target]);
       expect(result.code).toBe(2);
       expect(result.stderr).toContain(named);
-      expect(result.stderr.trim().split('\n')[0]).toMatch(/^dubnium-seed: /);
+      expect(result.stderr).toMatch(new RegExp(`^dubnium-seed: .*${named.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`, 'm'));
       expect(result.stderr).not.toMatch(/\n\s+at /); // no stack trace
       expect(existsSync(target)).toBe(false);
     });

@@ -12,7 +12,7 @@ import { fingerprint } from './fingerprint.js';
 import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules.js';
 import { RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './sops.js';
-import { TEXTY } from './text-util.js';
+import { printableSegments, segmentOffset, TEXTY, textyRatio } from './text-util.js';
 import { detectContainer, scanContainer, type ContainerKind } from './containers.js';
 
 /** Files up to this size are scanned whole with every rule. */
@@ -102,6 +102,16 @@ export class FileScanner implements ContentScanner {
     }
   };
 
+  /** Every rule over the printable runs of binary bytes. */
+  private scanBinary(bytes: Buffer, absoluteStart: number, acceptBefore: number): void {
+    const segments = printableSegments(bytes);
+    if (segments.text.length === 0) return;
+    for (const hit of scanText(segments.text, { operatorSecrets: this.environment.operatorSecrets })) {
+      const absolute = absoluteStart + segmentOffset(segments, hit.start);
+      if (absolute < acceptBefore) this.record(hit, absolute);
+    }
+  }
+
   update(chunk: Buffer): void {
     this.total += chunk.length;
     if (!this.raw) {
@@ -136,7 +146,7 @@ export class FileScanner implements ContentScanner {
       // give the first MiB every rule, not just the sampled ones.
       this.headScanned = true;
       const head = chunk.subarray(0, HEAD_SCAN);
-      this.scanRegion(head, this.raw!.bytes, this.raw!.bytes + Math.max(0, head.length - MAX_SECRET_SPAN));
+      this.scanBinary(head, this.raw!.bytes, this.raw!.bytes + Math.max(0, head.length - MAX_SECRET_SPAN));
     }
     if (this.spool) writeSync(this.spool.fd, chunk);
     this.raw!.update(chunk);
@@ -191,10 +201,15 @@ export class FileScanner implements ContentScanner {
 
   private scanWhole(content: Buffer, result: FileResult): void {
     const utf16 = detectUtf16(content);
-    const text = utf16 ? decodeUtf16(content, utf16) : content.toString('latin1');
-    const scale = utf16 ? 2 : 1;
-    for (const hit of scanText(text, { operatorSecrets: this.environment.operatorSecrets })) {
-      this.record(hit, hit.start * scale, lineAt(text, hit.start));
+    const binary = !utf16 && (content.subarray(0, 8192).includes(0) || textyRatio(content, 65536) < 0.9);
+    const text = utf16 ? decodeUtf16(content, utf16) : binary ? '' : content.toString('latin1');
+    if (binary) {
+      this.scanBinary(content, 0, Number.POSITIVE_INFINITY);
+    } else {
+      const scale = utf16 ? 2 : 1;
+      for (const hit of scanText(text, { operatorSecrets: this.environment.operatorSecrets })) {
+        this.record(hit, hit.start * scale, lineAt(text, hit.start));
+      }
     }
     if (SSH_KEY_NAME.test(this.name) && content.length > 0) {
       const alreadyKey = [...this.hits.values()].some((finding) => finding.kind === 'private-key');
@@ -207,8 +222,7 @@ export class FileScanner implements ContentScanner {
       return;
     }
     if (isAgeCiphertext(content)) return;
-    const looksText = !content.subarray(0, 8192).includes(0) || utf16 !== undefined;
-    const analysis = looksText ? analyzeSops(utf16 ? text : content.toString('utf8')) : undefined;
+    const analysis = binary ? undefined : analyzeSops(utf16 ? text : content.toString('utf8'));
     if (analysis?.hasMetadata) {
       for (const value of analysis.plaintext) {
         const finding: Finding = {

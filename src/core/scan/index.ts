@@ -63,7 +63,7 @@ export interface ScanReport {
 
 export interface ScanOptions extends LeakGateOptions {
   onProgress?: ProgressHook;
-  /** Files scanned at once (default 8). */
+  /** Files scanned at once (default 16). */
   concurrency?: number;
 }
 
@@ -220,7 +220,7 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 8) }, worker));
+  await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 16) }, worker));
 
   let fileCount = 0;
   for (const result of results) {

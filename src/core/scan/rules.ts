@@ -350,7 +350,7 @@ function nixPasswordRule(text: string, hits: RawHit[]): void {
     const name = match[2]!;
     const value = match[3]!;
     if (/hash|file|path|command|length|prompt|policy/i.test(name) || value === '') continue;
-    if (/^(?:x+|\*+|changeme|password|example|placeholder)$/i.test(value)) continue;
+    if (/^(?:x+|\*+|\.+|…|changeme|password|example|placeholder|secret|hunter2)$/i.test(value)) continue;
     const start = match.index + match[0].lastIndexOf(`"${value}"`) + 1;
     hits.push({ rule: 'nix-plaintext-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: `option ${name}` });
   }

@@ -85,3 +85,51 @@ export function countNewlines(text: string, from: number, to: number): number {
   }
   return lines;
 }
+
+/** Printable runs of binary bytes, joined by NUL into one string, with a map back to byte offsets. */
+export interface Segments {
+  text: string;
+  /** Start of each run in `text`, ascending. */
+  textStarts: number[];
+  /** Byte offset of each run in the input. */
+  byteStarts: number[];
+}
+
+/**
+ * Extracts printable runs of at least `minLength` bytes (like strings(1)) so the text rules can skip
+ * the binary parts of a file; NUL joins the runs because no rule matches across it.
+ */
+export function printableSegments(bytes: Uint8Array, minLength = 8): Segments {
+  const parts: string[] = [];
+  const textStarts: number[] = [];
+  const byteStarts: number[] = [];
+  let textLength = 0;
+  const length = bytes.length;
+  let index = 0;
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  while (index < length) {
+    while (index < length && !TEXTY[bytes[index]!]) index++;
+    const start = index;
+    while (index < length && TEXTY[bytes[index]!]) index++;
+    if (index - start >= minLength) {
+      textStarts.push(textLength);
+      byteStarts.push(start);
+      const part = buffer.toString('latin1', start, index);
+      parts.push(part);
+      textLength += part.length + 1;
+    }
+  }
+  return { text: parts.join('\0'), textStarts, byteStarts };
+}
+
+/** Maps an offset in `segments.text` back to a byte offset. */
+export function segmentOffset(segments: Segments, textOffset: number): number {
+  let low = 0;
+  let high = segments.textStarts.length - 1;
+  while (low < high) {
+    const middle = (low + high + 1) >>> 1;
+    if (segments.textStarts[middle]! <= textOffset) low = middle;
+    else high = middle - 1;
+  }
+  return (segments.byteStarts[low] ?? 0) + (textOffset - (segments.textStarts[low] ?? 0));
+}

@@ -73,7 +73,7 @@ export async function describeRepository(dir: string): Promise<RepositoryInfo> {
   const root = top.stdout.trim();
   const branch = await run('git', ['symbolic-ref', '--quiet', '--short', 'HEAD'], { cwd: absolute, reject: false, timeout: 30_000 });
   const head = await run('git', ['rev-parse', '--verify', '--quiet', 'HEAD'], { cwd: absolute, reject: false, timeout: 30_000 });
-  const status = await run('git', ['status', '--porcelain', '-z', '--', '.'], { cwd: absolute, reject: false, timeout: 60_000 });
+  const status = await run('git', ['status', '--porcelain', '-z'], { cwd: root, reject: false, timeout: 60_000 });
   // -z: entries are NUL-terminated; a rename carries its old path as an extra entry.
   const entries = status.exitCode === 0 ? status.stdout.split('\0').filter(Boolean) : [];
   let dirtyFiles = 0;

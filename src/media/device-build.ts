@@ -1,0 +1,216 @@
+/**
+ * `build --device`: the seed partition on a real stick. On a stick holding a hybrid installer image
+ * (MBR plus a GPT covering only the image) the seed partition goes into the free space after the
+ * last partition, through the MBR only; a stick with a partition already labelled for the seed has
+ * it reused (resume or update) and nothing else touched; a blank stick gets a fresh MBR with only
+ * the seed partition. The partition is formatted, mounted privately, built into, flushed and
+ * unmounted, always.
+ *
+ * FAT: this kernel may lack a vfat driver, so a FAT seed is built in a local staging folder, copied
+ * in with mtools (manifest last) and, with `verify`, read back through mtools and verified. It is
+ * not resumable: every run copies the whole seed.
+ */
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { UsageError } from '../errors.js';
+import { buildSeed, type BuildOptions, type BuildResult, type BuildStep } from '../core/build-seed.js';
+import { checkFilesystemLimits, isSeedEntry } from '../core/target.js';
+import type { ProgressHook } from '../core/types.js';
+import { verifySeed } from '../core/verify-seed.js';
+import { checkTargetDevice } from '../hardware/drive-safety.js';
+import { describeMounted, inspectBlockDevice, type BlockDeviceInfo } from '../hardware/block-devices.js';
+import { formatBytes } from '../util/format.js';
+import { run } from '../util/run.js';
+import { withSeedFolder } from './seed-access.js';
+import { copySeedIntoFat, fatRootEntries, formatFat } from './fat.js';
+import { writeIso } from './iso-write.js';
+import { mountPrivate, partitionNode, refreshPartitions } from './mount.js';
+import { appendPartition, createSeedTable, planAppend, readTable } from './partition-table.js';
+import { MiB, estimateSeed, partitionBytesFor, roundUp } from './sizes.js';
+
+export type SeedFilesystem = 'ext4' | 'exfat' | 'fat';
+/** Steps of a device build: the build's own steps plus the media work around them. */
+export type DeviceStep = BuildStep | 'installer' | 'partition' | 'format' | 'mount' | 'unmount';
+
+export interface DeviceBuildOptions {
+  /** Whole disk, e.g. /dev/sdb or an explicitly named loop device. The caller has checked `--yes`. */
+  device: string;
+  /** Installer image to write first (`--iso FILE`), verified by reading it back. */
+  iso?: string;
+  /** Seed partition label: found and reused, or given to a new partition. */
+  label: string;
+  /** Filesystem of a new seed partition (a reused partition keeps its own). */
+  filesystem: SeedFilesystem;
+  /** `--allow-fixed-disk`. */
+  allowFixedDisk: boolean;
+  /** `--allow-large`. */
+  allowLarge: boolean;
+  build: Omit<BuildOptions, 'target' | 'label' | 'onStep' | 'onProgress' | 'signal'>;
+  onStep?: (step: DeviceStep, state: 'start' | 'done', detail?: string) => void;
+  onProgress?: ProgressHook;
+  signal?: AbortSignal;
+  /** Warnings from the device check (loop device, fixed disk accepted...). */
+  onWarning?: (message: string) => void;
+}
+
+export interface DeviceBuildResult extends BuildResult {
+  /** The whole disk. */
+  device: string;
+  /** The seed partition node. */
+  partition: string;
+  /** True when this run created (and formatted) the partition; false when it reused one. */
+  created: boolean;
+  filesystem: string;
+  installer?: { bytes: number; sha256: string; written: boolean };
+}
+
+const partitionType = { ext4: '83', exfat: '7', fat: 'c' } as const;
+const LONG = 24 * 60 * 60 * 1000;
+
+async function wholeDeviceSignature(device: string): Promise<string | null> {
+  const result = await run('blkid', ['-p', '-o', 'export', device], { cwd: '/', reject: false, timeout: 30_000 });
+  return /^TYPE=(.*)$/m.exec(result.stdout)?.[1] ?? null;
+}
+
+function findLabelled(info: BlockDeviceInfo, label: string) {
+  const matches = info.partitions.filter((partition) => partition.label !== null && partition.label.toUpperCase() === label.toUpperCase());
+  if (matches.length > 1) {
+    throw new UsageError(`Refusing ${info.path}: ${matches.length} partitions are labelled ${label} (${matches.map((entry) => entry.path).join(', ')}); relabel or remove all but one.`);
+  }
+  return matches[0];
+}
+
+async function format(partition: string, filesystem: SeedFilesystem, label: string): Promise<void> {
+  if (filesystem === 'ext4') {
+    // -m 0: a seed partition needs no blocks reserved for root.
+    await run('mkfs.ext4', ['-q', '-F', '-m', '0', '-L', label, partition], { cwd: '/', timeout: LONG });
+  } else if (filesystem === 'exfat') {
+    await run('mkfs.exfat', ['-L', label, partition], { cwd: '/', timeout: LONG });
+  } else {
+    await formatFat(partition, label);
+  }
+}
+
+function familyOfBlkid(type: string | null): SeedFilesystem | null {
+  return type === 'ext4' ? 'ext4' : type === 'exfat' ? 'exfat' : type === 'vfat' ? 'fat' : null;
+}
+
+/**
+ * Builds the seed onto the seed partition of `device`, creating the partition when needed.
+ * Refuses (UsageError, exit 2) a device `checkTargetDevice` refuses, one with mounted partitions,
+ * one too small ("needs X, has Y"), and layouts it does not understand.
+ */
+export async function buildOnDevice(options: DeviceBuildOptions): Promise<DeviceBuildResult> {
+  const step = options.onStep ?? (() => undefined);
+  const protectedPaths = [options.build.source.repo, ...options.build.models.map((model) => model.path), ...(options.iso ? [options.iso] : [])];
+  const { info: checked, warnings } = await checkTargetDevice(options.device, { allowFixedDisk: options.allowFixedDisk, allowLarge: options.allowLarge, context: { protectedPaths } });
+  const mounted = describeMounted(checked);
+  if (mounted) throw new UsageError(`Refusing ${mounted}`);
+  for (const warning of warnings) options.onWarning?.(warning);
+  const disk = checked.path;
+
+  // Size first: nothing is written to a stick that cannot hold the seed.
+  const estimate = await estimateSeed(options.build);
+  checkFilesystemLimits({ family: options.filesystem, files: estimate.files, label: options.label });
+  const seedBytes = partitionBytesFor(estimate.contentBytes, options.filesystem);
+  if (options.iso) {
+    const isoBytes = (await stat(options.iso).catch(() => undefined))?.size;
+    if (isoBytes === undefined) throw new UsageError(`--iso ${options.iso} does not exist; pass the installer image file.`);
+    const needed = roundUp(isoBytes, MiB) + seedBytes;
+    if (checked.size < needed) {
+      throw new UsageError(`Refusing ${disk}: too small, the installer image and the seed need ${formatBytes(needed)}, has ${formatBytes(checked.size)}. Use a larger stick or fewer model bundles.`);
+    }
+  } else if (checked.size < seedBytes) {
+    throw new UsageError(`Refusing ${disk}: too small, the seed needs ${formatBytes(seedBytes)}, has ${formatBytes(checked.size)}. Use a larger stick or fewer model bundles.`);
+  }
+
+  let installer: DeviceBuildResult['installer'];
+  if (options.iso) {
+    step('installer', 'start', options.iso);
+    installer = await writeIso(disk, options.iso, { onProgress: options.onProgress, signal: options.signal });
+    if (installer.written) await refreshPartitions(disk);
+    step('installer', 'done', installer.written ? `${formatBytes(installer.bytes)} written and read back` : 'already on the stick, kept');
+  }
+
+  // Find or make the seed partition.
+  let info = await inspectBlockDevice(disk);
+  let partition = findLabelled(info, options.label);
+  let created = false;
+  if (!partition) {
+    step('partition', 'start');
+    const table = await readTable(disk);
+    let number: number;
+    if (table === null) {
+      const signature = await wholeDeviceSignature(disk);
+      if (signature) {
+        throw new UsageError(`Refusing ${disk}: it holds a ${signature} filesystem without a partition table, a layout this tool does not change. Wipe it first (wipefs -a ${disk}) or write the installer image with --iso FILE.`);
+      }
+      await createSeedTable(disk, partitionType[options.filesystem]);
+      number = 1;
+    } else {
+      const plan = planAppend(disk, table, checked.size, seedBytes);
+      await appendPartition(disk, plan, partitionType[options.filesystem]);
+      number = plan.number;
+    }
+    const node = partitionNode(disk, number);
+    await refreshPartitions(disk, [node]);
+    step('partition', 'done', node);
+    step('format', 'start', `${options.filesystem} "${options.label}"`);
+    await format(node, options.filesystem, options.label);
+    step('format', 'done');
+    info = await inspectBlockDevice(disk);
+    partition = info.partitions.find((entry) => entry.path === node) ?? { path: node, size: 0, fstype: null, label: options.label, mountpoints: [] };
+    created = true;
+  }
+  const filesystem = created ? options.filesystem : familyOfBlkid(partition.fstype);
+  if (filesystem === null) {
+    throw new UsageError(`Refusing ${partition.path}: it is labelled ${options.label} but holds ${partition.fstype ?? 'no filesystem'}, which a seed cannot use. Reformat it (ext4, exFAT or FAT) or pick another --label.`);
+  }
+  if (!created && filesystem !== options.filesystem) {
+    options.onWarning?.(`${partition.path} (${options.label}) is ${filesystem}; it is reused as it is, not reformatted as ${options.filesystem}.`);
+  }
+  const buildOptions = { ...options.build, label: options.label, onStep: options.onStep, onProgress: options.onProgress, signal: options.signal };
+
+  let result: BuildResult;
+  if (filesystem === 'fat') {
+    result = await buildFat(partition.path, buildOptions, options, created);
+  } else {
+    step('mount', 'start', partition.path);
+    const mount = await mountPrivate(partition.path, filesystem, { readOnly: false });
+    step('mount', 'done', mount.root);
+    try {
+      result = await buildSeed({ ...buildOptions, target: mount.root });
+    } finally {
+      step('unmount', 'start');
+      await mount.release();
+      step('unmount', 'done');
+    }
+  }
+  const verify = result.verify ? { ...result.verify, root: partition.path } : undefined;
+  return { ...result, ...(verify ? { verify } : {}), target: partition.path, device: disk, partition: partition.path, created, filesystem, ...(installer ? { installer } : {}) };
+}
+
+async function buildFat(partition: string, buildOptions: Omit<BuildOptions, 'target'>, options: DeviceBuildOptions, created: boolean): Promise<BuildResult> {
+  if (!created) {
+    const foreign = (await fatRootEntries(partition)).filter((name) => !isSeedEntry(name) && name !== 'System Volume Information');
+    if (foreign.length > 0) {
+      throw new UsageError(`Refusing ${partition}: it holds files that are not part of a seed (${foreign.slice(0, 5).join(', ')}); move them off or pick another --label.`);
+    }
+  }
+  const staging = await mkdtemp(path.join(tmpdir(), 'dubnium-seed-stage-'));
+  try {
+    const result = await buildSeed({ ...buildOptions, target: path.join(staging, 'seed'), verify: false });
+    options.onStep?.('copy', 'start', `into ${partition} (mtools)`);
+    await copySeedIntoFat(path.join(staging, 'seed'), partition);
+    options.onStep?.('copy', 'done');
+    if (!buildOptions.verify) return result;
+    await rm(path.join(staging, 'seed'), { recursive: true, force: true });
+    options.onStep?.('verify', 'start');
+    const verify = await withSeedFolder(partition, (root) => verifySeed({ root, scan: { allowlist: buildOptions.scan.allowlist, operatorSecrets: buildOptions.scan.operatorSecrets }, onProgress: buildOptions.onProgress }));
+    options.onStep?.('verify', 'done', verify.ok ? 'ok' : `${verify.problems.length} problems`);
+    return { ...result, verify };
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
