@@ -10,6 +10,7 @@
  * cannot be read (ext4 or exFAT that fails to mount, FAT that mtools cannot read) is a media
  * problem, VerificationError (3).
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,6 +20,7 @@ import { MANIFEST_NAME } from '../core/manifest.js';
 import { run } from '../util/run.js';
 import { copySeedOutOfFat, fatRootEntries } from './fat.js';
 import { mountPrivate } from './mount.js';
+import { readTable } from './partition-table.js';
 
 /** The label `build` gives a seed partition unless told otherwise. */
 export const DEFAULT_SEED_LABEL = 'DUBNIUM-SEED';
@@ -90,7 +92,11 @@ async function withPartition<T>(
     throw new UsageError(`${display} holds a ${type} filesystem${label ? ` labelled ${label}` : ''}, not a seed: a seed partition is ext4, exFAT or FAT. Pass the seed partition instead (lsblk -f lists them).`);
   }
   const info = (access: SeedAccessInfo['access']): SeedAccessInfo => ({ partition: display, filesystem: type, label, readOnly: true, access });
-  if (type === 'vfat') return viaCopy(target, display, 'FAT', (dest) => copySeedOutOfFat(target, dest), (root) => fn(root, info('copy')));
+  if (type === 'vfat') {
+    // mtools reads through the block device's buffer cache: drop it so the copy comes from the medium.
+    if (!loopable.image) await run('blockdev', ['--flushbufs', target], { cwd: '/', reject: false, timeout: 120_000 });
+    return viaCopy(target, display, 'FAT', (dest) => copySeedOutOfFat(target, dest), (root) => fn(root, info('copy')));
+  }
   if (type === 'ext4' && loopable.image && (!isRoot() || loopable.withoutMount)) {
     return viaCopy(target, display, 'ext4', (dest) => debugfsDump(target, dest), (root) => fn(root, info('copy')));
   }
@@ -211,6 +217,9 @@ export async function withSeedFolder<T>(
     const loop = await attachReadOnly(pathToDeviceOrImage, true);
     try {
       await run('partx', ['-u', loop], { cwd: '/', reject: false, timeout: 30_000 });
+      // Give devtmpfs a moment to create the nodes (an image's nested partitions may never get one).
+      const expected = ((await readTable(loop).catch(() => null))?.entries ?? []).map((entry) => entry.node);
+      for (let attempt = 0; attempt < 20 && !expected.every((node) => existsSync(node)); attempt += 1) await new Promise((resolve) => setTimeout(resolve, 100));
       return await withDisk(loop, pathToDeviceOrImage, label, fn);
     } finally {
       await detach(loop);

@@ -114,6 +114,29 @@ describe('buildOnDevice on a stick holding a hybrid installer image', () => {
     expect(again.verify?.ok).toBe(true);
   });
 
+  it('refuses --iso on a stick too small for the image and the seed, before writing anything', async () => {
+    const iso = await hybridIso();
+    const { image, device } = await loopDisk(16);
+    const error = await buildOnDevice(await options(device, { iso })).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(UsageError);
+    expect((error as Error).message).toMatch(/installer image and the seed need .* has 16\.0 MiB/);
+    expect(sh('sh', ['-c', `tr -d '\\0' < ${image} | wc -c`]).trim()).toBe('0');
+  });
+
+  it('reuses a partition already labelled for the seed, even on a GPT disk, without changing the table', async () => {
+    const { image, device } = await loopDisk(96);
+    sh('sfdisk', ['-q', device], 'label: gpt\n,16MiB\n,,L\n');
+    detach(device);
+    const again = attach(image);
+    const [, seedPartition] = await nodes(again, 2);
+    sh('mkfs.ext4', ['-q', '-F', '-L', 'DUBNIUM-SEED', seedPartition!]);
+    const before = sh('sfdisk', ['--dump', again]);
+    const result = await buildOnDevice(await options(again));
+    expect(result).toMatchObject({ created: false, partition: seedPartition, filesystem: 'ext4' });
+    expect(result.verify?.ok).toBe(true);
+    expect(sh('sfdisk', ['--dump', again])).toBe(before);
+  });
+
   it('builds an exFAT seed partition through exfatprogs and exfat-fuse', async () => {
     const iso = await hybridIso();
     const { device } = await loopDisk(256, iso);
