@@ -62,6 +62,7 @@ async function main(argv: string[]): Promise<number> {
     .option('--revision <rev>', 'snapshot of the Hugging Face cache models given with --model (ref or commit)')
     .option('--target <dir>', 'seed folder: the mounted seed partition or any folder')
     .option('--device <path>', 'whole disk to put the seed partition on (needs --yes when scripted)')
+    .option('--iso <file>', 'with --device: write this installer image first (verified by reading it back)')
     .option('--image <file>', 'write a seed partition image file')
     .option('--size <size>', 'size of the image file (e.g. 8G)')
     .option('--label <label>', 'filesystem label (default DUBNIUM-SEED)')

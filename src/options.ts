@@ -30,6 +30,8 @@ export interface BuildFlags {
   yes?: boolean;
   allowFixedDisk?: boolean;
   allowLarge?: boolean;
+  /** Installer image to write onto --device first. */
+  iso?: string;
 }
 
 export const DEFAULT_LABEL = 'DUBNIUM-SEED';

@@ -1,5 +1,6 @@
 /** `dubnium-seed build`: a seed from flags and/or a profile, without prompts. */
-import { buildSeed, type BuildResult } from '../core/build-seed.js';
+import path from 'node:path';
+import { buildSeed, planBuild, type BuildResult } from '../core/build-seed.js';
 import { UsageError } from '../errors.js';
 import { loadProfile } from '../profile.js';
 import { FLAG_FOR, resolveBuild, type BuildFlags } from '../options.js';
@@ -15,17 +16,53 @@ export async function runBuild(flags: BuildFlags, context: CommandContext): Prom
     throw new UsageError(`Missing ${resolved.missing.map((item) => FLAG_FOR[item]).join(' and ')}.`, ['Run `dubnium-seed` in a terminal for the interactive wizard, or see `dubnium-seed build --help`.']);
   }
   const target = resolved.target!;
-  if (target.kind !== 'folder') {
-    throw new UsageError(`--${target.kind} is not available in this version; build into the mounted seed partition with --target DIR.`);
-  }
   const progress = context.output.json ? undefined : plainProgress(context.output.log);
-  const result = await buildSeed({
-    ...resolved.options,
-    target: target.path,
-    signal: context.signal,
-    ...(progress ? { onProgress: progress.onProgress, onStep: progress.onStep } : {}),
-  });
+  const hooks = { signal: context.signal, ...(progress ? { onProgress: progress.onProgress, onStep: progress.onStep } : {}) };
+
+  if (target.kind === 'device') {
+    if (!flags.yes) throw new UsageError(`Writing ${target.path} changes its partition table and formats a partition: pass --yes to confirm (or run \`dubnium-seed\` in a terminal for the guided wizard).`);
+    const { buildOnDevice } = await import('../media/device-build.js');
+    const result = await buildOnDevice({
+      device: target.path,
+      ...(flags.iso ? { iso: path.resolve(context.cwd, flags.iso) } : {}),
+      label: resolved.label,
+      filesystem: resolved.filesystem,
+      allowFixedDisk: Boolean(flags.allowFixedDisk),
+      allowLarge: Boolean(flags.allowLarge),
+      build: resolved.options,
+      onWarning: (message) => context.output.log(`warning: ${message}`),
+      ...hooks,
+    });
+    context.output.result({ ...buildJson(result), device: result.device, partition: result.partition, created: result.created, filesystem: result.filesystem, ...(result.installer ? { installer: result.installer } : {}) }, () =>
+      [`Seed partition ${result.partition} (${result.filesystem}, label ${resolved.label}) on ${result.device}${result.created ? ', created now' : ', reused'}.`, formatBuildResult(result)].join('\n'),
+    );
+    return exitFor(result);
+  }
+  if (flags.iso) throw new UsageError('--iso writes an installer image onto a whole disk; it goes with --device.');
+  if (target.kind === 'image') {
+    const { buildImage } = await import('../media/image-build.js');
+    const result = await buildImage({ image: target.path, ...(resolved.size ? { size: resolved.size } : {}), label: resolved.label, filesystem: resolved.filesystem, build: resolved.options, ...hooks });
+    context.output.result({ ...buildJson(result), image: result.image, imageBytes: result.size }, () =>
+      [`Partition image ${result.image} (${resolved.filesystem}, label ${resolved.label}, ${formatBytes(result.size)}); write it into a partition with dd.`, formatBuildResult(result)].join('\n'),
+    );
+    return exitFor(result);
+  }
+
+  const options = { ...resolved.options, target: target.path, label: resolved.label };
+  let result: BuildResult;
+  if (context.interactive && process.stderr.isTTY) {
+    // A terminal gets listr2's live task list; its plan is validated before anything runs.
+    const plan = await planBuild(options);
+    const { runBuildTasks } = await import('../ui/tasks.js');
+    result = await runBuildTasks(options, plan, { renderer: 'default', signal: context.signal });
+  } else {
+    result = await buildSeed({ ...options, ...hooks });
+  }
   context.output.result(buildJson(result), () => formatBuildResult(result));
+  return exitFor(result);
+}
+
+function exitFor(result: BuildResult): number {
   return result.verify && !result.verify.ok ? (result.verify.findings.length > 0 ? 4 : 3) : 0;
 }
 

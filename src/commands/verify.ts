@@ -20,13 +20,24 @@ export async function runVerify(target: string, flags: VerifyFlags, context: Com
   const full = path.resolve(context.cwd, target);
   const info = await stat(full).catch(() => undefined);
   if (!info) throw new UsageError(`${full} does not exist; pass the seed partition's mount point, a device such as /dev/sdb3, or an image file.`);
-  if (!info.isDirectory()) throw new UsageError(`${full} is not a folder; verifying devices and image files is not available in this version: mount the seed partition and pass its mount point.`);
   const progress = context.output.json ? undefined : plainProgress(context.output.log);
-  const report = await verifySeed({
-    root: full,
-    scan: flags.scan === false ? false : { allowlist: profile?.data.scan?.allow ?? [], operatorSecrets: flags.operatorSecrets ?? profile?.data.scan?.operatorSecrets ?? true },
-    ...(progress ? { onProgress: progress.onProgress } : {}),
-  });
+  const run = (root: string) =>
+    verifySeed({
+      root,
+      scan: flags.scan === false ? false : { allowlist: profile?.data.scan?.allow ?? [], operatorSecrets: flags.operatorSecrets ?? profile?.data.scan?.operatorSecrets ?? true },
+      ...(progress ? { onProgress: progress.onProgress } : {}),
+    });
+  let report: VerifyReport & { media?: { path: string; partition: string; filesystem: string; label: string | null; access: string } };
+  if (info.isDirectory()) {
+    report = await run(full);
+  } else {
+    // A block device, partition or image file: mounted read-only in a private folder, always released.
+    const { withSeedFolder } = await import('../media/seed-access.js');
+    report = await withSeedFolder(full, async (root, media) => {
+      const inner = await run(root);
+      return { ...inner, root: full, media: { path: full, partition: media.partition, filesystem: media.filesystem, label: media.label, access: media.access } };
+    });
+  }
   context.output.result(verifyJson(report), () => formatVerifyReport(report));
   return verifyExitCode(report);
 }
@@ -42,6 +53,8 @@ export function verifyJson(report: VerifyReport) {
 
 export function formatVerifyReport(report: VerifyReport): string {
   const lines: string[] = [];
+  const media = (report as { media?: { partition: string; filesystem: string; label: string | null; access: string } }).media;
+  if (media) lines.push(`Seed partition ${media.partition} (${media.filesystem}${media.label ? `, label ${media.label}` : ''}), ${media.access === 'mount' ? 'mounted read-only' : 'copied out read-only (the cache note below is about that copy)'}.`);
   const cache = { all: 'read from the device, page cache bypassed', some: 'page cache bypassed for some files only', none: 'page cache NOT bypassed (data may come from memory)' }[report.cacheBypass];
   lines.push(`Checked ${report.root}: ${report.files} files, ${formatBytes(report.bytes)} in ${formatDuration(report.durationMs)} (${formatRate(report.bytes, report.durationMs)}); ${cache}.`);
   if (report.manifest) {

@@ -39,6 +39,7 @@ import {
   writeAtomic,
   writeSeedFile,
   type ExpectedDigest,
+  type WrittenFile,
 } from './seed-writer.js';
 import { estimateArchiveBytes, planSourceArchive, streamSourceArchive, type SourceArchiveOptions, type SourcePlan } from './source-archive.js';
 import { checkFilesystemLimits, filesystemInfo, inspectTarget, onDisk, type FilesystemInfo, type TargetState } from './target.js';
@@ -253,38 +254,46 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     options.onStep?.('copy', 'start', `${payload.length} files, ${formatBytes(total)}`);
     const manifestFiles: ManifestFile[] = [];
     let bytesWritten = 0;
-    for (const file of payload) {
-      checkCancelled();
-      const destination = path.join(target, file.relPath);
-      const candidate = await journal.candidate(target, file.relPath);
-      let digest: { size: number; sha256: string } | undefined;
-      if (candidate) {
-        // Keep the file only if both the source and what is really on the media still match the
-        // journal: a stick that lost or flipped bytes gets the file rewritten.
-        const [check, onMedia] = await Promise.all([
-          copyScanned(gate, file, destination, { dryRun: true, signal: options.signal }),
-          hashOnMedia(destination),
-        ]);
-        allowed.push(...check.allowed);
-        if (check.sha256 === candidate.sha256 && check.size === candidate.size && onMedia === candidate.sha256) {
-          digest = check;
-          reused.push(file.relPath);
-          report(file.relPath)(file.size);
-        } else {
-          await unlink(destination).catch(() => undefined);
+    // A file's flush runs while the next file is copied; at most two flushes wait at once.
+    const flushing: Promise<void>[] = [];
+    try {
+      for (const file of payload) {
+        checkCancelled();
+        const destination = path.join(target, file.relPath);
+        const candidate = await journal.candidate(target, file.relPath);
+        let digest: { size: number; sha256: string } | undefined;
+        if (candidate) {
+          // Keep the file only if both the source and what is really on the media still match the
+          // journal: a stick that lost or flipped bytes gets the file rewritten.
+          const [check, onMedia] = await Promise.all([
+            copyScanned(gate, file, destination, { dryRun: true, signal: options.signal }),
+            hashOnMedia(destination),
+          ]);
+          allowed.push(...check.allowed);
+          if (check.sha256 === candidate.sha256 && check.size === candidate.size && onMedia === candidate.sha256) {
+            digest = check;
+            reused.push(file.relPath);
+            report(file.relPath)(file.size);
+            manifestFiles.push(candidate);
+            continue;
+          }
         }
-      }
-      if (!digest) {
         await unlink(destination).catch(() => undefined);
         const result = await copyScanned(gate, file, destination, { onBytes: report(file.relPath), signal: options.signal });
         allowed.push(...result.allowed);
         digest = result;
         written.push(file.relPath);
         bytesWritten += result.size;
+        const entry = { path: file.relPath, size: digest.size, sha256: digest.sha256 };
+        manifestFiles.push(entry);
+        const activeJournal = journal;
+        flushing.push(result.commit().then(() => activeJournal.record(entry)));
+        if (flushing.length >= 2) await flushing.shift();
       }
-      const entry = { path: file.relPath, size: digest.size, sha256: digest.sha256 };
-      await journal.record(entry);
-      manifestFiles.push(entry);
+    } finally {
+      const settled = await Promise.allSettled(flushing);
+      const failed = settled.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+      if (failed) throw failed.reason;
     }
     options.onStep?.('copy', 'done', `${written.length} written, ${reused.length} kept`);
 
@@ -379,25 +388,24 @@ async function copyScanned(
   file: PayloadFile,
   destination: string,
   extra: { dryRun?: boolean; onBytes?: (bytes: number) => void; signal?: AbortSignal },
-): Promise<{ size: number; sha256: string; allowed: Finding[] }> {
+): Promise<WrittenFile & { allowed: Finding[] }> {
   const scanner = gate.open({ ...file.scanTarget, size: file.size });
-  let chunks: AsyncIterable<Buffer> = file.chunks();
+  const common = { destination, displayPath: file.relPath, expected: file.expected, expectedSize: file.size, onBytes: extra.onBytes, signal: extra.signal };
   if (!extra.dryRun && file.size <= PRESCAN_LIMIT) {
-    // Small files are read, hashed and scanned in memory; only clean bytes are written.
+    // Small files are read, hashed and scanned in memory; only clean bytes reach the media.
     const parts: Buffer[] = [];
-    for await (const chunk of chunks) parts.push(chunk);
+    for await (const chunk of file.chunks()) parts.push(chunk);
     const whole = Buffer.concat(parts);
     scanner.update(whole);
     const findings = await scanner.finish();
     const blocking = findings.filter((finding) => !finding.allowed);
     if (blocking.length > 0) throw secretsError(blocking, file.relPath);
-    const result = await writeSeedFile({ destination, displayPath: file.relPath, chunks: once(whole), expected: file.expected, expectedSize: file.size, onBytes: extra.onBytes, signal: extra.signal });
-    return { ...result, allowed: findings.filter((finding) => finding.allowed) };
+    const written = await writeSeedFile({ ...common, chunks: once(whole) });
+    return Object.assign(written, { allowed: findings.filter((finding) => finding.allowed) });
   }
-  chunks = coalesce(chunks, CHUNK_SIZE);
-  let result: { size: number; sha256: string };
+  let written: WrittenFile;
   try {
-    result = await writeSeedFile({ destination, displayPath: file.relPath, chunks, expected: file.expected, expectedSize: file.size, scanner, dryRun: extra.dryRun, onBytes: extra.onBytes, signal: extra.signal });
+    written = await writeSeedFile({ ...common, chunks: coalesce(file.chunks(), CHUNK_SIZE), scanner, dryRun: extra.dryRun });
   } catch (error) {
     await scanner.finish().catch(() => undefined);
     throw error;
@@ -405,10 +413,10 @@ async function copyScanned(
   const findings = await scanner.finish();
   const blocking = findings.filter((finding) => !finding.allowed);
   if (blocking.length > 0) {
-    if (!extra.dryRun) await unlink(destination).catch(() => undefined);
+    await written.discard();
     throw secretsError(blocking, file.relPath);
   }
-  return { ...result, allowed: findings.filter((finding) => finding.allowed) };
+  return Object.assign(written, { allowed: findings.filter((finding) => finding.allowed) });
 }
 
 async function hashOnMedia(file: string): Promise<string | undefined> {

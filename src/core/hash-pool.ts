@@ -1,7 +1,7 @@
 /**
  * Hashing and scanning many files on all cores: sha256 is sequential per file, so the pool runs
- * one file per worker thread. Without the compiled worker (unit tests against src/), it falls back
- * to the calling thread.
+ * one file per thread: the calling thread plus one worker per further core. Without the compiled
+ * worker (unit tests against src/), the calling thread does it all.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -27,6 +27,12 @@ export interface HashOutcome {
   bypass: CacheBypass;
   findings: Finding[];
 }
+
+/**
+ * Workers hash and scan chunks that live outside the V8 heap, so a small young generation is
+ * enough; V8's default (tens of MiB per isolate) would dominate verify's peak memory.
+ */
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 96 };
 
 let gateForThread: Promise<Gate> | undefined;
 
@@ -57,12 +63,12 @@ export class HashPool {
 
   constructor(
     private readonly gateOptions: LeakGateOptions | undefined,
-    size = Math.max(1, Math.min(availableParallelism(), 4)),
+    workerCount = Math.max(0, Math.min(availableParallelism(), 4) - 1),
   ) {
     const workerFile = fileURLToPath(new URL('./hash-worker.js', import.meta.url));
     if (existsSync(workerFile) && import.meta.url.endsWith('.js')) {
-      for (let index = 0; index < size; index += 1) {
-        const worker = new Worker(workerFile, { workerData: { gate: gateOptions } });
+      for (let index = 0; index < workerCount; index += 1) {
+        const worker = new Worker(workerFile, { workerData: { gate: gateOptions }, resourceLimits: WORKER_LIMITS });
         worker.on('message', (message: { id: number; progress?: number; result?: HashOutcome; error?: { message: string; code?: string } }) => {
           const entry = this.running.get(message.id);
           if (!entry) return;
@@ -94,11 +100,16 @@ export class HashPool {
   }
 
   private pump(): void {
-    if (this.workers.length === 0) {
-      // In-thread fallback: one at a time.
-      if (this.inThread > 0) return;
-      const entry = this.queue.shift();
-      if (!entry) return;
+    while (this.idle.length > 0 && this.queue.length > 0) {
+      const worker = this.idle.pop()!;
+      const entry = this.queue.shift()!;
+      this.running.set(entry.job.id, entry);
+      worker.postMessage(entry.job);
+    }
+    // The calling thread is one of the hashers too: it has nothing else to do meanwhile, and one
+    // isolate fewer keeps peak memory down.
+    if (this.inThread === 0 && this.queue.length > 0) {
+      const entry = this.queue.shift()!;
       this.inThread += 1;
       hashAndScanFile(entry.job, this.gateOptions, entry.onProgress)
         .then(entry.resolve, entry.reject)
@@ -106,13 +117,6 @@ export class HashPool {
           this.inThread -= 1;
           this.pump();
         });
-      return;
-    }
-    while (this.idle.length > 0 && this.queue.length > 0) {
-      const worker = this.idle.pop()!;
-      const entry = this.queue.shift()!;
-      this.running.set(entry.job.id, entry);
-      worker.postMessage(entry.job);
     }
   }
 

@@ -48,26 +48,48 @@ export async function openUncached(file: string, bypassCache: boolean): Promise<
   return { handle: await open(file, constants.O_RDONLY | constants.O_NOFOLLOW), bypass: 'cached' };
 }
 
+/** Chunk size and reads in flight for verify: a few reads queued keep a USB stick's queue busy. */
+export const VERIFY_CHUNK = 2 * 1024 * 1024;
+export const VERIFY_DEPTH = 4;
+
 /**
- * Reads a whole file in large aligned chunks, calling `onChunk` for each; the chunk is only valid
- * during the call. Two buffers alternate so the next read is in flight while `onChunk` runs.
+ * Reads a whole file in large aligned chunks, calling `onChunk` for each in order; the chunk is
+ * only valid during the call. `depth` reads are in flight while `onChunk` runs.
  */
-export async function readThrough(file: string, bypassCache: boolean, onChunk: (chunk: Buffer) => void): Promise<{ size: number; bypass: CacheBypass }> {
+export async function readThrough(
+  file: string,
+  bypassCache: boolean,
+  onChunk: (chunk: Buffer) => void,
+  chunkSize = VERIFY_CHUNK,
+  depth = VERIFY_DEPTH,
+): Promise<{ size: number; bypass: CacheBypass }> {
   const { handle, bypass } = await openUncached(file, bypassCache);
-  const buffers = [alignedBuffer(), alignedBuffer()];
   try {
+    const { size: fileSize } = await handle.stat();
+    const buffers = Array.from({ length: depth }, () => alignedBuffer(chunkSize));
+    const readAt = (slot: number, position: number) =>
+      position >= fileSize ? Promise.resolve(0) : handle.read(buffers[slot]!, 0, chunkSize, position).then((result) => result.bytesRead);
+    const pending: Promise<number>[] = buffers.map((_, slot) => readAt(slot, slot * chunkSize));
     let position = 0;
-    let index = 0;
-    const readInto = (buffer: Buffer, at: number) => handle.read(buffer, 0, buffer.length, at);
-    let pending = readInto(buffers[0]!, 0);
-    for (;;) {
-      const { bytesRead, buffer } = await pending;
+    for (let index = 0; ; index += 1) {
+      const slot = index % depth;
+      const bytesRead = await pending[slot]!;
       if (bytesRead === 0) break;
+      onChunk(buffers[slot]!.subarray(0, bytesRead));
       position += bytesRead;
-      index ^= 1;
-      // A short read ends the file for O_DIRECT (the tail is not a whole block); a zero read does otherwise.
-      pending = bytesRead < buffer.length && bypass === 'direct' ? Promise.resolve({ bytesRead: 0, buffer }) : readInto(buffers[index]!, position);
-      onChunk(buffer.subarray(0, bytesRead));
+      // The file may have grown or shrunk since stat: a short read that is not at the end is
+      // followed by reads of what remains, in order.
+      if (bytesRead < chunkSize) {
+        for (let rest = 1; rest < depth; rest += 1) await pending[(slot + rest) % depth];
+        for (;;) {
+          const more = await handle.read(buffers[slot]!, 0, chunkSize, position).then((result) => result.bytesRead);
+          if (more === 0) break;
+          onChunk(buffers[slot]!.subarray(0, more));
+          position += more;
+        }
+        break;
+      }
+      pending[slot] = readAt(slot, (index + depth) * chunkSize);
     }
     return { size: position, bypass };
   } finally {

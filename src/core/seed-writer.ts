@@ -3,11 +3,12 @@
  * and written in the same pass. Files appear under a temporary name and are renamed only once
  * complete and flushed, so an interrupted build never leaves a file that looks complete.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { PARTIAL_SUFFIX } from './manifest.js';
 import { CancelledError, UsageError } from '../errors.js';
+import { createExpectedDigestHasher } from './hf-cache.js';
 import type { ContentScanner } from './types.js';
 
 /** Reads of this size keep sha256 near its peak speed and syscalls few. */
@@ -16,7 +17,8 @@ export const CHUNK_SIZE = 4 * 1024 * 1024;
 /** Files up to this size are read, hashed and scanned in memory before a byte reaches the media. */
 export const PRESCAN_LIMIT = 16 * 1024 * 1024;
 
-export type ExpectedDigest = { algorithm: 'sha256' | 'git-sha1'; hex: string };
+export type { ExpectedDigest } from './hf-cache.js';
+import type { ExpectedDigest } from './hf-cache.js';
 
 /**
  * Reads a file in large chunks with one read always in flight, so the caller's hashing overlaps
@@ -94,39 +96,35 @@ export interface WriteSeedFileOptions {
   signal?: AbortSignal;
 }
 
-class DigestCheck {
-  private readonly hash: Hash;
-  constructor(
-    readonly expected: ExpectedDigest,
-    size: number | undefined,
-  ) {
-    if (expected.algorithm === 'git-sha1') {
-      if (size === undefined) throw new Error('git-sha1 digest needs the expected size');
-      this.hash = createHash('sha1').update(`blob ${size}\0`);
-    } else {
-      this.hash = createHash('sha256');
-    }
-  }
-  update(chunk: Buffer): void {
-    this.hash.update(chunk);
-  }
-  matches(sha256: string): boolean {
-    const actual = this.expected.algorithm === 'sha256' ? sha256 : this.hash.digest('hex');
-    return actual === this.expected.hex.toLowerCase();
-  }
+/** A file whose bytes are written but not yet flushed and renamed into place. */
+export interface WrittenFile extends DigestResult {
+  /** Flushes (fdatasync), closes and renames to the final name. */
+  commit(): Promise<void>;
+  /** Closes and removes the temporary file (a leak was found after the last byte). */
+  discard(): Promise<void>;
 }
 
 /**
- * Hashes, scans and writes one file. Writes go to a temporary name next to the destination
- * and are flushed (fdatasync) before the rename. On any error the temporary file is removed.
+ * Hashes, scans and writes one file under a temporary name. The caller commits it (flush, then
+ * rename) once the scanner's verdict is in; the flush may run while the next file is copied, so
+ * a file's flush overlaps the next file's reads. On any error the temporary file is removed.
  */
-export async function writeSeedFile(options: WriteSeedFileOptions): Promise<DigestResult> {
+export async function writeSeedFile(options: WriteSeedFileOptions): Promise<WrittenFile> {
   const hash = createHash('sha256');
-  const digestCheck = options.expected ? new DigestCheck(options.expected, options.expectedSize) : undefined;
+  // A blob named by its sha256 is checked against the main hash; git-sha1 needs a hash of its own.
+  const gitSha1 = options.expected?.algorithm === 'git-sha1' ? createExpectedDigestHasher(options.expected, options.expectedSize ?? -1) : undefined;
   const partial = partialPathFor(options.destination);
   let handle: FileHandle | undefined;
   let size = 0;
   let pendingWrite: Promise<void> = Promise.resolve();
+  const discard = async () => {
+    await pendingWrite.catch(() => undefined);
+    if (!handle) return;
+    const open = handle;
+    handle = undefined;
+    await open.close().catch(() => undefined);
+    await unlink(partial).catch(() => undefined);
+  };
   try {
     if (!options.dryRun) {
       await mkdir(path.dirname(options.destination), { recursive: true });
@@ -135,7 +133,7 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Dige
     for await (const chunk of options.chunks) {
       if (options.signal?.aborted) throw new CancelledError('Build cancelled; the partial file was removed.');
       hash.update(chunk);
-      digestCheck?.update(chunk);
+      gitSha1?.update(chunk);
       options.scanner?.update(chunk);
       const at = size;
       size += chunk.length;
@@ -153,25 +151,32 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Dige
     if (options.expectedSize !== undefined && size !== options.expectedSize) {
       throw new UsageError(`${options.displayPath} changed while being copied: expected ${options.expectedSize} bytes, read ${size}. Rerun the build.`);
     }
-    if (digestCheck && !digestCheck.matches(sha256)) {
+    const expected = options.expected;
+    if (expected && !(expected.algorithm === 'sha256' ? sha256 === expected.hex.toLowerCase() : gitSha1!.check().ok)) {
       throw new UsageError(
         `${options.displayPath}: the bytes do not match the digest the Hugging Face cache names them by; the cached blob is corrupt. Delete it and download the model again.`,
-        [`expected ${digestCheck.expected.algorithm} ${digestCheck.expected.hex}`],
+        [`expected ${expected.algorithm} ${expected.hex}`],
       );
     }
-    if (handle) {
-      await handle.datasync();
-      await handle.close();
-      handle = undefined;
-      await rename(partial, options.destination);
-    }
-    return { size, sha256 };
+    return {
+      size,
+      sha256,
+      discard,
+      commit: async () => {
+        if (!handle) return;
+        try {
+          await handle.datasync();
+          await handle.close();
+          handle = undefined;
+          await rename(partial, options.destination);
+        } catch (error) {
+          await discard();
+          throw error;
+        }
+      },
+    };
   } catch (error) {
-    await pendingWrite.catch(() => undefined);
-    if (handle) {
-      await handle.close().catch(() => undefined);
-      await unlink(partial).catch(() => undefined);
-    }
+    await discard();
     throw error;
   }
 }

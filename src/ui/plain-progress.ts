@@ -2,7 +2,6 @@
  * Progress without a terminal: plain lines on stderr, at most one every few seconds per phase,
  * so logs of scripted builds stay readable. Nothing ever waits for input.
  */
-import type { BuildStep } from '../core/build-seed.js';
 import type { Progress } from '../core/types.js';
 import { formatBytes, formatDuration, formatRate } from '../util/format.js';
 
@@ -11,7 +10,7 @@ export function plainProgress(log: (line: string) => void, intervalMs = 5000) {
   let phaseStarted = Date.now();
   let lastPhase = '';
   return {
-    onStep(step: BuildStep, state: 'start' | 'done', detail?: string) {
+    onStep(step: string, state: 'start' | 'done', detail?: string) {
       if (state === 'start') phaseStarted = Date.now();
       log(`${state === 'start' ? '==>' : ' ok'} ${step}${detail ? `: ${detail}` : ''}${state === 'done' ? ` (${formatDuration(Date.now() - phaseStarted)})` : ''}`);
     },
