@@ -306,8 +306,9 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     manifestFiles.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     const checksums = renderChecksums(manifestFiles);
     await writeAtomic(path.join(target, CHECKSUMS_NAME), checksums);
-    const manifest = makeManifest(options, plan, manifestFiles, checksums);
-    await writeAtomic(path.join(target, MANIFEST_NAME), renderManifest(manifest));
+    const manifestText = renderManifest(makeManifest(options, plan, manifestFiles, checksums));
+    const manifest = parseManifest(manifestText).manifest!;
+    await writeAtomic(path.join(target, MANIFEST_NAME), manifestText);
     await journal.close();
     journal = undefined;
     await unlink(path.join(target, JOURNAL_NAME)).catch(() => undefined);
@@ -466,7 +467,7 @@ async function removeStale(target: string, keep: Set<string>): Promise<string[]>
   return removed;
 }
 
-function makeManifest(options: BuildOptions, plan: BuildPlan, files: ManifestFile[], checksums: string): Manifest {
+function makeManifest(options: BuildOptions, plan: BuildPlan, files: ManifestFile[], checksums: string): Omit<Manifest, 'selfSha256'> {
   const { source } = plan;
   const sha256 = createSha256(checksums);
   return {

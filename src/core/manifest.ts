@@ -2,6 +2,7 @@
  * The seed manifest (`dubnium-seed.json`, format 1) and `SHA256SUMS`: their schema, rendering and
  * parsing. The manifest is written last; a seed without it is incomplete.
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
 export const FORMAT_VERSION = 1 as const;
@@ -68,6 +69,8 @@ export const manifestSchema = z.object({
   ),
   files: z.array(manifestFileSchema),
   checksums: z.object({ file: z.literal(CHECKSUMS_NAME), sha256: sha256Hex }),
+  /** sha256 of this file's bytes with this value replaced by 64 zeros: any changed byte shows. */
+  selfSha256: sha256Hex,
   totals: z.object({ files: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() }),
 });
 
@@ -106,9 +109,22 @@ export function parseChecksums(text: string): { entries: ChecksumLine[]; problem
   return { entries, problems };
 }
 
-/** Pretty-printed with two spaces: seed-install.sh reads `"modelStore"` from its own line. */
-export function renderManifest(manifest: Manifest): string {
-  return `${JSON.stringify(manifest, null, 2)}\n`;
+const ZERO_DIGEST = '0'.repeat(64);
+const SELF_DIGEST_LINE = /^( {2}"selfSha256": ")([0-9a-f]{64})(",?)$/m;
+
+/** sha256 of the manifest text with its own `selfSha256` value zeroed (undefined without the line). */
+export function manifestSelfDigest(text: string): string | undefined {
+  if (!SELF_DIGEST_LINE.test(text)) return undefined;
+  return createHash('sha256').update(text.replace(SELF_DIGEST_LINE, `$1${ZERO_DIGEST}$3`)).digest('hex');
+}
+
+/**
+ * Pretty-printed with two spaces (seed-install.sh reads `"modelStore"` from its own line), with
+ * `selfSha256` filled in last.
+ */
+export function renderManifest(manifest: Omit<Manifest, 'selfSha256'>): string {
+  const text = `${JSON.stringify({ ...manifest, selfSha256: ZERO_DIGEST }, null, 2)}\n`;
+  return text.replace(SELF_DIGEST_LINE, `$1${manifestSelfDigest(text)}$3`);
 }
 
 /** Parses and validates a manifest; returns readable `path: message` problems instead of throwing. */
@@ -121,6 +137,11 @@ export function parseManifest(text: string): { manifest?: Manifest; problems: st
   }
   if (typeof data === 'object' && data !== null && 'format' in data && (data as { format: unknown }).format !== FORMAT_VERSION) {
     return { problems: [`${MANIFEST_NAME} has format ${JSON.stringify((data as { format: unknown }).format)}; this tool reads format ${FORMAT_VERSION}`] };
+  }
+  const self = manifestSelfDigest(text);
+  const recorded = (data as { selfSha256?: unknown } | null)?.selfSha256;
+  if (self !== undefined && typeof recorded === 'string' && self !== recorded) {
+    return { problems: [`${MANIFEST_NAME} was changed after it was written (its selfSha256 does not match its bytes)`] };
   }
   const result = manifestSchema.safeParse(data);
   if (!result.success) {
