@@ -48,7 +48,7 @@ export async function runBuild(flags: BuildFlags, context: CommandContext): Prom
     return exitFor(result);
   }
 
-  const options = { ...resolved.options, target: target.path, label: resolved.label };
+  const options = { ...resolved.options, target: target.path };
   let result: BuildResult;
   if (context.interactive && process.stderr.isTTY) {
     // A terminal gets listr2's live task list; its plan is validated before anything runs.
