@@ -147,6 +147,18 @@ format=$(sed -n 's/^  "format": \([0-9][0-9]*\),\{0,1\}$/\1/p' "$manifest")
   die 3 "dubnium-seed.json has no readable top-level \"format\" (truncated or not written by dubnium-seed)"
 [ "$format" = 1 ] || die 3 "seed format $format is not supported by this script (it reads format 1)"
 
+# selfSha256 is the sha256 of the manifest with that value written as 64 zeros, so any changed
+# byte shows. Hand-made seeds may lack it; a seed that names it must carry it on its own line.
+if grep -q '"selfSha256"' "$manifest"; then
+  self_re='^  "selfSha256": "\([0-9a-f]\{64\}\)"\(,\{0,1\}\)$'
+  [ "$(grep -c "$self_re" "$manifest")" = 1 ] ||
+    die 3 "dubnium-seed.json: its selfSha256 line is damaged (the manifest was changed); re-copy or rebuild the seed"
+  self_recorded=$(sed -n "s/$self_re/\1/p" "$manifest")
+  self_actual=$(sed "s/$self_re/  \"selfSha256\": \"0000000000000000000000000000000000000000000000000000000000000000\"\2/" "$manifest" | sha256sum | cut -c1-64)
+  [ "$self_recorded" = "$self_actual" ] ||
+    die 3 "dubnium-seed.json was changed after it was written (its selfSha256 does not match); re-copy or rebuild the seed"
+fi
+
 store_lines=$(grep -c '^  "modelStore": ' "$manifest")
 if [ "$store_lines" = 0 ]; then
   model_store=$default_store

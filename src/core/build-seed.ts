@@ -340,6 +340,9 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
       for (const file of written) await unlink(path.join(target, file)).catch(() => undefined);
       await removeStale(target, new Set(reused)).catch(() => undefined);
       await unlink(path.join(target, JOURNAL_NAME)).catch(() => undefined);
+      // Empty folders this run made go too (rmdir leaves a folder that still holds anything).
+      for (const dir of ['source', 'models']) await rmdir(path.join(target, dir)).catch(() => undefined);
+      if (!plan.targetState.exists) await rmdir(target).catch(() => undefined);
     }
     throw error;
   } finally {

@@ -58,6 +58,8 @@ export class HashPool {
   private readonly idle: Worker[] = [];
   private readonly queue: { job: HashJob; resolve: (outcome: HashOutcome) => void; reject: (error: Error) => void; onProgress?: (bytes: number) => void }[] = [];
   private readonly running = new Map<number, (typeof this.queue)[number]>();
+  /** Which job each busy worker is on. */
+  private readonly busy = new Map<Worker, number>();
   private nextId = 1;
   private inThread = 0;
 
@@ -77,14 +79,24 @@ export class HashPool {
             return;
           }
           this.running.delete(message.id);
+          this.busy.delete(worker);
           if (message.error) entry.reject(Object.assign(new Error(message.error.message), { code: message.error.code }));
           else entry.resolve(message.result!);
           this.idle.push(worker);
           this.pump();
         });
+        // A worker that dies fails only the file it was on; the others and the calling thread go on.
         worker.on('error', (error) => {
-          for (const entry of this.running.values()) entry.reject(error);
-          this.running.clear();
+          const id = this.busy.get(worker);
+          this.busy.delete(worker);
+          const idleAt = this.idle.indexOf(worker);
+          if (idleAt >= 0) this.idle.splice(idleAt, 1);
+          if (id !== undefined) {
+            const entry = this.running.get(id);
+            this.running.delete(id);
+            entry?.reject(error);
+          }
+          this.pump();
         });
         this.workers.push(worker);
         this.idle.push(worker);
@@ -104,6 +116,7 @@ export class HashPool {
       const worker = this.idle.pop()!;
       const entry = this.queue.shift()!;
       this.running.set(entry.job.id, entry);
+      this.busy.set(worker, entry.job.id);
       worker.postMessage(entry.job);
     }
     // The calling thread is one of the hashers too: it has nothing else to do meanwhile, and one

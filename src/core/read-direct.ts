@@ -4,9 +4,11 @@
  * does not promise; WebAssembly memory is page-aligned, so the read buffer lives there.
  * Where O_DIRECT is refused (tmpfs, some FUSE filesystems), the file's cached pages are dropped
  * first with `dd iflag=nocache count=0` (posix_fadvise DONTNEED) when possible.
+ * On memory-backed filesystems (tmpfs, ramfs) the page cache is the storage: recent kernels accept
+ * O_DIRECT there, but nothing is bypassed, so those reads are reported as cached.
  */
 import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, statfs, type FileHandle } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 
 // Node's types leave out the WebAssembly global; only Memory is needed here.
@@ -33,19 +35,39 @@ export interface OpenedForVerify {
   bypass: CacheBypass;
 }
 
-/** Opens a file for reading, bypassing the page cache where the platform allows. */
-export async function openUncached(file: string, bypassCache: boolean): Promise<OpenedForVerify> {
-  if (bypassCache && process.platform === 'linux' && constants.O_DIRECT) {
-    try {
-      return { handle: await open(file, constants.O_RDONLY | constants.O_DIRECT | constants.O_NOFOLLOW), bypass: 'direct' };
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'EINVAL' && code !== 'EOPNOTSUPP') throw error;
-    }
-    const dropped = await dropCache(file);
-    return { handle: await open(file, constants.O_RDONLY | constants.O_NOFOLLOW), bypass: dropped ? 'dropped' : 'cached' };
+/** statfs magic numbers of filesystems whose pages are the data itself. */
+const MEMORY_FILESYSTEMS = new Set([0x01021994 /* tmpfs */, 0x858458f6 /* ramfs */]);
+
+async function inMemoryFilesystem(file: string): Promise<boolean> {
+  try {
+    return MEMORY_FILESYSTEMS.has((await statfs(file)).type);
+  } catch {
+    return false;
   }
-  return { handle: await open(file, constants.O_RDONLY | constants.O_NOFOLLOW), bypass: 'cached' };
+}
+
+const openPlain = (file: string) => open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+
+/** The fallback when O_DIRECT is refused: drop the file's clean cached pages, then read normally. */
+async function openDropped(file: string): Promise<OpenedForVerify> {
+  const dropped = await dropCache(file);
+  return { handle: await openPlain(file), bypass: dropped ? 'dropped' : 'cached' };
+}
+
+/**
+ * Opens a file for reading, bypassing the page cache where the platform allows. Never follows a
+ * symlink (O_NOFOLLOW): a link fails with ELOOP.
+ */
+export async function openUncached(file: string, bypassCache: boolean): Promise<OpenedForVerify> {
+  if (!bypassCache || process.platform !== 'linux' || !constants.O_DIRECT) return { handle: await openPlain(file), bypass: 'cached' };
+  if (await inMemoryFilesystem(file)) return { handle: await openPlain(file), bypass: 'cached' };
+  try {
+    return { handle: await open(file, constants.O_RDONLY | constants.O_DIRECT | constants.O_NOFOLLOW), bypass: 'direct' };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EOPNOTSUPP') throw error;
+  }
+  return openDropped(file);
 }
 
 /** Chunk size and reads in flight for verify: a few reads queued keep a USB stick's queue busy. */
@@ -63,13 +85,33 @@ export async function readThrough(
   chunkSize = VERIFY_CHUNK,
   depth = VERIFY_DEPTH,
 ): Promise<{ size: number; bypass: CacheBypass }> {
-  const { handle, bypass } = await openUncached(file, bypassCache);
+  let { handle, bypass } = await openUncached(file, bypassCache);
+  // Some filesystems (FUSE, network) accept O_DIRECT at open and refuse it at the first read.
+  if (bypass === 'direct') {
+    const probe = alignedBuffer(4096);
+    const refused = await handle.read(probe, 0, 4096, 0).then(
+      () => false,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'EINVAL' || error.code === 'EOPNOTSUPP') return true;
+        throw error;
+      },
+    ).catch(async (error: unknown) => {
+      await handle.close();
+      throw error;
+    });
+    if (refused) {
+      await handle.close();
+      ({ handle, bypass } = await openDropped(file));
+    }
+  }
   try {
     const { size: fileSize } = await handle.stat();
     const buffers = Array.from({ length: depth }, () => alignedBuffer(chunkSize));
     const readAt = (slot: number, position: number) =>
       position >= fileSize ? Promise.resolve(0) : handle.read(buffers[slot]!, 0, chunkSize, position).then((result) => result.bytesRead);
     const pending: Promise<number>[] = buffers.map((_, slot) => readAt(slot, slot * chunkSize));
+    // A read that fails while an earlier one is awaited must not surface as an unhandled rejection.
+    for (const read of pending) read.catch(() => undefined);
     let position = 0;
     for (let index = 0; ; index += 1) {
       const slot = index % depth;
@@ -80,7 +122,7 @@ export async function readThrough(
       // The file may have grown or shrunk since stat: a short read that is not at the end is
       // followed by reads of what remains, in order.
       if (bytesRead < chunkSize) {
-        for (let rest = 1; rest < depth; rest += 1) await pending[(slot + rest) % depth];
+        for (let rest = 1; rest < depth; rest += 1) await pending[(slot + rest) % depth]!.catch(() => 0);
         for (;;) {
           const more = await handle.read(buffers[slot]!, 0, chunkSize, position).then((result) => result.bytesRead);
           if (more === 0) break;
@@ -90,9 +132,11 @@ export async function readThrough(
         break;
       }
       pending[slot] = readAt(slot, (index + depth) * chunkSize);
+      pending[slot]!.catch(() => undefined);
     }
     return { size: position, bypass };
   } finally {
+    // FileHandle.close waits for reads still in flight after an error.
     await handle.close();
   }
 }

@@ -3,13 +3,14 @@
  * every file's size and sha256, missing, corrupt, partial and unexpected files, and a leak scan of
  * every byte. Never writes to the media and never follows a symlink.
  */
+import { constants } from 'node:fs';
 import { lstat, open, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { checkSourceArchive } from './archive-safety.js';
 import { HashPool } from './hash-pool.js';
 import { resolveModelBundle } from './model-bundle.js';
-import { CHECKSUMS_NAME, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, parseChecksums, parseManifest, type Manifest } from './manifest.js';
+import { CHECKSUMS_NAME, FORMAT_VERSION, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, parseChecksums, parseManifest, type Manifest } from './manifest.js';
 import type { CacheBypass } from './read-direct.js';
 import { createHash } from 'node:crypto';
 import type { AllowEntry } from './scan/index.js';
@@ -56,8 +57,13 @@ export interface VerifyReport {
   files: number;
   bytes: number;
   durationMs: number;
-  /** Whether reads bypassed the page cache: all files, some, or none. */
+  /**
+   * Whether reads bypassed the page cache: all files, some, or none. Memory-backed filesystems
+   * (tmpfs) always say none: their pages are the data.
+   */
   cacheBypass: 'all' | 'some' | 'none';
+  /** What was checked, in order, as short sentences for the report. */
+  checked: string[];
   problems: VerifyProblem[];
   findings: Finding[];
   allowed: Finding[];
@@ -65,44 +71,92 @@ export interface VerifyReport {
 
 /** Root entries a filesystem or desktop adds that are not the seed's business. */
 const ROOT_NOISE = new Set(['lost+found', 'System Volume Information', '.Trashes', '.fseventsd', '.Spotlight-V100']);
-const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+/**
+ * A manifest line is about 150 bytes per file, so 16 MiB is room for 100,000 files. Anything
+ * larger is refused from its size alone, before a byte of it is read.
+ */
+const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
+const errorCode = (error: unknown) => (error as NodeJS.ErrnoException | undefined)?.code;
+
+/** Reads a small seed file without following a link and without trusting its size. */
 async function readSmallFile(file: string, limit: number): Promise<{ text?: string; problem?: string }> {
-  const info = await lstat(file).catch(() => undefined);
-  if (!info) return { problem: 'missing' };
-  if (!info.isFile()) return { problem: info.isSymbolicLink() ? 'is a symlink (never followed)' : 'is not a regular file' };
-  if (info.size > limit) return { problem: `is ${info.size} bytes, more than the ${limit} a seed ever needs` };
-  const handle = await open(file, 'r');
+  let stats;
   try {
-    return { text: (await handle.readFile()).toString('utf8') };
-  } finally {
-    await handle.close();
+    stats = await lstat(file);
+  } catch (error) {
+    const code = errorCode(error);
+    return { problem: code === 'ENOENT' || code === 'ENOTDIR' ? 'missing' : `could not be read (${code ?? (error as Error).message})` };
+  }
+  if (!stats.isFile()) return { problem: stats.isSymbolicLink() ? 'is a symlink (never followed)' : 'is not a regular file' };
+  if (stats.size > limit) return { problem: `is ${stats.size} bytes, more than the ${limit} a seed ever needs (refused unread)` };
+  try {
+    const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      // Read at most limit + 1 bytes, whatever lstat said: the file may change under us.
+      const buffer = Buffer.alloc(Math.min(limit + 1, Math.max(stats.size, 0) + 1));
+      let length = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+        if (bytesRead === 0) break;
+        length += bytesRead;
+        if (length === buffer.length) break;
+      }
+      if (length > stats.size || length > limit) return { problem: `grew while it was read; refused` };
+      return { text: buffer.subarray(0, length).toString('utf8') };
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    return { problem: `could not be read (${errorCode(error) ?? (error as Error).message})` };
   }
 }
 
-/** Lists every entry under the seed root without following symlinks. */
-async function walk(root: string): Promise<{ rel: string; type: 'file' | 'dir' | 'symlink' | 'other' }[]> {
-  const out: { rel: string; type: 'file' | 'dir' | 'symlink' | 'other' }[] = [];
+type EntryType = 'file' | 'dir' | 'symlink' | 'other';
+
+/** Lists every entry under the seed root without following symlinks; unreadable folders are reported. */
+async function walk(root: string): Promise<{ entries: { rel: string; type: EntryType }[]; unreadable: { rel: string; code: string }[] }> {
+  const entries: { rel: string; type: EntryType }[] = [];
+  const unreadable: { rel: string; code: string }[] = [];
   const visit = async (relDir: string) => {
-    const entries = await readdir(path.join(root, relDir), { withFileTypes: true });
-    for (const entry of entries) {
+    let listing;
+    try {
+      listing = await readdir(path.join(root, relDir), { withFileTypes: true });
+    } catch (error) {
+      unreadable.push({ rel: relDir || '.', code: errorCode(error) ?? (error as Error).message });
+      return;
+    }
+    for (const entry of listing) {
       const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
       if (!relDir && (ROOT_NOISE.has(entry.name) || entry.name.startsWith('.Trash-'))) continue;
       const type = entry.isDirectory() ? 'dir' : entry.isFile() ? 'file' : entry.isSymbolicLink() ? 'symlink' : 'other';
-      out.push({ rel, type });
+      entries.push({ rel, type });
       if (type === 'dir') await visit(rel);
     }
   };
   await visit('');
-  return out;
+  return { entries, unreadable };
 }
 
+/** Whether `rel` is `ancestor` or lies beneath it. */
+const within = (rel: string, ancestor: string) => rel === ancestor || rel.startsWith(`${ancestor}/`);
+
+const READ_ERROR_ACTION = 'The media has a read error: copy off what you need, rebuild the seed on another stick, and retire this one.';
+
+/**
+ * Verifies the seed folder `options.root` (a mounted seed partition): manifest, SHA256SUMS,
+ * every file's size and sha256 read past the page cache, files the manifest does not list, the
+ * source archive's entries, each bundle's validation, and (unless `scan` is false) a leak scan of
+ * every byte. Problems are returned in the report, never thrown; never writes, never follows a link,
+ * never reads outside the root.
+ */
 export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> {
   const started = Date.now();
   const root = path.resolve(options.root);
   const problems: VerifyProblem[] = [];
   const findings: Finding[] = [];
   const allowed: Finding[] = [];
+  const checked: string[] = [];
   const report = (): VerifyReport => ({
     root,
     ok: problems.length === 0 && findings.length === 0,
@@ -112,6 +166,7 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
     bytes: checkedBytes,
     durationMs: Date.now() - started,
     cacheBypass: bypasses.length > 0 && bypasses.every((b) => b !== 'cached') ? 'all' : bypasses.some((b) => b !== 'cached') ? 'some' : 'none',
+    checked,
     problems,
     findings,
     allowed,
@@ -136,36 +191,53 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
       action: 'Run the same build again; it finishes the seed without rewriting complete files.',
     });
   } else if (manifestRead.problem) {
-    problems.push({ path: MANIFEST_NAME, kind: 'manifest', message: `${MANIFEST_NAME} ${manifestRead.problem}`, action: 'Rebuild the seed.' });
+    problems.push({ path: MANIFEST_NAME, kind: 'manifest', message: `${MANIFEST_NAME} ${manifestRead.problem}`, action: 'Do not use this media; rebuild the seed.' });
   } else {
-    const parsed = parseManifest(manifestRead.text!);
-    manifest = parsed.manifest;
-    for (const message of parsed.problems) problems.push({ path: MANIFEST_NAME, kind: 'manifest', message, action: 'Rebuild the seed; the manifest is damaged or was not written by this tool.' });
+    const text = manifestRead.text!;
+    const parsed = parseManifest(text);
+    for (const message of parsed.problems) {
+      const newer = /has format (\d+);/.exec(message);
+      problems.push({
+        path: MANIFEST_NAME,
+        kind: 'manifest',
+        message,
+        action: newer && Number(newer[1]) > FORMAT_VERSION ? 'Verify it with the newer dubnium-seed that wrote it, or rebuild the seed with this version.' : 'Do not use this media; rebuild the seed (the manifest is damaged or was not written by dubnium-seed).',
+      });
+    }
+    // The builder writes JSON.stringify(manifest, null, 2) plus a newline, and selfSha256 covers
+    // those bytes; a change the digest line cannot see (its own indent, say) shows here.
+    if (parsed.manifest && !isCanonicalManifest(text)) {
+      problems.push({ path: MANIFEST_NAME, kind: 'manifest', message: `${MANIFEST_NAME} was changed after it was written (its layout is not the one dubnium-seed writes)`, action: 'Do not use this media; rebuild the seed.' });
+    } else {
+      manifest = parsed.manifest;
+    }
+    if (manifest) checked.push(`manifest: format ${manifest.format}, schema and self-digest`);
   }
 
   const checksumsRead = await readSmallFile(path.join(root, CHECKSUMS_NAME), MAX_MANIFEST_BYTES);
   const listed = new Map<string, string>();
   if (checksumsRead.problem) {
     if (manifest || manifestRead.problem !== 'missing') {
-      problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} ${checksumsRead.problem}`, action: 'Rebuild the seed.' });
+      problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} ${checksumsRead.problem === 'missing' ? 'is missing' : checksumsRead.problem}`, action: 'Do not use this media; rebuild the seed.' });
     }
   } else {
     const parsed = parseChecksums(checksumsRead.text!);
-    for (const problem of parsed.problems) problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} line ${problem.line}: ${problem.message}`, action: 'Rebuild the seed; do not use this media.' });
+    for (const problem of parsed.problems) problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} line ${problem.line}: ${problem.message}`, action: 'Do not use this media; rebuild the seed. Paths outside the seed are never read.' });
     for (const entry of parsed.entries) listed.set(entry.path, entry.sha256);
     if (manifest) {
       const actual = createHash('sha256').update(checksumsRead.text!).digest('hex');
       if (actual !== manifest.checksums.sha256) {
-        problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} does not match the digest the manifest records`, action: 'Rebuild the seed.', expected: manifest.checksums.sha256, actual });
+        problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} does not match the digest the manifest records (it was changed or damaged)`, action: 'Do not use this media; rebuild the seed.', expected: manifest.checksums.sha256, actual });
       }
       const inManifest = new Map(manifest.files.map((file) => [file.path, file.sha256]));
       for (const [file, sha] of listed) {
-        if (!inManifest.has(file)) problems.push({ path: file, kind: 'checksums', message: `${file} is in ${CHECKSUMS_NAME} but not in the manifest`, action: 'Rebuild the seed.' });
-        else if (inManifest.get(file) !== sha) problems.push({ path: file, kind: 'checksums', message: `${CHECKSUMS_NAME} and the manifest disagree on ${file}`, action: 'Rebuild the seed.' });
+        if (!inManifest.has(file)) problems.push({ path: file, kind: 'checksums', message: `${file} is in ${CHECKSUMS_NAME} but not in the manifest`, action: 'Do not use this media; rebuild the seed.' });
+        else if (inManifest.get(file) !== sha) problems.push({ path: file, kind: 'checksums', message: `${CHECKSUMS_NAME} and the manifest disagree on ${file}`, action: 'Do not use this media; rebuild the seed.' });
       }
       for (const file of inManifest.keys()) {
-        if (!listed.has(file)) problems.push({ path: file, kind: 'checksums', message: `${file} is in the manifest but not in ${CHECKSUMS_NAME}`, action: 'Rebuild the seed.' });
+        if (!listed.has(file)) problems.push({ path: file, kind: 'checksums', message: `${file} is in the manifest but not in ${CHECKSUMS_NAME}`, action: 'Do not use this media; rebuild the seed.' });
       }
+      checked.push(`${CHECKSUMS_NAME}: agrees with the manifest`);
     }
   }
 
@@ -173,7 +245,12 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
   const expected = new Map<string, { size: number; sha256: string }>();
   if (manifest) for (const file of manifest.files) expected.set(file.path, file);
   else for (const [file, sha256] of listed) expected.set(file, { size: -1, sha256 });
-  const entries = await walk(root);
+  const walked = await walk(root);
+  const entries = walked.entries;
+  const typeOf = new Map(entries.map((entry) => [entry.rel, entry.type]));
+  for (const folder of walked.unreadable) {
+    problems.push({ path: folder.rel, kind: 'unreadable', message: `the folder ${folder.rel} could not be listed (${folder.code})`, action: folder.code === 'EIO' ? READ_ERROR_ACTION : 'Check the media and rebuild the seed.' });
+  }
   const expectedDirs = new Set<string>();
   for (const file of expected.keys()) {
     const parts = file.split('/');
@@ -192,33 +269,48 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
         path: entry.rel,
         kind: entry.type === 'file' ? 'unexpected' : 'not-regular',
         message: `${entry.rel} is on the media but not in the manifest${entry.type === 'symlink' ? ' (a symlink, not followed)' : entry.type === 'other' ? ' (not a regular file)' : ''}`,
-        action: 'Remove it (something added after the build), or rebuild the seed.',
+        action: entry.type === 'file' ? 'Remove it (something added after the build), or rebuild the seed.' : 'Do not use this media; rebuild the seed.',
       });
     }
   }
+  checked.push('no files beyond those the manifest lists');
 
-  // Every listed file: regular, right size, right sha256, and clean.
+  // Every listed file: regular, right size, right sha256, and clean. Only files the walk saw as
+  // regular files are opened, so a symlinked folder on the way is never passed through.
   const total = [...expected.values()].reduce((sum, file) => sum + Math.max(file.size, 0), 0);
   let done = 0;
   const pool = new HashPool(options.scan ? { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets } : undefined);
   try {
     await Promise.all(
       [...expected.entries()].map(async ([rel, want]) => {
+        const type = typeOf.get(rel);
+        const parts = rel.split('/');
+        const linkedFolder = parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/')).find((folder) => typeOf.get(folder) !== undefined && typeOf.get(folder) !== 'dir');
+        if (linkedFolder !== undefined) {
+          problems.push({ path: rel, kind: 'not-regular', message: `${rel} lies under ${linkedFolder}, which is ${typeOf.get(linkedFolder) === 'symlink' ? 'a symlink (not followed)' : 'not a folder'}`, action: 'Do not use this media; rebuild the seed.' });
+          return;
+        }
+        if (type === undefined) {
+          if (!walked.unreadable.some((folder) => within(rel, folder.rel) || folder.rel === '.')) {
+            problems.push({ path: rel, kind: 'missing', message: `${rel} is missing`, action: 'Rebuild the seed (rerunning the build restores it).' });
+          }
+          return;
+        }
+        if (type !== 'file') {
+          problems.push({ path: rel, kind: 'not-regular', message: `${rel} is ${type === 'symlink' ? 'a symlink' : type === 'dir' ? 'a folder' : 'not a regular file'}; seed files are always regular files and links are never followed`, action: 'Do not use this media; rebuild the seed.' });
+          return;
+        }
         const full = path.join(root, rel);
-        const info = await lstat(full).catch(() => undefined);
-        if (!info) {
-          problems.push({ path: rel, kind: 'missing', message: `${rel} is missing`, action: 'Rebuild the seed (rerunning the build restores it).' });
-          return;
-        }
-        if (!info.isFile()) {
-          problems.push({ path: rel, kind: 'not-regular', message: `${rel} is ${info.isSymbolicLink() ? 'a symlink' : 'not a regular file'}; seed files are always regular files and links are never followed`, action: 'Do not use this media; rebuild the seed.' });
-          return;
-        }
-        if (want.size >= 0 && info.size !== want.size) {
-          problems.push({ path: rel, kind: 'size', message: `${rel} is ${info.size} bytes, the manifest says ${want.size}`, action: 'Rebuild the seed; the file is truncated or was changed.', expected: String(want.size), actual: String(info.size) });
-          return;
-        }
         try {
+          const info = await lstat(full);
+          if (!info.isFile()) {
+            problems.push({ path: rel, kind: 'not-regular', message: `${rel} changed into something other than a regular file while it was checked`, action: 'Do not use this media; rebuild the seed.' });
+            return;
+          }
+          if (want.size >= 0 && info.size !== want.size) {
+            problems.push({ path: rel, kind: 'size', message: `${rel} is ${info.size} bytes, the manifest says ${want.size}`, action: 'Rebuild the seed; the file is truncated or was changed.', expected: String(want.size), actual: String(info.size) });
+            return;
+          }
           const outcome = await pool.run({ file: full, relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false }, (bytes) => {
             done += bytes;
             options.onProgress?.({ phase: 'verify', bytes: done, total, path: rel });
@@ -231,24 +323,43 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
           }
           for (const finding of outcome.findings) (finding.allowed ? allowed : findings).push(finding);
         } catch (error) {
-          const code = (error as NodeJS.ErrnoException).code;
-          problems.push({ path: rel, kind: 'unreadable', message: `${rel} could not be read (${code ?? (error as Error).message})`, action: code === 'EIO' ? 'The media has a read error: copy what you need and replace the stick.' : 'Check the media and rebuild the seed.' });
+          const code = errorCode(error);
+          problems.push({
+            path: rel,
+            kind: code === 'ELOOP' ? 'not-regular' : 'unreadable',
+            message: code === 'ELOOP' ? `${rel} turned into a symlink while it was checked (not followed)` : `${rel} is unreadable: ${code === 'EIO' ? 'the media returned a read error (EIO)' : (code ?? (error as Error).message)}`,
+            action: code === 'EIO' ? READ_ERROR_ACTION : 'Check the media and rebuild the seed.',
+          });
         }
       }),
     );
   } finally {
     await pool.close();
   }
-  if (manifest) await checkPayloadStructure(root, manifest, problems);
+  checked.push(`${checkedFiles} files: size and sha256${options.scan === false ? '' : ', and a leak scan of every byte'}`);
+  if (manifest) await checkPayloadStructure(root, manifest, typeOf, problems, checked);
   problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return report();
 }
 
+/** Whether `text` is byte for byte what `JSON.stringify(value, null, 2)` plus a newline gives. */
+function isCanonicalManifest(text: string): boolean {
+  try {
+    return `${JSON.stringify(JSON.parse(text), null, 2)}\n` === text;
+  } catch {
+    return false;
+  }
+}
+
 /** Beyond checksums: the source archive opens and is safe, and each bundle still validates. */
-async function checkPayloadStructure(root: string, manifest: Manifest, problems: VerifyProblem[]): Promise<void> {
-  const unusable = new Set(problems.map((problem) => problem.path));
+async function checkPayloadStructure(root: string, manifest: Manifest, typeOf: Map<string, EntryType>, problems: VerifyProblem[], checked: string[]): Promise<void> {
+  // Anything with a problem is not opened again: it may be a link, unreadable, or hostile.
+  const troubled = problems.map((problem) => problem.path);
+  const blocked = (rel: string) => troubled.some((other) => within(rel, other) || within(other, rel));
   const sourceFile = manifest.source.file;
-  if (!unusable.has(sourceFile)) {
+  if (!manifest.files.some((file) => file.path === sourceFile)) {
+    problems.push({ path: MANIFEST_NAME, kind: 'manifest', message: `${MANIFEST_NAME}: source.file ${sourceFile} is not among the files it lists`, action: 'Do not use this media; rebuild the seed.' });
+  } else if (!blocked(sourceFile) && typeOf.get(sourceFile) === 'file') {
     const check = await checkSourceArchive(path.join(root, sourceFile), manifest.source.topFolder);
     for (const issue of check.issues) {
       problems.push({
@@ -258,14 +369,23 @@ async function checkPayloadStructure(root: string, manifest: Manifest, problems:
         action: 'Do not unpack this archive; rebuild the seed from the repository.',
       });
     }
+    checked.push(`source archive: ${check.entries} entries, all inside ${manifest.source.topFolder}/`);
   }
+  let bundlesChecked = 0;
   for (const bundle of manifest.bundles) {
-    if ([...unusable].some((file) => file.startsWith(`${bundle.dir}/`))) continue;
+    if (blocked(bundle.dir) || typeOf.get(bundle.dir) !== 'dir') continue;
     try {
       await resolveModelBundle(path.join(root, bundle.dir), { name: bundle.name });
+      bundlesChecked += 1;
     } catch (error) {
-      if (!(error instanceof UsageError)) throw error;
-      problems.push({ path: bundle.dir, kind: 'bundle', message: `${bundle.dir} no longer validates: ${error.message}`, action: 'Rebuild the seed from a valid bundle.' });
+      if (error instanceof UsageError) {
+        problems.push({ path: bundle.dir, kind: 'bundle', message: `${bundle.dir} no longer validates: ${error.message}`, action: 'Rebuild the seed from a valid bundle.' });
+      } else if (errorCode(error) !== undefined) {
+        problems.push({ path: bundle.dir, kind: 'unreadable', message: `${bundle.dir} could not be read to validate it (${errorCode(error)})`, action: errorCode(error) === 'EIO' ? READ_ERROR_ACTION : 'Check the media and rebuild the seed.' });
+      } else {
+        throw error;
+      }
     }
   }
+  if (manifest.bundles.length > 0) checked.push(`model bundles: ${bundlesChecked} of ${manifest.bundles.length} validate (shard headers, index, config)`);
 }

@@ -4,6 +4,7 @@
  * Seeds are made by hand (test/helpers/seed-fixture.ts), never by the builder.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { appendFile, chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -200,6 +201,30 @@ describe.each(shells)('seed-install.sh under $name', (shell) => {
     result = runScript(shell, script, ['--root', target], elsewhere);
     expect(result.code).toBe(3);
     expect(result.stderr).toContain('no readable top-level "format"');
+    expect(await listTree(target)).toEqual([]);
+  });
+
+  test('selfSha256: a matching manifest installs; one changed byte, or a damaged digest line, is refused', async () => {
+    const { seed, target, script, elsewhere } = await setup();
+    const manifest = path.join(seed, 'dubnium-seed.json');
+    const data = JSON.parse(await readFile(manifest, 'utf8')) as Record<string, unknown>;
+    const zeroed = `${JSON.stringify({ ...data, selfSha256: '0'.repeat(64) }, null, 2)}\n`;
+    const digest = createHash('sha256').update(zeroed).digest('hex');
+    const sealed = zeroed.replace('0'.repeat(64), digest);
+    await writeFile(manifest, sealed);
+    const dry = runScript(shell, script, ['--root', target, '--dry-run'], elsewhere);
+    expect(dry.stderr).toBe('');
+    expect(dry.code).toBe(0);
+
+    // A byte the script never parses (a date digit) is still caught.
+    await writeFile(manifest, sealed.replace('2024-01-02', '2024-01-03'));
+    let result = runScript(shell, script, ['--root', target], elsewhere);
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain('dubnium-seed.json was changed after it was written');
+    await writeFile(manifest, sealed.replace(`  "selfSha256": "${digest}"`, `\t"selfSha256": "${digest}"`));
+    result = runScript(shell, script, ['--root', target], elsewhere);
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain('selfSha256 line is damaged');
     expect(await listTree(target)).toEqual([]);
   });
 

@@ -9,7 +9,7 @@ import { readFile, writeFile, open, rm, symlink, unlink, chmod } from 'node:fs/p
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { breakBundle, writeBundle, writeHfCache } from '../helpers/bundles.js';
-import { cliEnv, runCli } from '../helpers/cli.js';
+import { cliEnv, interruptMidCopy, runCli } from '../helpers/cli.js';
 import { mountedExt4 } from '../helpers/loop-fs.js';
 import { git, gitRepo, tempDir, writeTree } from '../helpers/tmp.js';
 
@@ -204,17 +204,7 @@ describe('on a loop-mounted ext4 filesystem', () => {
     const { repo, bundle } = await fixture({ shards: 2, shardBytes: 192 * 1024 * 1024 });
     const mount = await mountedExt4(640);
     const killed = await runCli(['build', '--repo', repo, '--model', bundle.dir, '--target', mount, '--no-verify'], {
-      onSpawn: (child) => {
-        const timer = setInterval(() => {
-          const dir = path.join(mount, 'models', 'tiny-llama');
-          const partial = existsSync(dir) ? readdirSync(dir).find((name) => name.endsWith('.dubnium-partial')) : undefined;
-          if (partial && statSync(path.join(dir, partial)).size > 8 * 1024 * 1024) {
-            child.kill('SIGKILL');
-            clearInterval(timer);
-          }
-        }, 2);
-        child.on('exit', () => clearInterval(timer));
-      },
+      onSpawn: (child) => interruptMidCopy(child, path.join(mount, 'models', 'tiny-llama'), 8 * 1024 * 1024, 'SIGKILL'),
     });
     expect(killed.signal).toBe('SIGKILL');
     expect(existsSync(path.join(mount, 'dubnium-seed.json'))).toBe(false);

@@ -3,11 +3,11 @@
  * sticks), `build --image` + `verify FILE`, `--device` safety in scripted mode, and Ctrl-C.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeBundle } from '../helpers/bundles.js';
-import { cliEnv, PROJECT_ROOT, runCli } from '../helpers/cli.js';
+import { cliEnv, interruptMidCopy, PROJECT_ROOT, runCli } from '../helpers/cli.js';
 import { mountedExt4 } from '../helpers/loop-fs.js';
 import { gitRepo, tempDir } from '../helpers/tmp.js';
 
@@ -85,17 +85,7 @@ describe('Ctrl-C', () => {
     const { repo, bundle } = await smallInputs(160 * 1024 * 1024);
     const mount = await mountedExt4(512);
     const result = await runCli(['build', '--repo', repo, '--model', bundle.dir, '--target', mount, '--no-verify'], {
-      onSpawn: (child) => {
-        const timer = setInterval(() => {
-          const dir = path.join(mount, 'models', 'tiny');
-          const partial = existsSync(dir) ? readdirSync(dir).find((name) => name.endsWith('.dubnium-partial')) : undefined;
-          if (partial && statSync(path.join(dir, partial)).size > 4 * 1024 * 1024) {
-            child.kill('SIGINT');
-            clearInterval(timer);
-          }
-        }, 2);
-        child.on('exit', () => clearInterval(timer));
-      },
+      onSpawn: (child) => interruptMidCopy(child, path.join(mount, 'models', 'tiny'), 4 * 1024 * 1024, 'SIGINT'),
     });
     expect(result.code).toBe(130);
     expect(result.stderr).toMatch(/cancelled/i);

@@ -1,5 +1,7 @@
 /** Drives the built CLI as a user would: spawn `node dist/cli.js`, collect stdout, stderr, exit code. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -40,4 +42,20 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRes
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
     options.onSpawn?.(child);
   });
+}
+
+/**
+ * Sends `signal` to the child once a `*.dubnium-partial` file in `dir` has grown past `minBytes`:
+ * a build interrupted mid-copy, deterministically, whatever the machine's speed.
+ */
+export function interruptMidCopy(child: ChildProcess, dir: string, minBytes: number, signal: NodeJS.Signals): void {
+  const timer = setInterval(() => {
+    const partial = existsSync(dir) ? readdirSync(dir).find((name) => name.endsWith('.dubnium-partial')) : undefined;
+    const size = partial ? (statSync(path.join(dir, partial), { throwIfNoEntry: false })?.size ?? 0) : 0;
+    if (size > minBytes) {
+      child.kill(signal);
+      clearInterval(timer);
+    }
+  }, 2);
+  child.on('exit', () => clearInterval(timer));
 }

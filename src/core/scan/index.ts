@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { UsageError } from '../../errors.js';
+import { CancelledError, UsageError } from '../../errors.js';
 import type { ContentScanner, Finding, LeakGate, ProgressHook, ScanTarget } from '../types.js';
 import { fingerprint } from './fingerprint.js';
 import { FileScanner, FULL_SCAN_LIMIT, unencryptedFinding, type FileResult, type Problem, type ScanEnvironment } from './file-scanner.js';
@@ -24,6 +24,8 @@ export interface AllowEntry {
 }
 
 export interface OperatorSecretsReport {
+  /** False when loading was turned off (`--no-operator-secrets` or the profile's `scan.operatorSecrets: false`). */
+  enabled: boolean;
   /** Human labels of what was loaded: 'SOPS_AGE_KEY_FILE (/path)', 'env HF_TOKEN', ... — never values. */
   loaded: string[];
 }
@@ -65,6 +67,8 @@ export interface ScanOptions extends LeakGateOptions {
   onProgress?: ProgressHook;
   /** Files scanned at once (default 16). */
   concurrency?: number;
+  /** Stops the scan between chunks with CancelledError (Ctrl-C). */
+  signal?: AbortSignal;
 }
 
 async function buildEnvironment(options: LeakGateOptions): Promise<{ environment: ScanEnvironment; loaded: string[] }> {
@@ -101,7 +105,7 @@ async function buildEnvironment(options: LeakGateOptions): Promise<{ environment
 export async function createLeakGate(options: LeakGateOptions = {}): Promise<Gate> {
   const { environment, loaded } = await buildEnvironment(options);
   return {
-    operatorSecrets: { loaded },
+    operatorSecrets: { enabled: options.operatorSecrets !== false, loaded },
     open(target: ScanTarget): ContentScanner {
       return new FileScanner(environment, target);
     },
@@ -161,7 +165,7 @@ async function walk(root: string, rootIndex: number, files: WalkEntry[], problem
   }
 }
 
-async function scanFile(entry: WalkEntry, environment: ScanEnvironment, onBytes: (bytes: number) => void): Promise<FileResult> {
+async function scanFile(entry: WalkEntry, environment: ScanEnvironment, onBytes: (bytes: number) => void, signal?: AbortSignal): Promise<FileResult> {
   const scanner = new FileScanner(environment, { path: entry.reported, size: entry.size });
   if (entry.size <= FULL_SCAN_LIMIT) {
     const content = await readFile(entry.full);
@@ -169,6 +173,7 @@ async function scanFile(entry: WalkEntry, environment: ScanEnvironment, onBytes:
     onBytes(content.length);
   } else {
     for await (const chunk of createReadStream(entry.full, { highWaterMark: 4 * 1024 * 1024 })) {
+      if (signal?.aborted) throw new CancelledError('Scan cancelled.');
       scanner.update(chunk as Buffer);
       onBytes((chunk as Buffer).length);
     }
@@ -206,14 +211,16 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
   let next = 0;
   const worker = async () => {
     while (next < files.length) {
+      if (options.signal?.aborted) throw new CancelledError('Scan cancelled.');
       const index = next++;
       const entry = files[index]!;
       try {
         results[index] = await scanFile(entry, environment, (bytes) => {
           done += bytes;
           options.onProgress?.({ phase: 'scan', bytes: done, total, path: entry.reported });
-        });
+        }, options.signal);
       } catch (error) {
+        if (error instanceof CancelledError) throw error;
         const message = `cannot read: ${(error as Error).message}`;
         problems.push({ path: entry.reported, message });
         findings.push({ path: entry.reported, kind: 'unreadable-file', rule: 'unreadable-file', fingerprint: fingerprint('unreadable-file', `${entry.reported}\0${message}`), note: `${message}; its content could not be checked` });
@@ -243,7 +250,7 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
     problems,
     files: fileCount,
     bytes: done,
-    operatorSecrets: { loaded },
+    operatorSecrets: { enabled: options.operatorSecrets !== false, loaded },
   };
 }
 
@@ -294,7 +301,8 @@ export function formatScanReport(report: ScanReport): string {
   const lines: string[] = [];
   const megabytes = (report.bytes / 1e6).toFixed(1);
   lines.push(`Scanned ${report.files} file${report.files === 1 ? '' : 's'} (${megabytes} MB).`);
-  lines.push(report.operatorSecrets.loaded.length > 0 ? `Operator secrets matched exactly: ${report.operatorSecrets.loaded.join(', ')}.` : 'Operator secrets matched exactly: none found to load.');
+  if (report.operatorSecrets.enabled === false) lines.push('Operator secrets: not loaded (turned off by --no-operator-secrets or the profile).');
+  else lines.push(report.operatorSecrets.loaded.length > 0 ? `Operator secrets matched exactly: ${report.operatorSecrets.loaded.join(', ')}.` : 'Operator secrets matched exactly: none found to load.');
   for (const finding of report.findings) {
     lines.push(`FOUND    ${finding.kind} in ${where(finding)}  [${finding.fingerprint}]${finding.note ? `  ${finding.note}` : ''}`);
   }
