@@ -5,6 +5,7 @@
  *   build   onto a loop-mounted ext4 filesystem  vs  `cp -r` + `sync` of the same bundle  (target <= 1.15x)
  *   verify  of the same seed (hash + leak scan)  vs  `sha256sum -c SHA256SUMS`            (target <= 0.25x)
  *   scan    cost inside verify                   vs  verify --no-scan (hashing alone)     (target <= 1.15x)
+ *   scan    cost in the build's copy pass        vs  the same pass hashing alone          (target <= 1.15x)
  *   peak RSS of build and verify                                                         (target <= 150 MB)
  *   scan    of 20,000 small Nix files            vs  secretlint 13 recommended preset      (target >= 10x faster)
  *   scan    time at 5k / 10k / 20k files (linear growth)
@@ -198,11 +199,37 @@ for (let run = 1; run <= RUNS; run += 1) {
   times.verifyNoScan.push(timed('node', [CLI, 'verify', mount, '--json', '--no-scan']).seconds);
   log(`run ${run}: cp+sync ${times.cp.at(-1).toFixed(2)}s, build ${times.build.at(-1).toFixed(2)}s, sha256sum -c ${times.sums.at(-1).toFixed(2)}s, verify ${times.verify.at(-1).toFixed(2)}s, verify --no-scan ${times.verifyNoScan.at(-1).toFixed(2)}s`);
 }
+// The build's copy pass on the same stick, in-process: hash + write, then hash + scan + write.
+const { writeSeedFile, readFileChunks } = await import(path.join(ROOT, 'dist/core/seed-writer.js'));
+const { createLeakGate } = await import(path.join(ROOT, 'dist/core/scan/index.js'));
+const gate = await createLeakGate({ operatorSecrets: false });
+const shards = readdirSync(bundle).filter((name) => name.endsWith('.safetensors')).map((name) => path.join(bundle, name));
+async function copyPass(scan) {
+  emptyMount(mount);
+  dropCaches();
+  const started = process.hrtime.bigint();
+  for (const shard of shards) {
+    const scanner = scan ? gate.open({ path: path.basename(shard) }) : undefined;
+    const written = await writeSeedFile({ destination: path.join(mount, path.basename(shard)), displayPath: shard, chunks: readFileChunks(shard), scanner });
+    await written.commit();
+    if (scanner) await scanner.finish();
+  }
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+times.copyHash = [];
+times.copyHashScan = [];
+for (let run = 1; run <= RUNS; run += 1) {
+  times.copyHash.push(await copyPass(false));
+  times.copyHashScan.push(await copyPass(true));
+  log(`copy pass ${run}: hash ${times.copyHash.at(-1).toFixed(2)}s, hash + scan ${times.copyHashScan.at(-1).toFixed(2)}s`);
+}
+
 const m = Object.fromEntries(Object.entries(times).map(([key, values]) => [key, median(values)]));
 log('\nresults (medians):');
 report('build vs cp -r + sync', m.build / m.cp, { op: '<=', value: 1.15 }, `${m.build.toFixed(2)}s vs ${m.cp.toFixed(2)}s`);
 report('verify vs sha256sum -c', m.verify / m.sums, { op: '<=', value: 0.25 }, `${m.verify.toFixed(2)}s vs ${m.sums.toFixed(2)}s`);
 report('scan cost in verify (with scan / hashing alone)', m.verify / m.verifyNoScan, { op: '<=', value: 1.15 }, `${m.verify.toFixed(2)}s vs ${m.verifyNoScan.toFixed(2)}s`);
+report('scan cost in the build copy pass (with scan / hashing alone)', m.copyHashScan / m.copyHash, { op: '<=', value: 1.15 }, `${m.copyHashScan.toFixed(2)}s vs ${m.copyHash.toFixed(2)}s`);
 report('peak RSS build / 150 MB', buildRss / 150, { op: '<=', value: 1 }, `${buildRss.toFixed(0)} MB`);
 report('peak RSS verify / 150 MB', verifyRss / 150, { op: '<=', value: 1 }, `${verifyRss.toFixed(0)} MB`);
 emptyMount(mount);
