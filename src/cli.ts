@@ -9,6 +9,16 @@ import { TOOL_VERSION } from './version.js';
 import { createOutput, type Output } from './ui/output.js';
 import type { CommandContext } from './commands/context.js';
 
+/**
+ * The options the user actually passed. Commander gives `--no-x` options a default of true; we
+ * want "not given" to stay undefined so the profile, then our defaults, decide (flags carry no
+ * parser defaults).
+ */
+function explicitFlags<T extends object>(command: Command): T {
+  const options = command.opts() as Record<string, unknown>;
+  return Object.fromEntries(Object.entries(options).filter(([key]) => command.getOptionValueSource(key) !== 'default')) as T;
+}
+
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
@@ -77,7 +87,8 @@ async function main(argv: string[]): Promise<number> {
     .option('--allow-large', 'accept a --device larger than 128 GB')
     .option('--json', 'print one JSON document on stdout')
     .option('-y, --yes', 'do not ask; required for --device in scripted mode')
-    .action(async (flags) => {
+    .action(async (_options, command: Command) => {
+      const flags = explicitFlags<import('./options.js').BuildFlags>(command);
       jsonMode = Boolean(flags.json);
       const { runBuild } = await import('./commands/build.js');
       exitCode = await runBuild(flags, makeContext(flags, controller.signal));
@@ -91,7 +102,8 @@ async function main(argv: string[]): Promise<number> {
     .option('--no-scan', 'skip the leak scan')
     .option('--no-operator-secrets', "do not load the operator's own keys and tokens to match exactly")
     .option('--json', 'print one JSON document on stdout')
-    .action(async (target: string, flags) => {
+    .action(async (target: string, _options, command: Command) => {
+      const flags = explicitFlags<import('./commands/verify.js').VerifyFlags>(command);
       jsonMode = Boolean(flags.json);
       const { runVerify } = await import('./commands/verify.js');
       exitCode = await runVerify(target, flags, makeContext(flags, controller.signal));
@@ -105,7 +117,8 @@ async function main(argv: string[]): Promise<number> {
     .option('--no-operator-secrets', "do not load the operator's own keys and tokens to match exactly")
     .option('--json', 'print one JSON document on stdout')
     .option('--sarif', 'print a SARIF 2.1.0 log on stdout')
-    .action(async (paths: string[], flags) => {
+    .action(async (paths: string[], _options, command: Command) => {
+      const flags = explicitFlags<import('./commands/scan.js').ScanFlags>(command);
       jsonMode = Boolean(flags.json || flags.sarif);
       const { runScan } = await import('./commands/scan.js');
       exitCode = await runScan(paths, flags, makeContext(flags, controller.signal));
@@ -114,8 +127,10 @@ async function main(argv: string[]): Promise<number> {
   program
     .command('drives')
     .description('list candidate drives for the seed, and why others are excluded')
+    .option('--profile <name|file>', "profile whose repository and models are protected: the drives holding them are excluded")
     .option('--json', 'print one JSON document on stdout')
-    .action(async (flags) => {
+    .action(async (_options, command: Command) => {
+      const flags = explicitFlags<{ json?: boolean; profile?: string }>(command);
       jsonMode = Boolean(flags.json);
       const { runDrives } = await import('./commands/drives.js');
       exitCode = await runDrives(flags, makeContext(flags, controller.signal));

@@ -25,7 +25,8 @@ export async function runScan(paths: string[], flags: ScanFlags, context: Comman
     paths.map((item) => path.resolve(context.cwd, item)),
     {
       allowlist: profile?.data.scan?.allow ?? [],
-      operatorSecrets: flags.operatorSecrets ?? profile?.data.scan?.operatorSecrets ?? true,
+      // Commander gives a lone `--no-x` flag the default true, so only false says the flag was passed.
+      operatorSecrets: flags.operatorSecrets === false ? false : (profile?.data.scan?.operatorSecrets ?? true),
       signal: context.signal,
     },
   );

@@ -269,8 +269,8 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
             copyScanned(gate, file, destination, { dryRun: true, signal: options.signal }),
             hashOnMedia(destination),
           ]);
-          allowed.push(...check.allowed);
           if (check.sha256 === candidate.sha256 && check.size === candidate.size && onMedia === candidate.sha256) {
+            allowed.push(...check.allowed);
             digest = check;
             reused.push(file.relPath);
             report(file.relPath)(file.size);
@@ -394,6 +394,10 @@ async function copyScanned(
   extra: { dryRun?: boolean; onBytes?: (bytes: number) => void; signal?: AbortSignal },
 ): Promise<WrittenFile & { allowed: Finding[] }> {
   const scanner = gate.open({ ...file.scanTarget, size: file.size });
+  // The source archive's entries were scanned (and their allowed findings reported) while it was
+  // packed; this second scan of the whole archive only blocks, so an allowed finding is listed once.
+  const reportAllowed = !file.relPath.startsWith('source/');
+  const allowedOf = (findings: Finding[]) => (reportAllowed ? findings.filter((finding) => finding.allowed) : []);
   const common = { destination, displayPath: file.relPath, expected: file.expected, expectedSize: file.size, onBytes: extra.onBytes, signal: extra.signal };
   if (!extra.dryRun && file.size <= PRESCAN_LIMIT) {
     // Small files are read, hashed and scanned in memory; only clean bytes reach the media.
@@ -405,7 +409,7 @@ async function copyScanned(
     const blocking = findings.filter((finding) => !finding.allowed);
     if (blocking.length > 0) throw secretsError(blocking, file.relPath);
     const written = await writeSeedFile({ ...common, chunks: once(whole) });
-    return Object.assign(written, { allowed: findings.filter((finding) => finding.allowed) });
+    return Object.assign(written, { allowed: allowedOf(findings) });
   }
   let written: WrittenFile;
   try {
@@ -420,7 +424,7 @@ async function copyScanned(
     await written.discard();
     throw secretsError(blocking, file.relPath);
   }
-  return Object.assign(written, { allowed: findings.filter((finding) => finding.allowed) });
+  return Object.assign(written, { allowed: allowedOf(findings) });
 }
 
 async function hashOnMedia(file: string): Promise<string | undefined> {

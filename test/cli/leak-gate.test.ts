@@ -282,6 +282,26 @@ describe('build: the leak gate stops a secret in a model bundle', () => {
   });
 });
 
+describe('build: an allowlisted secret in the repository', () => {
+  it('is listed once in allowedFindings although the archive is scanned while packed and again as it is copied', async () => {
+    const age = ageKeyFile();
+    const repo = await gitRepo({ ...nixRepo, 'ci/keys.txt': age.file });
+    const target = path.join(await tempDir(), 'seed');
+    const { env } = await isolatedEnv();
+    const refused = await runCli(['build', '--repo', repo, '--target', target, '--json'], { env });
+    expect(refused.code).toBe(4);
+    const [finding] = (JSON.parse(refused.stdout) as { findings: Finding[] }).findings;
+    const profile = path.join(await tempDir(), 'allow.yaml');
+    await writeFile(profile, `scan:\n  allow:\n    - fingerprint: ${finding!.fingerprint}\n      reason: CI-only key, never used for a host\n`);
+    const result = await runCli(['build', '--profile', profile, '--repo', repo, '--target', target, '--json'], { env });
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout) as { allowedFindings: Finding[]; verify: { allowed: Finding[] } };
+    expect(report.allowedFindings.map((item) => [item.inner, item.fingerprint])).toEqual([[finding!.inner, finding!.fingerprint]]);
+    expect(report.verify.allowed.map((item) => item.fingerprint)).toEqual([finding!.fingerprint]);
+    expectNoSecret(result, [age.identity]);
+  });
+});
+
 describe('build: a realistic sops-nix repository', () => {
   it('builds with exit 0 and no findings', async () => {
     const repo = await gitRepo(sopsNixFiles());

@@ -181,6 +181,12 @@ describe('scan PATH...', () => {
     const offHuman = await runCli(['scan', '--no-operator-secrets', dir], { env });
     expect(offHuman.stdout).toMatch(/Operator secrets: not loaded \(turned off/);
     expectNoSecret(offHuman, [token, opaque]);
+
+    // The profile can turn it off too (flags > profile > default).
+    const profile = path.join(await tempDir(), 'quiet.yaml');
+    await writeFile(profile, 'scan:\n  operatorSecrets: false\n');
+    const byProfile = await runCli(['scan', '--json', '--profile', profile, dir], { env });
+    expect(JSON.parse(byProfile.stdout).operatorSecrets).toEqual({ enabled: false, loaded: [] });
   });
 
   it('loads the operator identity from SOPS_AGE_KEY_FILE and HOME, naming the files', async () => {
