@@ -55,21 +55,22 @@ export function formatVerifyReport(report: VerifyReport): string {
   const lines: string[] = [];
   const media = (report as { media?: { partition: string; filesystem: string; label: string | null; access: string } }).media;
   if (media) lines.push(`Seed partition ${media.partition} (${media.filesystem}${media.label ? `, label ${media.label}` : ''}), ${media.access === 'mount' ? 'mounted read-only' : 'copied out read-only (the cache note below is about that copy)'}.`);
-  const cache = { all: 'read from the device, page cache bypassed', some: 'page cache bypassed for some files only', none: 'page cache NOT bypassed (data may come from memory)' }[report.cacheBypass];
+  const cache = { all: 'page cache bypassed', some: 'page cache bypassed for some files only', none: 'page cache NOT bypassed (data may come from memory)' }[report.cacheBypass];
   lines.push(`Checked ${report.root}: ${report.files} files, ${formatBytes(report.bytes)} in ${formatDuration(report.durationMs)} (${formatRate(report.bytes, report.durationMs)}); ${cache}.`);
   if (report.manifest) {
     const source = report.manifest.source;
     lines.push(`  source  ${source.file}  ${source.commit ? `commit ${source.commit.slice(0, 12)}` : 'plain folder'}${source.dirty ? ', built from a dirty tree' : ''}`);
     for (const bundle of report.manifest.bundles) lines.push(`  model   ${bundle.dir}  ${bundle.files} files, ${formatBytes(bundle.bytes)}`);
   }
+  for (const item of report.checked ?? []) lines.push(`  checked ${item}`);
   for (const finding of report.findings) {
     lines.push(`  SECRET  ${finding.path}${finding.inner ? ` (${finding.inner})` : ''}${finding.line ? `:${finding.line}` : ''}: ${finding.kind} [${finding.rule}] fingerprint ${finding.fingerprint}`);
   }
   for (const finding of report.allowed) lines.push(`  allowed ${finding.path}${finding.inner ? ` (${finding.inner})` : ''}: ${finding.kind}: ${finding.allowed?.reason ?? ''}`);
   for (const problem of report.problems) {
-    lines.push(`  ${problem.kind.toUpperCase().padEnd(10)} ${problem.message}`);
-    lines.push(`             -> ${problem.action}`);
-    if (problem.expected !== undefined) lines.push(`             expected ${problem.expected}, found ${problem.actual}`);
+    lines.push(`  ${problem.kind.toUpperCase().padEnd(11)} ${problem.message}`);
+    lines.push(`              -> ${problem.action}`);
+    if (problem.expected !== undefined) lines.push(`              expected ${problem.expected}, found ${problem.actual}`);
   }
   if (report.ok) lines.push('OK: the seed is complete, every byte matches its checksum, and no credentials were found.');
   else if (report.findings.length > 0) lines.push(`FAILED: ${report.findings.length} credential(s) on the media${report.problems.length ? ` and ${report.problems.length} other problem(s)` : ''}. Do not use this stick; rebuild it from a clean source.`);

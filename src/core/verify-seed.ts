@@ -141,6 +141,9 @@ async function walk(root: string): Promise<{ entries: { rel: string; type: Entry
 /** Whether `rel` is `ancestor` or lies beneath it. */
 const within = (rel: string, ancestor: string) => rel === ancestor || rel.startsWith(`${ancestor}/`);
 
+/** Scanner findings that say "could not look inside", not "found a credential". */
+const UNSCANNABLE_KINDS = new Set(['unreadable-container', 'unreadable-file']);
+
 const READ_ERROR_ACTION = 'The media has a read error: copy off what you need, rebuild the seed on another stick, and retire this one.';
 
 /**
@@ -222,7 +225,10 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
     }
   } else {
     const parsed = parseChecksums(checksumsRead.text!);
-    for (const problem of parsed.problems) problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} line ${problem.line}: ${problem.message}`, action: 'Do not use this media; rebuild the seed. Paths outside the seed are never read.' });
+    for (const problem of parsed.problems) {
+      const escapes = problem.message.includes('leaves the seed root');
+      problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} line ${problem.line}: ${problem.message}`, action: escapes ? 'Do not use this media: it names a file outside the seed (that file was not read). Rebuild the seed.' : 'Do not use this media; rebuild the seed.' });
+    }
     for (const entry of parsed.entries) listed.set(entry.path, entry.sha256);
     if (manifest) {
       const actual = createHash('sha256').update(checksumsRead.text!).digest('hex');
@@ -277,10 +283,50 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
 
   // Every listed file: regular, right size, right sha256, and clean. Only files the walk saw as
   // regular files are opened, so a symlinked folder on the way is never passed through.
-  const total = [...expected.values()].reduce((sum, file) => sum + Math.max(file.size, 0), 0);
+  // Regular files the manifest does not list (added later, or left by an interrupted build) are
+  // on the media too: the leak scan reads them, though there is no digest to compare.
+  const unlistedFiles = options.scan === false ? [] : entries.filter((entry) => entry.type === 'file' && !expected.has(entry.rel) && entry.rel !== MANIFEST_NAME && entry.rel !== CHECKSUMS_NAME).map((entry) => entry.rel);
+  const unlistedBytes = (await Promise.all(unlistedFiles.map((rel) => lstat(path.join(root, rel)).then((info) => info.size, () => 0)))).reduce((sum, size) => sum + size, 0);
+  const total = unlistedBytes + [...expected.values()].reduce((sum, file) => sum + Math.max(file.size, 0), 0);
   let done = 0;
   const pool = new HashPool(options.scan ? { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets } : undefined);
+  const readOne = async (rel: string) => {
+    const outcome = await pool.run({ file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false }, (bytes) => {
+      done += bytes;
+      options.onProgress?.({ phase: 'verify', bytes: done, total, path: rel });
+    });
+    bypasses.push(outcome.bypass);
+    checkedFiles += 1;
+    checkedBytes += outcome.size;
+    return outcome;
+  };
+  const keepFindings = (found: Finding[], corrupt: boolean) => {
+    for (const finding of found) {
+      // A damaged archive cannot be unpacked for scanning; that is the corruption already
+      // reported, not a credential. Real matches in a damaged file still count.
+      if (corrupt && UNSCANNABLE_KINDS.has(finding.kind)) continue;
+      (finding.allowed ? allowed : findings).push(finding);
+    }
+  };
+  const readProblem = (rel: string, error: unknown): VerifyProblem => {
+    const code = errorCode(error);
+    return {
+      path: rel,
+      kind: code === 'ELOOP' ? 'not-regular' : 'unreadable',
+      message: code === 'ELOOP' ? `${rel} turned into a symlink while it was checked (not followed)` : `${rel} is unreadable: ${code === 'EIO' ? 'the media returned a read error (EIO)' : (code ?? (error as Error).message)}`,
+      action: code === 'EIO' ? READ_ERROR_ACTION : 'Check the media and rebuild the seed.',
+    };
+  };
   try {
+    await Promise.all(
+      unlistedFiles.map(async (rel) => {
+        try {
+          keepFindings((await readOne(rel)).findings, false);
+        } catch (error) {
+          problems.push(readProblem(rel, error));
+        }
+      }),
+    );
     await Promise.all(
       [...expected.entries()].map(async ([rel, want]) => {
         const type = typeOf.get(rel);
@@ -300,36 +346,26 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
           problems.push({ path: rel, kind: 'not-regular', message: `${rel} is ${type === 'symlink' ? 'a symlink' : type === 'dir' ? 'a folder' : 'not a regular file'}; seed files are always regular files and links are never followed`, action: 'Do not use this media; rebuild the seed.' });
           return;
         }
-        const full = path.join(root, rel);
         try {
-          const info = await lstat(full);
+          const info = await lstat(path.join(root, rel));
           if (!info.isFile()) {
             problems.push({ path: rel, kind: 'not-regular', message: `${rel} changed into something other than a regular file while it was checked`, action: 'Do not use this media; rebuild the seed.' });
             return;
           }
-          if (want.size >= 0 && info.size !== want.size) {
+          const sizeWrong = want.size >= 0 && info.size !== want.size;
+          if (sizeWrong) {
             problems.push({ path: rel, kind: 'size', message: `${rel} is ${info.size} bytes, the manifest says ${want.size}`, action: 'Rebuild the seed; the file is truncated or was changed.', expected: String(want.size), actual: String(info.size) });
-            return;
           }
-          const outcome = await pool.run({ file: full, relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false }, (bytes) => {
-            done += bytes;
-            options.onProgress?.({ phase: 'verify', bytes: done, total, path: rel });
-          });
-          bypasses.push(outcome.bypass);
-          checkedFiles += 1;
-          checkedBytes += outcome.size;
-          if (outcome.sha256 !== want.sha256) {
+          // A file of the wrong size is still read through: its bytes must be leak-scanned.
+          if (sizeWrong && options.scan === false) return;
+          const outcome = await readOne(rel);
+          const corrupt = sizeWrong || outcome.sha256 !== want.sha256;
+          if (corrupt && !sizeWrong) {
             problems.push({ path: rel, kind: 'corrupt', message: `${rel} does not match its checksum`, action: 'The media is damaged or the file was changed: rebuild the seed, and try another stick if it happens again.', expected: want.sha256, actual: outcome.sha256 });
           }
-          for (const finding of outcome.findings) (finding.allowed ? allowed : findings).push(finding);
+          keepFindings(outcome.findings, corrupt);
         } catch (error) {
-          const code = errorCode(error);
-          problems.push({
-            path: rel,
-            kind: code === 'ELOOP' ? 'not-regular' : 'unreadable',
-            message: code === 'ELOOP' ? `${rel} turned into a symlink while it was checked (not followed)` : `${rel} is unreadable: ${code === 'EIO' ? 'the media returned a read error (EIO)' : (code ?? (error as Error).message)}`,
-            action: code === 'EIO' ? READ_ERROR_ACTION : 'Check the media and rebuild the seed.',
-          });
+          problems.push(readProblem(rel, error));
         }
       }),
     );
