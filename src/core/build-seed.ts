@@ -261,7 +261,6 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
         checkCancelled();
         const destination = path.join(target, file.relPath);
         const candidate = await journal.candidate(target, file.relPath);
-        let digest: { size: number; sha256: string } | undefined;
         if (candidate) {
           // Keep the file only if both the source and what is really on the media still match the
           // journal: a stick that lost or flipped bytes gets the file rewritten.
@@ -271,7 +270,6 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
           ]);
           if (check.sha256 === candidate.sha256 && check.size === candidate.size && onMedia === candidate.sha256) {
             allowed.push(...check.allowed);
-            digest = check;
             reused.push(file.relPath);
             report(file.relPath)(file.size);
             manifestFiles.push(candidate);
@@ -281,10 +279,9 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
         await unlink(destination).catch(() => undefined);
         const result = await copyScanned(gate, file, destination, { onBytes: report(file.relPath), signal: options.signal });
         allowed.push(...result.allowed);
-        digest = result;
         written.push(file.relPath);
         bytesWritten += result.size;
-        const entry = { path: file.relPath, size: digest.size, sha256: digest.sha256 };
+        const entry = { path: file.relPath, size: result.size, sha256: result.sha256 };
         manifestFiles.push(entry);
         const activeJournal = journal;
         flushing.push(result.commit().then(() => activeJournal.record(entry)));
