@@ -172,6 +172,9 @@ export function analyzeSops(text: string): SopsAnalysis | undefined {
   if (!text.includes('sops')) return { hasMetadata: false, plaintext: [] };
   if (/^\s*sops_(?:mac|version|lastmodified)=/m.test(text)) return analyzeDotenv(text);
   if (/^\[sops\]\s*$/m.test(text)) return analyzeIni(text);
+  // Only a top-level YAML `sops:` key or a JSON `"sops": {` can carry metadata; Nix files that
+  // merely mention config.sops are not parsed as YAML (that dominated scans of Nix trees).
+  if (!/^(?:sops|"sops"|'sops')\s*:/m.test(text) && !/"sops"\s*:\s*\{/.test(text)) return { hasMetadata: false, plaintext: [] };
   try {
     const documents = parseAllDocuments(text);
     const list = Array.isArray(documents) ? documents : [documents];
