@@ -9,7 +9,8 @@
  */
 import { constants } from 'node:fs';
 import { open, statfs, type FileHandle } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { run } from '../util/run.js';
 
 // Node's types leave out the WebAssembly global; only Memory is needed here.
 declare const WebAssembly: { Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer } };
@@ -23,11 +24,10 @@ export function alignedBuffer(size = DIRECT_CHUNK): Buffer {
   return Buffer.from(memory.buffer, 0, size);
 }
 
-function dropCache(file: string): Promise<boolean> {
+async function dropCache(file: string): Promise<boolean> {
   // dd with count=0 and iflag=nocache only advises the kernel to drop the file's clean pages.
-  return new Promise((resolve) => {
-    execFile('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none'], { timeout: 30_000 }, (error) => resolve(!error));
-  });
+  const result = await run('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none'], { cwd: path.dirname(file), timeout: 30_000, reject: false }).catch(() => undefined);
+  return result?.exitCode === 0;
 }
 
 export interface OpenedForVerify {
