@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { breakBundle, writeBundle, writeHfCache } from '../helpers/bundles.js';
 import { cliEnv, interruptMidCopy, runCli } from '../helpers/cli.js';
 import { mountedExt4 } from '../helpers/loop-fs.js';
-import { git, gitRepo, tempDir, writeTree } from '../helpers/tmp.js';
+import { git, gitRepo, listTree, tempDir, writeTree } from '../helpers/tmp.js';
 
 const nixRepo = {
   'flake.nix': '{ outputs = { self, nixpkgs }: { }; }\n',
@@ -31,20 +31,6 @@ function sha256(file: string): string {
   return createHash('sha256').update(execFileSync('cat', [file])).digest('hex');
 }
 
-function listTree(root: string): string[] {
-  if (!existsSync(root)) return [];
-  const out: string[] = [];
-  const walk = (rel: string) => {
-    for (const name of readdirSync(path.join(root, rel))) {
-      const child = rel ? `${rel}/${name}` : name;
-      if (name === 'lost+found') continue;
-      out.push(child);
-      if (statSync(path.join(root, child)).isDirectory()) walk(child);
-    }
-  };
-  walk('');
-  return out.sort();
-}
 
 describe('build from flags', () => {
   it('writes a complete seed that sha256sum -c accepts, with one top-level folder in the archive', async () => {

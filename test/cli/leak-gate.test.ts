@@ -11,7 +11,8 @@ import { describe, expect, it } from 'vitest';
 import { writeBundle, writeSafetensors } from '../helpers/bundles.js';
 import { cliEnv, runCli, type CliResult } from '../helpers/cli.js';
 import { ageKeyFile, fakeTokens, githubToken, sshKey } from '../helpers/credentials.js';
-import { gitRepo, tempDir, writeTree } from '../helpers/tmp.js';
+import { sopsConfig, sopsNixFiles } from '../helpers/sops-repo.js';
+import { gitRepo, listTree, tempDir, writeTree } from '../helpers/tmp.js';
 
 const MiB = 1024 * 1024;
 
@@ -31,20 +32,6 @@ interface Finding {
   allowed?: { reason: string };
 }
 
-/** Every file and folder under `root` (relative, sorted); [] when `root` does not exist. */
-function listTree(root: string): string[] {
-  if (!existsSync(root)) return [];
-  const out: string[] = [];
-  const walk = (rel: string) => {
-    for (const name of readdirSync(path.join(root, rel))) {
-      const child = rel ? `${rel}/${name}` : name;
-      out.push(child);
-      if (statSync(path.join(root, child)).isDirectory()) walk(child);
-    }
-  };
-  walk('');
-  return out.sort();
-}
 
 /**
  * A private HOME (no developer keys loaded) and a private TMPDIR, so the test can see that the
@@ -72,76 +59,6 @@ async function expectNothingLeftBehind(target: string, tmp: string): Promise<voi
   expect(listTree(tmp)).toEqual([]);
 }
 
-function encValue(): string {
-  return `ENC[AES256_GCM,data:${randomBytes(18).toString('base64')},iv:${randomBytes(32).toString('base64')},tag:${randomBytes(16).toString('base64')},type:str]`;
-}
-
-function sopsYamlBlock(recipient: string): string {
-  return [
-    'sops:',
-    '    age:',
-    `        - recipient: ${recipient}`,
-    '          enc: |',
-    '            -----BEGIN AGE ENCRYPTED FILE-----',
-    `            ${randomBytes(48).toString('base64')}`,
-    '            -----END AGE ENCRYPTED FILE-----',
-    '    lastmodified: "2024-01-02T03:04:05Z"',
-    `    mac: ${encValue()}`,
-    '    unencrypted_suffix: _unencrypted',
-    '    version: 3.9.0',
-    '',
-  ].join('\n');
-}
-
-const SOPS_CONFIG = (recipient: string) =>
-  `keys:\n  - &host ${recipient}\ncreation_rules:\n  - path_regex: secrets/.*\\.(yaml|json|env|ini)$\n    key_groups:\n      - age:\n          - *host\n`;
-
-/** A realistic sops-nix configuration: encrypted SOPS files of every form, public keys, placeholder docs. */
-function sopsNixFiles(): Record<string, string> {
-  const { recipient } = ageKeyFile();
-  const admin = ageKeyFile().recipient;
-  const host = sshKey('ed25519');
-  const user = sshKey('rsa');
-  return {
-    ...nixRepo,
-    '.sops.yaml': SOPS_CONFIG(recipient).replace('  - &host', `  - &admin ${admin}\n  - &host`).replace('          - *host', '          - *host\n          - *admin'),
-    'secrets/hosts/workstation.yaml': `model_provider:\n    token: ${encValue()}\nservice_name:\n    token: ${encValue()}\n    port_unencrypted: 8080\n${sopsYamlBlock(recipient)}`,
-    'secrets/user.yaml': `github_token: ${encValue()}\nopenai_api_key: ${encValue()}\nlist:\n    - ${encValue()}\n${sopsYamlBlock(recipient)}`,
-    'secrets/app.json': `${JSON.stringify({ db: { password: encValue() }, sops: { age: [{ recipient, enc: '-----BEGIN AGE ENCRYPTED FILE-----\nabc\n-----END AGE ENCRYPTED FILE-----\n' }], lastmodified: '2024-01-02T03:04:05Z', mac: encValue(), version: '3.9.0' } }, null, 2)}\n`,
-    'secrets/vllm.env': `HF_TOKEN=${encValue()}\nsops_age__list_0__map_recipient=${recipient}\nsops_lastmodified=2024-01-02T03:04:05Z\nsops_mac=${encValue()}\nsops_version=3.9.0\n`,
-    'secrets/app.ini': `[db]\npassword = ${encValue()}\n[sops]\nmac = ${encValue()}\nversion = 3.9.0\n`,
-    'secrets/wifi.age': Buffer.concat([Buffer.from('age-encryption.org/v1\n-> X25519 abc\n'), randomBytes(200)]).toString('base64'),
-    'hosts/workstation/default.nix': [
-      '{ config, ... }: {',
-      '  sops.defaultSopsFile = ../../secrets/hosts/workstation.yaml;',
-      '  sops.age.keyFile = "/var/lib/sops-nix/key.txt";',
-      '  sops.age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];',
-      '  sops.secrets.model-provider-token.key = "model_provider/token";',
-      '  sops.templates."vllm.env".content = \'\'',
-      '    HF_TOKEN=${config.sops.placeholder.model-provider-token}',
-      "  '';",
-      '  users.users.alice.hashedPasswordFile = config.sops.secrets.alice.path;',
-      `  users.users.alice.openssh.authorizedKeys.keys = [ "${host.publicKey.trim()}" "${user.publicKey.trim()}" ];`,
-      '}',
-    ].join('\n'),
-    'keys/hosts/workstation.pub': host.publicKey,
-    'keys/known_hosts': `workstation.example.invalid ${host.publicKey}`,
-    'flake.lock': `${JSON.stringify({ nodes: { nixpkgs: { locked: { narHash: `sha256-${randomBytes(32).toString('base64')}`, rev: randomBytes(20).toString('hex'), type: 'github' } }, 'sops-nix': { locked: { narHash: `sha256-${randomBytes(32).toString('base64')}`, rev: randomBytes(20).toString('hex') } } }, version: 7 }, null, 2)}\n`,
-    'docs/secrets.md': [
-      '# Secrets',
-      'Edit with `sops secrets/user.yaml` and put:',
-      '',
-      '    github_token: ghp_example',
-      '    openai_api_key: sk-example',
-      '    hf_token: hf_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
-      '    aws_access_key_id: AKIAIOSFODNN7EXAMPLE',
-      '',
-      'Or `ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx`; never commit the real one.',
-      '',
-    ].join('\n'),
-  };
-}
-
 async function bundle(extraFiles: Record<string, string | Buffer> = {}, shardBytes?: number) {
   const models = await tempDir('dubnium-seed-models-');
   return writeBundle(path.join(models, 'tiny-llama'), { shards: 1, extraFiles, ...(shardBytes ? { shardBytes } : {}) });
@@ -153,7 +70,7 @@ describe('build: the leak gate stops a secret committed in the repository', () =
     { name: 'an OpenSSH private key named deploy_key', files: () => ({ ...nixRepo, 'deploy/deploy_key': sshKey('ed25519').privateKey }), secret: (files) => files['deploy/deploy_key']!, path: 'deploy/deploy_key', kind: /private-key/ },
     {
       name: 'a decrypted SOPS file under a .sops.yaml path_regex',
-      files: () => ({ ...nixRepo, '.sops.yaml': SOPS_CONFIG(ageKeyFile().recipient), 'secrets/hosts/workstation.yaml': 'model_provider:\n    token: plainly-not-encrypted-value\n' }),
+      files: () => ({ ...nixRepo, '.sops.yaml': sopsConfig(ageKeyFile().recipient), 'secrets/hosts/workstation.yaml': 'model_provider:\n    token: plainly-not-encrypted-value\n' }),
       secret: () => 'plainly-not-encrypted-value',
       path: 'secrets/hosts/workstation.yaml',
       kind: /sops-unencrypted-file/,
@@ -304,7 +221,7 @@ describe('build: an allowlisted secret in the repository', () => {
 
 describe('build: a realistic sops-nix repository', () => {
   it('builds with exit 0 and no findings', async () => {
-    const repo = await gitRepo(sopsNixFiles());
+    const repo = await gitRepo({ ...nixRepo, ...sopsNixFiles() });
     const model = await bundle();
     const target = path.join(await tempDir(), 'seed');
     const { env } = await isolatedEnv();

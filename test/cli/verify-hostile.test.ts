@@ -21,7 +21,7 @@ import tarStream from 'tar-stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { renderChecksums, renderManifest, type Manifest } from '../../src/core/manifest.js';
 import { writeBundle } from '../helpers/bundles.js';
-import { CLI, runCli, type CliResult } from '../helpers/cli.js';
+import { buildSeedTemplate, CLI, runCli, type CliResult } from '../helpers/cli.js';
 import { gitRepo, tempDir } from '../helpers/tmp.js';
 
 let template = '';
@@ -29,11 +29,7 @@ let workspace = '';
 
 beforeAll(async () => {
   workspace = await mkdtemp(path.join(tmpdir(), 'dubnium-seed-verify-hostile-'));
-  const repo = await gitRepo({ 'flake.nix': '{ outputs = _: { }; }\n', 'hosts/a/default.nix': '{ ... }: { }\n' }, path.join(workspace, 'repo'));
-  const bundle = await writeBundle(path.join(workspace, 'models', 'tiny-llama'), { shards: 2, shardBytes: 1024 * 1024 });
-  template = path.join(workspace, 'seed');
-  const built = await runCli(['build', '--repo', repo, '--model', bundle.dir, '--target', template, '--no-verify', '--json']);
-  if (built.code !== 0) throw new Error(`test setup: build failed: ${built.stderr}`);
+  template = await buildSeedTemplate(workspace, { shards: 2, shardBytes: 1024 * 1024 });
 }, 120_000);
 
 afterAll(async () => {

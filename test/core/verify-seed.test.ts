@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderChecksums, renderManifest, type Manifest } from '../../src/core/manifest.js';
 import { verifySeed, type VerifyReport } from '../../src/core/verify-seed.js';
 import { writeBundle } from '../helpers/bundles.js';
-import { runCli } from '../helpers/cli.js';
+import { buildSeedTemplate, runCli } from '../helpers/cli.js';
 import { mountedExt4 } from '../helpers/loop-fs.js';
 import { gitRepo, tempDir } from '../helpers/tmp.js';
 
@@ -26,11 +26,7 @@ let workspace = '';
 
 beforeAll(async () => {
   workspace = await mkdtemp(path.join(tmpdir(), 'dubnium-seed-verify-core-'));
-  const repo = await gitRepo({ 'flake.nix': '{ outputs = _: { }; }\n', 'hosts/a/default.nix': '{ ... }: { }\n' }, path.join(workspace, 'repo'));
-  const bundle = await writeBundle(path.join(workspace, 'models', 'tiny-llama'), { shards: 2 });
-  template = path.join(workspace, 'seed');
-  const built = await runCli(['build', '--repo', repo, '--model', bundle.dir, '--target', template, '--no-verify', '--json']);
-  if (built.code !== 0) throw new Error(`test setup: build failed: ${built.stderr}`);
+  template = await buildSeedTemplate(workspace, { shards: 2 });
 }, 120_000);
 
 afterAll(async () => {

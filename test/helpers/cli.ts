@@ -2,6 +2,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { writeBundle, type BundleSpec } from './bundles.js';
+import { gitRepo } from './tmp.js';
 import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -58,4 +60,17 @@ export function interruptMidCopy(child: ChildProcess, dir: string, minBytes: num
     }
   }, 2);
   child.on('exit', () => clearInterval(timer));
+}
+
+/**
+ * Builds a small seed with the CLI into `<workspace>/seed` (a git repository and a two-shard bundle
+ * made there too): the template that verify tests copy and then damage.
+ */
+export async function buildSeedTemplate(workspace: string, bundle: BundleSpec = { shards: 2 }): Promise<string> {
+  const repo = await gitRepo({ 'flake.nix': '{ outputs = _: { }; }\n', 'hosts/a/default.nix': '{ ... }: { }\n' }, path.join(workspace, 'repo'));
+  const written = await writeBundle(path.join(workspace, 'models', 'tiny-llama'), bundle);
+  const seed = path.join(workspace, 'seed');
+  const built = await runCli(['build', '--repo', repo, '--model', written.dir, '--target', seed, '--no-verify', '--json']);
+  if (built.code !== 0) throw new Error(`test setup: build failed: ${built.stderr}`);
+  return seed;
 }

@@ -1,4 +1,5 @@
 /** Temp folders that are removed after each test, and a pinned-author git helper. */
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -59,4 +60,20 @@ export async function gitRepo(files: Record<string, string | Buffer>, dir?: stri
   git(root, 'add', '-A');
   git(root, 'commit', '-q', '-m', 'initial');
   return root;
+}
+
+/** Every file and folder under `root` (relative, sorted; a fresh filesystem's lost+found left out); [] when `root` does not exist. */
+export function listTree(root: string): string[] {
+  if (!existsSync(root)) return [];
+  const out: string[] = [];
+  const walk = (rel: string) => {
+    for (const name of readdirSync(path.join(root, rel))) {
+      const child = rel ? `${rel}/${name}` : name;
+      if (child === 'lost+found') continue;
+      out.push(child);
+      if (statSync(path.join(root, child)).isDirectory()) walk(child);
+    }
+  };
+  walk('');
+  return out.sort();
 }

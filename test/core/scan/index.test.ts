@@ -18,6 +18,7 @@ import {
   sshKey,
   wireguardKey,
 } from '../../helpers/credentials.js';
+import { encValue, sopsNixFiles, sopsYamlBlock } from '../../helpers/sops-repo.js';
 import { git, tempDir, writeTree } from '../../helpers/tmp.js';
 
 const quiet = { operatorSecrets: false } as const;
@@ -182,55 +183,11 @@ describe('scanPaths: every class', () => {
   });
 });
 
-function encValue(): string {
-  return `ENC[AES256_GCM,data:${randomBytes(18).toString('base64')},iv:${randomBytes(32).toString('base64')},tag:${randomBytes(16).toString('base64')},type:str]`;
-}
-
-function sopsYamlBlock(recipient: string): string {
-  return [
-    'sops:',
-    '    age:',
-    `        - recipient: ${recipient}`,
-    '          enc: |',
-    '            -----BEGIN AGE ENCRYPTED FILE-----',
-    `            ${randomBytes(48).toString('base64')}`,
-    '            -----END AGE ENCRYPTED FILE-----',
-    '    lastmodified: "2024-01-02T03:04:05Z"',
-    `    mac: ${encValue()}`,
-    '    unencrypted_suffix: _unencrypted',
-    '    version: 3.9.0',
-    '',
-  ].join('\n');
-}
-
 async function sopsNixRepo(): Promise<{ root: string; recipient: string }> {
   const root = await tempDir();
-  const { recipient } = ageKeyFile();
-  const host = sshKey('ed25519');
-  await writeTree(root, {
-    '.sops.yaml': `keys:\n  - &host ${recipient}\ncreation_rules:\n  - path_regex: secrets/.*\\.(yaml|json|env|ini)$\n    key_groups:\n      - age:\n          - *host\n`,
-    'secrets/hosts/workstation.yaml': `model_provider:\n    token: ${encValue()}\nservice_name:\n    token: ${encValue()}\n    port_unencrypted: 8080\n${sopsYamlBlock(recipient)}`,
-    'secrets/user.yaml': `github_token: ${encValue()}\nopenai_api_key: ${encValue()}\nlist:\n    - ${encValue()}\n${sopsYamlBlock(recipient)}`,
-    'secrets/app.json': JSON.stringify({ db: { password: encValue() }, sops: { age: [{ recipient, enc: '-----BEGIN AGE ENCRYPTED FILE-----\nabc\n-----END AGE ENCRYPTED FILE-----\n' }], lastmodified: '2024-01-02T03:04:05Z', mac: encValue(), version: '3.9.0' } }, null, 2),
-    'secrets/vllm.env': `HF_TOKEN=${encValue()}\nsops_age__list_0__map_recipient=${recipient}\nsops_lastmodified=2024-01-02T03:04:05Z\nsops_mac=${encValue()}\nsops_version=3.9.0\n`,
-    'secrets/app.ini': `[db]\npassword = ${encValue()}\n[sops]\nmac = ${encValue()}\nversion = 3.9.0\n`,
-    'secrets/README.md.age': 'age-encryption.org/v1\n-> X25519 xyz\nbinary\n',
-    'hosts/workstation/default.nix': [
-      '{ config, ... }: {',
-      '  sops.defaultSopsFile = ../../secrets/hosts/workstation.yaml;',
-      '  sops.age.keyFile = "/var/lib/sops-nix/key.txt";',
-      '  sops.age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];',
-      '  sops.secrets.model-provider-token.key = "model_provider/token";',
-      '  sops.templates."vllm.env".content = \'\'',
-      '    HF_TOKEN=${config.sops.placeholder.model-provider-token}',
-      "  '';",
-      '  users.users.alice.hashedPasswordFile = config.sops.secrets.alice.path;',
-      `  users.users.alice.openssh.authorizedKeys.keys = [ "${host.publicKey.trim()}" ];`,
-      '}',
-    ].join('\n'),
-    'docs/secrets.md': 'github_token: ghp_example\nopenai_api_key: sk-example\nservice_name:\n  token: example\n',
-    'keys/hosts/workstation.pub': host.publicKey,
-  });
+  const files = sopsNixFiles();
+  await writeTree(root, files);
+  const recipient = /&host (age1[0-9a-z]+)/.exec(files['.sops.yaml']!)![1]!;
   return { root, recipient };
 }
 
