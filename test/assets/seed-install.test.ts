@@ -5,14 +5,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { appendFile, chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
-import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { gitRepo, tempDir, writeTree } from '../helpers/tmp.js';
 import {
@@ -23,6 +19,7 @@ import {
   seedInstallScript,
   writeSha256Sums,
 } from '../helpers/seed-fixture.js';
+import { craftArchive, type CraftedEntry } from '../helpers/hostile-seed.js';
 
 interface Shell {
   name: string;
@@ -83,25 +80,6 @@ async function setup(options: Parameters<typeof buildSeedFixture>[0] = {}): Prom
   return { seed, target, script: path.join(seed, 'seed-install.sh'), elsewhere };
 }
 
-interface CraftedEntry {
-  name: string;
-  type?: 'file' | 'directory' | 'symlink' | 'link' | 'fifo';
-  content?: string;
-  linkname?: string;
-}
-
-/** Writes a .tar.gz with exactly these entries (names taken verbatim, hostile ones included). */
-async function craftArchive(file: string, entries: CraftedEntry[]): Promise<void> {
-  const pack = tarStream.pack();
-  const done = pipeline(pack, createGzip(), createWriteStream(file));
-  for (const entry of entries) {
-    const type = entry.type ?? 'file';
-    if (type === 'file') pack.entry({ name: entry.name, mode: 0o644 }, entry.content ?? 'x\n');
-    else pack.entry({ name: entry.name, type, linkname: entry.linkname, mode: type === 'directory' ? 0o755 : 0o777 });
-  }
-  pack.finalize();
-  await done;
-}
 
 /** Replaces the seed's source archive with crafted entries and re-signs SHA256SUMS. */
 async function replaceArchive(seed: string, entries: CraftedEntry[]): Promise<void> {

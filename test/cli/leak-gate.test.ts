@@ -3,8 +3,8 @@
  * holds a credential (and leaves nothing behind), honours the profile allowlist, builds a realistic
  * sops-nix repository cleanly; `verify` rescans the media. All key material is made at test time.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
 import { appendFile, open, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';

@@ -10,19 +10,15 @@
  * the core level are in test/core/verify-seed.test.ts.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash, randomInt } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { randomInt } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
-import tarStream from 'tar-stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { renderChecksums, renderManifest, type Manifest } from '../../src/core/manifest.js';
-import { writeBundle } from '../helpers/bundles.js';
+import { type Manifest } from '../../src/core/manifest.js';
 import { buildSeedTemplate, CLI, runCli, type CliResult } from '../helpers/cli.js';
-import { gitRepo, tempDir } from '../helpers/tmp.js';
+import { tempDir } from '../helpers/tmp.js';
+import { craftArchive, readManifest, reseal, sha256 } from '../helpers/hostile-seed.js';
 
 let template = '';
 let workspace = '';
@@ -45,26 +41,6 @@ async function freshSeed(): Promise<{ base: string; seed: string }> {
   return { base, seed };
 }
 
-const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
-const readManifest = async (seed: string) => JSON.parse(await readFile(path.join(seed, 'dubnium-seed.json'), 'utf8')) as Manifest;
-
-/** Recomputes every digest (files, SHA256SUMS, selfSha256) after `edit`, so only deeper checks see the change. */
-async function reseal(seed: string, edit: (manifest: Manifest) => void = () => {}): Promise<void> {
-  const manifest = await readManifest(seed);
-  edit(manifest);
-  for (const file of manifest.files) {
-    const info = await stat(path.join(seed, file.path)).catch(() => undefined);
-    if (!info?.isFile()) continue;
-    const bytes = await readFile(path.join(seed, file.path));
-    file.size = bytes.length;
-    file.sha256 = sha256(bytes);
-  }
-  const sums = renderChecksums(manifest.files);
-  await writeFile(path.join(seed, 'SHA256SUMS'), sums);
-  manifest.checksums.sha256 = sha256(sums);
-  const { selfSha256: _drop, ...rest } = manifest;
-  await writeFile(path.join(seed, 'dubnium-seed.json'), renderManifest(rest));
-}
 
 /** Every outcome: a clean exit code, no stack trace, no internal error, one JSON document with --json. */
 function expectClean(result: CliResult, code: number): void {
@@ -90,16 +66,6 @@ function tracedFileCalls(seed: string, needle: string, logDir: string): { code: 
   return { code: result.status, calls };
 }
 
-async function craftArchive(file: string, entries: { name: string; type?: 'file' | 'directory' | 'symlink' | 'block-device'; linkname?: string }[]): Promise<void> {
-  const pack = tarStream.pack();
-  const done = pipeline(pack, createGzip(), createWriteStream(file));
-  for (const entry of entries) {
-    if ((entry.type ?? 'file') === 'file') pack.entry({ name: entry.name, mode: 0o644 }, 'x\n');
-    else pack.entry({ name: entry.name, type: entry.type, linkname: entry.linkname, mode: 0o755, devmajor: 8, devminor: 0 });
-  }
-  pack.finalize();
-  await done;
-}
 
 describe('broken manifests: exit 3 with a clear message', () => {
   it('a truncated manifest', async () => {

@@ -5,21 +5,16 @@
  * what the report says about the page cache on ext4 and on tmpfs.
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
-import tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { renderChecksums, renderManifest, type Manifest } from '../../src/core/manifest.js';
+import { renderManifest } from '../../src/core/manifest.js';
 import { verifySeed, type VerifyReport } from '../../src/core/verify-seed.js';
-import { writeBundle } from '../helpers/bundles.js';
-import { buildSeedTemplate, runCli } from '../helpers/cli.js';
+import { buildSeedTemplate } from '../helpers/cli.js';
 import { mountedExt4 } from '../helpers/loop-fs.js';
-import { gitRepo, tempDir } from '../helpers/tmp.js';
+import { tempDir } from '../helpers/tmp.js';
+import { craftArchive, readManifest, reseal, sha256, type CraftedEntry } from '../helpers/hostile-seed.js';
 
 let template = '';
 let workspace = '';
@@ -43,51 +38,10 @@ async function freshSeed(): Promise<{ seed: string; outside: string }> {
   return { seed, outside };
 }
 
-const readManifest = async (seed: string) => JSON.parse(await readFile(path.join(seed, 'dubnium-seed.json'), 'utf8')) as Manifest;
-const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
-
-/**
- * Rewrites sizes and digests in the manifest, SHA256SUMS, checksums.sha256 and selfSha256 to match
- * what is on disk now (after `edit`), so only the deeper checks can catch the change.
- */
-async function reseal(seed: string, edit: (manifest: Manifest) => void = () => {}): Promise<void> {
-  const manifest = await readManifest(seed);
-  edit(manifest);
-  for (const file of manifest.files) {
-    const full = path.join(seed, file.path);
-    const info = await stat(full).catch(() => undefined);
-    if (!info?.isFile()) continue;
-    const bytes = await readFile(full);
-    file.size = bytes.length;
-    file.sha256 = sha256(bytes);
-  }
-  const sums = renderChecksums(manifest.files);
-  await writeFile(path.join(seed, 'SHA256SUMS'), sums);
-  manifest.checksums.sha256 = sha256(sums);
-  const { selfSha256: _drop, ...rest } = manifest;
-  await writeFile(path.join(seed, 'dubnium-seed.json'), renderManifest(rest));
-}
 
 const verify = (root: string, extra: Partial<Parameters<typeof verifySeed>[0]> = {}) => verifySeed({ root, scan: false, ...extra });
 const kinds = (report: VerifyReport) => report.problems.map((problem) => `${problem.kind} ${problem.path}`);
 
-interface CraftedEntry {
-  name: string;
-  type?: 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'fifo';
-  linkname?: string;
-}
-
-async function craftArchive(file: string, entries: CraftedEntry[]): Promise<void> {
-  const pack = tarStream.pack();
-  const done = pipeline(pack, createGzip(), createWriteStream(file));
-  for (const entry of entries) {
-    const type = entry.type ?? 'file';
-    if (type === 'file') pack.entry({ name: entry.name, mode: 0o644 }, 'x\n');
-    else pack.entry({ name: entry.name, type, linkname: entry.linkname, mode: 0o755, devmajor: 1, devminor: 3 });
-  }
-  pack.finalize();
-  await done;
-}
 
 describe('a clean seed', () => {
   it('verifies with no problems and says what it checked', async () => {
