@@ -1,7 +1,6 @@
 /** `dubnium-seed scan PATH...`: leak-scan folders, files and archives. */
 import path from 'node:path';
 import { scanPaths, toSarif, formatScanReport, type ScanReport } from '../core/scan/index.js';
-import { loadProfile } from '../profile.js';
 import { UsageError } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
 import type { CommandContext } from './context.js';
@@ -20,7 +19,8 @@ export interface ScanFlags {
  */
 export async function runScan(paths: string[], flags: ScanFlags, context: CommandContext): Promise<number> {
   if (flags.json && flags.sarif) throw new UsageError('Pass only one of --json and --sarif.');
-  const profile = flags.profile !== undefined ? await loadProfile(flags.profile, context.cwd) : undefined;
+  // The profile loader (zod, yaml) is only loaded when a profile is named: scan starts fast.
+  const profile = flags.profile !== undefined ? await (await import('../profile.js')).loadProfile(flags.profile, context.cwd) : undefined;
   const report = await scanPaths(
     paths.map((item) => path.resolve(context.cwd, item)),
     {

@@ -8,8 +8,7 @@ import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip, inflateSync } from 'node:zlib';
-import tarStream from 'tar-stream';
-import yauzl from 'yauzl';
+import type yauzl from 'yauzl';
 import type { Finding } from '../types.js';
 import { fingerprint } from './fingerprint.js';
 import { FileScanner, unencryptedFinding, type FileResult, type FileTarget, type ScanEnvironment } from './file-scanner.js';
@@ -104,7 +103,9 @@ function escapesRoot(linkName: string, memberName: string): boolean {
   return resolved === '..' || resolved.startsWith('../');
 }
 
+// Archive readers load on first use: most scans (and every CLI start) never need them.
 async function scanTar(input: Readable, environment: ScanEnvironment, parent: FileTarget, depth: number): Promise<FileResult> {
+  const { default: tarStream } = await import('tar-stream');
   const extract = tarStream.extract();
   input.on('error', (error) => extract.destroy(error));
   input.pipe(extract);
@@ -160,7 +161,8 @@ async function scanGzip(source: Buffer | string, environment: ScanEnvironment, p
   return collect([member], parent);
 }
 
-function openZip(source: Buffer | string): Promise<yauzl.ZipFile> {
+async function openZip(source: Buffer | string): Promise<yauzl.ZipFile> {
+  const { default: yauzl } = await import('yauzl');
   return new Promise((resolve, reject) => {
     const done = (error: Error | null, zip?: yauzl.ZipFile) => (error || !zip ? reject(error ?? new Error('cannot open zip')) : resolve(zip));
     if (typeof source === 'string') yauzl.open(source, { lazyEntries: true, autoClose: true }, done);
