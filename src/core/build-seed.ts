@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pipeline } from 'node:stream/promises';
 import { CancelledError, SecretsFoundError, UsageError } from '../errors.js';
-import { formatBytes } from '../util/format.js';
+import { formatBytes, plural } from '../util/format.js';
 import { TOOL_VERSION } from '../version.js';
 import { Journal } from './journal.js';
 import {
@@ -216,7 +216,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     const blocking = archiveFindings.filter((finding) => !finding.allowed);
     if (blocking.length > 0) throw secretsError(blocking, 'the source archive');
     const archiveSize = (await stat(archivePath)).size;
-    options.onStep?.('archive', 'done', `${plan.source.entries.length} entries, ${formatBytes(archiveSize)}`);
+    options.onStep?.('archive', 'done', `${plural(plan.source.entries.length, 'entry', 'entries')}, ${formatBytes(archiveSize)}`);
     checkCancelled();
 
     // 2. From here the seed is incomplete: drop the manifest first, remembering what it vouched for.
@@ -251,7 +251,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     };
 
     // 3. Copy: hash, scan and write in one pass; keep files an interrupted run already completed.
-    options.onStep?.('copy', 'start', `${payload.length} files, ${formatBytes(total)}`);
+    options.onStep?.('copy', 'start', `${plural(payload.length, 'file')}, ${formatBytes(total)}`);
     const manifestFiles: ManifestFile[] = [];
     let bytesWritten = 0;
     // A file's flush runs while the next file is copied; at most two flushes wait at once.

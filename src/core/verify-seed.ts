@@ -7,6 +7,7 @@ import { constants } from 'node:fs';
 import { lstat, open, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
+import { plural } from '../util/format.js';
 import { checkSourceArchive } from './archive-safety.js';
 import { HashPool } from './hash-pool.js';
 import { resolveModelBundle } from './model-bundle.js';
@@ -405,7 +406,7 @@ async function checkPayloadStructure(root: string, manifest: Manifest, typeOf: M
         action: 'Do not unpack this archive; rebuild the seed from the repository.',
       });
     }
-    checked.push(`source archive: ${check.entries} entries, all inside ${manifest.source.topFolder}/`);
+    checked.push(`source archive: ${plural(check.entries, 'entry', 'entries')}, all inside ${manifest.source.topFolder}/`);
   }
   let bundlesChecked = 0;
   for (const bundle of manifest.bundles) {

@@ -24,3 +24,8 @@ export function formatRate(bytes: number, ms: number): string {
   if (ms <= 0) return '-';
   return `${formatBytes((bytes / ms) * 1000)}/s`;
 }
+
+/** `1 entry`, `2 entries`: a count with its noun in the right number. */
+export function plural(count: number, singular: string, pluralForm = `${singular}s`): string {
+  return `${count} ${count === 1 ? singular : pluralForm}`;
+}
