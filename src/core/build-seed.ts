@@ -39,6 +39,7 @@ import {
   writeAtomic,
   writeSeedFile,
   type ExpectedDigest,
+  ScannerBlocked,
   type WrittenFile,
 } from './seed-writer.js';
 import { estimateArchiveBytes, planSourceArchive, streamSourceArchive, type SourceArchiveOptions, type SourcePlan } from './source-archive.js';
@@ -412,7 +413,10 @@ async function copyScanned(
   try {
     written = await writeSeedFile({ ...common, chunks: coalesce(file.chunks(), CHUNK_SIZE), scanner, dryRun: extra.dryRun });
   } catch (error) {
-    await scanner.finish().catch(() => undefined);
+    const findings = await scanner.finish().catch(() => [] as Finding[]);
+    const blocking = findings.filter((finding) => !finding.allowed);
+    // The scanner stopped the copy mid-file: the flagged chunk never reached the media.
+    if (error instanceof ScannerBlocked && blocking.length > 0) throw secretsError(blocking, file.relPath);
     throw error;
   }
   const findings = await scanner.finish();

@@ -96,6 +96,13 @@ export interface WriteSeedFileOptions {
   signal?: AbortSignal;
 }
 
+/** Thrown when the scanner flags the bytes fed so far; nothing of the flagged chunk was written. */
+export class ScannerBlocked extends Error {
+  constructor(readonly displayPath: string) {
+    super(`the leak gate stopped writing ${displayPath}`);
+  }
+}
+
 /** A file whose bytes are written but not yet flushed and renamed into place. */
 export interface WrittenFile extends DigestResult {
   /** Flushes (fdatasync), closes and renames to the final name. */
@@ -130,21 +137,28 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
       await mkdir(path.dirname(options.destination), { recursive: true });
       handle = await open(partial, 'w', 0o644);
     }
+    // Each chunk is written only after the next one was scanned: a secret across a chunk boundary
+    // is seen before either half is written.
+    let held: { chunk: Buffer; at: number } | undefined;
+    const write = async (item: { chunk: Buffer; at: number }) => {
+      if (!handle) {
+        options.onBytes?.(item.chunk.length);
+        return;
+      }
+      // One write in flight: it overlaps the hashing of the next chunk and the read after it.
+      await pendingWrite;
+      const target = handle;
+      pendingWrite = writeFully(target, item.chunk, item.at).then(() => options.onBytes?.(item.chunk.length));
+    };
     for await (const chunk of options.chunks) {
       if (options.signal?.aborted) throw new CancelledError('Build cancelled; the partial file was removed.');
       hash.update(chunk);
       gitSha1?.update(chunk);
       options.scanner?.update(chunk);
-      const at = size;
+      if (options.scanner?.blocked?.()) throw new ScannerBlocked(options.displayPath);
+      if (held) await write(held);
+      held = { chunk, at: size };
       size += chunk.length;
-      if (handle) {
-        // One write in flight: it overlaps the hashing of the next chunk and the read after it.
-        await pendingWrite;
-        const target = handle;
-        pendingWrite = writeFully(target, chunk, at).then(() => options.onBytes?.(chunk.length));
-      } else {
-        options.onBytes?.(chunk.length);
-      }
     }
     await pendingWrite;
     const sha256 = hash.digest('hex');
@@ -162,9 +176,16 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
       size,
       sha256,
       discard,
+      // The last chunk is written here, after the caller had the scanner's final verdict.
       commit: async () => {
         if (!handle) return;
         try {
+          if (held) {
+            const last = held;
+            held = undefined;
+            await write(last);
+            await pendingWrite;
+          }
           await handle.datasync();
           await handle.close();
           handle = undefined;

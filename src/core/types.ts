@@ -44,6 +44,12 @@ export interface Finding {
 export interface ContentScanner {
   update(chunk: Buffer): void;
   finish(): Promise<Finding[]>;
+  /**
+   * True once the bytes fed so far hold a finding that is not allowlisted. The writer asks after
+   * every chunk and writes each chunk only after the next one was scanned, so a secret (even one
+   * across a chunk boundary) is caught before its bytes reach the media.
+   */
+  blocked?(): boolean;
 }
 
 /** Where a file being scanned lives, for reporting and for SOPS creation_rules matching. */

@@ -11,9 +11,9 @@ import type { ContentScanner, Finding } from '../types.js';
 import { fingerprint } from './fingerprint.js';
 import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules.js';
 import { RawStream } from './raw-stream.js';
-import { analyzeSops, isAgeCiphertext, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './sops.js';
-import { printableSegments, segmentOffset, TEXTY, textyRatio } from './text-util.js';
-import { detectContainer, scanContainer, type ContainerKind } from './containers.js';
+import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './sops.js';
+import { printableSegments, segmentOffset, TEXTY } from './text-util.js';
+import { detectContainer, type ContainerKind } from './container-kind.js';
 
 /** Files up to this size are scanned whole with every rule. */
 export const FULL_SCAN_LIMIT = 8 * 1024 * 1024;
@@ -38,6 +38,11 @@ export interface FileTarget {
   inner?: string;
   repoPath?: string;
   size?: number;
+  /**
+   * False when no `.sops.yaml` can govern this file (none in its folders, none given to the gate):
+   * then the SHA-256 of its content, only needed for an `unencrypted` finding, is not computed.
+   */
+  sopsGoverned?: boolean;
 }
 
 /** Everything a file scan learned; `unencrypted` feeds `.sops.yaml` checks made after the walk. */
@@ -50,6 +55,13 @@ export interface FileResult {
   sopsConfigs: { name: string; text: string }[];
   files: number;
 }
+
+// isAgeCiphertext's two headers, checked on the latin1 view a text file already has.
+const AGE_BINARY = 'age-encryption.org/v1\n';
+const AGE_ARMOR = '-----BEGIN AGE ENCRYPTED FILE-----';
+
+/** Any byte outside TEXTY (tab, LF, CR, printable ASCII), in a latin1 view. */
+const NOT_TEXTY = /[^\t\n\r\x20-\x7e]/;
 
 const SSH_KEY_NAME = /^(?:ssh_host_[a-z0-9]+_key|id_(?:rsa|dsa|ecdsa|ed25519|ecdsa_sk|ed25519_sk|xmss))$/;
 
@@ -75,7 +87,9 @@ export class FileScanner implements ContentScanner {
   ) {}
 
   private get name(): string {
-    return path.posix.basename((this.target.inner ?? this.target.path).replace(/\\/g, '/'));
+    const full = this.target.inner ?? this.target.path;
+    if (full.endsWith('/') || full.endsWith('\\')) return path.posix.basename(full.replace(/\\/g, '/'));
+    return full.slice(Math.max(full.lastIndexOf('/'), full.lastIndexOf('\\')) + 1);
   }
 
   private record(hit: RawHit, absoluteStart: number, line?: number): void {
@@ -152,6 +166,15 @@ export class FileScanner implements ContentScanner {
     this.raw!.update(chunk);
   }
 
+  /**
+   * True once a streamed file's bytes so far hold a finding that is not allowlisted. Small files are
+   * judged whole at `finish` (the build scans those in memory before writing them).
+   */
+  blocked(): boolean {
+    for (const finding of this.hits.values()) if (!this.environment.allow.has(finding.fingerprint)) return true;
+    return false;
+  }
+
   async finish(): Promise<Finding[]> {
     const result = await this.finishDetailed();
     return result.findings;
@@ -159,18 +182,35 @@ export class FileScanner implements ContentScanner {
 
   /** Like `finish`, with problems and the SOPS facts a folder or archive walk needs. */
   async finishDetailed(): Promise<FileResult> {
-    const result: FileResult = { findings: [], problems: [], sopsConfigs: [], files: 1 };
-    let content: Buffer | undefined;
-    if (this.raw) {
-      this.raw.flush();
-    } else {
-      content = Buffer.concat(this.parts.splice(0));
-      this.scanWhole(content, result);
+    if (!this.raw) {
+      const parts = this.parts.splice(0);
+      // One part was already copied by update(): no second copy.
+      return this.scanOwned(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
     }
-    const kind = content ? detectContainer(content.subarray(0, 512)) : this.spool?.kind;
+    const result: FileResult = { findings: [], problems: [], sopsConfigs: [], files: 1 };
+    this.raw.flush();
+    return this.complete(result, this.spool?.kind);
+  }
+
+  /**
+   * The fast path for trees of small files: scans a whole file the caller read into `content` and
+   * will not reuse (no copy), instead of update() + finishDetailed(). Synchronous unless the bytes
+   * are a container to unpack. Every rule sees every byte, exactly as on the streaming path.
+   */
+  scanOwned(content: Buffer): FileResult | Promise<FileResult> {
+    const result: FileResult = { findings: [], problems: [], sopsConfigs: [], files: 1 };
+    this.scanWhole(content, result);
+    const kind = detectContainer(content);
+    if (kind && this.depth < MAX_DEPTH) return this.complete(result, kind, content);
+    return this.finalize(result);
+  }
+
+  private async complete(result: FileResult, kind: ContainerKind | undefined, content?: Buffer): Promise<FileResult> {
     if (kind && this.depth < MAX_DEPTH) {
       if (this.spool) closeSync(this.spool.fd);
       try {
+        // Archive readers load on first use: a tree of plain files never needs them.
+        const { scanContainer } = await import('./containers.js');
         const inner = await scanContainer(kind, content ?? this.spool!.file, this.environment, this.target, this.depth + 1);
         this.mergeInner(inner, result);
       } finally {
@@ -180,10 +220,16 @@ export class FileScanner implements ContentScanner {
       closeSync(this.spool.fd);
       rmSync(this.spool.dir, { recursive: true, force: true });
     }
-    const innerFingerprints = new Set(result.findings.map((finding) => finding.fingerprint));
-    for (const finding of this.hits.values()) {
-      // A plain tar shows its members' bytes raw as well: report the member, not the raw copy.
-      if (!innerFingerprints.has(finding.fingerprint)) result.findings.push(finding);
+    return this.finalize(result);
+  }
+
+  private finalize(result: FileResult): FileResult {
+    if (this.hits.size > 0) {
+      const innerFingerprints = new Set(result.findings.map((finding) => finding.fingerprint));
+      for (const finding of this.hits.values()) {
+        // A plain tar shows its members' bytes raw as well: report the member, not the raw copy.
+        if (!innerFingerprints.has(finding.fingerprint)) result.findings.push(finding);
+      }
     }
     this.applyRules(result);
     for (const finding of result.findings) {
@@ -200,9 +246,23 @@ export class FileScanner implements ContentScanner {
   }
 
   private scanWhole(content: Buffer, result: FileResult): void {
-    const utf16 = detectUtf16(content);
-    const binary = !utf16 && (content.subarray(0, 8192).includes(0) || textyRatio(content, 65536) < 0.9);
-    const text = utf16 ? decodeUtf16(content, utf16) : binary ? '' : content.toString('latin1');
+    // Text, UTF-16 or binary, decided as detectUtf16 + the texty ratio of the head would. Most files
+    // are plain text with no byte outside TEXTY: one native regex test proves it, no JS byte loop
+    // (which costs most while the JIT is still cold, that is, for the whole of a short scan).
+    const latin1 = content.toString('latin1');
+    let utf16: 'utf-16le' | 'utf-16be' | undefined;
+    let binary = false;
+    if (NOT_TEXTY.test(latin1)) {
+      const limit = Math.min(content.length, 65536);
+      let texty = 0;
+      for (let index = 0; index < limit; index++) texty += TEXTY[content[index]!]!;
+      const firstZero = content.indexOf(0);
+      const bom = content.length >= 4 && ((content[0] === 0xff && content[1] === 0xfe) || (content[0] === 0xfe && content[1] === 0xff));
+      // UTF-16 without a BOM needs zero bytes in its first 4 KiB.
+      utf16 = bom || (firstZero !== -1 && firstZero < 4096) ? detectUtf16(content) : undefined;
+      binary = !utf16 && ((firstZero !== -1 && firstZero < 8192) || (limit === 0 ? 1 : texty / limit) < 0.9);
+    }
+    const text = utf16 ? decodeUtf16(content, utf16) : binary ? '' : latin1;
     if (binary) {
       this.scanBinary(content, 0, Number.POSITIVE_INFINITY);
     } else {
@@ -211,18 +271,20 @@ export class FileScanner implements ContentScanner {
         this.record(hit, hit.start * scale, lineAt(text, hit.start));
       }
     }
-    if (SSH_KEY_NAME.test(this.name) && content.length > 0) {
+    const name = this.name;
+    if (SSH_KEY_NAME.test(name) && content.length > 0) {
       const alreadyKey = [...this.hits.values()].some((finding) => finding.kind === 'private-key');
       if (!alreadyKey) {
         this.record({ rule: 'ssh-private-key-file', kind: 'private-key', secret: content, start: 0, end: content.length, note: 'named like an SSH private key' }, 0);
       }
     }
-    if (this.name === '.sops.yaml' || this.name === '.sops.yml') {
+    if (name === '.sops.yaml' || name === '.sops.yml') {
       result.sopsConfigs.push({ name: this.target.inner ?? this.target.path, text: content.toString('utf8') });
       return;
     }
-    if (isAgeCiphertext(content)) return;
-    const analysis = binary ? undefined : analyzeSops(utf16 ? text : content.toString('utf8'));
+    if (binary || utf16 ? isAgeCiphertext(content) : latin1.startsWith(AGE_BINARY) || latin1.startsWith(AGE_ARMOR)) return;
+    // The prefilter sees the same ASCII in the latin1 view as in UTF-8: decode only when it passes.
+    const analysis = binary ? undefined : mayHoldSopsMetadata(text) ? analyzeSops(utf16 ? text : content.toString('utf8')) : { hasMetadata: false, plaintext: [] };
     if (analysis?.hasMetadata) {
       for (const value of analysis.plaintext) {
         const finding: Finding = {
@@ -237,6 +299,7 @@ export class FileScanner implements ContentScanner {
       }
       return;
     }
+    if (this.target.sopsGoverned === false) return;
     const contentFingerprint = fingerprint('sops-unencrypted-file', content);
     result.unencrypted = { fingerprint: contentFingerprint, ...(this.target.inner !== undefined ? { inner: this.target.inner } : {}) };
   }

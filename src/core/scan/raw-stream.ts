@@ -18,8 +18,15 @@ const GRID_WORDS = 8; // 32 bytes
 const MAX_REGION = 1024 * 1024;
 export const OVERLAP = 64 * 1024;
 
-const PAIR = new Uint8Array(65536);
-for (let low = 0; low < 256; low++) for (let high = 0; high < 256; high++) PAIR[low | (high << 8)] = TOKEN[low]! & TOKEN[high]!;
+// Built on first use: 65,536 entries cost milliseconds at start-up that small-file scans never need.
+let pairTable: Uint8Array | undefined;
+function pairs(): Uint8Array {
+  if (!pairTable) {
+    pairTable = new Uint8Array(65536);
+    for (let low = 0; low < 256; low++) for (let high = 0; high < 256; high++) pairTable[low | (high << 8)] = TOKEN[low]! & TOKEN[high]!;
+  }
+  return pairTable;
+}
 
 /** Receives a printable region: its bytes, absolute offset, and the offset below which hits are final. */
 export type RegionSink = (bytes: Buffer, absoluteStart: number, acceptBefore: number) => void;
@@ -92,6 +99,7 @@ export class RawStream {
     const base = from + misalign;
     const words = new Uint32Array(chunk.buffer, chunk.byteOffset + base, (to - base) >>> 2);
     const count = words.length;
+    const PAIR = pairs();
     let scannedTo = from;
     for (let index = 0; index < count; index += GRID_WORDS) {
       const word = words[index]!;

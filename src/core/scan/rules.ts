@@ -4,7 +4,8 @@
  * string offsets are byte offsets. Pure functions over constant tables: safe inside worker threads.
  */
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import { bech32 } from 'bech32';
+import { createRequire } from 'node:module';
+import type * as Bech32 from 'bech32';
 import { base62, crc32, entropy, looksLikePlaceholder, textyRatio } from './text-util.js';
 
 /** A match inside one text window; offsets relative to that window. */
@@ -35,7 +36,12 @@ export const MAX_SECRET_SPAN = 64 * 1024;
 
 const BECH32_LIMIT = 100_000;
 
+// Loaded when text first holds `AGE-`: most files never need it, every start-up would pay for it.
+let bech32Module: typeof Bech32 | undefined;
+
 function decodeBech32(candidate: string): { prefix: string; bytes: Buffer } | undefined {
+  bech32Module ??= createRequire(import.meta.url)('bech32') as typeof Bech32;
+  const { bech32 } = bech32Module;
   try {
     const decoded = bech32.decode(candidate, BECH32_LIMIT);
     return { prefix: decoded.prefix, bytes: Buffer.from(bech32.fromWords(decoded.words)) };
@@ -192,6 +198,8 @@ interface TokenRule {
   /** The secret inside the match (default: the whole match). */
   group?: number;
   valid: (secret: string, match: RegExpExecArray) => boolean;
+  /** Cheap test that must pass for the pattern to match at all (a literal it cannot match without). */
+  mayMatch: (text: string) => boolean;
   note?: string;
 }
 
@@ -200,45 +208,55 @@ function githubChecksumValid(token: string): boolean {
   return base62(crc32(body)) === token.slice(34, 40);
 }
 
+// The aws-secret-access-key pattern cannot match without this word (any case).
+const AWS_SECRET_WORD = /secret_?access/i;
+
 const TOKEN_RULES: TokenRule[] = [
   {
     rule: 'github-token',
+    mayMatch: (text) => text.includes('_') && (text.includes('ghp_') || text.includes('gho_') || text.includes('ghu_') || text.includes('ghs_') || text.includes('ghr_')),
     kind: 'github-token',
     pattern: /(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36}(?![A-Za-z0-9_])/g,
     valid: githubChecksumValid,
   },
   {
     rule: 'github-fine-grained-token',
+    mayMatch: (text) => text.includes('github_pat_'),
     kind: 'github-token',
     pattern: /(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}(?![A-Za-z0-9_])/g,
     valid: (secret) => !looksLikePlaceholder(secret.slice(11), 3.5),
   },
   {
     rule: 'huggingface-token',
+    mayMatch: (text) => text.includes('hf_'),
     kind: 'huggingface-token',
     pattern: /(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{34}(?![A-Za-z0-9_])/g,
     valid: (secret) => !looksLikePlaceholder(secret.slice(3), 3.5),
   },
   {
     rule: 'openai-key',
+    mayMatch: (text) => text.includes('sk-'),
     kind: 'openai-key',
     pattern: /(?<![A-Za-z0-9_-])sk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{40,}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})(?![A-Za-z0-9_-])/g,
     valid: (secret) => !looksLikePlaceholder(secret.replace(/^sk-(?:proj|svcacct|admin|None)-/, '').replace(/^sk-/, ''), 3.5),
   },
   {
     rule: 'tailscale-key',
+    mayMatch: (text) => text.includes('tskey-'),
     kind: 'tailscale-key',
     pattern: /(?<![A-Za-z0-9_-])tskey-(?:[a-z]+-)?[A-Za-z0-9]{6,}-[A-Za-z0-9]{16,}(?![A-Za-z0-9_-])/g,
     valid: (secret) => !looksLikePlaceholder(secret.slice(secret.lastIndexOf('-') + 1), 3.3),
   },
   {
     rule: 'slack-token',
+    mayMatch: (text) => text.includes('xox'),
     kind: 'slack-token',
     pattern: /(?<![A-Za-z0-9_-])xox[abposr]-(?:\d+-)+[A-Za-z0-9-]{10,}(?![A-Za-z0-9_-])/g,
     valid: (secret) => !looksLikePlaceholder(secret.slice(5).replace(/^[\d-]+/, ''), 3),
   },
   {
     rule: 'aws-secret-access-key',
+    mayMatch: (text) => AWS_SECRET_WORD.test(text),
     kind: 'aws-secret-key',
     pattern: /aws_?secret_?access_?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])/gi,
     group: 1,
@@ -246,6 +264,7 @@ const TOKEN_RULES: TokenRule[] = [
   },
   {
     rule: 'nix-access-token',
+    mayMatch: (text) => text.includes('access-tokens'),
     kind: 'nix-access-token',
     pattern: /access-tokens\s*=\s*((?:[\w.-]+=[^\s"';]+\s*)+)/g,
     group: 1,
@@ -258,6 +277,7 @@ const TOKEN_RULES: TokenRule[] = [
 
 function tokenRules(text: string, hits: RawHit[]): void {
   for (const rule of TOKEN_RULES) {
+    if (!rule.mayMatch(text)) continue;
     rule.pattern.lastIndex = 0;
     for (let match = rule.pattern.exec(text); match; match = rule.pattern.exec(text)) {
       const secret = rule.group ? match[rule.group]! : match[0];
@@ -356,9 +376,38 @@ function nixPasswordRule(text: string, hits: RawHit[]): void {
   }
 }
 
+const BASE64 = new Uint8Array(128);
+for (const ch of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') BASE64[ch.charCodeAt(0)] = 1;
+
+function isBase64(text: string, index: number): boolean {
+  const code = text.charCodeAt(index);
+  return code < 128 && BASE64[code] === 1;
+}
+
+/**
+ * True when `text` has a run of at least `min` base64 characters (what the rule's pattern needs).
+ * A run that long covers a point of the grid of step min/2, so only the runs through grid points are
+ * measured: a few times fewer character reads than a regex or a full loop on ordinary text.
+ */
+export function hasBase64Run(text: string, min = 80): boolean {
+  const step = min >> 1;
+  let checkedTo = 0; // characters below this are already known not to start a long enough run
+  for (let grid = step - 1; grid < text.length; grid += step) {
+    if (grid < checkedTo || !isBase64(text, grid)) continue;
+    let left = grid;
+    while (left > checkedTo && isBase64(text, left - 1)) left--;
+    let right = grid + 1;
+    while (right < text.length && isBase64(text, right)) right++;
+    if (right - left >= min) return true;
+    checkedTo = right;
+  }
+  return false;
+}
+
 /** Base64 runs (a Kubernetes Secret's data) that decode to text are decoded and rescanned. */
 function base64WrappedRule(text: string, hits: RawHit[], context: TextScanContext): void {
   if ((context.depth ?? 0) >= 2) return;
+  if (!hasBase64Run(text)) return;
   const pattern = /(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{80,}={0,2}/g;
   for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
     const decoded = Buffer.from(match[0], 'base64');

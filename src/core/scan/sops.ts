@@ -3,8 +3,17 @@
  * metadata leaves unencrypted); a file that `.sops.yaml` creation_rules say must be encrypted but has
  * no SOPS metadata is a decrypted secrets file, whatever its values look like.
  */
-import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { fingerprint } from './fingerprint.js';
+
+// yaml costs tens of milliseconds to load and most scans never parse YAML: load it (synchronously,
+// its CommonJS build) the first time a `.sops.yaml` or a SOPS-looking file needs it.
+let yamlModule: typeof Yaml | undefined;
+function yaml(): typeof Yaml {
+  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml;
+  return yamlModule;
+}
 
 export interface CreationRule {
   pathRegex?: RegExp;
@@ -16,7 +25,7 @@ export interface SopsConfig {
 
 /** Parses `.sops.yaml` text; throws with a one-line reason when it is not valid YAML or has bad regexes. */
 export function parseSopsConfig(text: string): SopsConfig {
-  const document = parseYaml(text) as { creation_rules?: unknown } | null;
+  const document = yaml().parse(text) as { creation_rules?: unknown } | null;
   const rules: CreationRule[] = [];
   const list = document && Array.isArray(document.creation_rules) ? document.creation_rules : [];
   for (const entry of list as Record<string, unknown>[]) {
@@ -165,18 +174,32 @@ function analyzeIni(text: string): SopsAnalysis {
 }
 
 /**
+ * A cheap superset of the metadata checks of `analyzeSops`: each of them needs `sops` followed by
+ * `_`, `]`, a quote, `:`, whitespace or a non-ASCII character (Unicode whitespace). Nix files that only
+ * say `config.sops.secrets` fail it without a regex. Works on a latin1 or a decoded view alike.
+ */
+export function mayHoldSopsMetadata(text: string): boolean {
+  for (let index = text.indexOf('sops'); index !== -1; index = text.indexOf('sops', index + 1)) {
+    const next = text.charCodeAt(index + 4);
+    // NaN (end of text) compares false everywhere: no metadata form ends right after `sops`.
+    if (next <= 0x20 || next >= 0x7f || next === 0x5f || next === 0x5d || next === 0x22 || next === 0x27 || next === 0x3a) return true;
+  }
+  return false;
+}
+
+/**
  * Looks at one text file as SOPS would: YAML/JSON trees with a `sops` block, dotenv with `sops_*`
  * keys, INI with a `[sops]` section. Returns undefined when the content is none of these.
  */
 export function analyzeSops(text: string): SopsAnalysis | undefined {
-  if (!text.includes('sops')) return { hasMetadata: false, plaintext: [] };
+  if (!mayHoldSopsMetadata(text)) return { hasMetadata: false, plaintext: [] };
   if (/^\s*sops_(?:mac|version|lastmodified)=/m.test(text)) return analyzeDotenv(text);
   if (/^\[sops\]\s*$/m.test(text)) return analyzeIni(text);
   // Only a top-level YAML `sops:` key or a JSON `"sops": {` can carry metadata; Nix files that
   // merely mention config.sops are not parsed as YAML (that dominated scans of Nix trees).
   if (!/^(?:sops|"sops"|'sops')\s*:/m.test(text) && !/"sops"\s*:\s*\{/.test(text)) return { hasMetadata: false, plaintext: [] };
   try {
-    const documents = parseAllDocuments(text);
+    const documents = yaml().parseAllDocuments(text);
     const list = Array.isArray(documents) ? documents : [documents];
     let combined: SopsAnalysis | undefined;
     for (const document of list) {

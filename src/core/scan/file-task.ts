@@ -1,0 +1,101 @@
+/**
+ * One walked file, read and scanned: the unit of work `scanPaths` runs on the main thread and in its
+ * worker threads alike. Small files are read synchronously into a buffer of their own and take the
+ * scanner's fast path (no copy, no promise); large ones stream.
+ */
+import { closeSync, constants, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
+import { CancelledError } from '../../errors.js';
+import { fingerprint } from './fingerprint.js';
+import { FileScanner, FULL_SCAN_LIMIT, type FileResult, type Problem, type ScanEnvironment } from './file-scanner.js';
+
+/** What a thread needs to know about one file of the walk (plain data: it crosses to workers). */
+export interface FileTask {
+  full: string;
+  /** Reported path: relative to the scanned root (a file given directly: its basename). */
+  reported: string;
+  /** False when no `.sops.yaml` can govern the file: its content fingerprint is not needed. */
+  sopsGoverned: boolean;
+}
+
+/** A file's result plus the bytes read, or the problem that kept it from being read. */
+export interface TaskOutcome {
+  result: FileResult;
+  bytes: number;
+}
+
+/** The result of most files: nothing found, nothing to remember. Shared, never mutated. */
+export const NOTHING: FileResult = Object.freeze({ findings: [], problems: [], sopsConfigs: [], files: 1 }) as FileResult;
+
+/** True when a result carries nothing `scanPaths` needs beyond "one clean file". */
+export function isNothing(result: FileResult): boolean {
+  return result.files === 1 && result.findings.length === 0 && result.problems.length === 0 && result.sopsConfigs.length === 0 && result.unencrypted === undefined;
+}
+
+/**
+ * Reads a small file synchronously: for trees of thousands of small files, the thread-pool round
+ * trips of async reads cost more than the reads. O_NOFOLLOW and O_NONBLOCK, then fstat, so a file
+ * swapped for a symlink or a FIFO after the walk is neither followed nor waited on.
+ */
+function readSmall(file: string): { content?: Buffer; size: number } {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const stats = fstatSync(fd);
+    if (!stats.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EINVAL' });
+    if (stats.size > FULL_SCAN_LIMIT) return { size: stats.size };
+    const content = Buffer.allocUnsafe(stats.size);
+    let filled = 0;
+    while (filled < stats.size) {
+      const read = readSync(fd, content, filled, stats.size - filled, filled);
+      if (read === 0) break;
+      filled += read;
+    }
+    return { content: filled === stats.size ? content : content.subarray(0, filled), size: stats.size };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function streamLarge(task: FileTask, size: number, environment: ScanEnvironment, signal?: AbortSignal): Promise<TaskOutcome> {
+  const scanner = new FileScanner(environment, { path: task.reported, size, sopsGoverned: task.sopsGoverned });
+  let bytes = 0;
+  for await (const chunk of createReadStream(task.full, { highWaterMark: 4 * 1024 * 1024 })) {
+    if (signal?.aborted) throw new CancelledError('Scan cancelled.');
+    scanner.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { result: await scanner.finishDetailed(), bytes };
+}
+
+/** The finding and problem for a file that could not be read: the gate cannot vouch for it. */
+export function unreadableFile(reported: string, error: unknown): FileResult {
+  const message = `cannot read: ${(error as Error).message}`;
+  const problem: Problem = { path: reported, message };
+  return {
+    findings: [{ path: reported, kind: 'unreadable-file', rule: 'unreadable-file', fingerprint: fingerprint('unreadable-file', `${reported}\0${message}`), note: `${message}; its content could not be checked` }],
+    problems: [problem],
+    sopsConfigs: [],
+    files: 0,
+  };
+}
+
+/**
+ * Reads and scans one file. Synchronous (a plain outcome) for small files that are not containers,
+ * a promise otherwise. Read errors become an `unreadable-file` result; only cancellation throws.
+ */
+export function runTask(task: FileTask, environment: ScanEnvironment, signal?: AbortSignal): TaskOutcome | Promise<TaskOutcome> {
+  let small: { content?: Buffer; size: number };
+  let outcome: FileResult | Promise<FileResult> | undefined;
+  try {
+    small = readSmall(task.full);
+    if (small.content) outcome = new FileScanner(environment, { path: task.reported, size: small.size, sopsGoverned: task.sopsGoverned }).scanOwned(small.content);
+  } catch (error) {
+    return { result: unreadableFile(task.reported, error), bytes: 0 };
+  }
+  const content = small.content;
+  if (outcome && !(outcome instanceof Promise)) return { result: outcome, bytes: content!.length };
+  const pending = outcome ? outcome.then((result) => ({ result, bytes: content!.length })) : streamLarge(task, small.size, environment, signal);
+  return pending.catch((error: unknown) => {
+    if (error instanceof CancelledError) throw error;
+    return { result: unreadableFile(task.reported, error), bytes: 0 };
+  });
+}

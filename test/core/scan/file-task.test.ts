@@ -1,0 +1,96 @@
+/**
+ * The small-file fast path (whole buffer, no copy, no promise) and the worker threads of scanPaths:
+ * neither may lose a finding. Secrets are made fresh at test time.
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { bech32 } from 'bech32';
+import { describe, expect, it } from 'vitest';
+import { scanPaths, type ScanReport } from '../../../src/core/scan/index.js';
+import { fakeTokens, githubToken, opensslKeys, sshKey, wireguardKey } from '../../helpers/credentials.js';
+import { tempDir, writeTree } from '../../helpers/tmp.js';
+
+const quiet = { operatorSecrets: false } as const;
+
+/** A small Nix module like the 20,000 of the benchmark, with `secret` inside a string literal. */
+function nixModule(index: number, secret = ''): string {
+  return `{ config, lib, pkgs, ... }:\n{\n  # module ${index}\n  services.example${index} = {\n    enable = true;\n    description = "${randomBytes(32).toString('hex')}";\n    environmentFile = config.sops.secrets."svc-${index}".path;\n${secret}  };\n}\n`;
+}
+
+function rulesByPath(report: ScanReport): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const finding of report.findings) out.set(finding.path, [...(out.get(finding.path) ?? []), finding.rule].sort());
+  return out;
+}
+
+function samples(): Record<string, { text: string; rule: string }> {
+  const tokens = fakeTokens();
+  const keys = opensslKeys();
+  const age = bech32.encode('AGE-SECRET-KEY-', bech32.toWords(randomBytes(32)), 100_000).toUpperCase();
+  const pem = keys.rsaTraditional;
+  return {
+    age: { text: `    identity = "${age}";\n`, rule: 'age-identity' },
+    openssh: { text: `    key = ''\n${sshKey('ed25519').privateKey}'';\n`, rule: 'openssh-private-key' },
+    pem: { text: `    key = ''\n${pem}'';\n`, rule: 'pem-private-key' },
+    pkcs8: { text: `    key = ''\n${keys.pkcs8Encrypted}'';\n`, rule: 'pkcs8-private-key' },
+    github: { text: `    token = "${githubToken('ghs')}";\n`, rule: 'github-token' },
+    huggingface: { text: `    token = "${tokens.huggingFace}";\n`, rule: 'huggingface-token' },
+    openai: { text: `    key = "${tokens.openAiProject}";\n`, rule: 'openai-key' },
+    aws: { text: `    aws_secret_access_key = "${tokens.awsSecret}";\n`, rule: 'aws-secret-access-key' },
+    url: { text: `    url = "https://deploy:${randomBytes(12).toString('hex')}@git.example.invalid/repo";\n`, rule: 'url-credentials' },
+    password: { text: `    initialPassword = "${randomBytes(9).toString('base64url')}";\n`, rule: 'nix-plaintext-password' },
+    wireguard: { text: `    privateKey = "${wireguardKey()}";\n`, rule: 'wireguard-private-key' },
+    wrapped: { text: `    data = "${Buffer.from(pem).toString('base64')}";\n`, rule: 'pem-private-key' },
+    accessTokens: { text: `    extraOptions = "access-tokens = github.com=${randomBytes(16).toString('hex')}";\n`, rule: 'nix-access-token' },
+  };
+}
+
+describe('small-file fast path', () => {
+  it('finds a secret of each major class in a small .nix file', async () => {
+    const root = await tempDir();
+    const cases = samples();
+    const files: Record<string, string> = {};
+    for (const [name, sample] of Object.entries(cases)) files[`hosts/${name}.nix`] = nixModule(1, sample.text);
+    files['hosts/clean.nix'] = nixModule(2);
+    await writeTree(root, files);
+    const report = await scanPaths([root], quiet);
+    const found = rulesByPath(report);
+    for (const [name, sample] of Object.entries(cases)) expect(found.get(`hosts/${name}.nix`), name).toContain(sample.rule);
+    expect(found.has('hosts/clean.nix')).toBe(false);
+    expect(report.files).toBe(Object.keys(files).length);
+  });
+
+  it('still finds a decrypted secrets file that a .sops.yaml in a parent folder governs, and only there', async () => {
+    const root = await tempDir();
+    await writeTree(root, {
+      'repo/.sops.yaml': 'creation_rules:\n  - path_regex: secrets/.*\\.yaml$\n    age: age1example\n',
+      'repo/secrets/db.yaml': 'password: plain-value\n',
+      'other/secrets/db.yaml': 'password: plain-value\n',
+    });
+    const report = await scanPaths([root], quiet);
+    expect(report.findings.filter((finding) => finding.rule === 'sops-unencrypted-file').map((finding) => finding.path)).toEqual(['repo/secrets/db.yaml']);
+  });
+});
+
+describe('worker threads', () => {
+  it('give the same report as the main thread alone, in the same order', async () => {
+    // Workers run the compiled module only: use the build (npm run build) the CLI tests use too.
+    const built = path.join(fileURLToPath(new URL('../../..', import.meta.url)), 'dist/core/scan/index.js');
+    const { scanPaths: scanBuilt } = (await import(built)) as typeof import('../../../src/core/scan/index.js');
+    const root = await tempDir();
+    const cases = Object.values(samples());
+    const files: Record<string, string> = {};
+    // 2,000 files, secrets spread over the whole list (first batch, middle, last file).
+    for (let index = 0; index < 2000; index++) {
+      const sample = index % 157 === 0 || index === 1999 ? cases[index % cases.length] : undefined;
+      files[`hosts/h${index % 20}/module-${String(index).padStart(4, '0')}.nix`] = nixModule(index, sample?.text);
+    }
+    await writeTree(root, files);
+    const single = await scanBuilt([root], { ...quiet, threads: 1 });
+    const threaded = await scanBuilt([root], { ...quiet, threads: 2 });
+    expect(single.files).toBe(2000);
+    expect(single.findings.length).toBeGreaterThanOrEqual(14);
+    expect(threaded).toEqual(single);
+  });
+});
