@@ -33,23 +33,27 @@ export type SeedFilesystem = 'ext4' | 'exfat' | 'fat';
 /** Steps of a device build: the build's own steps plus the media work around them. */
 export type DeviceStep = BuildStep | 'installer' | 'partition' | 'format' | 'mount' | 'unmount';
 
-export interface DeviceBuildOptions {
-  /** Whole disk, e.g. /dev/sdb or an explicitly named loop device. The caller has checked `--yes`. */
-  device: string;
-  /** Installer image to write first (`--iso FILE`), verified by reading it back. */
-  iso?: string;
-  /** Seed partition label: found and reused, or given to a new partition. */
+/** What every media build takes: the seed partition's label and filesystem, the build, the hooks. */
+export interface SeedMediaOptions {
+  /** Seed partition label: found and reused, or given to a new partition or image. */
   label: string;
-  /** Filesystem of a new seed partition (a reused partition keeps its own). */
+  /** Filesystem of a new seed partition or image (a reused partition keeps its own). */
   filesystem: SeedFilesystem;
-  /** `--allow-fixed-disk`. */
-  allowFixedDisk: boolean;
-  /** `--allow-large`. */
-  allowLarge: boolean;
   build: Omit<BuildOptions, 'target' | 'label' | 'onStep' | 'onProgress' | 'signal'>;
   onStep?: (step: DeviceStep, state: 'start' | 'done', detail?: string) => void;
   onProgress?: ProgressHook;
   signal?: AbortSignal;
+}
+
+export interface DeviceBuildOptions extends SeedMediaOptions {
+  /** Whole disk, e.g. /dev/sdb or an explicitly named loop device. The caller has checked `--yes`. */
+  device: string;
+  /** Installer image to write first (`--iso FILE`), verified by reading it back. */
+  iso?: string;
+  /** `--allow-fixed-disk`. */
+  allowFixedDisk: boolean;
+  /** `--allow-large`. */
+  allowLarge: boolean;
   /** Warnings from the device check (loop device, fixed disk accepted...). */
   onWarning?: (message: string) => void;
 }

@@ -12,27 +12,20 @@ import path from 'node:path';
 import { CommandError, UsageError, VerificationError } from '../errors.js';
 import { buildSeed, type BuildOptions, type BuildResult } from '../core/build-seed.js';
 import { checkFilesystemLimits, onDisk } from '../core/target.js';
-import type { ProgressHook } from '../core/types.js';
 import { verifySeed, type VerifyReport } from '../core/verify-seed.js';
 import { formatBytes } from '../util/format.js';
 import { run } from '../util/run.js';
-import type { DeviceStep, SeedFilesystem } from './device-build.js';
+import type { SeedMediaOptions } from './device-build.js';
 import { copySeedIntoFat, formatFat } from './fat.js';
 import { mountPrivate } from './mount.js';
 import { withSeedFolder } from './seed-access.js';
 import { MiB, estimateSeed, parseSize, partitionBytesFor, roundUp } from './sizes.js';
 
-export interface ImageBuildOptions {
+export interface ImageBuildOptions extends SeedMediaOptions {
   /** The image file to create (replaced atomically if it exists). */
   image: string;
   /** `--size`: the image size (512M, 2G, ...); default content + 10% + 16 MiB, rounded to MiB. */
   size?: string;
-  label: string;
-  filesystem: SeedFilesystem;
-  build: Omit<BuildOptions, 'target' | 'label' | 'onStep' | 'onProgress' | 'signal'>;
-  onStep?: (step: DeviceStep, state: 'start' | 'done', detail?: string) => void;
-  onProgress?: ProgressHook;
-  signal?: AbortSignal;
 }
 
 export interface ImageBuildResult extends BuildResult {
