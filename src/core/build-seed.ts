@@ -31,9 +31,7 @@ import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
 import { readThrough } from './read-direct.js';
 import { createLeakGate, type AllowEntry } from './scan/index.js';
 import {
-  CHUNK_SIZE,
   PRESCAN_LIMIT,
-  coalesce,
   readFileChunks,
   syncDirectory,
   writeAtomic,
@@ -183,7 +181,6 @@ interface PayloadFile {
   /** A fresh chunk stream of the file's bytes (may be called twice: check, then write). */
   chunks: () => AsyncIterable<Buffer>;
   expected?: ExpectedDigest;
-  scanTarget: { path: string; repoPath?: string };
 }
 
 /**
@@ -229,8 +226,8 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     journal = await Journal.open(target, previous?.files ?? []);
 
     const payload: PayloadFile[] = [
-      { relPath: `source/${plan.source.fileName}`, size: archiveSize, chunks: () => readFileChunks(archivePath), scanTarget: { path: `source/${plan.source.fileName}` } },
-      { relPath: INSTALLER_NAME, size: (await stat(INSTALLER_SOURCE)).size, chunks: () => readFileChunks(INSTALLER_SOURCE), scanTarget: { path: INSTALLER_NAME } },
+      { relPath: `source/${plan.source.fileName}`, size: archiveSize, chunks: () => readFileChunks(archivePath) },
+      { relPath: INSTALLER_NAME, size: (await stat(INSTALLER_SOURCE)).size, chunks: () => readFileChunks(INSTALLER_SOURCE) },
       // Small files first: a leak in a config or tokenizer file stops the build before the big copies.
       ...plan.bundles
         .flatMap((bundle) =>
@@ -239,7 +236,6 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
             size: file.size,
             chunks: () => readFileChunks(file.sourcePath),
             expected: file.expected,
-            scanTarget: { path: `models/${bundle.name}/${file.relPath}` },
           })),
         )
         .sort((a, b) => a.size - b.size || a.relPath.localeCompare(b.relPath)),
@@ -391,7 +387,7 @@ async function copyScanned(
   destination: string,
   extra: { dryRun?: boolean; onBytes?: (bytes: number) => void; signal?: AbortSignal },
 ): Promise<WrittenFile & { allowed: Finding[] }> {
-  const scanner = gate.open({ ...file.scanTarget, size: file.size });
+  const scanner = gate.open({ path: file.relPath, size: file.size });
   // The source archive's entries were scanned (and their allowed findings reported) while it was
   // packed; this second scan of the whole archive only blocks, so an allowed finding is listed once.
   const reportAllowed = !file.relPath.startsWith('source/');
@@ -411,7 +407,7 @@ async function copyScanned(
   }
   let written: WrittenFile;
   try {
-    written = await writeSeedFile({ ...common, chunks: coalesce(file.chunks(), CHUNK_SIZE), scanner, dryRun: extra.dryRun });
+    written = await writeSeedFile({ ...common, chunks: file.chunks(), scanner, dryRun: extra.dryRun });
   } catch (error) {
     const findings = await scanner.finish().catch(() => [] as Finding[]);
     const blocking = findings.filter((finding) => !finding.allowed);

@@ -32,7 +32,8 @@ export class Journal {
     }
     const handle = await open(file, 'a', 0o644);
     const journal = new Journal(handle, entries);
-    for (const entry of seed) await journal.record(entry);
+    // The previous manifest is about to be removed: carry its entries over in one flushed write.
+    await journal.append(seed);
     return journal;
   }
 
@@ -52,8 +53,13 @@ export class Journal {
   }
 
   async record(entry: ManifestFile): Promise<void> {
-    this.entries.set(entry.path, entry);
-    await this.handle.write(`${JSON.stringify({ path: entry.path, size: entry.size, sha256: entry.sha256 })}\n`);
+    await this.append([entry]);
+  }
+
+  private async append(entries: readonly ManifestFile[]): Promise<void> {
+    if (entries.length === 0) return;
+    for (const entry of entries) this.entries.set(entry.path, entry);
+    await this.handle.write(entries.map((entry) => `${JSON.stringify({ path: entry.path, size: entry.size, sha256: entry.sha256 })}\n`).join(''));
     await this.handle.datasync();
   }
 

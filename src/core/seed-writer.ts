@@ -51,23 +51,6 @@ export async function* readFileChunks(file: string, chunkSize = CHUNK_SIZE): Asy
   }
 }
 
-/** Coalesces a stream of small chunks (gzip emits 16 KiB) into chunks of at least `minimum` bytes. */
-export async function* coalesce(source: AsyncIterable<Buffer | Uint8Array>, minimum = 1024 * 1024): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = [];
-  let size = 0;
-  for await (const piece of source) {
-    const buffer = Buffer.isBuffer(piece) ? piece : Buffer.from(piece);
-    parts.push(buffer);
-    size += buffer.length;
-    if (size >= minimum) {
-      yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
-      parts = [];
-      size = 0;
-    }
-  }
-  if (size > 0) yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
-}
-
 export function partialPathFor(finalPath: string): string {
   return path.join(path.dirname(finalPath), `.${path.basename(finalPath)}${PARTIAL_SUFFIX}`);
 }
