@@ -70,7 +70,6 @@ const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.l
 
 // --- a multi-GiB bundle: valid safetensors shards written in 8 MiB chunks ------------------------
 function writeShard(file, bytes, seed) {
-  const header = Buffer.from(JSON.stringify({ __metadata__: { format: 'pt' }, 'model.weight': { dtype: 'U8', shape: [0], data_offsets: [0, 0] } }));
   let json = '';
   let padded;
   // One U8 tensor fills the shard; the header is padded with spaces to a multiple of 8.
@@ -83,7 +82,6 @@ function writeShard(file, bytes, seed) {
     }
     dataLength = bytes - 8 - headerLength;
   }
-  void header;
   const fd = openSync(file, 'w');
   const length = Buffer.alloc(8);
   length.writeBigUInt64LE(BigInt(padded.length));
