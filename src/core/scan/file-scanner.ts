@@ -64,6 +64,8 @@ const AGE_ARMOR = '-----BEGIN AGE ENCRYPTED FILE-----';
 const NOT_TEXTY = /[^\t\n\r\x20-\x7e]/;
 
 const SSH_KEY_NAME = /^(?:ssh_host_[a-z0-9]+_key|id_(?:rsa|dsa|ecdsa|ed25519|ecdsa_sk|ed25519_sk|xmss))$/;
+/** A path whose basename may be an SSH key's or `.sops.yaml` (a superset of both, trailing slash allowed). */
+const SPECIAL_NAME_END = /(?:_key|id_[a-z0-9_]+|\.sops\.ya?ml)[/\\]?$/;
 
 function lineAt(text: string, offset: number): number {
   let line = 1;
@@ -75,7 +77,8 @@ export class FileScanner implements ContentScanner {
   private readonly parts: Buffer[] = [];
   private held = 0;
   private raw: RawStream | undefined;
-  private readonly hits = new Map<string, Finding>();
+  /** Findings by rule and offset; made on the first hit (most files have none). */
+  private hits: Map<string, Finding> | undefined;
   private spool: { dir: string; file: string; fd: number; kind: ContainerKind } | undefined;
   private headScanned = false;
   private total = 0;
@@ -94,6 +97,7 @@ export class FileScanner implements ContentScanner {
 
   private record(hit: RawHit, absoluteStart: number, line?: number): void {
     const key = `${hit.rule}:${absoluteStart}`;
+    this.hits ??= new Map();
     if (this.hits.has(key)) return;
     const finding: Finding = {
       path: this.target.path,
@@ -171,7 +175,7 @@ export class FileScanner implements ContentScanner {
    * judged whole at `finish` (the build scans those in memory before writing them).
    */
   blocked(): boolean {
-    for (const finding of this.hits.values()) if (!this.environment.allow.has(finding.fingerprint)) return true;
+    for (const finding of this.hits?.values() ?? []) if (!this.environment.allow.has(finding.fingerprint)) return true;
     return false;
   }
 
@@ -198,10 +202,23 @@ export class FileScanner implements ContentScanner {
    * are a container to unpack. Every rule sees every byte, exactly as on the streaming path.
    */
   scanOwned(content: Buffer): FileResult | Promise<FileResult> {
+    return this.scanHeld(content, false);
+  }
+
+  /**
+   * Like `scanOwned` for bytes the caller will overwrite as soon as this returns (a read buffer it
+   * reuses for every file): they are only read synchronously, and copied when a container must be
+   * unpacked later.
+   */
+  scanBorrowed(content: Buffer): FileResult | Promise<FileResult> {
+    return this.scanHeld(content, true);
+  }
+
+  private scanHeld(content: Buffer, borrowed: boolean): FileResult | Promise<FileResult> {
     const result: FileResult = { findings: [], problems: [], sopsConfigs: [], files: 1 };
     this.scanWhole(content, result);
     const kind = detectContainer(content);
-    if (kind && this.depth < MAX_DEPTH) return this.complete(result, kind, content);
+    if (kind && this.depth < MAX_DEPTH) return this.complete(result, kind, borrowed ? Buffer.from(content) : content);
     return this.finalize(result);
   }
 
@@ -224,7 +241,7 @@ export class FileScanner implements ContentScanner {
   }
 
   private finalize(result: FileResult): FileResult {
-    if (this.hits.size > 0) {
+    if (this.hits) {
       const innerFingerprints = new Set(result.findings.map((finding) => finding.fingerprint));
       for (const finding of this.hits.values()) {
         // A plain tar shows its members' bytes raw as well: report the member, not the raw copy.
@@ -271,9 +288,10 @@ export class FileScanner implements ContentScanner {
         this.record(hit, hit.start * scale, lineAt(text, hit.start));
       }
     }
-    const name = this.name;
+    // Most names cannot be special: one test on the path before the basename is cut out.
+    const name = SPECIAL_NAME_END.test(this.target.inner ?? this.target.path) ? this.name : '';
     if (SSH_KEY_NAME.test(name) && content.length > 0) {
-      const alreadyKey = [...this.hits.values()].some((finding) => finding.kind === 'private-key');
+      const alreadyKey = [...(this.hits?.values() ?? [])].some((finding) => finding.kind === 'private-key');
       if (!alreadyKey) {
         this.record({ rule: 'ssh-private-key-file', kind: 'private-key', secret: content, start: 0, end: content.length, note: 'named like an SSH private key' }, 0);
       }
@@ -284,7 +302,7 @@ export class FileScanner implements ContentScanner {
     }
     if (binary || utf16 ? isAgeCiphertext(content) : latin1.startsWith(AGE_BINARY) || latin1.startsWith(AGE_ARMOR)) return;
     // The prefilter sees the same ASCII in the latin1 view as in UTF-8: decode only when it passes.
-    const analysis = binary ? undefined : mayHoldSopsMetadata(text) ? analyzeSops(utf16 ? text : content.toString('utf8')) : { hasMetadata: false, plaintext: [] };
+    const analysis = !binary && mayHoldSopsMetadata(text) ? analyzeSops(utf16 ? text : content.toString('utf8')) : undefined;
     if (analysis?.hasMetadata) {
       for (const value of analysis.plaintext) {
         const finding: Finding = {

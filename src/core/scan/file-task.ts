@@ -31,25 +31,46 @@ export function isNothing(result: FileResult): boolean {
   return result.files === 1 && result.findings.length === 0 && result.problems.length === 0 && result.sopsConfigs.length === 0 && result.unencrypted === undefined;
 }
 
+/** Bytes read into a thread's reused buffer before a file's size is asked for (most files are smaller). */
+const SMALL_READ = 64 * 1024;
+let readBuffer: Buffer | undefined;
+
+/**
+ * What `readSmall` got: `content` (a view of the thread's reused buffer when `borrowed`, valid until
+ * the next read) or, for a file over FULL_SCAN_LIMIT, only its size.
+ */
+interface SmallRead {
+  content?: Buffer;
+  borrowed: boolean;
+  size: number;
+}
+
 /**
  * Reads a small file synchronously: for trees of thousands of small files, the thread-pool round
- * trips of async reads cost more than the reads. O_NOFOLLOW and O_NONBLOCK, then fstat, so a file
- * swapped for a symlink or a FIFO after the walk is neither followed nor waited on.
+ * trips of async reads cost more than the reads. Opened with O_NOFOLLOW and O_NONBLOCK, so a file
+ * swapped for a symlink or a FIFO after the walk is neither followed nor waited on. Most files are
+ * read whole by one `read` into a reused buffer: a short read of a regular file is its end, so the
+ * file is not stat'ed. Only a read that fills the buffer (a larger file, or a device) or returns
+ * nothing (an empty file, or a FIFO) asks fstat what the file is.
  */
-function readSmall(file: string): { content?: Buffer; size: number } {
+function readSmall(file: string): SmallRead {
   const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
+    readBuffer ??= Buffer.allocUnsafe(SMALL_READ);
+    const first = readSync(fd, readBuffer, 0, SMALL_READ, 0);
+    if (first > 0 && first < SMALL_READ) return { content: readBuffer.subarray(0, first), borrowed: true, size: first };
     const stats = fstatSync(fd);
     if (!stats.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EINVAL' });
-    if (stats.size > FULL_SCAN_LIMIT) return { size: stats.size };
+    if (stats.size > FULL_SCAN_LIMIT) return { borrowed: false, size: stats.size };
+    if (first === 0 && stats.size === 0) return { content: readBuffer.subarray(0, 0), borrowed: true, size: 0 };
     const content = Buffer.allocUnsafe(stats.size);
-    let filled = 0;
+    let filled = readBuffer.copy(content, 0, 0, Math.min(first, stats.size));
     while (filled < stats.size) {
       const read = readSync(fd, content, filled, stats.size - filled, filled);
       if (read === 0) break;
       filled += read;
     }
-    return { content: filled === stats.size ? content : content.subarray(0, filled), size: stats.size };
+    return { content: filled === stats.size ? content : content.subarray(0, filled), borrowed: false, size: stats.size };
   } finally {
     closeSync(fd);
   }
@@ -83,17 +104,20 @@ export function unreadableFile(reported: string, error: unknown): FileResult {
  * a promise otherwise. Read errors become an `unreadable-file` result; only cancellation throws.
  */
 export function runTask(task: FileTask, environment: ScanEnvironment, signal?: AbortSignal): TaskOutcome | Promise<TaskOutcome> {
-  let small: { content?: Buffer; size: number };
+  let small: SmallRead;
   let outcome: FileResult | Promise<FileResult> | undefined;
   try {
     small = readSmall(task.full);
-    if (small.content) outcome = new FileScanner(environment, { path: task.reported, size: small.size, sopsGoverned: task.sopsGoverned }).scanOwned(small.content);
+    if (small.content) {
+      const scanner = new FileScanner(environment, { path: task.reported, size: small.size, sopsGoverned: task.sopsGoverned });
+      outcome = small.borrowed ? scanner.scanBorrowed(small.content) : scanner.scanOwned(small.content);
+    }
   } catch (error) {
     return { result: unreadableFile(task.reported, error), bytes: 0 };
   }
-  const content = small.content;
-  if (outcome && !(outcome instanceof Promise)) return { result: outcome, bytes: content!.length };
-  const pending = outcome ? outcome.then((result) => ({ result, bytes: content!.length })) : streamLarge(task, small.size, environment, signal);
+  const bytes = small.content?.length ?? 0;
+  if (outcome && !(outcome instanceof Promise)) return { result: outcome, bytes };
+  const pending = outcome ? outcome.then((result) => ({ result, bytes })) : streamLarge(task, small.size, environment, signal);
   return pending.catch((error: unknown) => {
     if (error instanceof CancelledError) throw error;
     return { result: unreadableFile(task.reported, error), bytes: 0 };

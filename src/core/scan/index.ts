@@ -11,10 +11,10 @@ import { UsageError } from '../../errors.js';
 import type { ContentScanner, Finding, LeakGate, ProgressHook, ScanTarget } from '../types.js';
 import { FileScanner, unencryptedFinding, type FileResult, type Problem, type ScanEnvironment } from './file-scanner.js';
 import { scanTasks, startHelpers, WORKER_MIN_FILES, type Helpers } from './file-pool.js';
+import type { FileTask } from './file-task.js';
 import { loadOperatorSecrets } from './operator-secrets.js';
 import { mustBeEncrypted, parseSopsConfig, type SopsConfig } from './sops.js';
 
-export { measureScanThroughput, type ThroughputResult } from './bench.js';
 export { fingerprint } from './fingerprint.js';
 
 /** One allowlisted finding, by fingerprint, with the reason a human gave (like `.gitleaksignore`). */
@@ -117,16 +117,13 @@ export async function createLeakGate(options: LeakGateOptions = {}): Promise<Gat
   };
 }
 
-interface WalkEntry {
-  full: string;
-  /** Reported path: relative to the scanned root (a file given directly: its basename). */
-  reported: string;
+/** A walked file: the task a scan thread runs (full path, reported path, SOPS governance) and where it came from. */
+interface WalkEntry extends FileTask {
   /** Root-relative posix path, for `.sops.yaml` lookups; undefined for a file given directly. */
-  relative?: string;
+  relative: string | undefined;
   rootIndex: number;
+  /** Known for a file given directly; a walked file's size is learned when it is opened. */
   size: number;
-  /** A `.sops.yaml` may govern this file (one in its folder or above, or one given to the scan). */
-  sopsGoverned?: boolean;
 }
 
 function isInside(root: string, candidate: string): boolean {
@@ -142,8 +139,9 @@ async function walk(root: string, rootIndex: number, files: WalkEntry[], problem
     const dir = path.join(root, relativeDir);
     let entries: Dirent[];
     try {
-      // Synchronous: a tree of hundreds of folders waits less on listings than on thread-pool round trips.
-      entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      // Synchronous: a tree of hundreds of folders waits less on listings than on thread-pool round
+      // trips. Listing order is kept: the report is sorted once at the end.
+      entries = readdirSync(dir, { withFileTypes: true });
     } catch (error) {
       problems.push({ path: relativeDir || '.', message: `cannot list folder: ${(error as Error).message}` });
       continue;
@@ -162,7 +160,7 @@ async function walk(root: string, rootIndex: number, files: WalkEntry[], problem
         pending.push(relative);
       } else if (dirent.isFile()) {
         if (dirent.name === '.sops.yaml' || dirent.name === '.sops.yml') sopsDirs.add(`${rootIndex}:${relativeDir || '.'}`);
-        if (files.push({ full, reported: relative, relative, rootIndex, size: -1 }) === WORKER_MIN_FILES) onLarge();
+        if (files.push({ full, reported: relative, relative, rootIndex, size: -1, sopsGoverned: false }) === WORKER_MIN_FILES) onLarge();
       } else {
         problems.push({ path: relative, message: 'not a regular file (device, socket or FIFO); not read' });
       }
@@ -191,7 +189,7 @@ async function walkRoots(paths: string[], roots: string[], files: WalkEntry[], p
     }
     if (stats.isSymbolicLink()) problems.push({ path: paths[index]!, message: 'is a symlink; not followed (scan its target instead)' });
     else if (stats.isDirectory()) await walk(root, index, files, problems, sopsDirs, onLarge);
-    else if (stats.isFile()) files.push({ full: root, reported: path.basename(root), rootIndex: index, size: stats.size });
+    else if (stats.isFile()) files.push({ full: root, reported: path.basename(root), relative: undefined, rootIndex: index, size: stats.size, sopsGoverned: false });
     else problems.push({ path: paths[index]!, message: 'not a regular file or folder; not read' });
   }
 }
@@ -226,7 +224,7 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
   const total = files.every((file) => file.size >= 0) ? files.reduce((sum, file) => sum + file.size, 0) : 0;
   markSopsGoverned(files, sopsDirs, environment);
   const { results, bytes: done } = await scanTasks(
-    files.map((entry) => ({ full: entry.full, reported: entry.reported, sopsGoverned: entry.sopsGoverned ?? true })),
+    files,
     environment,
     { total, ...(helpers ? { helpers } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) },
   );
@@ -247,10 +245,11 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
   }
   const order = (a: Finding, b: Finding) =>
     a.path.localeCompare(b.path) || (a.inner ?? '').localeCompare(b.inner ?? '') || (a.offset ?? 0) - (b.offset ?? 0) || a.rule.localeCompare(b.rule);
+  const problemOrder = (a: Problem, b: Problem) => a.path.localeCompare(b.path) || (a.inner ?? '').localeCompare(b.inner ?? '') || a.message.localeCompare(b.message);
   return {
     findings: findings.filter((finding) => !finding.allowed).sort(order),
     allowed: findings.filter((finding) => finding.allowed).sort(order),
-    problems,
+    problems: problems.sort(problemOrder),
     files: fileCount,
     bytes: done,
     operatorSecrets: { enabled: options.operatorSecrets !== false, loaded },

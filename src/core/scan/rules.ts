@@ -386,20 +386,31 @@ function isBase64(text: string, index: number): boolean {
 
 /**
  * True when `text` has a run of at least `min` base64 characters (what the rule's pattern needs).
- * A run that long covers a point of the grid of step min/2, so only the runs through grid points are
- * measured: a few times fewer character reads than a regex or a full loop on ordinary text.
+ * Only points of a grid of step min/5 are read first: a run that long covers at least five
+ * consecutive points, while a 64-character hex digest (in every Nix file with a hash) covers at
+ * most four, so ordinary text is ruled out without measuring a single run.
  */
 export function hasBase64Run(text: string, min = 80): boolean {
-  const step = min >> 1;
-  let checkedTo = 0; // characters below this are already known not to start a long enough run
+  const step = Math.max(1, Math.floor(min / 5));
+  const need = Math.floor(min / step);
+  let streak = 0;
   for (let grid = step - 1; grid < text.length; grid += step) {
-    if (grid < checkedTo || !isBase64(text, grid)) continue;
-    let left = grid;
-    while (left > checkedTo && isBase64(text, left - 1)) left--;
-    let right = grid + 1;
+    if (!isBase64(text, grid)) {
+      streak = 0;
+      continue;
+    }
+    if (++streak < need) continue;
+    // Points first..grid are base64: measure the run through the first of them.
+    const first = grid - (need - 1) * step;
+    let left = first;
+    while (left > 0 && isBase64(text, left - 1)) left--;
+    let right = first + 1;
     while (right < text.length && isBase64(text, right)) right++;
     if (right - left >= min) return true;
-    checkedTo = right;
+    // Too short (a gap lies between the points): go on from the first point past its end.
+    streak = 0;
+    grid = first;
+    while (grid + step < right) grid += step;
   }
   return false;
 }
@@ -433,9 +444,24 @@ function operatorRule(text: string, hits: RawHit[], context: TextScanContext): v
   }
 }
 
+/**
+ * Every literal the rule guards below look for, in one pattern: most files hold none of them, and one
+ * native search rules them all out (a dozen `includes` calls cost twice as much on short files).
+ */
+const ANY_RULE_LITERAL =
+  /AGE-|-----BEGIN |PuTTY-User-Key-File-|g(?:h[pousr]_|ithub_pat_)|hf_|sk-|tskey-|xox|[sS][eE][cC][rR][eE][tT]_?[aA][cC][cC][eE][sS][sS]|access-tokens|A(?:KI|SI)A|:\/\/|==|[pP][rR][iI][vV][aA][tT][eE][_-]?[kK][eE][yY]|assword/;
+
 /** Cheap guards: skip a rule family when its literal cannot occur in the text. */
 export function scanText(text: string, context: TextScanContext): RawHit[] {
   const hits: RawHit[] = [];
+  if (ANY_RULE_LITERAL.test(text)) literalRules(text, hits);
+  base64WrappedRule(text, hits, context);
+  if (context.operatorSecrets.length > 0) operatorRule(text, hits, context);
+  return hits;
+}
+
+/** The rules that need a literal; each runs only when its own literal occurs. */
+function literalRules(text: string, hits: RawHit[]): void {
   if (text.includes('AGE-')) ageRule(text, hits);
   if (text.includes('-----BEGIN ')) armoredKeyRule(text, hits);
   if (text.includes('PuTTY-User-Key-File-')) puttyRule(text, hits);
@@ -445,9 +471,6 @@ export function scanText(text: string, context: TextScanContext): RawHit[] {
   if (text.includes('==')) nixCacheKeyRule(text, hits);
   if (/private[_-]?key/i.test(text)) wireguardRule(text, hits);
   if (text.includes('assword')) nixPasswordRule(text, hits);
-  base64WrappedRule(text, hits, context);
-  if (context.operatorSecrets.length > 0) operatorRule(text, hits, context);
-  return hits;
 }
 
 /** True when entropy says a value is random enough to be a credential (used by SOPS checks). */

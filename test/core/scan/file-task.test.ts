@@ -73,6 +73,25 @@ describe('small-file fast path', () => {
   });
 });
 
+describe('reading small files', () => {
+  it('reads each file whole whatever its size around the 64 KiB read buffer, and counts every byte', async () => {
+    const root = await tempDir();
+    const token = githubToken('ghp');
+    const files: Record<string, string> = { 'empty.nix': '' };
+    // The token ends exactly at the last byte: a read cut short at the buffer's end would miss it.
+    for (const size of [token.length + 1, 65535, 65536, 65537, 131072, 200000]) {
+      files[`size-${size}.nix`] = `${'#'.repeat(size - token.length - 1)}\n${token}`;
+    }
+    await writeTree(root, files);
+    const report = await scanPaths([root], quiet);
+    const found = rulesByPath(report);
+    for (const name of Object.keys(files).filter((item) => item !== 'empty.nix')) expect(found.get(name), name).toEqual(['github-token']);
+    expect(report.files).toBe(Object.keys(files).length);
+    expect(report.bytes).toBe(Object.values(files).reduce((sum, text) => sum + Buffer.byteLength(text), 0));
+    expect(report.problems).toEqual([]);
+  });
+});
+
 describe('worker threads', () => {
   it('give the same report as the main thread alone, in the same order', async () => {
     // Workers run the compiled module only: use the build (npm run build) the CLI tests use too.

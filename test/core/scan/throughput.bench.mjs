@@ -1,7 +1,7 @@
 // Micro-benchmark of the leak gate's hot path (run after `npm run build`):
 //   node test/core/scan/throughput.bench.mjs [megabytes]
 // Prints sha256 alone vs sha256 + scan on random and bf16-like chunks of 4 MiB.
-import { measureScanThroughput } from '../../../dist/core/scan/index.js';
+import { measureScanThroughput } from '../../../dist/core/scan/bench.js';
 
 const megabytes = Number(process.argv[2] ?? 256);
 for (const result of await measureScanThroughput({ megabytes })) {
