@@ -14,6 +14,7 @@ import type { ProgressHook } from '../types.js';
 import { CancelledError } from '../../errors.js';
 import type { FileResult, ScanEnvironment } from './file-scanner.js';
 import { isNothing, NOTHING, runTask, type FileTask, type TaskOutcome } from './file-task.js';
+import { scanWithReadAhead, type ReadAhead } from './read-ahead.js';
 
 /** Files per claimed batch: big enough that claiming is free, small enough to balance the tail. */
 export const BATCH = 128;
@@ -111,7 +112,7 @@ export function startHelpers(environment: ScanEnvironment, threads = availablePa
 export async function scanTasks(
   tasks: FileTask[],
   environment: ScanEnvironment,
-  options: { helpers?: Helpers; signal?: AbortSignal; onProgress?: ProgressHook; total: number },
+  options: { helpers?: Helpers; reader?: ReadAhead; signal?: AbortSignal; onProgress?: ProgressHook; total: number },
 ): Promise<{ results: FileResult[]; bytes: number }> {
   const batches = Math.ceil(tasks.length / BATCH);
   const owners = new Int32Array(new SharedArrayBuffer(Math.max(1, batches) * 4));
@@ -123,6 +124,16 @@ export async function scanTasks(
       results[batch * BATCH + offset] = isNothing(outcome.result) ? NOTHING : outcome.result;
     });
   };
+
+  if (options.reader) {
+    const settle = (index: number, outcome: TaskOutcome) => {
+      results[index] = isNothing(outcome.result) ? NOTHING : outcome.result;
+      done += outcome.bytes;
+      progress(tasks[index]!);
+    };
+    await scanWithReadAhead(options.reader, tasks, environment, settle, options.signal);
+    return { results, bytes: done };
+  }
 
   const workers: Promise<void>[] = [];
   const live = options.helpers?.workers ?? [];

@@ -3,9 +3,10 @@
  * worker threads alike. Small files are read synchronously into a buffer of their own and take the
  * scanner's fast path (no copy, no promise); large ones stream.
  */
-import { closeSync, constants, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
 import { CancelledError } from '../../errors.js';
 import { fingerprint } from './fingerprint.js';
+import { OPEN_FLAGS, SMALL_READ } from './read-ahead-shared.js';
 import { FileScanner, FULL_SCAN_LIMIT, type FileResult, type Problem, type ScanEnvironment } from './file-scanner.js';
 
 /** What a thread needs to know about one file of the walk (plain data: it crosses to workers). */
@@ -31,8 +32,6 @@ export function isNothing(result: FileResult): boolean {
   return result.files === 1 && result.findings.length === 0 && result.problems.length === 0 && result.sopsConfigs.length === 0 && result.unencrypted === undefined;
 }
 
-/** Bytes read into a thread's reused buffer before a file's size is asked for (most files are smaller). */
-const SMALL_READ = 64 * 1024;
 let readBuffer: Buffer | undefined;
 
 /**
@@ -54,7 +53,7 @@ interface SmallRead {
  * nothing (an empty file, or a FIFO) asks fstat what the file is.
  */
 function readSmall(file: string): SmallRead {
-  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  const fd = openSync(file, OPEN_FLAGS);
   try {
     readBuffer ??= Buffer.allocUnsafe(SMALL_READ);
     const first = readSync(fd, readBuffer, 0, SMALL_READ, 0);
@@ -105,9 +104,25 @@ export function unreadableFile(reported: string, error: unknown): FileResult {
  */
 export function runTask(task: FileTask, environment: ScanEnvironment, signal?: AbortSignal): TaskOutcome | Promise<TaskOutcome> {
   let small: SmallRead;
-  let outcome: FileResult | Promise<FileResult> | undefined;
   try {
     small = readSmall(task.full);
+  } catch (error) {
+    return { result: unreadableFile(task.reported, error), bytes: 0 };
+  }
+  return scanRead(task, small, environment, signal);
+}
+
+/**
+ * Scans a whole small file that another thread read into `content` (shared memory the caller reuses
+ * as soon as this returns: the bytes are copied if a container must be unpacked later).
+ */
+export function scanReadAhead(task: FileTask, content: Buffer, environment: ScanEnvironment): TaskOutcome | Promise<TaskOutcome> {
+  return scanRead(task, { content, borrowed: true, size: content.length }, environment);
+}
+
+function scanRead(task: FileTask, small: SmallRead, environment: ScanEnvironment, signal?: AbortSignal): TaskOutcome | Promise<TaskOutcome> {
+  let outcome: FileResult | Promise<FileResult> | undefined;
+  try {
     if (small.content) {
       const scanner = new FileScanner(environment, { path: task.reported, size: small.size, sopsGoverned: task.sopsGoverned });
       outcome = small.borrowed ? scanner.scanBorrowed(small.content) : scanner.scanOwned(small.content);

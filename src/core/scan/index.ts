@@ -12,6 +12,7 @@ import type { ContentScanner, Finding, LeakGate, ProgressHook, ScanTarget } from
 import { FileScanner, unencryptedFinding, type FileResult, type Problem, type ScanEnvironment } from './file-scanner.js';
 import { scanTasks, startHelpers, WORKER_MIN_FILES, type Helpers } from './file-pool.js';
 import type { FileTask } from './file-task.js';
+import { startReadAhead, stopReadAhead, type ReadAhead } from './read-ahead.js';
 import { loadOperatorSecrets } from './operator-secrets.js';
 import { mustBeEncrypted, parseSopsConfig, type SopsConfig } from './sops.js';
 
@@ -72,6 +73,11 @@ export interface ScanOptions extends LeakGateOptions {
    * thousands of files, else 1. Results are the same, in the same order, whatever the count.
    */
   threads?: number;
+  /**
+   * With one scanning thread, let a worker read small files ahead (see read-ahead.ts). Default: on
+   * when the machine has more than one core and the scan has thousands of files.
+   */
+  readAhead?: boolean;
   /** Stops the scan between chunks with CancelledError (Ctrl-C). */
   signal?: AbortSignal;
 }
@@ -208,15 +214,21 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
   // A large tree gets worker threads, started as soon as the walk knows it is large: they boot while
   // it goes on. Ended by scanTasks, or below when the walk fails.
   let helpers: Helpers | undefined;
+  let reader: ReadAhead | undefined;
+  let started = false;
   const onLarge = () => {
+    if (started) return;
+    started = true;
     const threads = options.threads ?? defaultThreads();
-    if (!helpers && threads > 1) helpers = startHelpers(environment, threads);
+    if (threads > 1) helpers = startHelpers(environment, threads);
+    else if (options.readAhead ?? availableParallelism() > 1) reader = startReadAhead();
   };
   try {
     await walkRoots(paths, roots, files, problems, sopsDirs, onLarge);
     if (files.length >= WORKER_MIN_FILES) onLarge(); // thousands of files given one by one
   } catch (error) {
     for (const { worker } of helpers?.workers ?? []) void worker.terminate();
+    if (reader) stopReadAhead(reader);
     throw error;
   }
 
@@ -226,7 +238,7 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
   const { results, bytes: done } = await scanTasks(
     files,
     environment,
-    { total, ...(helpers ? { helpers } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) },
+    { total, ...(helpers ? { helpers } : {}), ...(reader ? { reader } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(options.onProgress ? { onProgress: options.onProgress } : {}) },
   );
   const findings: Finding[] = [];
 

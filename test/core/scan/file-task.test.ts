@@ -3,6 +3,7 @@
  * neither may lose a finding. Secrets are made fresh at test time.
  */
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bech32 } from 'bech32';
@@ -92,11 +93,15 @@ describe('reading small files', () => {
   });
 });
 
+/** Worker threads run compiled modules only: the build (npm run build), which the CLI tests use too. */
+async function builtScanPaths(): Promise<typeof scanPaths> {
+  const built = path.join(fileURLToPath(new URL('../../..', import.meta.url)), 'dist/core/scan/index.js');
+  return ((await import(built)) as typeof import('../../../src/core/scan/index.js')).scanPaths;
+}
+
 describe('worker threads', () => {
   it('give the same report as the main thread alone, in the same order', async () => {
-    // Workers run the compiled module only: use the build (npm run build) the CLI tests use too.
-    const built = path.join(fileURLToPath(new URL('../../..', import.meta.url)), 'dist/core/scan/index.js');
-    const { scanPaths: scanBuilt } = (await import(built)) as typeof import('../../../src/core/scan/index.js');
+    const scanBuilt = await builtScanPaths();
     const root = await tempDir();
     const cases = Object.values(samples());
     const files: Record<string, string> = {};
@@ -111,5 +116,53 @@ describe('worker threads', () => {
     expect(single.files).toBe(2000);
     expect(single.findings.length).toBeGreaterThanOrEqual(14);
     expect(threaded).toEqual(single);
+  });
+});
+
+describe('read-ahead worker', () => {
+  it('gives the same report as reading every file on the scanning thread, through many turns of its ring', async () => {
+    const scanBuilt = await builtScanPaths();
+    const root = await tempDir();
+    const cases = Object.values(samples());
+    const files: Record<string, string> = {};
+    for (let index = 0; index < 2400; index++) {
+      const sample = index % 97 === 0 || index === 2399 ? cases[index % cases.length] : undefined;
+      // Sizes from empty to just under and over the 64 KiB read, so the 4 MiB ring wraps often.
+      const padding = index % 50 === 7 ? '' : '#'.repeat([10, 3000, 40_000, 65_400, 65_536, 70_000][index % 6]!);
+      files[`hosts/h${index % 24}/module-${String(index).padStart(4, '0')}.nix`] = index % 50 === 7 ? '' : `${padding}\n${nixModule(index, sample?.text)}`;
+    }
+    await writeTree(root, files);
+    const plain = await scanBuilt([root], { ...quiet, threads: 1, readAhead: false });
+    const ahead = await scanBuilt([root], { ...quiet, threads: 1, readAhead: true });
+    expect(plain.files).toBe(2400);
+    expect(plain.findings.length).toBeGreaterThanOrEqual(cases.length);
+    expect(ahead).toEqual(plain);
+  });
+
+  it('reports files that vanish after the walk as unreadable, whichever thread meets them', async () => {
+    const scanBuilt = await builtScanPaths();
+    const root = await tempDir();
+    const files: Record<string, string> = {};
+    for (let index = 0; index < 3000; index++) files[`m/${String(index).padStart(4, '0')}.nix`] = nixModule(index);
+    await writeTree(root, files);
+    const doomed = Object.keys(files).filter((_, index) => index % 100 === 3);
+    let removed = false;
+    const report = await scanBuilt([root], {
+      ...quiet,
+      threads: 1,
+      readAhead: true,
+      // The first file scanned removes others: the worker and the scanning thread each meet some of them.
+      onProgress: () => {
+        if (removed) return;
+        removed = true;
+        for (const name of doomed) rmSync(path.join(root, name));
+      },
+    });
+    const unreadable = report.findings.filter((finding) => finding.rule === 'unreadable-file').map((finding) => finding.path);
+    // Only files the worker had read before the removal may come through clean.
+    expect(doomed).toEqual(expect.arrayContaining(unreadable));
+    expect(unreadable.length).toBeGreaterThanOrEqual(doomed.length - 3);
+    expect(report.problems.map((problem) => problem.path).sort()).toEqual([...unreadable].sort());
+    expect(report.files).toBe(3000 - unreadable.length);
   });
 });
