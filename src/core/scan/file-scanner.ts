@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ContentScanner, Finding } from '../types.js';
 import { fingerprint } from './fingerprint.js';
-import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules.js';
+import { MAX_SECRET_SPAN, mayHoldSecret, scanText, type OperatorSecret, type RawHit } from './rules.js';
 import { RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './sops.js';
 import { printableSegments, segmentOffset, TEXTY } from './text-util.js';
@@ -66,6 +66,20 @@ const NOT_TEXTY = /[^\t\n\r\x20-\x7e]/;
 const SSH_KEY_NAME = /^(?:ssh_host_[a-z0-9]+_key|id_(?:rsa|dsa|ecdsa|ed25519|ecdsa_sk|ed25519_sk|xmss))$/;
 /** A path whose basename may be an SSH key's or `.sops.yaml` (a superset of both, trailing slash allowed). */
 const SPECIAL_NAME_END = /(?:_key|id_[a-z0-9_]+|\.sops\.ya?ml)[/\\]?$/;
+
+/**
+ * The common case in a tree of small files, decided without a scanner: plain ASCII text, not a
+ * container, not named like a key or `.sops.yaml`, with nothing a rule, an operator secret or a SOPS
+ * check could act on, in a file no `.sops.yaml` governs. For such a file `scanOwned` finds nothing;
+ * anything else (or any doubt) takes the full path.
+ */
+export function isQuietText(content: Buffer, target: FileTarget, environment: ScanEnvironment): boolean {
+  if (target.sopsGoverned !== false || detectContainer(content) || SPECIAL_NAME_END.test(target.inner ?? target.path)) return false;
+  const text = content.toString('latin1');
+  if (NOT_TEXTY.test(text) || mayHoldSecret(text) || mayHoldSopsMetadata(text)) return false;
+  for (const secret of environment.operatorSecrets) if (text.includes(secret.value)) return false;
+  return true;
+}
 
 function lineAt(text: string, offset: number): number {
   let line = 1;

@@ -3,8 +3,7 @@
  * per-file streaming scanner it feeds in the same pass as hashing; `scanPaths` scans folders, files and
  * archives for `dubnium-seed scan` and `verify`. See README "Leak gate" for what is found and why.
  */
-import { readdirSync, type Dirent } from 'node:fs';
-import { lstat, readlink } from 'node:fs/promises';
+import { lstatSync, readdirSync, readlinkSync, type Dirent } from 'node:fs';
 import { availableParallelism, homedir } from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../../errors.js';
@@ -13,7 +12,6 @@ import { FileScanner, unencryptedFinding, type FileResult, type Problem, type Sc
 import { scanTasks, startHelpers, WORKER_MIN_FILES, type Helpers } from './file-pool.js';
 import type { FileTask } from './file-task.js';
 import { startReadAhead, stopReadAhead, type ReadAhead } from './read-ahead.js';
-import { loadOperatorSecrets } from './operator-secrets.js';
 import { mustBeEncrypted, parseSopsConfig, type SopsConfig } from './sops.js';
 
 export { fingerprint } from './fingerprint.js';
@@ -96,6 +94,8 @@ async function buildEnvironment(options: LeakGateOptions): Promise<{ environment
   let loaded: string[] = [];
   let operatorSecrets: ScanEnvironment['operatorSecrets'] = [];
   if (options.operatorSecrets !== false) {
+    // Loaded only when asked for (it brings node:fs/promises along).
+    const { loadOperatorSecrets } = await import('./operator-secrets.js');
     const result = await loadOperatorSecrets({
       env: options.env ?? process.env,
       home: options.home ?? homedir(),
@@ -137,7 +137,7 @@ function isInside(root: string, candidate: string): boolean {
   return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
 }
 
-async function walk(root: string, rootIndex: number, files: WalkEntry[], problems: Problem[], sopsDirs: Set<string>, onLarge: () => void): Promise<void> {
+function walk(root: string, rootIndex: number, files: WalkEntry[], problems: Problem[], sopsDirs: Set<string>, onLarge: () => void): void {
   const pending = [''];
   const base = root.endsWith(path.sep) ? root : `${root}${path.sep}`;
   while (pending.length > 0) {
@@ -158,7 +158,12 @@ async function walk(root: string, rootIndex: number, files: WalkEntry[], problem
       const full = path.sep === '/' ? `${base}${relative}` : path.join(root, relative);
       // The folder entry's type comes without a stat per file; a file's size is read when it is opened.
       if (dirent.isSymbolicLink()) {
-        const link = await readlink(full).catch(() => '');
+        let link = '';
+        try {
+          link = readlinkSync(full);
+        } catch {
+          // gone since the listing: nothing left to follow or report
+        }
         if (!isInside(root, path.resolve(path.dirname(full), link))) {
           problems.push({ path: relative, message: `symlink points outside the scanned folder (${link}); not followed` });
         }
@@ -185,16 +190,16 @@ function defaultThreads(): number {
 }
 
 /** Walks each root in turn: folders recursively, files given directly as they are. */
-async function walkRoots(paths: string[], roots: string[], files: WalkEntry[], problems: Problem[], sopsDirs: Set<string>, onLarge: () => void): Promise<void> {
+function walkRoots(paths: string[], roots: string[], files: WalkEntry[], problems: Problem[], sopsDirs: Set<string>, onLarge: () => void): void {
   for (const [index, root] of roots.entries()) {
     let stats;
     try {
-      stats = await lstat(root);
+      stats = lstatSync(root);
     } catch (error) {
       throw new UsageError(`Cannot scan ${paths[index]}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or folder' : (error as Error).message}.`);
     }
     if (stats.isSymbolicLink()) problems.push({ path: paths[index]!, message: 'is a symlink; not followed (scan its target instead)' });
-    else if (stats.isDirectory()) await walk(root, index, files, problems, sopsDirs, onLarge);
+    else if (stats.isDirectory()) walk(root, index, files, problems, sopsDirs, onLarge);
     else if (stats.isFile()) files.push({ full: root, reported: path.basename(root), relative: undefined, rootIndex: index, size: stats.size, sopsGoverned: false });
     else problems.push({ path: paths[index]!, message: 'not a regular file or folder; not read' });
   }
@@ -224,7 +229,7 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
     else if (options.readAhead ?? availableParallelism() > 1) reader = startReadAhead();
   };
   try {
-    await walkRoots(paths, roots, files, problems, sopsDirs, onLarge);
+    walkRoots(paths, roots, files, problems, sopsDirs, onLarge);
     if (files.length >= WORKER_MIN_FILES) onLarge(); // thousands of files given one by one
   } catch (error) {
     for (const { worker } of helpers?.workers ?? []) void worker.terminate();

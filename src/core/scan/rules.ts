@@ -3,9 +3,9 @@
  * key parsing, entropy) wherever a structure exists. `scanText` works on a latin1 view of bytes, so
  * string offsets are byte offsets. Pure functions over constant tables: safe inside worker threads.
  */
-import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type * as Bech32 from 'bech32';
+import { nodeCrypto } from './fingerprint.js';
 import { base62, crc32, entropy, looksLikePlaceholder, textyRatio } from './text-util.js';
 
 /** A match inside one text window; offsets relative to that window. */
@@ -340,6 +340,7 @@ const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'he
 
 function ed25519PairMatches(seed: Buffer, publicKey: Buffer): boolean {
   try {
+    const { createPrivateKey, createPublicKey } = nodeCrypto();
     const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
     const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
     return spki.subarray(spki.length - 32).equals(publicKey);
@@ -450,6 +451,14 @@ function operatorRule(text: string, hits: RawHit[], context: TextScanContext): v
  */
 const ANY_RULE_LITERAL =
   /AGE-|-----BEGIN |PuTTY-User-Key-File-|g(?:h[pousr]_|ithub_pat_)|hf_|sk-|tskey-|xox|[sS][eE][cC][rR][eE][tT]_?[aA][cC][cC][eE][sS][sS]|access-tokens|A(?:KI|SI)A|:\/\/|==|[pP][rR][iI][vV][aA][tT][eE][_-]?[kK][eE][yY]|assword/;
+
+/**
+ * False when no rule could match `text` (an operator secret aside): no rule literal, no base64 run
+ * long enough to unwrap. What `scanText` would find nothing in, decided without running a rule.
+ */
+export function mayHoldSecret(text: string): boolean {
+  return ANY_RULE_LITERAL.test(text) || hasBase64Run(text);
+}
 
 /** Cheap guards: skip a rule family when its literal cannot occur in the text. */
 export function scanText(text: string, context: TextScanContext): RawHit[] {
