@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ContentScanner, Finding } from '../types.js';
 import { fingerprint } from './fingerprint.js';
-import { MAX_SECRET_SPAN, mayHoldSecret, scanText, type OperatorSecret, type RawHit } from './rules.js';
+import { ANY_RULE_LITERAL, hasBase64Run, MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules.js';
 import { RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './sops.js';
 import { printableSegments, segmentOffset, TEXTY } from './text-util.js';
@@ -76,10 +76,16 @@ const SPECIAL_NAME_END = /(?:_key|id_[a-z0-9_]+|\.sops\.ya?ml)[/\\]?$/;
 export function isQuietText(content: Buffer, target: FileTarget, environment: ScanEnvironment): boolean {
   if (target.sopsGoverned !== false || detectContainer(content) || SPECIAL_NAME_END.test(target.inner ?? target.path)) return false;
   const text = content.toString('latin1');
-  if (NOT_TEXTY.test(text) || mayHoldSecret(text) || mayHoldSopsMetadata(text)) return false;
+  if (NOT_QUIET.test(text) || hasBase64Run(text)) return false;
   for (const secret of environment.operatorSecrets) if (text.includes(secret.value)) return false;
   return true;
 }
+
+/**
+ * One native pass for what `isQuietText` rules out: a byte outside TEXTY (binary or UTF-16), a rule
+ * literal, or `sops` followed by what `mayHoldSopsMetadata` looks for.
+ */
+const NOT_QUIET = new RegExp(`${NOT_TEXTY.source}|${ANY_RULE_LITERAL.source}|sops[\\x00-\\x20\\x7f-\\xff_\\]"':]`);
 
 function lineAt(text: string, offset: number): number {
   let line = 1;

@@ -449,16 +449,9 @@ function operatorRule(text: string, hits: RawHit[], context: TextScanContext): v
  * Every literal the rule guards below look for, in one pattern: most files hold none of them, and one
  * native search rules them all out (a dozen `includes` calls cost twice as much on short files).
  */
-const ANY_RULE_LITERAL =
+export const ANY_RULE_LITERAL =
   /AGE-|-----BEGIN |PuTTY-User-Key-File-|g(?:h[pousr]_|ithub_pat_)|hf_|sk-|tskey-|xox|[sS][eE][cC][rR][eE][tT]_?[aA][cC][cC][eE][sS][sS]|access-tokens|A(?:KI|SI)A|:\/\/|==|[pP][rR][iI][vV][aA][tT][eE][_-]?[kK][eE][yY]|assword/;
 
-/**
- * False when no rule could match `text` (an operator secret aside): no rule literal, no base64 run
- * long enough to unwrap. What `scanText` would find nothing in, decided without running a rule.
- */
-export function mayHoldSecret(text: string): boolean {
-  return ANY_RULE_LITERAL.test(text) || hasBase64Run(text);
-}
 
 /** Cheap guards: skip a rule family when its literal cannot occur in the text. */
 export function scanText(text: string, context: TextScanContext): RawHit[] {
