@@ -1,10 +1,12 @@
 /**
  * Looking inside containers: tar, gzip (and tar.gz), zip (nested too), zlib streams such as git loose
- * objects. Members are scanned with the same FileScanner, named `outer!inner`. A container that cannot
+ * objects, and git packfiles (every object inflated; deltas scanned as their raw instructions, whose
+ * inserted bytes carry any new text). Members are scanned with the same FileScanner, named `outer!inner`. A container that cannot
  * be read whole (encrypted zip entry, corrupt gzip, truncated tar) is a problem AND a finding of kind
  * `unreadable-container`: the gate cannot vouch for bytes it could not see, so it stops.
  */
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip, inflateSync } from 'node:zlib';
@@ -225,6 +227,66 @@ async function scanZlib(source: Buffer, environment: ScanEnvironment, parent: Fi
   return collect([member], parent);
 }
 
+const PACK_TYPES = ['', 'commit', 'tree', 'blob', 'tag', '', 'ofs-delta', 'ref-delta'];
+/** Larger pack objects are not inflated in memory: the pack is reported as unreadable instead. */
+const MAX_PACK_OBJECT = 256 * 1024 * 1024;
+
+/**
+ * A git packfile, read entry by entry in order (no .idx needed): each object's zlib stream is
+ * inflated and scanned as a member named `(git blob @offset)`. Delta objects are scanned as they
+ * are: copy instructions are a few bytes, inserted text comes through as it was written.
+ */
+async function scanGitPack(source: Buffer | string, environment: ScanEnvironment, parent: FileTarget, depth: number): Promise<FileResult> {
+  const handle = typeof source === 'string' ? await open(source, 'r') : undefined;
+  try {
+    const total = handle ? (await handle.stat()).size : (source as Buffer).length;
+    const read = async (offset: number, length: number): Promise<Buffer> => {
+      const size = Math.max(0, Math.min(length, total - offset));
+      if (!handle) return (source as Buffer).subarray(offset, offset + size);
+      const out = Buffer.allocUnsafe(size);
+      let filled = 0;
+      while (filled < size) {
+        const { bytesRead } = await handle.read(out, filled, size - filled, offset + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      return out.subarray(0, filled);
+    };
+    const count = (await read(8, 4)).readUInt32BE(0);
+    const members: MemberResult[] = [];
+    let offset = 12;
+    for (let index = 0; index < count; index++) {
+      const header = await read(offset, 64);
+      let at = 0;
+      let byte = header[at++]!;
+      const type = (byte >> 4) & 7;
+      let size = byte & 15;
+      for (let shift = 4; byte & 0x80; shift += 7) {
+        if (at >= header.length) throw new Error(`truncated object header at offset ${offset}`);
+        byte = header[at++]!;
+        size += (byte & 0x7f) * 2 ** shift;
+      }
+      if (type === 6) {
+        do byte = header[at++]!;
+        while (byte & 0x80 && at < header.length);
+      } else if (type === 7) {
+        at += 20;
+      }
+      if (!PACK_TYPES[type]) throw new Error(`unknown object type ${type} at offset ${offset}`);
+      if (size > MAX_PACK_OBJECT) throw new Error(`object at offset ${offset} is ${size} bytes, too large to inflate`);
+      // The compressed stream is at most a little larger than its content (stored blocks).
+      const window = await read(offset + at, size + (size >> 12) + 64);
+      const { buffer: inflated, engine } = inflateSync(window, { info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+      if (inflated.length !== size) throw new Error(`object at offset ${offset} inflates to ${inflated.length} bytes, not ${size}`);
+      members.push(await scanMember(environment, parent, `(git ${PACK_TYPES[type]} @${offset})`, size, (async function* one() { yield inflated; })(), depth));
+      offset += at + engine.bytesWritten;
+    }
+    return collect(members, parent);
+  } finally {
+    await handle?.close();
+  }
+}
+
 /**
  * Scans the members of a container given as bytes or as a (spooled) file path. Unreadable containers
  * come back as a problem plus an `unreadable-container` finding.
@@ -234,6 +296,7 @@ export async function scanContainer(kind: ContainerKind, source: Buffer | string
     if (kind === 'gzip') return await scanGzip(source, environment, target, depth);
     if (kind === 'zip') return await scanZip(source, environment, target, depth);
     if (kind === 'tar') return await scanTar(sourceStream(source), environment, target, depth);
+    if (kind === 'git-pack') return await scanGitPack(source, environment, target, depth);
     if (Buffer.isBuffer(source)) return (await scanZlib(source, environment, target, depth)) ?? { findings: [], problems: [], sopsConfigs: [], files: 0 };
     return { findings: [], problems: [], sopsConfigs: [], files: 0 };
   } catch (error) {
