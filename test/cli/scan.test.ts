@@ -4,6 +4,7 @@
  * operator secrets, and that no secret value ever reaches stdout or stderr.
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -233,9 +234,12 @@ describe('scan PATH...', () => {
 });
 
 describe('the repository passes its own scan', () => {
-  it('node dist/cli.js scan src test fixtures profiles README.md package.json exits 0', async () => {
+  it('node dist/cli.js scan src test fixtures profiles README.md package.json .git exits 0', async () => {
     const home = await tempDir('dubnium-seed-home-');
-    const result = await runCli(['scan', '--json', 'src', 'test', 'fixtures', 'profiles', 'README.md', 'package.json'], { cwd: PROJECT_ROOT, env: cliEnv({ HOME: home }) });
+    // .git: every object of the history, loose or packed, so no key material was ever committed
+    // (left out only when the tests run from an export without one).
+    const history = existsSync(path.join(PROJECT_ROOT, '.git')) ? ['.git'] : [];
+    const result = await runCli(['scan', '--json', 'src', 'test', 'fixtures', 'profiles', 'README.md', 'package.json', ...history], { cwd: PROJECT_ROOT, env: cliEnv({ HOME: home }) });
     const report = JSON.parse(result.stdout) as { findings: JsonFinding[]; files: number };
     expect(report.findings).toEqual([]);
     expect(result.code).toBe(0);
