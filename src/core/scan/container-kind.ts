@@ -4,13 +4,22 @@
  */
 export type ContainerKind = 'gzip' | 'zip' | 'tar' | 'zlib' | 'git-pack';
 
-/** Recognizes a container by its first bytes (never by its name). */
-export function detectContainer(head: Buffer): ContainerKind | undefined {
-  if (head.length >= 3 && head[0] === 0x1f && head[1] === 0x8b && head[2] === 0x08) return 'gzip';
-  if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && (head[2] === 3 || head[2] === 5) && (head[3] === 4 || head[3] === 6)) return 'zip';
-  if (head.length >= 262 && head.toString('latin1', 257, 262) === 'ustar') return 'tar';
+/**
+ * Recognizes a container by its first bytes (never by its name): those of `bytes` from `start` (a
+ * file read into a larger shared buffer is looked at where it lies, without a view of its own).
+ */
+export function detectContainer(bytes: Buffer, start = 0, end = bytes.length): ContainerKind | undefined {
+  const length = end - start;
+  // Bytes past `end` may belong to the next file: each test below first checks the length.
+  const b0 = bytes[start]!;
+  const b1 = bytes[start + 1]!;
+  const b2 = bytes[start + 2]!;
+  const b3 = bytes[start + 3]!;
+  if (length >= 3 && b0 === 0x1f && b1 === 0x8b && b2 === 0x08) return 'gzip';
+  if (length >= 4 && b0 === 0x50 && b1 === 0x4b && (b2 === 3 || b2 === 5) && (b3 === 4 || b3 === 6)) return 'zip';
+  if (length >= 262 && bytes.toString('latin1', start + 257, start + 262) === 'ustar') return 'tar';
   // A git packfile: "PACK", version 2 or 3, object count.
-  if (head.length >= 12 && head.toString('latin1', 0, 4) === 'PACK' && head.readUInt32BE(4) >= 2 && head.readUInt32BE(4) <= 3) return 'git-pack';
-  if (head.length >= 2 && head[0] === 0x78 && ((head[0] << 8) | head[1]!) % 31 === 0) return 'zlib';
+  if (length >= 12 && bytes.toString('latin1', start, start + 4) === 'PACK' && bytes.readUInt32BE(start + 4) >= 2 && bytes.readUInt32BE(start + 4) <= 3) return 'git-pack';
+  if (length >= 2 && b0 === 0x78 && ((b0 << 8) | b1) % 31 === 0) return 'zlib';
   return undefined;
 }

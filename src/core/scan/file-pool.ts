@@ -126,9 +126,9 @@ export async function scanTasks(
   };
 
   if (options.reader) {
-    const settle = (index: number, outcome: TaskOutcome) => {
-      results[index] = isNothing(outcome.result) ? NOTHING : outcome.result;
-      done += outcome.bytes;
+    const settle = (index: number, result: FileResult, bytes: number) => {
+      results[index] = result === NOTHING || isNothing(result) ? NOTHING : result;
+      done += bytes;
       progress(tasks[index]!);
     };
     await scanWithReadAhead(options.reader, tasks, environment, settle, options.signal);

@@ -71,11 +71,12 @@ const SPECIAL_NAME_END = /(?:_key|id_[a-z0-9_]+|\.sops\.ya?ml)[/\\]?$/;
  * The common case in a tree of small files, decided without a scanner: plain ASCII text, not a
  * container, not named like a key or `.sops.yaml`, with nothing a rule, an operator secret or a SOPS
  * check could act on, in a file no `.sops.yaml` governs. For such a file `scanOwned` finds nothing;
- * anything else (or any doubt) takes the full path.
+ * anything else (or any doubt) takes the full path. The file is `bytes` from `start` to `end`, and
+ * `name` its path (or inner path); nothing is allocated but the text view the rules need.
  */
-export function isQuietText(content: Buffer, target: FileTarget, environment: ScanEnvironment): boolean {
-  if (target.sopsGoverned !== false || detectContainer(content) || SPECIAL_NAME_END.test(target.inner ?? target.path)) return false;
-  const text = content.toString('latin1');
+export function isQuietText(bytes: Buffer, start: number, end: number, name: string, sopsGoverned: boolean | undefined, environment: ScanEnvironment): boolean {
+  if (sopsGoverned !== false || detectContainer(bytes, start, end) || SPECIAL_NAME_END.test(name)) return false;
+  const text = bytes.toString('latin1', start, end);
   if (NOT_QUIET.test(text) || hasBase64Run(text)) return false;
   for (const secret of environment.operatorSecrets) if (text.includes(secret.value)) return false;
   return true;

@@ -7,7 +7,7 @@ import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node
 import { CancelledError } from '../../errors.js';
 import { fingerprint } from './fingerprint.js';
 import { OPEN_FLAGS, SMALL_READ } from './read-ahead-shared.js';
-import { FileScanner, FULL_SCAN_LIMIT, isQuietText, type FileResult, type FileTarget, type Problem, type ScanEnvironment } from './file-scanner.js';
+import { FileScanner, FULL_SCAN_LIMIT, isQuietText, type FileResult, type Problem, type ScanEnvironment } from './file-scanner.js';
 
 /** What a thread needs to know about one file of the walk (plain data: it crosses to workers). */
 export interface FileTask {
@@ -124,9 +124,8 @@ function scanRead(task: FileTask, small: SmallRead, environment: ScanEnvironment
   let outcome: FileResult | Promise<FileResult> | undefined;
   try {
     if (small.content) {
-      const target: FileTarget = { path: task.reported, size: small.size, sopsGoverned: task.sopsGoverned };
-      if (isQuietText(small.content, target, environment)) return { result: NOTHING, bytes: small.content.length };
-      const scanner = new FileScanner(environment, target);
+      if (isQuietText(small.content, 0, small.content.length, task.reported, task.sopsGoverned, environment)) return { result: NOTHING, bytes: small.content.length };
+      const scanner = new FileScanner(environment, { path: task.reported, size: small.size, sopsGoverned: task.sopsGoverned });
       outcome = small.borrowed ? scanner.scanBorrowed(small.content) : scanner.scanOwned(small.content);
     }
   } catch (error) {

@@ -13,8 +13,8 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'node:worker_threads';
 import { CancelledError } from '../../errors.js';
-import type { ScanEnvironment } from './file-scanner.js';
-import { runTask, scanReadAhead, type FileTask, type TaskOutcome } from './file-task.js';
+import { isQuietText, type FileResult, type ScanEnvironment } from './file-scanner.js';
+import { NOTHING, runTask, scanReadAhead, type FileTask, type TaskOutcome } from './file-task.js';
 import {
   CONSUMED,
   CONTROL_WORDS,
@@ -73,15 +73,15 @@ export function stopReadAhead(reader: ReadAhead): void {
 }
 
 /**
- * Scans every task, with the worker reading ahead from the front; `settle` gets each file's
- * outcome once, by task index, as it is done (in no particular order). Stops the worker before
- * returning.
+ * Scans every task, with the worker reading ahead from the front; `settle` gets each file's result
+ * and bytes read once, by task index, as it is done (in no particular order). Stops the worker
+ * before returning.
  */
 export async function scanWithReadAhead(
   reader: ReadAhead,
   tasks: FileTask[],
   environment: ScanEnvironment,
-  settle: (index: number, outcome: TaskOutcome) => void,
+  settle: (index: number, result: FileResult, bytes: number) => void,
   signal?: AbortSignal,
 ): Promise<void> {
   const count = tasks.length;
@@ -92,6 +92,7 @@ export async function scanWithReadAhead(
   const ring = Buffer.from(reader.ring);
   const control = reader.control;
   const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
+  const settleOutcome = (index: number, outcome: TaskOutcome) => settle(index, outcome.result, outcome.bytes);
   const release = (index: number) => {
     Atomics.store(control, CONSUMED, index + 1);
     if (Atomics.load(control, WORKER_WAITING) === 1) Atomics.notify(control, CONSUMED);
@@ -111,18 +112,26 @@ export async function scanWithReadAhead(
       // Most outcomes are plain values: no promise, no await (a microtask per file is measurable).
       const now = Atomics.load(state, front);
       if (now === READY) {
-        const offset = meta[2 * front]!;
-        // Scanned synchronously (a container is copied out first): the ring bytes are free after.
-        const pending = scanReadAhead(tasks[front]!, ring.subarray(offset, offset + meta[2 * front + 1]!), environment);
-        release(front);
-        settle(front, pending instanceof Promise ? await pending : pending);
+        const task = tasks[front]!;
+        const start = meta[2 * front]!;
+        const end = start + meta[2 * front + 1]!;
+        if (isQuietText(ring, start, end, task.reported, task.sopsGoverned, environment)) {
+          // Most files: decided where they lie in the ring, nothing allocated for them.
+          release(front);
+          settle(front, NOTHING, end - start);
+        } else {
+          // Scanned synchronously (a container is copied out first): the ring bytes are free after.
+          const pending = scanReadAhead(task, ring.subarray(start, end), environment);
+          release(front);
+          settleOutcome(front, pending instanceof Promise ? await pending : pending);
+        }
         front++;
         continue;
       }
       if (now === DEFERRED) {
         release(front);
         const read = runTask(tasks[front]!, environment, signal);
-        settle(front, read instanceof Promise ? await read : read);
+        settleOutcome(front, read instanceof Promise ? await read : read);
         front++;
         continue;
       }
@@ -130,7 +139,7 @@ export async function scanWithReadAhead(
       if (backOpen && Atomics.compareExchange(state, low - 1, FREE, MAIN) === FREE) {
         low--;
         const read = runTask(tasks[low]!, environment, signal);
-        settle(low, read instanceof Promise ? await read : read);
+        settleOutcome(low, read instanceof Promise ? await read : read);
         continue;
       }
       backOpen = false; // the worker has claimed everything up to low
@@ -139,7 +148,7 @@ export async function scanWithReadAhead(
         if (Atomics.compareExchange(state, front, now, MAIN) === now) {
           release(front);
           const read = runTask(tasks[front]!, environment, signal);
-          settle(front, read instanceof Promise ? await read : read);
+          settleOutcome(front, read instanceof Promise ? await read : read);
           front++;
         }
         continue;
