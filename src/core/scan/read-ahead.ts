@@ -99,15 +99,17 @@ export async function scanWithReadAhead(
   };
 
   try {
+    if (signal?.aborted) throw new CancelledError('Scan cancelled.');
     let front = 0; // next file from the worker's side
     let low = count; // this thread has claimed [low, count) from the back
     let backOpen = true;
     let sinceYield = 0;
     while (front < low) {
-      if (signal?.aborted) throw new CancelledError('Scan cancelled.');
       if (++sinceYield === YIELD_EVERY) {
+        // Ctrl-C arrives through the event loop: look for it between batches, not at every file.
         sinceYield = 0;
         await new Promise<void>((resolve) => setImmediate(resolve));
+        if (signal?.aborted) throw new CancelledError('Scan cancelled.');
       }
       // Most outcomes are plain values: no promise, no await (a microtask per file is measurable).
       const now = Atomics.load(state, front);

@@ -139,6 +139,35 @@ describe('read-ahead worker', () => {
     expect(ahead).toEqual(plain);
   });
 
+  it('stops with CancelledError soon after the signal is aborted (Ctrl-C), with or without the worker', async () => {
+    const scanBuilt = await builtScanPaths();
+    const root = await tempDir();
+    const files: Record<string, string> = {};
+    for (let index = 0; index < 3000; index++) files[`m/${String(index).padStart(4, '0')}.nix`] = nixModule(index);
+    await writeTree(root, files);
+    for (const readAhead of [true, false]) {
+      const controller = new AbortController();
+      let seen = 0;
+      let seenAtAbort = 0;
+      const scan = scanBuilt([root], {
+        ...quiet,
+        threads: 1,
+        readAhead,
+        signal: controller.signal,
+        onProgress: () => {
+          seen++;
+          if (seen === 100) {
+            seenAtAbort = seen;
+            controller.abort();
+          }
+        },
+      });
+      await expect(scan).rejects.toMatchObject({ name: 'CancelledError' });
+      // Looked for between batches of files: well before the 3,000 are done.
+      expect(seen - seenAtAbort, `readAhead ${readAhead}`).toBeLessThan(1000);
+    }
+  });
+
   it('reports files that vanish after the walk as unreadable, whichever thread meets them', async () => {
     const scanBuilt = await builtScanPaths();
     const root = await tempDir();
