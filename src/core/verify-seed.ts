@@ -165,7 +165,10 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
     root,
     ok: problems.length === 0 && findings.length === 0,
     complete: !problems.some((problem) => problem.kind === 'incomplete'),
-    ...(manifest ? { manifest: { format: manifest.format, tool: manifest.tool, createdAt: manifest.createdAt, profile: manifest.profile, modelStore: manifest.modelStore, source: manifest.source, bundles: manifest.bundles, totals: manifest.totals } } : {}),
+    // A manifest with a credential in it is not summarized: the report would repeat the secret.
+    ...(manifest && !findings.some((finding) => finding.path === MANIFEST_NAME)
+      ? { manifest: { format: manifest.format, tool: manifest.tool, createdAt: manifest.createdAt, profile: manifest.profile, modelStore: manifest.modelStore, source: manifest.source, bundles: manifest.bundles, totals: manifest.totals } }
+      : {}),
     files: checkedFiles,
     bytes: checkedBytes,
     durationMs: Date.now() - started,
@@ -319,6 +322,17 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
     };
   };
   try {
+    // The manifest and SHA256SUMS are on the media too: a credential written into them leaks as
+    // surely as one in a payload file. Scanned when they could be read (one too large or unreadable
+    // is the problem already reported above, and is not opened again), not counted as payload.
+    if (options.scan !== false) {
+      const readable = [manifestRead.text !== undefined ? MANIFEST_NAME : '', checksumsRead.text !== undefined ? CHECKSUMS_NAME : ''];
+      for (const rel of readable) {
+        if (!rel || typeOf.get(rel) !== 'file') continue;
+        const outcome = await pool.run({ file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: true }).catch(() => undefined);
+        if (outcome) keepFindings(outcome.findings, false);
+      }
+    }
     await Promise.all(
       unlistedFiles.map(async (rel) => {
         try {

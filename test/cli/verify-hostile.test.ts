@@ -17,6 +17,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Manifest } from '../../src/core/manifest.js';
 import { buildSeedTemplate, CLI, runCli, type CliResult } from '../helpers/cli.js';
+import { githubToken } from '../helpers/credentials.js';
 import { tempDir } from '../helpers/tmp.js';
 import { craftArchive, readManifest, reseal, sha256 } from '../helpers/hostile-seed.js';
 
@@ -179,6 +180,38 @@ describe('hostile source archives (digests resealed, so only the archive check s
       expect(human.stdout).toMatch(/-> Do not unpack this archive/);
     });
   }
+});
+
+describe('the manifest and SHA256SUMS are leak-scanned too', () => {
+  it('a token written into the manifest (digests resealed) is found: exit 4 naming the manifest', async () => {
+    const { seed } = await freshSeed();
+    const token = githubToken('ghp');
+    await reseal(seed, (manifest) => {
+      manifest.profile = `demo ${token}`;
+    });
+    const machine = await runCli(['verify', seed, '--json']);
+    expectClean(machine, 4);
+    const report = JSON.parse(machine.stdout) as { findings: { path: string; rule: string }[]; problems: unknown[] };
+    expect(report.findings.map((finding) => [finding.path, finding.rule])).toEqual([['dubnium-seed.json', 'github-token']]);
+    expect(report.problems).toEqual([]);
+    // Neither report repeats it (the manifest summary is withheld).
+    expect(machine.stdout).not.toContain(token);
+    const human = await runCli(['verify', seed]);
+    expectClean(human, 4);
+    expect(human.stdout + human.stderr).toMatch(/dubnium-seed\.json/);
+    expect(human.stdout + human.stderr).not.toContain(token);
+  });
+
+  it('a token on a line of its own in SHA256SUMS: exit 4 naming SHA256SUMS (and the bad line as a problem)', async () => {
+    const { seed } = await freshSeed();
+    const token = githubToken('gho');
+    await writeFile(path.join(seed, 'SHA256SUMS'), `${await readFile(path.join(seed, 'SHA256SUMS'), 'utf8')}${token}\n`);
+    const machine = await runCli(['verify', seed, '--json']);
+    expectClean(machine, 4);
+    const report = JSON.parse(machine.stdout) as { findings: { path: string; rule: string }[]; problems: { path: string }[] };
+    expect(report.findings.map((finding) => [finding.path, finding.rule])).toEqual([['SHA256SUMS', 'github-token']]);
+    expect(report.problems.map((problem) => problem.path)).toContain('SHA256SUMS');
+  });
 });
 
 describe('bundles and unusable input', () => {
