@@ -8,6 +8,7 @@ import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { PARTIAL_SUFFIX } from './manifest.js';
 import { CancelledError, UsageError } from '../errors.js';
+import { readFully } from '../util/read-fully.js';
 import { createExpectedDigestHasher } from './hf-cache.js';
 import type { ContentScanner } from './types.js';
 
@@ -30,13 +31,7 @@ export async function* readFileChunks(file: string, chunkSize = CHUNK_SIZE): Asy
     let position = 0;
     const readAt = async (at: number): Promise<Buffer> => {
       const buffer = Buffer.allocUnsafeSlow(chunkSize);
-      let filled = 0;
-      while (filled < chunkSize) {
-        const { bytesRead } = await handle.read(buffer, filled, chunkSize - filled, at + filled);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
-      }
-      return buffer.subarray(0, filled);
+      return buffer.subarray(0, await readFully(handle, buffer, at));
     };
     let pending = readAt(position);
     for (;;) {

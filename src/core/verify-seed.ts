@@ -8,6 +8,7 @@ import { lstat, open, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { plural } from '../util/format.js';
+import { readFully } from '../util/read-fully.js';
 import { checkSourceArchive } from './archive-safety.js';
 import { HashPool } from './hash-pool.js';
 import { resolveModelBundle } from './model-bundle.js';
@@ -96,13 +97,7 @@ async function readSmallFile(file: string, limit: number): Promise<{ text?: stri
     try {
       // Read at most limit + 1 bytes, whatever lstat said: the file may change under us.
       const buffer = Buffer.alloc(Math.min(limit + 1, Math.max(stats.size, 0) + 1));
-      let length = 0;
-      for (;;) {
-        const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
-        if (bytesRead === 0) break;
-        length += bytesRead;
-        if (length === buffer.length) break;
-      }
+      const length = await readFully(handle, buffer, 0);
       if (length > stats.size || length > limit) return { problem: `grew while it was read; refused` };
       return { text: buffer.subarray(0, length).toString('utf8') };
     } finally {

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip, inflateSync } from 'node:zlib';
 import type yauzl from 'yauzl';
+import { readFully } from '../../util/read-fully.js';
 import type { Finding } from '../types.js';
 import { fingerprint } from './fingerprint.js';
 import { FileScanner, unencryptedFinding, type FileResult, type FileTarget, type ScanEnvironment } from './file-scanner.js';
@@ -244,13 +245,7 @@ async function scanGitPack(source: Buffer | string, environment: ScanEnvironment
       const size = Math.max(0, Math.min(length, total - offset));
       if (!handle) return (source as Buffer).subarray(offset, offset + size);
       const out = Buffer.allocUnsafe(size);
-      let filled = 0;
-      while (filled < size) {
-        const { bytesRead } = await handle.read(out, filled, size - filled, offset + filled);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
-      }
-      return out.subarray(0, filled);
+      return out.subarray(0, await readFully(handle, out, offset));
     };
     const count = (await read(8, 4)).readUInt32BE(0);
     const members: MemberResult[] = [];

@@ -1,0 +1,16 @@
+/** Reading a whole range of a file: one `read` may return less than asked before the end. */
+import type { FileHandle } from 'node:fs/promises';
+
+/**
+ * Fills `buffer` from `position` of the open file, reading again after short reads; returns the
+ * bytes read (fewer than `buffer.length` only at the end of the file).
+ */
+export async function readFully(handle: FileHandle, buffer: Buffer, position: number): Promise<number> {
+  let filled = 0;
+  while (filled < buffer.length) {
+    const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return filled;
+}
