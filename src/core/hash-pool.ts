@@ -19,6 +19,11 @@ export interface HashJob {
   relPath: string;
   bypassCache: boolean;
   scan: boolean;
+  /**
+   * The size the file had when it was listed, when known: a large file is then streamed through the
+   * scanner from its first chunk instead of being held until it proves large.
+   */
+  size?: number;
 }
 
 export interface HashOutcome {
@@ -42,7 +47,7 @@ export async function hashAndScanFile(job: HashJob, gateOptions: LeakGateOptions
   let scanner: ReturnType<Gate['open']> | undefined;
   if (job.scan) {
     gateForThread ??= createLeakGate(gateOptions);
-    scanner = (await gateForThread).open({ path: job.relPath });
+    scanner = (await gateForThread).open({ path: job.relPath, ...(job.size !== undefined ? { size: job.size } : {}) });
   }
   const { size, bypass } = await readThrough(job.file, job.bypassCache, (chunk) => {
     hash.update(chunk);

@@ -15,7 +15,7 @@ import { resolveModelBundle } from './model-bundle.js';
 import { CHECKSUMS_NAME, FORMAT_VERSION, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, parseChecksums, parseManifest, type Manifest } from './manifest.js';
 import type { CacheBypass } from './read-direct.js';
 import { createHash } from 'node:crypto';
-import type { AllowEntry } from './scan/index.js';
+import { createLeakGate, type AllowEntry } from './scan/index.js';
 import type { Finding, ProgressHook } from './types.js';
 
 export type ProblemKind =
@@ -285,12 +285,14 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
   // Regular files the manifest does not list (added later, or left by an interrupted build) are
   // on the media too: the leak scan reads them, though there is no digest to compare.
   const unlistedFiles = options.scan === false ? [] : entries.filter((entry) => entry.type === 'file' && !expected.has(entry.rel) && entry.rel !== MANIFEST_NAME && entry.rel !== CHECKSUMS_NAME).map((entry) => entry.rel);
-  const unlistedBytes = (await Promise.all(unlistedFiles.map((rel) => lstat(path.join(root, rel)).then((info) => info.size, () => 0)))).reduce((sum, size) => sum + size, 0);
+  const unlistedSize = new Map(await Promise.all(unlistedFiles.map(async (rel) => [rel, await lstat(path.join(root, rel)).then((info) => info.size, () => 0)] as const)));
+  const unlistedBytes = [...unlistedSize.values()].reduce((sum, size) => sum + size, 0);
   const total = unlistedBytes + [...expected.values()].reduce((sum, file) => sum + Math.max(file.size, 0), 0);
   let done = 0;
   const pool = new HashPool(options.scan ? { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets } : undefined);
-  const readOne = async (rel: string) => {
-    const outcome = await pool.run({ file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false }, (bytes) => {
+  const readOne = async (rel: string, size: number | undefined) => {
+    const job = { file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false, ...(size !== undefined ? { size } : {}) };
+    const outcome = await pool.run(job, (bytes) => {
       done += bytes;
       options.onProgress?.({ phase: 'verify', bytes: done, total, path: rel });
     });
@@ -318,20 +320,21 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
   };
   try {
     // The manifest and SHA256SUMS are on the media too: a credential written into them leaks as
-    // surely as one in a payload file. Scanned when they could be read (one too large or unreadable
-    // is the problem already reported above, and is not opened again), not counted as payload.
-    if (options.scan !== false) {
-      const readable = [manifestRead.text !== undefined ? MANIFEST_NAME : '', checksumsRead.text !== undefined ? CHECKSUMS_NAME : ''];
-      for (const rel of readable) {
-        if (!rel || typeOf.get(rel) !== 'file') continue;
-        const outcome = await pool.run({ file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: true }).catch(() => undefined);
-        if (outcome) keepFindings(outcome.findings, false);
+    // surely as one in a payload file. Their text, as read and parsed above, is scanned here (one
+    // too large or unreadable is the problem already reported, and is not opened again).
+    if (options.scan) {
+      const gate = await createLeakGate({ allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets });
+      for (const [rel, text] of [[MANIFEST_NAME, manifestRead.text], [CHECKSUMS_NAME, checksumsRead.text]] as const) {
+        if (text === undefined) continue;
+        const scanner = gate.open({ path: rel });
+        scanner.update(Buffer.from(text, 'utf8'));
+        keepFindings(await scanner.finish(), false);
       }
     }
     await Promise.all(
       unlistedFiles.map(async (rel) => {
         try {
-          keepFindings((await readOne(rel)).findings, false);
+          keepFindings((await readOne(rel, unlistedSize.get(rel))).findings, false);
         } catch (error) {
           problems.push(readProblem(rel, error));
         }
@@ -368,7 +371,7 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
           }
           // A file of the wrong size is still read through: its bytes must be leak-scanned.
           if (sizeWrong && options.scan === false) return;
-          const outcome = await readOne(rel);
+          const outcome = await readOne(rel, info.size);
           const corrupt = sizeWrong || outcome.sha256 !== want.sha256;
           if (corrupt && !sizeWrong) {
             problems.push({ path: rel, kind: 'corrupt', message: `${rel} does not match its checksum`, action: 'The media is damaged or the file was changed: rebuild the seed, and try another stick if it happens again.', expected: want.sha256, actual: outcome.sha256 });

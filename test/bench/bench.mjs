@@ -16,7 +16,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, openSync, writeSync, closeSync, writeFileSync, rmSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, writeSync, closeSync, writeFileSync, rmSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -207,7 +207,7 @@ async function copyPass(scan) {
   dropCaches();
   const started = process.hrtime.bigint();
   for (const shard of shards) {
-    const scanner = scan ? gate.open({ path: path.basename(shard) }) : undefined;
+    const scanner = scan ? gate.open({ path: path.basename(shard), size: statSync(shard).size }) : undefined;
     const written = await writeSeedFile({ destination: path.join(mount, path.basename(shard)), displayPath: shard, chunks: readFileChunks(shard), scanner });
     await written.commit();
     if (scanner) await scanner.finish();

@@ -165,7 +165,8 @@ export class FileScanner implements ContentScanner {
     const held = this.parts.splice(0);
     this.held = 0;
     const first = held[0];
-    const kind = first ? detectContainer(Buffer.concat(held.slice(0, 2)).subarray(0, 512)) : undefined;
+    // The first 512 bytes are enough to know a container (they may span the first two parts).
+    const kind = first ? detectContainer(first.length >= 512 || held.length === 1 ? first : Buffer.concat([first, held[1]!.subarray(0, 512)])) : undefined;
     if (kind && kind !== 'zlib') {
       const dir = mkdtempSync(path.join(tmpdir(), 'dubnium-scan-'));
       const file = path.join(dir, 'spool');
