@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { ContentScanner, Finding } from '../types.js';
 import { fingerprint } from './fingerprint.js';
 import { ANY_RULE_LITERAL, hasBase64Run, MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules.js';
-import { RawStream } from './raw-stream.js';
+import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './sops.js';
 import { printableSegments, segmentOffset, TEXTY } from './text-util.js';
 import { detectContainer, type ContainerKind } from './container-kind.js';
@@ -83,6 +83,29 @@ export function isQuietText(bytes: Buffer, start: number, end: number, name: str
   return true;
 }
 
+/**
+ * Whether a streamed chunk is text (UTF-8 or ASCII) rather than binary: from 64 samples of 64 bytes
+ * spread over it, no NUL and under 1% control bytes. Random bytes and model weights have about one
+ * control byte in ten; text has none but tab, LF and CR.
+ */
+export function looksLikeText(chunk: Buffer): boolean {
+  const samples = 64;
+  const span = 64;
+  const step = Math.max(span, Math.floor(chunk.length / samples));
+  let seen = 0;
+  let control = 0;
+  for (let start = 0; start < chunk.length; start += step) {
+    const end = Math.min(chunk.length, start + span);
+    for (let index = start; index < end; index++) {
+      const byte = chunk[index]!;
+      if (byte === 0) return false;
+      if (byte < 0x80 && !TEXTY[byte]) control++;
+    }
+    seen += end - start;
+  }
+  return seen > 0 && control * 100 < seen;
+}
+
 function lineAt(text: string, offset: number): number {
   let line = 1;
   for (let index = text.indexOf('\n'); index !== -1 && index < offset; index = text.indexOf('\n', index + 1)) line++;
@@ -97,6 +120,8 @@ export class FileScanner implements ContentScanner {
   private hits: Map<string, Finding> | undefined;
   private spool: { dir: string; file: string; fd: number; kind: ContainerKind } | undefined;
   private headScanned = false;
+  /** The last OVERLAP bytes of a streamed text chunk, scanned again with the next chunk. */
+  private textTail: { bytes: Buffer; start: number } | undefined;
   private total = 0;
 
   constructor(
@@ -184,7 +209,27 @@ export class FileScanner implements ContentScanner {
       this.scanBinary(head, this.raw!.bytes, this.raw!.bytes + Math.max(0, head.length - MAX_SECRET_SPAN));
     }
     if (this.spool) writeSync(this.spool.fd, chunk);
-    this.raw!.update(chunk);
+    const raw = this.raw!;
+    if (looksLikeText(chunk)) {
+      // Text (a large tokenizer, a log, a dump): every rule over every byte, in windows that overlap
+      // by OVERLAP, so short secrets (a URL password, a Nix password) are found deep inside too.
+      // Hits that start in the last OVERLAP bytes wait for the next window, which sees them whole.
+      const carried = this.textTail ?? raw.takeCarry();
+      const window = carried ? Buffer.concat([carried.bytes, chunk]) : chunk;
+      const windowStart = carried ? carried.start : raw.bytes;
+      const keep = Math.min(OVERLAP, window.length);
+      this.scanBinary(window, windowStart, windowStart + window.length - keep);
+      this.textTail = { bytes: Buffer.from(window.subarray(window.length - keep)), start: windowStart + window.length - keep };
+      raw.skip(chunk.length);
+      return;
+    }
+    if (this.textTail) {
+      // Text ends here: the held tail, with enough of this chunk to finish a secret begun in it.
+      const tail = this.textTail;
+      this.textTail = undefined;
+      this.scanBinary(Buffer.concat([tail.bytes, chunk.subarray(0, OVERLAP)]), tail.start, tail.start + tail.bytes.length);
+    }
+    raw.update(chunk);
   }
 
   /**
@@ -209,6 +254,8 @@ export class FileScanner implements ContentScanner {
       return this.scanOwned(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
     }
     const result: FileResult = { findings: [], problems: [], sopsConfigs: [], files: 1 };
+    if (this.textTail) this.scanBinary(this.textTail.bytes, this.textTail.start, Number.POSITIVE_INFINITY);
+    this.textTail = undefined;
     this.raw.flush();
     return this.complete(result, this.spool?.kind);
   }

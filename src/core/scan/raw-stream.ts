@@ -74,6 +74,21 @@ export class RawStream {
     this.offset += length;
   }
 
+  /**
+   * Hands over the printable tail carried from the last chunk (its bytes and absolute offset), for a
+   * caller that scans the next chunk itself (see skip).
+   */
+  takeCarry(): { bytes: Buffer; start: number } | undefined {
+    const carry = this.carry ? { bytes: this.carry, start: this.carryStart } : undefined;
+    this.carry = undefined;
+    return carry;
+  }
+
+  /** Counts a chunk the caller scanned itself (after takeCarry), so offsets stay absolute. */
+  skip(length: number): void {
+    this.offset += length;
+  }
+
   /** Scans what is still carried. Call once, at the end of the stream. */
   flush(): void {
     if (this.carry) this.sink(this.carry, this.carryStart, Number.POSITIVE_INFINITY);
