@@ -1,7 +1,7 @@
 /**
  * One walked file, read and scanned: the unit of work `scanPaths` runs on the main thread and in its
- * worker threads alike. Small files are read synchronously into a buffer of their own and take the
- * scanner's fast path (no copy, no promise); large ones stream.
+ * worker threads alike. Small files are read synchronously into the thread's reused buffer; most are
+ * ruled quiet there, the rest take the scanner's fast path (no copy, no promise); large ones stream.
  */
 import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
 import { CancelledError } from '../../errors.js';
