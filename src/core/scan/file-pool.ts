@@ -97,11 +97,16 @@ export function startHelpers(environment: ScanEnvironment, threads = availablePa
   if (count === 0) return { workers: [] };
   // Loaded here, not at start-up: most scans (and every scan on two cores) run on the main thread.
   const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
-  const workers = Array.from({ length: count }, (_, index) => {
+  const workers: Helpers['workers'] = [];
+  for (let index = 0; index < count; index++) {
     const me = MAIN + 1 + index;
     const input: WorkerInput = { environment, me };
-    return { worker: new Worker(url!, { workerData: input }), me };
-  });
+    try {
+      workers.push({ worker: new Worker(url!, { workerData: input }), me });
+    } catch {
+      break; // no more threads to be had: the ones started (or the main thread alone) do the scan
+    }
+  }
   return { workers };
 }
 

@@ -54,8 +54,13 @@ export function startReadAhead(): ReadAhead | undefined {
   if (url.protocol !== 'file:' || !existsSync(fileURLToPath(url))) return undefined;
   const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
   const init: ReadAheadInit = { ring: new SharedArrayBuffer(RING_BYTES), control: new SharedArrayBuffer(CONTROL_WORDS * 4) };
-  // The worker allocates little beyond its list of paths: a small young generation is plenty.
-  const worker = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+  let worker: Worker;
+  try {
+    // The worker allocates little beyond its list of paths: a small young generation is plenty.
+    worker = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+  } catch {
+    return undefined; // no threads here (a sandbox, a resource limit): this thread reads every file
+  }
   const reader: ReadAhead = { worker, ring: init.ring, control: new Int32Array(init.control), gone: false };
   const gone = () => {
     reader.gone = true;
