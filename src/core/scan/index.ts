@@ -123,13 +123,32 @@ export async function createLeakGate(options: LeakGateOptions = {}): Promise<Gat
   };
 }
 
-/** A walked file: the task a scan thread runs (full path, reported path, SOPS governance) and where it came from. */
-interface WalkEntry extends FileTask {
+/**
+ * A walked file: the task a scan thread runs (full path, reported path, SOPS governance) and where it
+ * came from. The full path is the prefix plus the reported path, built when it is needed: twenty
+ * thousand strings fewer for the walk to allocate and the collector to copy.
+ */
+class WalkEntry implements FileTask {
+  sopsGoverned = false;
+
+  constructor(
+    /** The scanned root and a separator (a file given directly: its folder and a separator). */
+    private readonly prefix: string,
+    readonly reported: string,
+    readonly rootIndex: number,
+    /** Known for a file given directly; a walked file's size is learned when it is opened (-1). */
+    readonly size: number,
+    private readonly direct: boolean,
+  ) {}
+
+  get full(): string {
+    return this.prefix + this.reported;
+  }
+
   /** Root-relative posix path, for `.sops.yaml` lookups; undefined for a file given directly. */
-  relative: string | undefined;
-  rootIndex: number;
-  /** Known for a file given directly; a walked file's size is learned when it is opened. */
-  size: number;
+  get relative(): string | undefined {
+    return this.direct ? undefined : this.reported;
+  }
 }
 
 function isInside(root: string, candidate: string): boolean {
@@ -153,11 +172,11 @@ function walk(root: string, rootIndex: number, files: WalkEntry[], problems: Pro
       continue;
     }
     for (const dirent of entries) {
-      const relative = relativeDir ? `${relativeDir}/${dirent.name}` : dirent.name;
       // The walk builds clean paths itself: path.join per file is measurable on 20,000 files.
-      const full = path.sep === '/' ? `${base}${relative}` : path.join(root, relative);
+      const relative = relativeDir ? `${relativeDir}/${dirent.name}` : dirent.name;
       // The folder entry's type comes without a stat per file; a file's size is read when it is opened.
       if (dirent.isSymbolicLink()) {
+        const full = `${base}${relative}`;
         let link = '';
         try {
           link = readlinkSync(full);
@@ -171,7 +190,7 @@ function walk(root: string, rootIndex: number, files: WalkEntry[], problems: Pro
         pending.push(relative);
       } else if (dirent.isFile()) {
         if (dirent.name === '.sops.yaml' || dirent.name === '.sops.yml') sopsDirs.add(`${rootIndex}:${relativeDir || '.'}`);
-        if (files.push({ full, reported: relative, relative, rootIndex, size: -1, sopsGoverned: false }) === WORKER_MIN_FILES) onLarge();
+        if (files.push(new WalkEntry(base, relative, rootIndex, -1, false)) === WORKER_MIN_FILES) onLarge();
       } else {
         problems.push({ path: relative, message: 'not a regular file (device, socket or FIFO); not read' });
       }
@@ -200,7 +219,7 @@ function walkRoots(paths: string[], roots: string[], files: WalkEntry[], problem
     }
     if (stats.isSymbolicLink()) problems.push({ path: paths[index]!, message: 'is a symlink; not followed (scan its target instead)' });
     else if (stats.isDirectory()) walk(root, index, files, problems, sopsDirs, onLarge);
-    else if (stats.isFile()) files.push({ full: root, reported: path.basename(root), relative: undefined, rootIndex: index, size: stats.size, sopsGoverned: false });
+    else if (stats.isFile()) files.push(new WalkEntry(root.slice(0, root.length - path.basename(root).length), path.basename(root), index, stats.size, true));
     else problems.push({ path: paths[index]!, message: 'not a regular file or folder; not read' });
   }
 }
