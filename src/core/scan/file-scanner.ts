@@ -122,6 +122,9 @@ export class FileScanner implements ContentScanner {
   private headScanned = false;
   /** The last OVERLAP bytes of a streamed text chunk, scanned again with the next chunk. */
   private textTail: { bytes: Buffer; start: number } | undefined;
+  /** A streamed file that is UTF-16 text (decided from its first chunk), and its held tail. */
+  private utf16: 'utf-16le' | 'utf-16be' | undefined;
+  private utf16Tail: { bytes: Buffer; start: number } | undefined;
   private total = 0;
 
   constructor(
@@ -207,9 +210,17 @@ export class FileScanner implements ContentScanner {
       this.headScanned = true;
       const head = chunk.subarray(0, HEAD_SCAN);
       this.scanBinary(head, this.raw!.bytes, this.raw!.bytes + Math.max(0, head.length - MAX_SECRET_SPAN));
+      this.utf16 = detectUtf16(chunk.subarray(0, 4096));
     }
     if (this.spool) writeSync(this.spool.fd, chunk);
     const raw = this.raw!;
+    if (this.utf16) {
+      // UTF-16 text (a Windows log, PowerShell output): decoded and given every rule, in windows
+      // that overlap like the text windows below; the sampled scan still looks at the raw bytes.
+      this.streamUtf16(chunk, this.utf16);
+      raw.update(chunk);
+      return;
+    }
     if (looksLikeText(chunk)) {
       // Text (a large tokenizer, a log, a dump): every rule over every byte, in windows that overlap
       // by OVERLAP, so short secrets (a URL password, a Nix password) are found deep inside too.
@@ -230,6 +241,28 @@ export class FileScanner implements ContentScanner {
       this.scanBinary(Buffer.concat([tail.bytes, chunk.subarray(0, OVERLAP)]), tail.start, tail.start + tail.bytes.length);
     }
     raw.update(chunk);
+  }
+
+  /**
+   * One window of a streamed UTF-16 file: the held tail plus `chunk`, decoded whole code unit by
+   * code unit (a JS character is one unit, two bytes, so offsets map back exactly). Hits in the last
+   * OVERLAP bytes wait for the next window; `chunk` undefined flushes the tail at the end.
+   */
+  private streamUtf16(chunk: Buffer | undefined, encoding: 'utf-16le' | 'utf-16be'): void {
+    const tail = this.utf16Tail;
+    if (!chunk && !tail) return;
+    const window = tail && chunk ? Buffer.concat([tail.bytes, chunk]) : (chunk ?? tail!.bytes);
+    const start = tail ? tail.start : this.raw!.bytes;
+    const whole = window.length & ~1;
+    const keep = chunk ? Math.min(whole, OVERLAP) : 0;
+    const text = decodeUtf16(window.subarray(0, whole), encoding);
+    const acceptBefore = chunk ? start + whole - keep : Number.POSITIVE_INFINITY;
+    for (const hit of scanText(text, { operatorSecrets: this.environment.operatorSecrets })) {
+      const absolute = start + hit.start * 2;
+      if (absolute < acceptBefore) this.record(hit, absolute);
+    }
+    // The kept tail starts on a code unit and carries an odd last byte along.
+    this.utf16Tail = chunk ? { bytes: Buffer.from(window.subarray(whole - keep)), start: start + whole - keep } : undefined;
   }
 
   /**
@@ -256,6 +289,7 @@ export class FileScanner implements ContentScanner {
     const result: FileResult = { findings: [], problems: [], sopsConfigs: [], files: 1 };
     if (this.textTail) this.scanBinary(this.textTail.bytes, this.textTail.start, Number.POSITIVE_INFINITY);
     this.textTail = undefined;
+    if (this.utf16) this.streamUtf16(undefined, this.utf16);
     this.raw.flush();
     return this.complete(result, this.spool?.kind);
   }
@@ -427,6 +461,7 @@ function detectUtf16(content: Buffer): 'utf-16le' | 'utf-16be' | undefined {
   return undefined;
 }
 
+/** Decodes UTF-16, a byte order mark kept as U+FEFF: character i is always bytes 2i and 2i+1. */
 function decodeUtf16(content: Buffer, encoding: 'utf-16le' | 'utf-16be'): string {
-  return new TextDecoder(encoding).decode(content);
+  return new TextDecoder(encoding, { ignoreBOM: true }).decode(content);
 }

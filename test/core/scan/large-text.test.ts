@@ -13,9 +13,9 @@ const environment: ScanEnvironment = { operatorSecrets: [], allow: new Map() };
 const CHUNK = 4 * 1024 * 1024;
 const SIZE = 20 * 1024 * 1024;
 
-/** Text of `size` bytes made of `line` repeated. */
-function filler(line: string, size: number): Buffer {
-  const one = Buffer.from(line);
+/** Text of `size` bytes made of `line` (a string, as UTF-8, or bytes) repeated. */
+function filler(line: string | Buffer, size: number): Buffer {
+  const one = Buffer.isBuffer(line) ? line : Buffer.from(line);
   const out = Buffer.alloc(size);
   for (let at = 0; at < size; at += one.length) one.copy(out, at, 0, Math.min(one.length, size - at));
   return out;
@@ -54,6 +54,27 @@ describe('large text files', () => {
       const offsets = found.map((finding) => finding.offset).sort((a, b) => a! - b!);
       const expected = secrets.map(({ at }) => at + ' "https://deploy:'.length).sort((a, b) => a - b);
       expect(offsets).toEqual(expected);
+    });
+  }
+
+  for (const encoding of ['utf-16le', 'utf-16be'] as const) {
+    it(`${encoding}: URL passwords deep inside and across chunk boundaries, at their byte offsets`, async () => {
+      const encode = (text: string) => {
+        const bytes = Buffer.from(text, 'utf16le');
+        return encoding === 'utf-16le' ? bytes : bytes.swap16();
+      };
+      // A byte order mark on one of them: the other is recognized by its zero bytes.
+      const bom = encoding === 'utf-16le' ? encode('\ufeff') : Buffer.alloc(0);
+      const line = encode('2026-11-22 12:00:00 INFO ordinary log line, 词表 nothing to see\r\n');
+      const content = Buffer.concat([bom, filler(line, SIZE - bom.length)]);
+      const secrets: number[] = [];
+      // Even offsets (whole code units), one straddling each of two chunk boundaries.
+      for (const at of [3 * 1024 * 1024 + 100, 2 * CHUNK - 30, 4 * CHUNK - 2, SIZE - 300]) {
+        content.set(encode(url(password())), at);
+        secrets.push(at + 2 * ' "https://deploy:'.length);
+      }
+      const found = (await scanInChunks(content)).filter((finding) => finding.rule === 'url-credentials');
+      expect(found.map((finding) => finding.offset).sort((a, b) => a! - b!)).toEqual(secrets.sort((a, b) => a - b));
     });
   }
 
