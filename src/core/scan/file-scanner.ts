@@ -400,7 +400,7 @@ export class FileScanner implements ContentScanner {
     }
     if (binary || utf16 ? isAgeCiphertext(content) : latin1.startsWith(AGE_BINARY) || latin1.startsWith(AGE_ARMOR)) return;
     // The prefilter sees the same ASCII in the latin1 view as in UTF-8: decode only when it passes.
-    const analysis = !binary && mayHoldSopsMetadata(text) ? analyzeSops(utf16 ? text : content.toString('utf8')) : undefined;
+    const analysis = !binary && mayHoldSopsMetadata(text) ? analyzeSops(utf16 ? text.replace(/^\ufeff/, '') : content.toString('utf8')) : undefined;
     if (analysis?.hasMetadata) {
       for (const value of analysis.plaintext) {
         const finding: Finding = {
