@@ -315,10 +315,17 @@ function awsKeyRule(text: string, hits: RawHit[]): void {
 
 const URL_PLACEHOLDER = /^(?:pass(?:word)?|passwd|secret|token|pat|x-oauth-basic|x-access-token|user|username|\*+|x+|\.+|-+|_+)$/i;
 
+/**
+ * Hosts reserved for documentation (RFC 2606, RFC 6761): example.com, example.net, example.org and
+ * the .example TLD. Credentials in a URL to one of them are an example, whatever they look like.
+ */
+const DOCUMENTATION_HOST = /(?:^|\.)(?:example\.(?:com|net|org)|example)$/i;
+
 function urlCredentialRule(text: string, hits: RawHit[]): void {
-  const pattern = /\b[a-z][a-z0-9+.-]{1,15}:\/\/([^\s:@/"'`<>(){}[\]\\]{1,128}):([^\s@/"'`<>(){}[\]\\]{3,256})@[A-Za-z0-9._-]+/gi;
+  const pattern = /\b[a-z][a-z0-9+.-]{1,15}:\/\/([^\s:@/"'`<>(){}[\]\\]{1,128}):([^\s@/"'`<>(){}[\]\\]{3,256})@([A-Za-z0-9._-]+)/gi;
   for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
     const password = match[2]!;
+    if (DOCUMENTATION_HOST.test(match[3]!.replace(/\.$/, ''))) continue;
     if (/^[$%{<]/.test(password) || URL_PLACEHOLDER.test(password) || /\$\{|\{\{|<[^>]*>/.test(password)) continue;
     if (/^(?:example|sample|dummy|placeholder|changeme|redacted)/i.test(password) || /x{4,}|X{4,}/.test(password)) continue;
     const start = match.index + match[0].indexOf(':', match[0].indexOf('://') + 3) + 1;

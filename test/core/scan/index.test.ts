@@ -168,6 +168,9 @@ describe('scanPaths: every class', () => {
         'HF_TOKEN=${config.sops.placeholder.model-provider-token}',
         'users.users.root.hashedPassword = "$y$j9T$abc$def";',
         'passwordFile = config.sops.secrets.pw.path;',
+        // Documentation hosts (RFC 2606): whatever the password looks like, it is an example.
+        `const url = new URL('https://abc:xyz@example.com'); // https://deploy:${randomBytes(9).toString('hex')}@git.example.org/repo`,
+        `curl https://bot:${randomBytes(9).toString('hex')}@api.example/v1`,
         `recipient ${age.recipient}`,
         `trusted-public-keys = ${cache.public}`,
       ].join('\n'),
@@ -180,6 +183,38 @@ describe('scanPaths: every class', () => {
     const report = await scanPaths([root], quiet);
     expect(report.findings).toEqual([]);
     expect(report.problems).toEqual([]);
+  });
+
+  it('a credential URL to a real-looking host next to the documentation ones is still found', async () => {
+    const root = await tempDir();
+    await writeTree(root, { 'notes.md': `see https://abc:xyz@example.com and https://deploy:${randomBytes(9).toString('hex')}@git.example-corp.invalid/repo\n` });
+    const report = await scanPaths([root], quiet);
+    expect(report.findings.map((finding) => finding.rule)).toEqual(['url-credentials']);
+  });
+});
+
+describe('tar detection', () => {
+  it('text that holds "ustar" at byte 257 (a tar library\'s own source) is scanned as text, not as a broken tar', async () => {
+    const root = await tempDir();
+    const prefix = `// headers for the tar format\nconst ZEROS = '${'0'.repeat(40)}';\nconst MAGIC = Buffer.from(`;
+    const source = `${prefix}${' '.repeat(256 - prefix.length)}'ustar\\x00', 'binary');\n${'// more source\n'.repeat(60)}`;
+    expect(source.indexOf('ustar')).toBe(257);
+    await writeTree(root, { 'headers.js': source });
+    const report = await scanPaths([root], quiet);
+    expect(report.findings).toEqual([]);
+    expect(report.problems).toEqual([]);
+  });
+
+  it('real tar files (POSIX and GNU formats) are still unpacked member by member', async () => {
+    const root = await tempDir();
+    const work = await tempDir();
+    const token = githubToken('ghp');
+    await writeTree(work, { 'inner/deploy.env': `GITHUB_TOKEN=${token}\n` });
+    for (const format of ['posix', 'gnu', 'ustar']) {
+      execFileSync('tar', [`--format=${format}`, '-cf', path.join(root, `${format}.tar`), '-C', work, 'inner']);
+    }
+    const report = await scanPaths([root], quiet);
+    expect(report.findings.map((finding) => `${finding.path}!${finding.inner}`).sort()).toEqual(['gnu.tar!inner/deploy.env', 'posix.tar!inner/deploy.env', 'ustar.tar!inner/deploy.env']);
   });
 });
 
