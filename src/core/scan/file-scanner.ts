@@ -120,11 +120,10 @@ export class FileScanner implements ContentScanner {
   private hits: Map<string, Finding> | undefined;
   private spool: { dir: string; file: string; fd: number; kind: ContainerKind } | undefined;
   private headScanned = false;
-  /** The last OVERLAP bytes of a streamed text chunk, scanned again with the next chunk. */
-  private textTail: { bytes: Buffer; start: number } | undefined;
-  /** A streamed file that is UTF-16 text (decided from its first chunk), and its held tail. */
+  /** The last OVERLAP bytes of a streamed text window, scanned again with the next chunk. */
+  private windowTail: { bytes: Buffer; start: number } | undefined;
+  /** Set when a streamed file is UTF-16 text (decided from its first chunk). */
   private utf16: 'utf-16le' | 'utf-16be' | undefined;
-  private utf16Tail: { bytes: Buffer; start: number } | undefined;
   private total = 0;
 
   constructor(
@@ -204,65 +203,61 @@ export class FileScanner implements ContentScanner {
   }
 
   private streamChunk(chunk: Buffer): void {
-    if (!this.headScanned) {
-      // Metadata headers (safetensors JSON, GGUF key/values) are short strings between binary fields:
-      // give the first MiB every rule, not just the sampled ones.
+    const first = !this.headScanned;
+    if (first) {
       this.headScanned = true;
-      const head = chunk.subarray(0, HEAD_SCAN);
-      this.scanBinary(head, this.raw!.bytes, this.raw!.bytes + Math.max(0, head.length - MAX_SECRET_SPAN));
       this.utf16 = detectUtf16(chunk.subarray(0, 4096));
     }
     if (this.spool) writeSync(this.spool.fd, chunk);
     const raw = this.raw!;
-    if (this.utf16) {
-      // UTF-16 text (a Windows log, PowerShell output): decoded and given every rule, in windows
-      // that overlap like the text windows below; the sampled scan still looks at the raw bytes.
-      this.streamUtf16(chunk, this.utf16);
-      raw.update(chunk);
+    if (this.utf16 || looksLikeText(chunk)) {
+      // Text (a large tokenizer, a log, a dump; UTF-16 too): every rule over every byte, in windows
+      // that overlap, so short secrets (a URL password, a Nix password) are found deep inside too.
+      // A text chunk takes over the printable tail the sampled scan carried; UTF-16 keeps that scan
+      // of its raw bytes as well, and its windows never take a raw tail (it could split a code unit).
+      this.scanWindow(chunk, this.windowTail ?? (this.utf16 ? undefined : raw.takeCarry()));
+      if (this.utf16) raw.update(chunk);
+      else raw.skip(chunk.length);
       return;
     }
-    if (looksLikeText(chunk)) {
-      // Text (a large tokenizer, a log, a dump): every rule over every byte, in windows that overlap
-      // by OVERLAP, so short secrets (a URL password, a Nix password) are found deep inside too.
-      // Hits that start in the last OVERLAP bytes wait for the next window, which sees them whole.
-      const carried = this.textTail ?? raw.takeCarry();
-      const window = carried ? Buffer.concat([carried.bytes, chunk]) : chunk;
-      const windowStart = carried ? carried.start : raw.bytes;
-      const keep = Math.min(OVERLAP, window.length);
-      this.scanBinary(window, windowStart, windowStart + window.length - keep);
-      this.textTail = { bytes: Buffer.from(window.subarray(window.length - keep)), start: windowStart + window.length - keep };
-      raw.skip(chunk.length);
-      return;
+    if (first) {
+      // Metadata headers (safetensors JSON, GGUF key/values) are short strings between binary fields:
+      // give the first MiB every rule, not just the sampled ones.
+      const head = chunk.subarray(0, HEAD_SCAN);
+      this.scanBinary(head, raw.bytes, raw.bytes + Math.max(0, head.length - MAX_SECRET_SPAN));
     }
-    if (this.textTail) {
+    if (this.windowTail) {
       // Text ends here: the held tail, with enough of this chunk to finish a secret begun in it.
-      const tail = this.textTail;
-      this.textTail = undefined;
+      const tail = this.windowTail;
+      this.windowTail = undefined;
       this.scanBinary(Buffer.concat([tail.bytes, chunk.subarray(0, OVERLAP)]), tail.start, tail.start + tail.bytes.length);
     }
     raw.update(chunk);
   }
 
   /**
-   * One window of a streamed UTF-16 file: the held tail plus `chunk`, decoded whole code unit by
-   * code unit (a JS character is one unit, two bytes, so offsets map back exactly). Hits in the last
-   * OVERLAP bytes wait for the next window; `chunk` undefined flushes the tail at the end.
+   * One window of a streamed text file: the held `tail` plus `chunk` gets every rule. Hits that start
+   * in its last OVERLAP bytes wait for the next window, which sees them whole; `chunk` undefined
+   * scans what is held, at the end of the file. UTF-16 windows are cut on a code unit and decoded (a
+   * JS character is one unit, two bytes, so offsets map back exactly).
    */
-  private streamUtf16(chunk: Buffer | undefined, encoding: 'utf-16le' | 'utf-16be'): void {
-    const tail = this.utf16Tail;
+  private scanWindow(chunk: Buffer | undefined, tail: { bytes: Buffer; start: number } | undefined): void {
     if (!chunk && !tail) return;
     const window = tail && chunk ? Buffer.concat([tail.bytes, chunk]) : (chunk ?? tail!.bytes);
     const start = tail ? tail.start : this.raw!.bytes;
-    const whole = window.length & ~1;
-    const keep = chunk ? Math.min(whole, OVERLAP) : 0;
-    const text = decodeUtf16(window.subarray(0, whole), encoding);
-    const acceptBefore = chunk ? start + whole - keep : Number.POSITIVE_INFINITY;
-    for (const hit of scanText(text, { operatorSecrets: this.environment.operatorSecrets })) {
-      const absolute = start + hit.start * 2;
-      if (absolute < acceptBefore) this.record(hit, absolute);
+    const usable = this.utf16 ? window.length & ~1 : window.length;
+    const keep = chunk ? Math.min(usable, OVERLAP) : 0;
+    const acceptBefore = chunk ? start + usable - keep : Number.POSITIVE_INFINITY;
+    if (this.utf16) {
+      for (const hit of scanText(decodeUtf16(window.subarray(0, usable), this.utf16), { operatorSecrets: this.environment.operatorSecrets })) {
+        const absolute = start + hit.start * 2;
+        if (absolute < acceptBefore) this.record(hit, absolute);
+      }
+    } else {
+      this.scanBinary(window, start, acceptBefore);
     }
-    // The kept tail starts on a code unit and carries an odd last byte along.
-    this.utf16Tail = chunk ? { bytes: Buffer.from(window.subarray(whole - keep)), start: start + whole - keep } : undefined;
+    // The kept tail starts on a code unit in UTF-16, and carries an odd last byte along.
+    this.windowTail = chunk ? { bytes: Buffer.from(window.subarray(usable - keep)), start: start + usable - keep } : undefined;
   }
 
   /**
@@ -287,9 +282,7 @@ export class FileScanner implements ContentScanner {
       return this.scanOwned(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
     }
     const result: FileResult = { findings: [], problems: [], sopsConfigs: [], files: 1 };
-    if (this.textTail) this.scanBinary(this.textTail.bytes, this.textTail.start, Number.POSITIVE_INFINITY);
-    this.textTail = undefined;
-    if (this.utf16) this.streamUtf16(undefined, this.utf16);
+    this.scanWindow(undefined, this.windowTail);
     this.raw.flush();
     return this.complete(result, this.spool?.kind);
   }
