@@ -109,12 +109,15 @@ export function runTask(task: FileTask, environment: ScanEnvironment, signal?: A
   } catch (error) {
     return { result: unreadableFile(task.reported, error), bytes: 0 };
   }
+  const content = small.content;
+  if (content && isQuietText(content, 0, content.length, task.reported, task.sopsGoverned, environment)) return { result: NOTHING, bytes: content.length };
   return scanRead(task, small, environment, signal);
 }
 
 /**
  * Scans a whole small file that another thread read into `content` (shared memory the caller reuses
- * as soon as this returns: the bytes are copied if a container must be unpacked later).
+ * as soon as this returns: the bytes are copied if a container must be unpacked later). The caller
+ * has already found it is not quiet (`isQuietText`, where it lies).
  */
 export function scanReadAhead(task: FileTask, content: Buffer, environment: ScanEnvironment): TaskOutcome | Promise<TaskOutcome> {
   return scanRead(task, { content, borrowed: true, size: content.length }, environment);
@@ -124,7 +127,6 @@ function scanRead(task: FileTask, small: SmallRead, environment: ScanEnvironment
   let outcome: FileResult | Promise<FileResult> | undefined;
   try {
     if (small.content) {
-      if (isQuietText(small.content, 0, small.content.length, task.reported, task.sopsGoverned, environment)) return { result: NOTHING, bytes: small.content.length };
       const scanner = new FileScanner(environment, { path: task.reported, size: small.size, sopsGoverned: task.sopsGoverned });
       outcome = small.borrowed ? scanner.scanBorrowed(small.content) : scanner.scanOwned(small.content);
     }
