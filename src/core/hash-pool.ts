@@ -39,16 +39,21 @@ export interface HashOutcome {
  */
 const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 96 };
 
-let gateForThread: Promise<Gate> | undefined;
+/**
+ * A leak gate made on first use, then shared by every file one thread scans for one pool (a gate
+ * loads the operator's key files: once per thread, not once per file, and never a stale one from
+ * an earlier pool with other options).
+ */
+export function lazyGate(options: LeakGateOptions | undefined): () => Promise<Gate> {
+  let gate: Promise<Gate> | undefined;
+  return () => (gate ??= createLeakGate(options));
+}
 
 /** One pass over the file: sha256 and (optionally) the leak scanner. */
-export async function hashAndScanFile(job: HashJob, gateOptions: LeakGateOptions | undefined, onProgress?: (bytes: number) => void): Promise<HashOutcome> {
+export async function hashAndScanFile(job: HashJob, gate: () => Promise<Gate>, onProgress?: (bytes: number) => void): Promise<HashOutcome> {
   const hash = createHash('sha256');
   let scanner: ReturnType<Gate['open']> | undefined;
-  if (job.scan) {
-    gateForThread ??= createLeakGate(gateOptions);
-    scanner = (await gateForThread).open({ path: job.relPath, ...(job.size !== undefined ? { size: job.size } : {}) });
-  }
+  if (job.scan) scanner = (await gate()).open({ path: job.relPath, size: job.size });
   const { size, bypass } = await readThrough(job.file, job.bypassCache, (chunk) => {
     hash.update(chunk);
     scanner?.update(chunk);
@@ -68,10 +73,14 @@ export class HashPool {
   private nextId = 1;
   private inThread = 0;
 
+  /** The calling thread's gate, for its share of the files and for anything else the caller scans. */
+  readonly gate: () => Promise<Gate>;
+
   constructor(
-    private readonly gateOptions: LeakGateOptions | undefined,
+    gateOptions: LeakGateOptions | undefined,
     workerCount = Math.max(0, Math.min(availableParallelism(), 4) - 1),
   ) {
+    this.gate = lazyGate(gateOptions);
     const workerFile = fileURLToPath(new URL('./hash-worker.js', import.meta.url));
     if (existsSync(workerFile) && import.meta.url.endsWith('.js')) {
       for (let index = 0; index < workerCount; index += 1) {
@@ -129,7 +138,7 @@ export class HashPool {
     if (this.inThread === 0 && this.queue.length > 0) {
       const entry = this.queue.shift()!;
       this.inThread += 1;
-      hashAndScanFile(entry.job, this.gateOptions, entry.onProgress)
+      hashAndScanFile(entry.job, this.gate, entry.onProgress)
         .then(entry.resolve, entry.reject)
         .finally(() => {
           this.inThread -= 1;

@@ -15,7 +15,7 @@ import { resolveModelBundle } from './model-bundle.js';
 import { CHECKSUMS_NAME, FORMAT_VERSION, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, parseChecksums, parseManifest, type Manifest } from './manifest.js';
 import type { CacheBypass } from './read-direct.js';
 import { createHash } from 'node:crypto';
-import { createLeakGate, type AllowEntry } from './scan/index.js';
+import type { AllowEntry } from './scan/index.js';
 import type { Finding, ProgressHook } from './types.js';
 
 export type ProblemKind =
@@ -291,8 +291,7 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
   let done = 0;
   const pool = new HashPool(options.scan ? { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets } : undefined);
   const readOne = async (rel: string, size: number | undefined) => {
-    const job = { file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false, ...(size !== undefined ? { size } : {}) };
-    const outcome = await pool.run(job, (bytes) => {
+    const outcome = await pool.run({ file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false, size }, (bytes) => {
       done += bytes;
       options.onProgress?.({ phase: 'verify', bytes: done, total, path: rel });
     });
@@ -323,7 +322,7 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
     // surely as one in a payload file. Their text, as read and parsed above, is scanned here (one
     // too large or unreadable is the problem already reported, and is not opened again).
     if (options.scan) {
-      const gate = await createLeakGate({ allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets });
+      const gate = await pool.gate();
       for (const [rel, text] of [[MANIFEST_NAME, manifestRead.text], [CHECKSUMS_NAME, checksumsRead.text]] as const) {
         if (text === undefined) continue;
         const scanner = gate.open({ path: rel });

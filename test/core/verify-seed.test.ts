@@ -13,6 +13,7 @@ import { renderManifest } from '../../src/core/manifest.js';
 import { verifySeed, type VerifyReport } from '../../src/core/verify-seed.js';
 import { buildSeedTemplate } from '../helpers/cli.js';
 import { mountedExt4 } from '../helpers/loop-fs.js';
+import { githubToken } from '../helpers/credentials.js';
 import { tempDir } from '../helpers/tmp.js';
 import { craftArchive, readManifest, reseal, sha256, type CraftedEntry } from '../helpers/hostile-seed.js';
 
@@ -42,6 +43,20 @@ async function freshSeed(): Promise<{ seed: string; outside: string }> {
 const verify = (root: string, extra: Partial<Parameters<typeof verifySeed>[0]> = {}) => verifySeed({ root, scan: false, ...extra });
 const kinds = (report: VerifyReport) => report.problems.map((problem) => `${problem.kind} ${problem.path}`);
 
+
+describe('the leak scan', () => {
+  it('uses each call\'s own allowlist: a gate from an earlier verify in the same process is never reused', async () => {
+    const { seed } = await freshSeed();
+    const token = githubToken('ghp');
+    await writeFile(path.join(seed, 'notes.txt'), `token ${token}\n`);
+    const first = await verify(seed, { scan: { allowlist: [], operatorSecrets: false } });
+    expect(first.findings.map((finding) => `${finding.path} ${finding.rule}`)).toEqual(['notes.txt github-token']);
+    const allow = [{ fingerprint: first.findings[0]!.fingerprint, reason: 'test token' }];
+    const second = await verify(seed, { scan: { allowlist: allow, operatorSecrets: false } });
+    expect(second.findings).toEqual([]);
+    expect(second.allowed.map((finding) => finding.allowed?.reason)).toEqual(['test token']);
+  });
+});
 
 describe('a clean seed', () => {
   it('verifies with no problems and says what it checked', async () => {
