@@ -119,6 +119,15 @@ describe('worker threads', () => {
   });
 });
 
+/** A tree of `count` clean Nix modules, m/0000.nix upwards. */
+async function cleanModules(count: number): Promise<{ root: string; files: Record<string, string> }> {
+  const root = await tempDir();
+  const files: Record<string, string> = {};
+  for (let index = 0; index < count; index++) files[`m/${String(index).padStart(4, '0')}.nix`] = nixModule(index);
+  await writeTree(root, files);
+  return { root, files };
+}
+
 describe('read-ahead worker', () => {
   it('gives the same report as reading every file on the scanning thread, through many turns of its ring', async () => {
     const scanBuilt = await builtScanPaths();
@@ -141,10 +150,7 @@ describe('read-ahead worker', () => {
 
   it('stops with CancelledError soon after the signal is aborted (Ctrl-C), with or without the worker', async () => {
     const scanBuilt = await builtScanPaths();
-    const root = await tempDir();
-    const files: Record<string, string> = {};
-    for (let index = 0; index < 3000; index++) files[`m/${String(index).padStart(4, '0')}.nix`] = nixModule(index);
-    await writeTree(root, files);
+    const { root } = await cleanModules(3000);
     for (const readAhead of [true, false]) {
       const controller = new AbortController();
       let seen = 0;
@@ -170,10 +176,7 @@ describe('read-ahead worker', () => {
 
   it('reports files that vanish after the walk as unreadable, whichever thread meets them', async () => {
     const scanBuilt = await builtScanPaths();
-    const root = await tempDir();
-    const files: Record<string, string> = {};
-    for (let index = 0; index < 3000; index++) files[`m/${String(index).padStart(4, '0')}.nix`] = nixModule(index);
-    await writeTree(root, files);
+    const { root, files } = await cleanModules(3000);
     const doomed = Object.keys(files).filter((_, index) => index % 100 === 3);
     let removed = false;
     const report = await scanBuilt([root], {
