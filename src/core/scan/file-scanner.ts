@@ -8,12 +8,12 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ContentScanner, Finding } from '../types.js';
-import { fingerprint } from './fingerprint.js';
-import { ANY_RULE_LITERAL, hasBase64Run, MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules.js';
+import { fingerprint } from './rules/fingerprint.js';
+import { ANY_RULE_LITERAL, hasBase64Run, MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
-import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './sops.js';
-import { printableSegments, segmentOffset, TEXTY } from './text-util.js';
-import { detectContainer, type ContainerKind } from './container-kind.js';
+import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
+import { printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
+import { detectContainer, type ContainerKind } from './formats/container-kind.js';
 
 /** Files up to this size are scanned whole with every rule. */
 export const FULL_SCAN_LIMIT = 8 * 1024 * 1024;
@@ -318,7 +318,7 @@ export class FileScanner implements ContentScanner {
       if (this.spool) closeSync(this.spool.fd);
       try {
         // Archive readers load on first use: a tree of plain files never needs them.
-        const { scanContainer } = await import('./containers.js');
+        const { scanContainer } = await import('./formats/containers.js');
         const inner = await scanContainer(kind, content ?? this.spool!.file, this.environment, this.target, this.depth + 1);
         this.mergeInner(inner, result);
       } finally {

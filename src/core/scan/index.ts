@@ -9,12 +9,12 @@ import path from 'node:path';
 import { UsageError } from '../../errors.js';
 import type { ContentScanner, Finding, LeakGate, ProgressHook, ScanTarget } from '../types.js';
 import { FileScanner, unencryptedFinding, type FileResult, type Problem, type ScanEnvironment } from './file-scanner.js';
-import { scanTasks, startHelpers, WORKER_MIN_FILES, type Helpers } from './file-pool.js';
-import type { FileTask } from './file-task.js';
-import { startReadAhead, stopReadAhead, type ReadAhead } from './read-ahead.js';
-import { mustBeEncrypted, parseSopsConfig, type SopsConfig } from './sops.js';
+import { scanTasks, startHelpers, WORKER_MIN_FILES, type Helpers } from './reading/file-pool.js';
+import type { FileTask } from './reading/file-task.js';
+import { startReadAhead, stopReadAhead, type ReadAhead } from './reading/read-ahead.js';
+import { mustBeEncrypted, parseSopsConfig, type SopsConfig } from './rules/sops.js';
 
-export { fingerprint } from './fingerprint.js';
+export { fingerprint } from './rules/fingerprint.js';
 
 /** One allowlisted finding, by fingerprint, with the reason a human gave (like `.gitleaksignore`). */
 export interface AllowEntry {
@@ -95,7 +95,7 @@ async function buildEnvironment(options: LeakGateOptions): Promise<{ environment
   let operatorSecrets: ScanEnvironment['operatorSecrets'] = [];
   if (options.operatorSecrets !== false) {
     // Loaded only when asked for (it brings node:fs/promises along).
-    const { loadOperatorSecrets } = await import('./operator-secrets.js');
+    const { loadOperatorSecrets } = await import('./rules/operator-secrets.js');
     const result = await loadOperatorSecrets({
       env: options.env ?? process.env,
       home: options.home ?? homedir(),

@@ -9,7 +9,7 @@
  * grows the printable region and runs the text rules on it. A printable tail at the end of a chunk is
  * carried into the next chunk, so a key straddling a boundary is seen whole, and never twice.
  */
-import { TEXTY, TOKEN } from './text-util.js';
+import { TEXTY, TOKEN } from './rules/text-util.js';
 
 /** Shortest token run the sampled scan guarantees to see (grid of 32 bytes + a 4-byte group - 1). */
 export const MIN_RUN = 35;

@@ -10,9 +10,9 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import type { Worker } from 'node:worker_threads';
-import type { ProgressHook } from '../types.js';
-import { CancelledError } from '../../errors.js';
-import type { FileResult, ScanEnvironment } from './file-scanner.js';
+import type { ProgressHook } from '../../types.js';
+import { CancelledError } from '../../../errors.js';
+import type { FileResult, ScanEnvironment } from '../file-scanner.js';
 import { isNothing, NOTHING, runTask, type FileTask, type TaskOutcome } from './file-task.js';
 import { scanWithReadAhead, type ReadAhead } from './read-ahead.js';
 

@@ -8,9 +8,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bech32 } from 'bech32';
 import { describe, expect, it } from 'vitest';
-import { scanPaths, type ScanReport } from '../../../src/core/scan/index.js';
-import { fakeTokens, githubToken, opensslKeys, sshKey, wireguardKey } from '../../helpers/credentials.js';
-import { tempDir, writeTree } from '../../helpers/tmp.js';
+import { scanPaths, type ScanReport } from '../../../../src/core/scan/index.js';
+import { fakeTokens, githubToken, opensslKeys, sshKey, wireguardKey } from '../../../helpers/credentials.js';
+import { tempDir, writeTree } from '../../../helpers/tmp.js';
 
 const quiet = { operatorSecrets: false } as const;
 
@@ -95,8 +95,8 @@ describe('reading small files', () => {
 
 /** Worker threads run compiled modules only: the build (npm run build), which the CLI tests use too. */
 async function builtScanPaths(): Promise<typeof scanPaths> {
-  const built = path.join(fileURLToPath(new URL('../../..', import.meta.url)), 'dist/core/scan/index.js');
-  return ((await import(built)) as typeof import('../../../src/core/scan/index.js')).scanPaths;
+  const built = path.join(fileURLToPath(new URL('../../../..', import.meta.url)), 'dist/core/scan/index.js');
+  return ((await import(built)) as typeof import('../../../../src/core/scan/index.js')).scanPaths;
 }
 
 describe('worker threads', () => {

@@ -6,10 +6,10 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { scanPaths } from '../../../src/core/scan/index.js';
-import { detectContainer } from '../../../src/core/scan/container-kind.js';
-import { githubToken } from '../../helpers/credentials.js';
-import { git, gitRepo } from '../../helpers/tmp.js';
+import { scanPaths } from '../../../../src/core/scan/index.js';
+import { detectContainer } from '../../../../src/core/scan/formats/container-kind.js';
+import { githubToken } from '../../../helpers/credentials.js';
+import { git, gitRepo } from '../../../helpers/tmp.js';
 
 const quiet = { operatorSecrets: false } as const;
 

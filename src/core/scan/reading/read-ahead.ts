@@ -12,8 +12,8 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'node:worker_threads';
-import { CancelledError } from '../../errors.js';
-import { isQuietText, type FileResult, type ScanEnvironment } from './file-scanner.js';
+import { CancelledError } from '../../../errors.js';
+import { isQuietText, type FileResult, type ScanEnvironment } from '../file-scanner.js';
 import { NOTHING, runTask, scanReadAhead, type FileTask, type TaskOutcome } from './file-task.js';
 import {
   CONSUMED,

@@ -11,11 +11,11 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip, inflateSync } from 'node:zlib';
 import type yauzl from 'yauzl';
-import { readFully } from '../../util/read-fully.js';
-import type { Finding } from '../types.js';
-import { fingerprint } from './fingerprint.js';
-import { FileScanner, unencryptedFinding, type FileResult, type FileTarget, type ScanEnvironment } from './file-scanner.js';
-import { mustBeEncrypted, parseSopsConfig } from './sops.js';
+import { readFully } from '../../../util/read-fully.js';
+import type { Finding } from '../../types.js';
+import { fingerprint } from '../rules/fingerprint.js';
+import { FileScanner, unencryptedFinding, type FileResult, type FileTarget, type ScanEnvironment } from '../file-scanner.js';
+import { mustBeEncrypted, parseSopsConfig } from '../rules/sops.js';
 import { detectContainer, type ContainerKind } from './container-kind.js';
 
 export { detectContainer, type ContainerKind } from './container-kind.js';

@@ -4,10 +4,10 @@
  * ruled quiet there, the rest take the scanner's fast path (no copy, no promise); large ones stream.
  */
 import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
-import { CancelledError } from '../../errors.js';
-import { fingerprint } from './fingerprint.js';
+import { CancelledError } from '../../../errors.js';
+import { fingerprint } from '../rules/fingerprint.js';
 import { OPEN_FLAGS, SMALL_READ } from './read-ahead-shared.js';
-import { FileScanner, FULL_SCAN_LIMIT, isQuietText, type FileResult, type Problem, type ScanEnvironment } from './file-scanner.js';
+import { FileScanner, FULL_SCAN_LIMIT, isQuietText, type FileResult, type Problem, type ScanEnvironment } from '../file-scanner.js';
 
 /** What a thread needs to know about one file of the walk (plain data: it crosses to workers). */
 export interface FileTask {

@@ -4,7 +4,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { hasBase64Run } from '../../../src/core/scan/rules.js';
+import { hasBase64Run } from '../../../../src/core/scan/rules/rules.js';
 
 const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 const OTHER = ' \n"=-_.:;{}\u00e9';

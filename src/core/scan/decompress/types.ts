@@ -1,0 +1,22 @@
+/**
+ * One streaming decompressor interface for every compression the Nix world uses (gzip, zlib, xz,
+ * zstd, bzip2, lz4): every container format uses it, none keeps a private path.
+ */
+export type Compression = 'gzip' | 'zlib' | 'xz' | 'lzma' | 'zstd' | 'bzip2' | 'lz4' | 'lz4-legacy';
+
+export interface DecompressOptions {
+  signal?: AbortSignal;
+  /**
+   * Stop at the end of the first complete stream (one gzip member, one xz stream, one run of zstd
+   * frames, one bzip2 stream, one lz4 frame or legacy block run) instead of going on with concatenated
+   * ones, and leave the input after it unread: an initrd is compressed segments and raw cpio back to
+   * back, and the kernel goes on reading after each. `consumed` then says where it ended.
+   */
+  single?: boolean;
+}
+
+/** The decompressed bytes, in order. Errors are FormatError ('corrupt', 'truncated', 'unsupported'). */
+export interface DecompressStream extends AsyncIterable<Buffer> {
+  /** Input bytes used so far; after the iteration ends, the length of the compressed data read. */
+  readonly consumed: number;
+}

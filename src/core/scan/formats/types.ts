@@ -1,0 +1,90 @@
+/**
+ * The one interface every container format implements (the model of unblob's handlers and Go's
+ * archive/tar `Reader.Next()`): a format recognizes its magic, then yields members (inner path, size,
+ * bytes). It knows nothing about rules, findings, limits or recursion: the container walker
+ * (`reading/`) recurses into members, counts depth and expanded bytes, and turns whatever a format
+ * could not read into an `unscanned` finding. Adding a format is one file here plus its test.
+ */
+
+/** Random access to bytes: a file, a region of one (an ISO extent), or a spooled stream. */
+export interface ByteSource {
+  readonly size: number;
+  /** Reads up to `length` bytes at `position`; fewer only at the end of the source. */
+  read(position: number, length: number): Promise<Buffer>;
+}
+
+/** One member of a container: a regular file's bytes. Folders, devices and links are not members. */
+export interface Member {
+  /**
+   * Path inside the container, posix separators, no leading `./`. Filesystems (ISO 9660, squashfs,
+   * FAT, cpio) give absolute paths (`/nix/store/...-etc/etc/ssh/ssh_host_ed25519_key`); archives
+   * give them as stored. A one-member container (a compressed stream) names it after the outer file
+   * without its compression suffix, or `(xz)`-style when there is none to strip.
+   */
+  name: string;
+  /** Size in bytes when the container says it (a compressed stream does not). */
+  size?: number;
+  /**
+   * Random access to the member's bytes when the container stores them addressable and uncompressed
+   * (an ISO 9660 extent, a FAT cluster chain, an uncompressed tar member of a file): a nested ISO or
+   * squashfs is then read in place instead of being spooled to a temp file.
+   */
+  source?: ByteSource;
+  /** The member's bytes, in order. Called at most once; must be consumed (or returned) before the next member. */
+  stream(): AsyncIterable<Buffer>;
+}
+
+/** Why bytes could not be scanned: the reason of an `unscanned` finding. */
+export type UnscannedReason =
+  | 'unknown-compression'
+  | 'unsupported'
+  | 'corrupt'
+  | 'truncated'
+  | 'limit'
+  | 'encrypted'
+  | 'read-error';
+
+/**
+ * Thrown by formats and decompressors when bytes cannot be read completely. The walker turns it into
+ * an `unscanned` finding with this reason; any other error is reported as `corrupt`.
+ */
+export class FormatError extends Error {
+  constructor(
+    readonly reason: UnscannedReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'FormatError';
+  }
+}
+
+/** What a format may tell the walker besides its members. */
+export interface FormatContext {
+  /** Checked between members and blocks: an aborted signal must end `members()` promptly (throw signal.reason). */
+  signal?: AbortSignal;
+  /**
+   * A member (or region) the format skipped because it cannot read it (an encrypted zip entry, a
+   * compression it does not know, a block that fails to decompress) while the rest of the container
+   * is still readable. `name` is the member's inner path (or undefined for the container itself).
+   */
+  unreadable(name: string | undefined, reason: UnscannedReason, message: string): void;
+  /** A remark that is not a finding: a symlink that points outside the container, say. */
+  problem(name: string, message: string): void;
+}
+
+/** How much of a file `detect` is shown: ISO 9660's volume descriptors start at 32 KiB. */
+export const HEAD_BYTES = 64 * 1024;
+
+export interface FormatHandler {
+  /** Short id used in messages and chains: 'tar', 'zip', 'iso9660', 'squashfs', 'cpio', 'fat', ... */
+  readonly name: string;
+  /**
+   * 'random': `members` needs a ByteSource (the walker spools a stream to a temp file first).
+   * 'stream': `members` reads the bytes once, in order (it is given an AsyncIterable).
+   */
+  readonly access: 'random' | 'stream';
+  /** From the first bytes (HEAD_BYTES, fewer when the file is shorter) and the total size when known. Cheap and exact: never by name. */
+  detect(head: Buffer, size: number | undefined): boolean;
+  /** Yields the members in order. Throwing (FormatError or any error) means the container could not be read whole from there on. */
+  members(input: ByteSource | AsyncIterable<Buffer>, context: FormatContext): AsyncIterable<Member>;
+}
