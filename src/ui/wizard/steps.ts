@@ -14,7 +14,7 @@ import { FAT_MAX_FILE, inspectTarget, LABEL_LIMITS } from '../../core/target.js'
 import { isSeedError } from '../../errors.js';
 import { LARGE_DRIVE_BYTES, type DriveVerdict } from '../../hardware/drive-safety.js';
 import { formatDriveSize } from '../../hardware/drives.js';
-import { parseProfile, profileSchema, resolvePath, type LoadedProfile, type ProfileData } from '../../profile.js';
+import { PACKAGE_PROFILES, parseProfile, profileSchema, resolvePath, type LoadedProfile, type ProfileData } from '../../profile.js';
 import { formatBytes } from '../../util/format.js';
 import { describeRepository, type BundleCandidate, type MountCandidate, type ProfileCandidate, type RepositoryInfo, type TargetDrives } from './discover.js';
 import type { WizardPrompts } from './prompts.js';
@@ -326,9 +326,13 @@ export function profileFromAnswers(answers: WizardAnswers, base?: LoadedProfile)
   return profileSchema.parse(data);
 }
 
-/** YAML text of a profile, with a header saying where it came from. */
+/**
+ * YAML text of a profile, with a header saying where it came from and naming the shipped JSON Schema
+ * (an editor with a YAML language server then checks later edits).
+ */
 export function renderProfile(data: ProfileData): string {
-  return `# Saved by the dubnium-seed wizard. Build the same seed without questions:\n#   dubnium-seed build --profile <this file's name>\n${stringifyYaml(data)}`;
+  const schema = path.join(PACKAGE_PROFILES, 'profile.schema.json');
+  return `# yaml-language-server: $schema=${schema}\n# Saved by the dubnium-seed wizard. Build the same seed without questions:\n#   dubnium-seed build --profile <this file's name>\n${stringifyYaml(data)}`;
 }
 
 const PROFILE_NAME = /^[A-Za-z0-9._-]+$/;

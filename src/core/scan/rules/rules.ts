@@ -6,7 +6,8 @@
 import { createRequire } from 'node:module';
 import type * as Bech32 from 'bech32';
 import { nodeCrypto } from './fingerprint.js';
-import { base62, crc32, entropy, looksLikePlaceholder, textyRatio } from './text-util.js';
+import { serviceRules } from './service-rules.js';
+import { base62, crc32, entropy, isDescriptivePlaceholder, isTemplateValue, looksLikePlaceholder, textyRatio } from './text-util.js';
 
 /** A match inside one text window; offsets relative to that window. */
 export interface RawHit {
@@ -251,7 +252,8 @@ const TOKEN_RULES: TokenRule[] = [
     rule: 'slack-token',
     mayMatch: (text) => text.includes('xox'),
     kind: 'slack-token',
-    pattern: /(?<![A-Za-z0-9_-])xox[abposr]-(?:\d+-)+[A-Za-z0-9-]{10,}(?![A-Za-z0-9_-])/g,
+    // Numeric workspace/user ids, then a random part of 20+ characters: `xoxp-0-stub-token` is a stub.
+    pattern: /(?<![A-Za-z0-9_-])xox[abposr]-(?:\d+-)+(?:[A-Za-z0-9]+-)*[A-Za-z0-9]{20,}(?![A-Za-z0-9_-])/g,
     valid: (secret) => !looksLikePlaceholder(secret.slice(5).replace(/^[\d-]+/, ''), 3),
   },
   {
@@ -326,7 +328,7 @@ function urlCredentialRule(text: string, hits: RawHit[]): void {
   for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
     const password = match[2]!;
     if (DOCUMENTATION_HOST.test(match[3]!.replace(/\.$/, ''))) continue;
-    if (/^[$%{<]/.test(password) || URL_PLACEHOLDER.test(password) || /\$\{|\{\{|<[^>]*>/.test(password)) continue;
+    if (/^[$%{<@]/.test(password) || isTemplateValue(password) || URL_PLACEHOLDER.test(password) || /\$\{|\{\{|<[^>]*>/.test(password)) continue;
     if (/^(?:example|sample|dummy|placeholder|changeme|redacted)/i.test(password) || /x{4,}|X{4,}/.test(password)) continue;
     const start = match.index + match[0].indexOf(':', match[0].indexOf('://') + 3) + 1;
     hits.push({ rule: 'url-credentials', kind: 'url-credentials', secret: password, start, end: start + password.length });
@@ -377,8 +379,10 @@ function nixPasswordRule(text: string, hits: RawHit[]): void {
   for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
     const name = match[2]!;
     const value = match[3]!;
-    if (/hash|file|path|command|length|prompt|policy/i.test(name) || value === '') continue;
+    if (/hash|file|path|command|length|prompt|policy/i.test(name) || value === '' || isTemplateValue(value) || isDescriptivePlaceholder(value)) continue;
     if (/^(?:x+|\*+|\.+|…|changeme|password|example|placeholder|secret|hunter2)$/i.test(value)) continue;
+    // A crypt(3) hash (`$6$salt$…`, or 13-character DES crypt marked `encrypted` nearby) is not plaintext.
+    if (/^\$(?:1|2[abxy]?|5|6|y|gy|7|sha1|md5)\$/.test(value) || (/^[./A-Za-z0-9]{13}$/.test(value) && /encrypted/.test(text.slice(match.index, match.index + 300)))) continue;
     const start = match.index + match[0].lastIndexOf(`"${value}"`) + 1;
     hits.push({ rule: 'nix-plaintext-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: `option ${name}` });
   }
@@ -457,7 +461,7 @@ function operatorRule(text: string, hits: RawHit[], context: TextScanContext): v
  * native search rules them all out (a dozen `includes` calls cost twice as much on short files).
  */
 export const ANY_RULE_LITERAL =
-  /AGE-|-----BEGIN |PuTTY-User-Key-File-|g(?:h[pousr]_|ithub_pat_)|hf_|sk-|tskey-|xox|[sS][eE][cC][rR][eE][tT]_?[aA][cC][cC][eE][sS][sS]|access-tokens|A(?:KI|SI)A|:\/\/|==|[pP][rR][iI][vV][aA][tT][eE][_-]?[kK][eE][yY]|assword/;
+  /AGE-|-----BEGIN |PuTTY-User-Key-File-|g(?:h[pousr]_|ithub_pat_)|hf_|sk-|tskey-|xox|[sS][eE][cC][rR][eE][tT]_?[aA][cC][cC][eE][sS][sS]|access-tokens|A(?:KI|SI)A|:\/\/|==|[pP][rR][iI][vV][aA][tT][eE][_-]?[kK][eE][yY]|assword|npm_|pypi-|AIza|:AA|eyJ|"auth"|AccountKey|psk|resharedKey|ASSWORD|ASSPHRASE|_PASS|ACCOUNT_KEY|gl(?:pat|dt|rt|ptt|ft|cbt|soat)-/;
 
 
 /** Cheap guards: skip a rule family when its literal cannot occur in the text. */
@@ -480,6 +484,7 @@ function literalRules(text: string, hits: RawHit[]): void {
   if (text.includes('==')) nixCacheKeyRule(text, hits);
   if (/private[_-]?key/i.test(text)) wireguardRule(text, hits);
   if (text.includes('assword')) nixPasswordRule(text, hits);
+  serviceRules(text, hits);
 }
 
 /** True when entropy says a value is random enough to be a credential (used by SOPS checks). */

@@ -25,7 +25,9 @@ export interface SopsConfig {
 
 /** Parses `.sops.yaml` text; throws with a one-line reason when it is not valid YAML or has bad regexes. */
 export function parseSopsConfig(text: string): SopsConfig {
-  const document = yaml().parse(text) as { creation_rules?: unknown } | null;
+  // Quietly: real files declare anchors as `- &users:`, and yaml's warnings would otherwise land on
+  // stderr in the middle of the wizard's output. Errors still throw.
+  const document = yaml().parse(text, { logLevel: 'error' }) as { creation_rules?: unknown } | null;
   const rules: CreationRule[] = [];
   const list = document && Array.isArray(document.creation_rules) ? document.creation_rules : [];
   for (const entry of list as Record<string, unknown>[]) {
@@ -199,7 +201,7 @@ export function analyzeSops(text: string): SopsAnalysis | undefined {
   // merely mention config.sops are not parsed as YAML (that dominated scans of Nix trees).
   if (!/^(?:sops|"sops"|'sops')\s*:/m.test(text) && !/"sops"\s*:\s*\{/.test(text)) return { hasMetadata: false, plaintext: [] };
   try {
-    const documents = yaml().parseAllDocuments(text);
+    const documents = yaml().parseAllDocuments(text, { logLevel: 'error' });
     const list = Array.isArray(documents) ? documents : [documents];
     let combined: SopsAnalysis | undefined;
     for (const document of list) {

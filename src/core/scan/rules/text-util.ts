@@ -27,6 +27,33 @@ export function entropy(value: string): number {
 const PLACEHOLDER_WORDS = /example|sample|dummy|placeholder|changeme|change_me|redacted|your[_-]?|replace|fake|x{4,}|X{4,}|\*{3,}|\.{3}|0{8,}|1234567|abcdef|<[^>]*>|\$\{|\{\{/i;
 
 /**
+ * Values that are references or templates filled in later, not credentials: substitution markers
+ * (`@name@`, `%name%`), environment and file references of the config formats a NixOS repository
+ * embeds (`%env(NAME)%` in Symfony, `$__file{/run/secrets/x}` and `$__env{X}` in Grafana, `${VAR}`,
+ * `$VAR`, `$(command)`, `%(name)s`, Home Assistant's `!secret name`), template expressions
+ * (`{{ var }}`, `<placeholder>`, sops-nix's `<SOPS:…:PLACEHOLDER>`), systemd credential paths (`%d/x`)
+ * and SOPS ciphertext (`ENC[…]`).
+ */
+const TEMPLATE_VALUE =
+  /^@[\w.-]+@$|^%[\w.-]+%$|%env\([^)]*\)%|\$\{[^}]*\}|^\$[A-Za-z_]\w*$|\$\([^)]*\)|\{\{.*\}\}|^<[^<>]+>$|\$__(?:file|env|vault)\{|%\([\w.-]+\)s|^!secret\b|^ENC\[|^%d\/|^%\{[^}]+\}$|^![A-Za-z_][\w-]*(?:\s+\S+)?$/;
+
+export function isTemplateValue(value: string): boolean {
+  return TEMPLATE_VALUE.test(value);
+}
+
+/**
+ * Values that describe the secret instead of being one, as documentation and sample configs write
+ * them: lowercase words only, one of which names a secret (`super-secret-password`,
+ * `mynickserv_key`, `my_password`, `token-goes-here`).
+ */
+const DESCRIPTIVE_VALUE = /^[a-z]+(?:[-_ ][a-z]+)*$/;
+const SECRET_WORD = /pass(?:word|phrase)?|secret|token|key|here$|^(?:my|your)/;
+
+export function isDescriptivePlaceholder(value: string): boolean {
+  return DESCRIPTIVE_VALUE.test(value) && SECRET_WORD.test(value);
+}
+
+/**
  * True when a candidate value is a placeholder rather than a credential: known example words,
  * long runs of one character, or too little entropy for a random value of that length.
  */

@@ -1,0 +1,210 @@
+/**
+ * The credentials an AI workstation and homelab hold beyond the classic keys: model-provider and
+ * package-registry tokens, registry and cluster credentials, backup and network secrets. Each is
+ * validated by the structure its vendor gives it (a checksum, a macaroon, a JWT's claims, a decoded
+ * length) so that a stub or a word in the same shape is not a finding; the public counterparts
+ * (WireGuard public keys, Tailscale node keys, SSH certificates) never match. Pure functions over
+ * constant tables: safe inside worker threads.
+ */
+import type { RawHit } from './rules.js';
+import { base62, crc32, entropy, isDescriptivePlaceholder, isTemplateValue, looksLikePlaceholder } from './text-util.js';
+
+/** GitHub-style checksummed token body: 30 random characters and their CRC-32 in 6 base62 digits. */
+function crcTokenValid(body: string): boolean {
+  return base62(crc32(body.slice(0, 30))).padStart(6, '0') === body.slice(30, 36);
+}
+
+interface ServiceRule {
+  rule: string;
+  kind: string;
+  /** Runs only when the text holds this literal. */
+  literal: string;
+  pattern: RegExp;
+  group?: number;
+  valid: (secret: string) => boolean;
+  note?: string;
+}
+
+/** A JWT's header and payload, or undefined when it is not one. */
+function jwtClaims(token: string): { header: Record<string, unknown>; payload: Record<string, unknown> } | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  try {
+    const header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8')) as unknown;
+    const payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as unknown;
+    if (typeof header !== 'object' || header === null || typeof payload !== 'object' || payload === null) return undefined;
+    return { header: header as Record<string, unknown>, payload: payload as Record<string, unknown> };
+  } catch {
+    return undefined;
+  }
+}
+
+const SERVICE_RULES: ServiceRule[] = [
+  {
+    rule: 'openrouter-key',
+    kind: 'openrouter-key',
+    literal: 'sk-or-',
+    pattern: /(?<![A-Za-z0-9_-])sk-or-v1-[0-9a-f]{64}(?![A-Za-z0-9_-])/g,
+    valid: (secret) => entropy(secret.slice(9)) > 3.3,
+  },
+  {
+    rule: 'anthropic-key',
+    kind: 'anthropic-key',
+    literal: 'sk-ant-',
+    // sk-ant-api03-<93 base64url>AA (admin keys: sk-ant-admin01-...).
+    pattern: /(?<![A-Za-z0-9_-])sk-ant-(?:api|admin|oat|sid)\d{2}-[A-Za-z0-9_-]{80,100}AA(?![A-Za-z0-9_-])/g,
+    valid: (secret) => !looksLikePlaceholder(secret.slice(secret.indexOf('-', 7) + 1), 4),
+  },
+  {
+    rule: 'gitlab-token',
+    kind: 'gitlab-token',
+    literal: 'gl',
+    // Legacy: prefix + 20 characters; routable (GitLab 17.8+): prefix + base64url payload + `.` + version + `.` + CRC part.
+    pattern: /(?<![A-Za-z0-9_-])gl(?:pat|dt|rt|ptt|ft|cbt|soat)-(?:[A-Za-z0-9_-]{20}|[A-Za-z0-9_-]{27,300}\.[0-9a-z]{2}\.[0-9a-z]{7,9})(?![A-Za-z0-9_.-])/g,
+    valid: (secret) => {
+      const body = secret.slice(secret.indexOf('-') + 1).split('.')[0]!;
+      return !looksLikePlaceholder(body, 3.2) && /[0-9]/.test(body) && /[A-Za-z]/.test(body);
+    },
+  },
+  {
+    rule: 'npm-token',
+    kind: 'npm-token',
+    literal: 'npm_',
+    pattern: /(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])/g,
+    valid: (secret) => crcTokenValid(secret.slice(4)),
+  },
+  {
+    rule: 'pypi-token',
+    kind: 'pypi-token',
+    literal: 'pypi-',
+    // A macaroon, base64url: its location field names the index (pypi.org or test.pypi.org).
+    pattern: /(?<![A-Za-z0-9_-])pypi-AgE[A-Za-z0-9_-]{50,}(?![A-Za-z0-9_-])/g,
+    valid: (secret) => /(?:^|[^a-z])(?:test\.)?pypi\.org/.test(Buffer.from(secret.slice(5), 'base64url').toString('latin1', 0, 64)),
+  },
+  {
+    rule: 'google-api-key',
+    kind: 'google-api-key',
+    literal: 'AIza',
+    pattern: /(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])/g,
+    valid: (secret) => !looksLikePlaceholder(secret.slice(4), 3.5),
+  },
+  {
+    rule: 'telegram-bot-token',
+    kind: 'telegram-bot-token',
+    literal: ':AA',
+    // <bot id>:<35 characters, starting AA>.
+    pattern: /(?<![A-Za-z0-9_:-])\d{8,10}:AA[A-Za-z0-9_-]{33}(?![A-Za-z0-9_-])/g,
+    valid: (secret) => {
+      const body = secret.slice(secret.indexOf(':') + 3);
+      return !looksLikePlaceholder(body, 3.5) && /[a-z]/.test(body) && /[A-Z]/.test(body);
+    },
+  },
+  {
+    rule: 'cachix-auth-token',
+    kind: 'cachix-auth-token',
+    literal: 'eyJ',
+    // Cachix tokens are HS256 JWTs whose claims carry a token id and its scopes.
+    pattern: /(?<![A-Za-z0-9_.-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_.-])/g,
+    valid: (secret) => {
+      const claims = jwtClaims(secret);
+      return claims !== undefined && claims.header.alg === 'HS256' && typeof claims.payload.jti === 'string' && 'scopes' in claims.payload;
+    },
+  },
+  {
+    rule: 'azure-storage-key',
+    kind: 'azure-storage-key',
+    literal: 'AccountKey',
+    pattern: /AccountKey\s*=\s*([A-Za-z0-9+/]{86}==)/g,
+    group: 1,
+    valid: (secret) => Buffer.from(secret, 'base64').length === 64 && !looksLikePlaceholder(secret, 4),
+  },
+  {
+    rule: 'wireguard-preshared-key',
+    kind: 'wireguard-preshared-key',
+    literal: 'resharedKey',
+    pattern: /[pP]resharedKey["']?\s*(?:=|:)\s*["']?([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)(?![A-Za-z0-9+/=])/g,
+    group: 1,
+    valid: (secret) => !looksLikePlaceholder(secret, 3.5),
+  },
+];
+
+/**
+ * A Wi-Fi passphrase (8-63 characters) or raw PSK (64 hex digits): quoted in Nix
+ * (`psk = "...";`, `pskRaw = "...";`), or a NetworkManager/wpa_supplicant line (`psk=...`).
+ */
+function wifiPskRule(text: string, hits: RawHit[]): void {
+  const pattern = /(?<![\w-])(psk|pskRaw)(?:\s*=\s*"([^"\n]{8,64})"|=([^\s"]{8,64})$)/gm;
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    const raw = match[1] === 'pskRaw';
+    const value = match[2] ?? match[3]!;
+    if (raw ? !/^[0-9a-fA-F]{64}$/.test(value) : value.length > 63) continue;
+    if (isTemplateValue(value) || /^ext:/.test(value) || looksLikePlaceholder(value, 2)) continue;
+    const start = match.index + match[0].lastIndexOf(value);
+    hits.push({ rule: 'wifi-psk', kind: 'wifi-psk', secret: value, start, end: start + value.length, note: `option ${match[1]}` });
+  }
+}
+
+/**
+ * Backup and service passwords in environment files: `RESTIC_PASSWORD=...`, `BORG_PASSPHRASE=...`,
+ * `export B2_ACCOUNT_KEY="..."`, and the same names given a string literal in Nix
+ * (`MAIL_PASSWORD = "...";`). A Nix expression (`cfg.passwordFile;`) is not a value.
+ */
+function envPasswordRule(text: string, hits: RawHit[]): void {
+  const pattern =
+    /^[ \t]*(?:export[ \t]+)?([A-Z][A-Z0-9_]*(?:PASSWORD|PASSPHRASE|_PASS|ACCOUNT_KEY))(?:=(["']?)([^\s"'#;]{6,256})\2|[ \t]*=[ \t]*(["'])([^"'\n]{6,256})\4[ \t]*;?)[ \t]*$/gm;
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    const name = match[1]!;
+    const value = match[3] ?? match[5]!;
+    if (/_(?:FILE|COMMAND|CMD|PATH)$/.test(name) || isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2)) continue;
+    // Paths and command-line arguments (`LUKS_PASS=" --key-file /tmp/x"`) are not passwords.
+    if (/^(?:\/|~\/|\.\/|file:|true$|false$|[\s-])/i.test(value) || /\s--?[a-z]/.test(value)) continue;
+    const start = match.index + match[0].lastIndexOf(value);
+    hits.push({ rule: 'env-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: `variable ${name}` });
+  }
+}
+
+/** `.netrc` entries: `machine HOST login USER password SECRET` (on one line or several). */
+function netrcRule(text: string, hits: RawHit[]): void {
+  const pattern = /(?:^|\s)machine\s+(\S+)(?:\s+(?:login|account|port)\s+\S+)*\s+password\s+(\S+)/g;
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    const value = match[2]!;
+    if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 1.5) || value.length < 4) continue;
+    const start = match.index + match[0].lastIndexOf(value);
+    hits.push({ rule: 'netrc-password', kind: 'netrc-password', secret: value, start, end: start + value.length, note: `machine ${match[1]}` });
+  }
+}
+
+/** Docker `config.json` auths: `"auth": "<base64 of user:secret>"` (and `identitytoken`). */
+function dockerAuthRule(text: string, hits: RawHit[]): void {
+  const pattern = /"auth"\s*:\s*"([A-Za-z0-9+/]{8,}={0,2})"/g;
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    const decoded = Buffer.from(match[1]!, 'base64').toString('latin1');
+    const colon = decoded.indexOf(':');
+    if (colon < 1 || !/^[\x20-\x7e]+$/.test(decoded)) continue;
+    const secret = decoded.slice(colon + 1);
+    if (secret.length < 4 || isTemplateValue(secret) || isDescriptivePlaceholder(secret) || looksLikePlaceholder(secret, 1.5)) continue;
+    const start = match.index + match[0].indexOf(match[1]!);
+    hits.push({ rule: 'docker-registry-auth', kind: 'registry-credentials', secret, start, end: start + match[1]!.length, note: `registry login for ${decoded.slice(0, colon)}` });
+  }
+}
+
+/**
+ * The rules of this file, each run only when its literal occurs in `text`. Their literals are in
+ * rules.ts's ANY_RULE_LITERAL (netrc entries need `password`, which is there already).
+ */
+export function serviceRules(text: string, hits: RawHit[]): void {
+  for (const rule of SERVICE_RULES) {
+    if (!text.includes(rule.literal)) continue;
+    rule.pattern.lastIndex = 0;
+    for (let match = rule.pattern.exec(text); match; match = rule.pattern.exec(text)) {
+      const secret = rule.group ? match[rule.group]! : match[0];
+      if (!rule.valid(secret)) continue;
+      const start = rule.group ? match.index + match[0].lastIndexOf(secret) : match.index;
+      hits.push({ rule: rule.rule, kind: rule.kind, secret, start, end: start + secret.length, ...(rule.note ? { note: rule.note } : {}) });
+    }
+  }
+  if (text.includes('psk')) wifiPskRule(text, hits);
+  if (text.includes('ASSWORD') || text.includes('ASSPHRASE') || text.includes('_PASS') || text.includes('ACCOUNT_KEY')) envPasswordRule(text, hits);
+  if (text.includes('achine ')) netrcRule(text, hits);
+  if (text.includes('"auth"')) dockerAuthRule(text, hits);
+}

@@ -1,0 +1,145 @@
+/**
+ * The credentials of an AI workstation and homelab, made fresh each run, are found in the places
+ * they are written; their public counterparts, stubs without the vendor's structure, and templates
+ * filled in later are not.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { scanText } from '../../../../src/core/scan/rules/rules.js';
+import { serviceCredentials } from '../../../helpers/service-credentials.js';
+import { tempDir } from '../../../helpers/tmp.js';
+
+const rulesIn = (text: string) => scanText(text, { operatorSecrets: [] }).map((hit) => hit.rule);
+
+describe('credentials of an AI workstation and homelab', () => {
+  const fresh = serviceCredentials();
+  const cases: [string, string, string][] = [
+    ['OpenRouter API key', `OPENROUTER_API_KEY=${fresh.openrouter}\n`, 'openrouter-key'],
+    ['Anthropic API key', `{"anthropic_api_key": "${fresh.anthropic}"}`, 'anthropic-key'],
+    ['GitLab personal access token', `git remote add origin https://gitlab.com/o/r.git # token ${fresh.gitlab}\n`, 'gitlab-token'],
+    ['npm token', `//registry.npmjs.org/:_authToken=${fresh.npm}\n`, 'npm-token'],
+    ['PyPI token', `[pypi]\nusername = __token__\npassword = ${fresh.pypi}\n`, 'pypi-token'],
+    ['Docker config.json auths', fresh.dockerConfig, 'docker-registry-auth'],
+    ['.netrc password', `machine api.example.net login operator password ${fresh.netrcPassword}\n`, 'netrc-password'],
+    ['.netrc over several lines', `machine git.internal.lan\n  login operator\n  password ${fresh.netrcPassword}\n`, 'netrc-password'],
+    ['Telegram bot token', `services.alerts.telegramToken = "${fresh.telegram}";\n`, 'telegram-bot-token'],
+    ['Google API key', `GOOGLE_API_KEY: ${fresh.google}\n`, 'google-api-key'],
+    ['Cachix auth token', `export CACHIX_AUTH_TOKEN=${fresh.cachix}\n`, 'cachix-auth-token'],
+    ['Azure storage account key', `DefaultEndpointsProtocol=https;AccountName=backups;AccountKey=${fresh.azureKey};EndpointSuffix=core.windows.net`, 'azure-storage-key'],
+    ['Wi-Fi PSK in Nix', `networking.wireless.networks."Home".psk = "${fresh.wifiPsk}";\n`, 'wifi-psk'],
+    ['raw Wi-Fi PSK in Nix', `networking.wireless.networks.Lab.pskRaw = "${fresh.wifiPskRaw}";\n`, 'wifi-psk'],
+    ['Wi-Fi PSK in a NetworkManager profile', `[wifi-security]\nkey-mgmt=wpa-psk\npsk=${fresh.wifiPsk}\n`, 'wifi-psk'],
+    ['WireGuard preshared key in Nix', `peers = [ { publicKey = "x"; presharedKey = "${fresh.wireguardPreshared}"; } ];\n`, 'wireguard-preshared-key'],
+    ['restic password in an environment file', `RESTIC_REPOSITORY=s3:s3.amazonaws.com/bucket\nRESTIC_PASSWORD=${fresh.resticPassword}\n`, 'env-password'],
+    ['borg passphrase, exported and quoted', `export BORG_PASSPHRASE="${fresh.resticPassword}"\n`, 'env-password'],
+    ['a service password given to a Nix environment', `environment = {\n  MAIL_PASSWORD = "${fresh.resticPassword}";\n};\n`, 'env-password'],
+  ];
+  for (const [name, text, rule] of cases) {
+    it(`finds a ${name}`, () => {
+      expect(rulesIn(text)).toContain(rule);
+    });
+  }
+
+  it('never reports the value itself: hits carry it only as the secret to fingerprint', () => {
+    const hits = scanText(`RESTIC_PASSWORD=${fresh.resticPassword}\n`, { operatorSecrets: [] });
+    expect(hits[0]?.note).not.toContain(fresh.resticPassword);
+  });
+});
+
+describe('what only looks like a vendor token', () => {
+  const fresh = serviceCredentials();
+  const stubs: [string, string][] = [
+    ['an npm token whose checksum fails', `npm_${fresh.npm.slice(4, 34)}${fresh.npm.slice(34) === 'AAAAAA' ? 'BBBBBB' : 'AAAAAA'}`],
+    ['a PyPI-shaped token for another index', `pypi-AgE${Buffer.from('\u0001\u0008example.org and more bytes here to be long enough ok').toString('base64url')}`],
+    ['a Slack stub in a test script', `printf 'xoxp-0-stub-token\\n' >"$token_file"`],
+    ['a GitLab token that is a row of letters', 'glpat-xxxxxxxxxxxxxxxxxxxx'],
+    ['a JWT that is not a Cachix token', `${Buffer.from('{"alg":"RS256"}').toString('base64url')}.${Buffer.from('{"sub":"1234567890","name":"John"}').toString('base64url')}.${'a'.repeat(43)}`],
+    ['a Telegram-shaped value without mixed case', `123456789:AA${'b'.repeat(33)}`],
+    ['a Google key placeholder', 'AIzaSyXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX'],
+  ];
+  for (const [name, text] of stubs) {
+    it(`does not report ${name}`, () => {
+      expect(rulesIn(text)).toEqual([]);
+    });
+  }
+});
+
+describe('public counterparts', () => {
+  it('a WireGuard public key in Nix is not a finding', () => {
+    const fresh = serviceCredentials();
+    expect(rulesIn(`peers = [ { publicKey = "${fresh.wireguardPreshared}"; allowedIPs = [ "10.0.0.2/32" ]; } ];`)).toEqual([]);
+  });
+
+  it('a Tailscale node key is not a finding', () => {
+    const fresh = serviceCredentials();
+    expect(rulesIn(`nodekey:${fresh.wifiPskRaw}\nmachine key: mkey:${fresh.wifiPskRaw}`)).toEqual([]);
+  });
+
+  it('an SSH certificate is not a finding', async () => {
+    const dir = await tempDir();
+    const ca = path.join(dir, 'ca');
+    const user = path.join(dir, 'user');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', ca]);
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', user]);
+    execFileSync('ssh-keygen', ['-q', '-s', ca, '-I', 'operator', '-n', 'operator', `${user}.pub`]);
+    const certificate = readFileSync(`${user}-cert.pub`, 'utf8');
+    expect(certificate).toMatch(/^ssh-ed25519-cert-v01@openssh\.com /);
+    expect(rulesIn(certificate)).toEqual([]);
+    expect(rulesIn(`programs.ssh.knownHosts.ca.publicKey = "${certificate.trim()}";`)).toEqual([]);
+  });
+});
+
+describe('templates and placeholders are not plaintext credentials', () => {
+  const templates = [
+    '@LDAP_PASSWORD@',
+    '@tsig_key@',
+    '%env(KIMAI_LDAP_PASSWORD)%',
+    '%kernel.secret%',
+    '$__file{/run/secrets/grafana-admin}',
+    '$__env{GF_ADMIN_PASSWORD}',
+    '${ADMIN_PASSWORD}',
+    '$ADMIN_PASSWORD',
+    '{{ admin_password }}',
+    '<SOPS:0123456789abcdef:PLACEHOLDER>',
+    '%(ENV_ADMIN_PASSWORD)s',
+    '!secret mqtt_password',
+    '!nfty-pass',
+    'ENC[AES256_GCM,data:abcd,iv:efgh,tag:ijkl,type:str]',
+    'super-secret-password',
+    'mynickserv_key',
+  ];
+  for (const value of templates) {
+    it(`${value} in a Nix option, an environment file and a .netrc`, () => {
+      expect(rulesIn(`services.x.password = "${value}";`)).toEqual([]);
+      expect(rulesIn(`services.x.ldap_bind_password = "${value}";`)).toEqual([]);
+      if (!/\s/.test(value)) {
+        expect(rulesIn(`DB_PASSWORD=${value}\n`)).toEqual([]);
+        expect(rulesIn(`machine db.lan login app password ${value}\n`)).toEqual([]);
+      }
+    });
+  }
+
+  it('while a real literal in the same places is found', () => {
+    const literal = 'Tr0ub4dor&3-x9';
+    expect(rulesIn(`services.x.password = "${literal}";`)).toEqual(['nix-plaintext-password']);
+    expect(rulesIn(`DB_PASSWORD=${literal}\n`)).toEqual(['env-password']);
+    expect(rulesIn(`machine db.lan login app password ${literal}\n`)).toEqual(['netrc-password']);
+  });
+
+  it('a crypt(3) hash marked encrypted is not a plaintext password; plaintext beside it is', () => {
+    // Made at run time, so that this file holds no literal the repository's own scan would flag.
+    const des = ['L/b5', 'FCMZ1DUc2'].join('');
+    expect(rulesIn(`operator "Mara" {\n  password = "${des}";\n  flags = encrypted;\n};`)).toEqual([]);
+    expect(rulesIn(`operator "Mara" {\n  password = "${des}";\n};`)).toEqual(['nix-plaintext-password']);
+  });
+
+  it('Nix expressions and command-line arguments are not values', () => {
+    expect(rulesIn('  DB_PASSWORD = cfg.database.passwordFile;\n')).toEqual([]);
+    expect(rulesIn('  MAIL_PASSWORD = config.sops.secrets.firefly-mail-password.path;\n')).toEqual([]);
+    expect(rulesIn('LUKS_PASS=" --disk-encryption-keys /tmp/data.passwordFile /tmp/data.passwordFile"\n')).toEqual([]);
+    expect(rulesIn('psk = config.get("wifi-security", "psk", fallback=None)\n')).toEqual([]);
+    expect(rulesIn('RESTIC_PASSWORD_FILE=/run/secrets/restic\n')).toEqual([]);
+  });
+});
