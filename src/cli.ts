@@ -85,6 +85,8 @@ async function main(argv: string[]): Promise<number> {
     .option('--plain-folder', 'archive a folder that is not a git work tree as it is')
     .addOption(new Option('--submodules <mode>', 'include submodule working trees, or refuse').choices(['include', 'refuse']))
     .option('--no-verify', 'skip reading the seed back after writing')
+    .option('--sign <key>', 'sign the manifest with this SSH key: a private key file, or a .pub whose private half is in ssh-agent')
+    .option('--no-sign', "do not sign, whatever the profile's sign.key says")
     .option('--no-operator-secrets', "do not load the operator's own keys and tokens to match exactly")
     .option('--allow-fixed-disk', 'accept a fixed, non-removable disk as --device')
     .option('--allow-large', 'accept a --device larger than 128 GB')
@@ -103,6 +105,7 @@ async function main(argv: string[]): Promise<number> {
     .argument('<path>')
     .option('--profile <name|file>', 'profile whose leak-scan allowlist applies')
     .option('--no-scan', 'skip the leak scan')
+    .option('--signer <fingerprint|pubkey>', 'require a valid signature by this SSH key (SHA256:... fingerprint or .pub file)')
     .option('--no-operator-secrets', "do not load the operator's own keys and tokens to match exactly")
     .option('--json', 'print one JSON document on stdout')
     .action(async (target: string, _options, command: Command) => {

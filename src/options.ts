@@ -7,6 +7,7 @@ import { UsageError } from './errors.js';
 import type { BuildOptions, ModelRequest } from './core/build-seed.js';
 import { DEFAULT_MODEL_STORE } from './core/manifest.js';
 import { resolvePath, type LoadedProfile } from './profile.js';
+import { parsePublicKeyLine } from './core/sign.js';
 
 /** Flags of `build` as commander parses them (all optional). */
 export interface BuildFlags {
@@ -32,6 +33,8 @@ export interface BuildFlags {
   allowLarge?: boolean;
   /** Installer image to write onto --device first. */
   iso?: string;
+  /** SSH key that signs the manifest (a path or a public key line); false (`--no-sign`) overrides the profile. */
+  sign?: string | false;
 }
 
 export const DEFAULT_LABEL = 'DUBNIUM-SEED';
@@ -100,6 +103,7 @@ export function resolveBuild(flags: BuildFlags, profile: LoadedProfile | undefin
         operatorSecrets: flags.operatorSecrets ?? data.scan?.operatorSecrets ?? true,
       },
       verify: flags.verify ?? data.verify ?? true,
+      ...signOption(flags.sign, data.sign?.key, cwd, base),
     },
     target,
     label: flags.label ?? data.target?.label ?? DEFAULT_LABEL,
@@ -107,6 +111,15 @@ export function resolveBuild(flags: BuildFlags, profile: LoadedProfile | undefin
     ...(flags.size ?? data.target?.size ? { size: flags.size ?? data.target?.size } : {}),
     missing,
   };
+}
+
+/** `--sign` over the profile's `sign.key`; a path resolves like every other, a public key line stays as it is. */
+function signOption(flag: string | false | undefined, fromProfile: string | undefined, cwd: string, base: string): { sign?: string } {
+  if (flag === false) return {};
+  const [value, against] = flag !== undefined ? [flag, cwd] : [fromProfile, base];
+  if (value === undefined) return {};
+  if (value.trim() === '') throw new UsageError('--sign needs an SSH key: a private key file, or a .pub file whose private half is in ssh-agent.');
+  return { sign: parsePublicKeyLine(value) ? value.trim() : resolvePath(value, against) };
 }
 
 /** The flag a scripted run must pass for each missing choice. */

@@ -55,6 +55,8 @@ export const profileSchema = z
       .refine((value) => !value.split('/').includes('..'), 'must not contain ".."')
       .optional(),
     verify: z.boolean().optional(),
+    /** Sign the seed's manifest with this SSH key (private key file, or a .pub whose private half is in ssh-agent). */
+    sign: z.object({ key: relativeOrAbsolutePath }).strict().optional(),
     scan: z
       .object({
         operatorSecrets: z.boolean().optional(),

@@ -13,7 +13,7 @@ default_store=/var/lib/dubnium/models
 
 usage() {
   cat <<'EOF'
-Usage: sh seed-install.sh [--root DIR] [--source-to DIR] [--force] [--dry-run] [--help]
+Usage: sh seed-install.sh [--root DIR] [--source-to DIR] [--signer SHA256:...] [--force] [--dry-run] [--help]
 
 Verifies this seed (every file against SHA256SUMS), then installs each model bundle
 models/<bundle> into <root><modelStore>/<bundle> and unpacks the source archive into
@@ -22,6 +22,9 @@ models/<bundle> into <root><modelStore>/<bundle> and unpacks the source archive 
 Options:
   --root DIR       target system root (default /mnt, where the NixOS installer mounts it)
   --source-to DIR  where the configuration source goes (default <root>/etc/nixos)
+  --signer FP      first check that dubnium-seed.json.sig is a valid signature of the
+                   manifest by the SSH key with this fingerprint (SHA256:..., as the build
+                   printed it); needs ssh-keygen. Without it, the signature is not checked.
   --force          replace existing entries in --source-to (see below)
   --dry-run        verify the seed and print what would be done; write nothing
   -h, --help       show this help
@@ -42,7 +45,8 @@ Exit codes:
   1  an install step failed after verification (disk full, I/O error); bundles
      already renamed into place stay, nothing is half-copied under a bundle name
   2  usage error: bad option, --root missing, source target conflicts (use --force)
-  3  seed verification failed: missing, corrupt, unlisted or unsafe files; nothing written
+  3  seed verification failed: missing, corrupt, unlisted or unsafe files, or (with
+     --signer) unsigned, a bad signature, or another signer; nothing written
 EOF
 }
 
@@ -55,12 +59,15 @@ root=/mnt
 source_to=
 force=0
 dry_run=0
+signer=
 while [ $# -gt 0 ]; do
   case $1 in
     --root) [ $# -ge 2 ] || die 2 "--root needs a folder; see --help"; root=$2; shift ;;
     --root=*) root=${1#--root=} ;;
     --source-to) [ $# -ge 2 ] || die 2 "--source-to needs a folder; see --help"; source_to=$2; shift ;;
     --source-to=*) source_to=${1#--source-to=} ;;
+    --signer) [ $# -ge 2 ] || die 2 "--signer needs a key fingerprint (SHA256:...); see --help"; signer=$2; shift ;;
+    --signer=*) signer=${1#--signer=} ;;
     --force) force=1 ;;
     --dry-run) dry_run=1 ;;
     -h|--help) usage; exit 0 ;;
@@ -97,11 +104,14 @@ cd -- "$seed" || die 3 "cannot enter the seed folder '$seed'"
 # --- cleanup of anything half-made, on any exit --------------------------------------------------
 partial=
 extract_tmp=
+sig_tmp=
 cleanup() {
   [ -z "$partial" ] || rm -rf -- "$partial"
   [ -z "$extract_tmp" ] || rm -rf -- "$extract_tmp"
+  [ -z "$sig_tmp" ] || rm -rf -- "$sig_tmp"
   partial=
   extract_tmp=
+  sig_tmp=
 }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT
@@ -128,8 +138,78 @@ show_check_failures() {
   done
 }
 
-# --- 1. sanity of the seed's own files -----------------------------------------------------------
+# --- 0. the signature: with --signer, who made this seed, before anything else --------------------
+# dubnium-seed.json.sig is `ssh-keygen -Y sign -n dubnium-seed` of the manifest, and the manifest
+# records the digest of SHA256SUMS, which covers every payload byte. The public key inside the
+# signature is trusted only when its fingerprint is the one given; then ssh-keygen -Y verify checks
+# the signature with exactly that key. Any doubt: exit 3, nothing written.
 manifest=dubnium-seed.json
+sig=dubnium-seed.json.sig
+sig_fail() { die 3 "signature check failed: $*; nothing was written"; }
+# Big-endian uint32 at byte offset $2 of file $1.
+u32() {
+  # shellcheck disable=SC2046 # od prints four numbers, split on purpose
+  set -- $(od -An -v -tu1 -j "$2" -N 4 -- "$1")
+  [ $# -eq 4 ] || return 1
+  printf '%s\n' $(( ($1 * 16777216) + ($2 * 65536) + ($3 * 256) + $4 ))
+}
+if [ -n "$signer" ]; then
+  case $signer in
+    SHA256:*) ;;
+    *) die 2 "--signer takes the signer's key fingerprint, SHA256:... as the build printed it (ssh-keygen -lf KEY.pub shows it)" ;;
+  esac
+  fp=${signer#SHA256:}
+  case $fp in
+    *[!A-Za-z0-9+/]*|'') die 2 "--signer '$signer' is not a SHA256 key fingerprint (SHA256: and 43 base64 characters)" ;;
+  esac
+  [ ${#fp} -eq 43 ] || die 2 "--signer '$signer' is not a SHA256 key fingerprint (SHA256: and 43 base64 characters)"
+  command -v ssh-keygen >/dev/null 2>&1 || sig_fail "ssh-keygen is not installed here, so the signature cannot be checked"
+  [ -f "$manifest" ] && [ ! -L "$manifest" ] || sig_fail "dubnium-seed.json is missing or not a regular file"
+  if [ ! -e "$sig" ] && [ ! -L "$sig" ]; then
+    sig_fail "unsigned: the seed has no $sig, so it cannot be shown to come from $signer"
+  fi
+  [ -f "$sig" ] && [ ! -L "$sig" ] || sig_fail "bad signature: $sig is not a regular file"
+  [ "$(wc -c < "$sig")" -le 65536 ] || sig_fail "bad signature: $sig is too large to be a signature"
+  sig_tmp=$(mktemp -d "${TMPDIR:-/tmp}/seed-install-sig.XXXXXX") || sig_fail "cannot make a temporary folder"
+  [ "$(sed -n '1p' "$sig" | tr -d '\r')" = '-----BEGIN SSH SIGNATURE-----' ] &&
+    [ "$(sed -n '$p' "$sig" | tr -d '\r')" = '-----END SSH SIGNATURE-----' ] ||
+    sig_fail "bad signature: $sig is not an armored SSH signature"
+  sed '1d;$d' "$sig" | tr -d '\r\n' > "$sig_tmp/body"
+  ! grep -q '[^A-Za-z0-9+/=]' "$sig_tmp/body" || sig_fail "bad signature: $sig is not base64 inside"
+  base64 -d < "$sig_tmp/body" > "$sig_tmp/sig.bin" 2>/dev/null || sig_fail "bad signature: $sig is not base64 inside"
+  # SSHSIG: "SSHSIG", uint32 version, string public key, ... (PROTOCOL.sshsig).
+  [ "$(head -c 6 "$sig_tmp/sig.bin")" = SSHSIG ] || sig_fail "bad signature: $sig is not an SSHSIG signature"
+  sig_size=$(wc -c < "$sig_tmp/sig.bin")
+  key_len=$(u32 "$sig_tmp/sig.bin" 10) || sig_fail "bad signature: $sig is truncated"
+  [ "$key_len" -gt 4 ] && [ $((14 + key_len)) -le "$sig_size" ] || sig_fail "bad signature: $sig is truncated"
+  tail -c +15 "$sig_tmp/sig.bin" | head -c "$key_len" > "$sig_tmp/key.bin"
+  type_len=$(u32 "$sig_tmp/key.bin" 0) || sig_fail "bad signature: the key in $sig is malformed"
+  [ "$type_len" -ge 3 ] && [ "$type_len" -le 64 ] && [ $((4 + type_len)) -le "$key_len" ] || sig_fail "bad signature: the key in $sig is malformed"
+  key_type=$(tail -c +5 "$sig_tmp/key.bin" | head -c "$type_len")
+  case $key_type in
+    *[!a-z0-9@.-]*|'') sig_fail "bad signature: the key in $sig has an unknown type" ;;
+  esac
+  printf '%s %s\n' "$key_type" "$(base64 < "$sig_tmp/key.bin" | tr -d '\n')" > "$sig_tmp/signer.pub"
+  # ssh-keygen computes the fingerprint from the key blob itself: SHA256 of the blob, base64.
+  actual=$(ssh-keygen -l -E sha256 -f "$sig_tmp/signer.pub" 2>/dev/null | cut -d' ' -f2)
+  case $actual in
+    SHA256:*) ;;
+    *) sig_fail "bad signature: ssh-keygen cannot read the key in $sig" ;;
+  esac
+  [ "$actual" = "$signer" ] || sig_fail "other signer: the seed is signed by $actual, not by the expected $signer"
+  printf 'dubnium-seed-signer namespaces="dubnium-seed" %s\n' "$(cat "$sig_tmp/signer.pub")" > "$sig_tmp/allowed_signers"
+  ssh-keygen -Y verify -f "$sig_tmp/allowed_signers" -I dubnium-seed-signer -n dubnium-seed -s "$sig" < "$manifest" > "$sig_tmp/verify.out" 2>&1 ||
+    sig_fail "bad signature: $sig (key $signer) does not verify for this manifest (the manifest changed after signing, or the signature belongs to another build)"
+  rm -rf -- "$sig_tmp"
+  sig_tmp=
+  say "signature: dubnium-seed.json is signed by $signer (the required signer)"
+elif [ -e "$sig" ] || [ -L "$sig" ]; then
+  say "signature: the seed carries $sig, NOT checked (pass --signer SHA256:... to require its signer)"
+else
+  say "signature: the seed is not signed (no $sig); its signer was not checked"
+fi
+
+# --- 1. sanity of the seed's own files -----------------------------------------------------------
 if [ ! -e "$manifest" ] && [ ! -L "$manifest" ]; then
   die 3 "incomplete seed: dubnium-seed.json missing in $seed (the build writes it last; rebuild the seed)"
 fi
@@ -157,6 +237,19 @@ if grep -q '"selfSha256"' "$manifest"; then
   self_actual=$(sed "s/$self_re/  \"selfSha256\": \"0000000000000000000000000000000000000000000000000000000000000000\"\2/" "$manifest" | sha256sum | cut -c1-64)
   [ "$self_recorded" = "$self_actual" ] ||
     die 3 "dubnium-seed.json was changed after it was written (its selfSha256 does not match); re-copy or rebuild the seed"
+fi
+
+# The manifest records the sha256 of SHA256SUMS ("checksums", its fields four spaces in): that ties
+# every payload digest to the manifest, and so to its signature.
+checksums_block=$(sed -n '/^  "checksums": {$/,/^  }/p' "$manifest")
+if [ -n "$checksums_block" ]; then
+  sums_recorded=$(printf '%s\n' "$checksums_block" | sed -n 's/^    "sha256": "\([0-9a-f]\{64\}\)",\{0,1\}$/\1/p')
+  [ "$(printf '%s\n' "$sums_recorded" | grep -c .)" = 1 ] ||
+    die 3 "dubnium-seed.json: its record of the SHA256SUMS digest is unreadable; re-copy or rebuild the seed"
+  [ "$(sha256sum < SHA256SUMS | cut -c1-64)" = "$sums_recorded" ] ||
+    die 3 "SHA256SUMS does not match the digest dubnium-seed.json records (it was changed or damaged); re-copy or rebuild the seed"
+elif [ -n "$signer" ]; then
+  die 3 "signature check failed: dubnium-seed.json records no digest of SHA256SUMS, so its signature does not cover the files; nothing was written"
 fi
 
 store_lines=$(grep -c '^  "modelStore": ' "$manifest")

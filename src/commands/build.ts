@@ -1,6 +1,6 @@
 /** `dubnium-seed build`: a seed from flags and/or a profile, without prompts. */
 import path from 'node:path';
-import { buildSeed, planBuild, type BuildResult } from '../core/build-seed.js';
+import { buildSeed, planBuild, type BuildResult, type BuildSignature } from '../core/build-seed.js';
 import { UsageError } from '../errors.js';
 import { loadProfile } from '../profile.js';
 import { FLAG_FOR, resolveBuild, type BuildFlags } from '../options.js';
@@ -82,8 +82,17 @@ export function buildJson(result: BuildResult) {
     durationMs: result.durationMs,
     allowedFindings: result.findingsAllowed,
     operatorSecretsLoaded: result.operatorSecretsLoaded,
+    signature: result.signature ?? null,
     ...(result.verify ? { verify: verifyJson(result.verify) } : {}),
   };
+}
+
+/** The signer's fingerprint, to write down: it is what the installer checks the seed against. */
+export function formatSignatureLines(signature: BuildSignature): string[] {
+  return [
+    `  signed  ${signature.file} by ${signature.fingerprint} (${signature.keyType}${signature.comment ? ` ${signature.comment}` : ''}, ${signature.via === 'ssh-agent' ? 'through ssh-agent' : 'key file'})`,
+    `          write this fingerprint down: seed-install.sh --signer and verify --signer check the seed against it`,
+  ];
 }
 
 export function formatBuildResult(result: BuildResult): string {
@@ -95,7 +104,8 @@ export function formatBuildResult(result: BuildResult): string {
   ];
   if (result.operatorSecretsLoaded.length > 0) lines.push(`  leak gate matched your own secrets too: ${result.operatorSecretsLoaded.join(', ')}`);
   for (const finding of result.findingsAllowed) lines.push(`  allowed ${finding.kind} in ${finding.path}${finding.inner ? ` (${finding.inner})` : ''}: ${finding.allowed?.reason ?? ''}`);
+  if (result.signature) lines.push(...formatSignatureLines(result.signature));
   if (result.verify) lines.push('', formatVerifyReport(result.verify));
-  lines.push('', `On the live installer: sh <seed>/seed-install.sh --root /mnt`);
+  lines.push('', `On the live installer: sh <seed>/seed-install.sh --root /mnt${result.signature ? ` --signer ${result.signature.fingerprint}` : ''}`);
   return lines.join('\n');
 }

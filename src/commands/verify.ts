@@ -2,6 +2,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { verifySeed, type VerifyReport } from '../core/verify-seed.js';
+import { resolveExpectedSigner } from '../core/sign.js';
 import { UsageError } from '../errors.js';
 import { loadProfile } from '../profile.js';
 import { plainProgress } from '../ui/plain-progress.js';
@@ -13,6 +14,8 @@ export interface VerifyFlags {
   profile?: string;
   scan?: boolean;
   operatorSecrets?: boolean;
+  /** Required signer: `SHA256:` fingerprint or a public key file. */
+  signer?: string;
 }
 
 export async function runVerify(target: string, flags: VerifyFlags, context: CommandContext): Promise<number> {
@@ -20,10 +23,12 @@ export async function runVerify(target: string, flags: VerifyFlags, context: Com
   const full = path.resolve(context.cwd, target);
   const info = await stat(full).catch(() => undefined);
   if (!info) throw new UsageError(`${full} does not exist; pass the seed partition's mount point, a device such as /dev/sdb3, or an image file.`);
+  const signer = flags.signer !== undefined ? await resolveExpectedSigner(flags.signer, context.cwd) : undefined;
   const progress = context.output.json ? undefined : plainProgress(context.output.log);
   const run = (root: string) =>
     verifySeed({
       root,
+      ...(signer ? { signer } : {}),
       scan: flags.scan === false ? false : { allowlist: profile?.data.scan?.allow ?? [], operatorSecrets: flags.operatorSecrets ?? profile?.data.scan?.operatorSecrets ?? true },
       ...(progress ? { onProgress: progress.onProgress } : {}),
     });
@@ -51,6 +56,15 @@ export function verifyJson(report: VerifyReport) {
   return { command: 'verify', ...report };
 }
 
+/** One line: signed or not, by which key, and whether that key was the one required. */
+export function formatSignatureStatus(signature: NonNullable<VerifyReport['signature']>): string {
+  const by = signature.fingerprint ? ` by ${signature.fingerprint}${signature.keyType ? ` (${signature.keyType})` : ''}` : '';
+  const state = signature.state === 'valid' ? `signed${by}` : signature.state === 'bad' ? `BAD signature${by}` : 'unsigned';
+  const signer =
+    signature.expected === undefined ? 'signer not checked (pass --signer SHA256:... to require it)' : signature.signerMatches ? 'the required signer' : `required signer ${signature.expected}: NOT matched`;
+  return `  signature  ${state}; ${signer}`;
+}
+
 export function formatVerifyReport(report: VerifyReport): string {
   const lines: string[] = [];
   const media = (report as { media?: { partition: string; filesystem: string; label: string | null; access: string } }).media;
@@ -62,6 +76,7 @@ export function formatVerifyReport(report: VerifyReport): string {
     lines.push(`  source  ${source.file}  ${source.commit ? `commit ${source.commit.slice(0, 12)}` : 'plain folder'}${source.dirty ? ', built from a dirty tree' : ''}`);
     for (const bundle of report.manifest.bundles) lines.push(`  model   ${bundle.dir}  ${bundle.files} files, ${formatBytes(bundle.bytes)}`);
   }
+  if (report.signature) lines.push(formatSignatureStatus(report.signature));
   for (const item of report.checked ?? []) lines.push(`  checked ${item}`);
   for (const finding of report.findings) {
     lines.push(`  SECRET  ${finding.path}${finding.inner ? ` (${finding.inner})` : ''}${finding.line ? `:${finding.line}` : ''}: ${finding.kind} [${finding.rule}] fingerprint ${finding.fingerprint}`);

@@ -14,12 +14,13 @@ import { driveSourceFromEnvironment, type DriveSource } from '../hardware/drives
 import { resolveBuild, type BuildFlags } from '../options.js';
 import { loadProfile, PACKAGE_PROFILES, resolvePath, type LoadedProfile } from '../profile.js';
 import { runBuildTasks, type TaskRenderer } from '../ui/tasks.js';
-import { discoverModelBundles, discoverProfiles, discoverTargetDrives, hfCacheDir, type TargetDrives } from '../ui/wizard/discover.js';
+import { discoverModelBundles, discoverProfiles, discoverSigningKeys, discoverTargetDrives, hfCacheDir, type TargetDrives } from '../ui/wizard/discover.js';
 import { cancellablePrompts, inquirerPrompts, type WizardPrompts } from '../ui/wizard/prompts.js';
 import {
   askModels,
   askProfile,
   askRepository,
+  askSigningKey,
   askTarget,
   confirmBuild,
   formatPlan,
@@ -114,9 +115,23 @@ export async function runWizard(context: CommandContext, flags: BuildFlags = {},
     asked = true;
   }
 
+  // 4b. Signing key: asked only when neither flags nor the profile decided (and there is a key to offer).
+  let sign = resolved.options.sign;
+  if (flags.sign === undefined && profile?.data.sign === undefined) {
+    const keys = await discoverSigningKeys(env);
+    if (keys.length > 0) {
+      sign = await askSigningKey(prompts, keys);
+      asked = true;
+    }
+  } else if (sign !== undefined) {
+    write(`Signing key: ${sign}${from}`);
+  }
+
   // 5. Plan and confirmation: nothing has been written so far.
+  const { sign: _decided, ...rest } = resolved.options;
   const options: BuildOptions = {
-    ...resolved.options,
+    ...rest,
+    ...(sign !== undefined ? { sign } : {}),
     source: { ...resolved.options.source, repo },
     models,
     target: target.folder,
@@ -136,7 +151,7 @@ export async function runWizard(context: CommandContext, flags: BuildFlags = {},
   const exitCode = buildExitCode(result);
 
   // 7. Afterwards: save the answers, and the same build without questions.
-  const answers: WizardAnswers = { repo, models, targetFolder: target.folder };
+  const answers: WizardAnswers = { repo, models, targetFolder: target.folder, ...(sign !== undefined ? { sign } : {}) };
   let savedAs: string | undefined;
   if (asked && exitCode === 0) {
     const file = await offerSaveProfile(prompts, { data: profileFromAnswers(answers, profile), cwd, ...(profile ? { suggestedName: profile.name } : {}) });

@@ -21,6 +21,7 @@ import {
   JOURNAL_NAME,
   MANIFEST_NAME,
   PARTIAL_SUFFIX,
+  SIGNATURE_NAME,
   parseManifest,
   renderChecksums,
   renderManifest,
@@ -40,6 +41,7 @@ import {
   ScannerBlocked,
   type WrittenFile,
 } from './seed-writer.js';
+import { keyTypeName, resolveSigner, signSeed, type SeedSigner } from './sign.js';
 import { estimateArchiveBytes, planSourceArchive, streamSourceArchive, type SourceArchiveOptions, type SourcePlan } from './source-archive.js';
 import { checkFilesystemLimits, filesystemInfo, inspectTarget, onDisk, type FilesystemInfo, type TargetState } from './target.js';
 import type { Finding, LeakGate, ProgressHook } from './types.js';
@@ -69,13 +71,18 @@ export interface BuildOptions {
   scan: { allowlist: AllowEntry[]; operatorSecrets: boolean };
   /** Read the whole seed back and verify it after writing. */
   verify: boolean;
+  /**
+   * Sign the manifest with this SSH key: a private key file, or a public key (file or
+   * `type base64` line) whose private half ssh-agent holds. Resolved and checked by planBuild.
+   */
+  sign?: string;
   onProgress?: ProgressHook;
   /** Step notifications for task lists and plain progress lines. */
   onStep?: (step: BuildStep, state: 'start' | 'done', detail?: string) => void;
   signal?: AbortSignal;
 }
 
-export type BuildStep = 'plan' | 'archive' | 'copy' | 'finalize' | 'verify';
+export type BuildStep = 'plan' | 'archive' | 'copy' | 'finalize' | 'sign' | 'verify';
 
 /** Everything known before a byte is written: what the wizard shows and the free-space check uses. */
 export interface BuildPlan {
@@ -89,6 +96,8 @@ export interface BuildPlan {
   /** Bytes the filesystem must have free, block-rounded, minus what existing files free up. */
   neededBytes: number;
   warnings: string[];
+  /** The key that signs the manifest (`sign`), checked usable without a prompt. */
+  signer?: SeedSigner;
 }
 
 export interface BuildResult {
@@ -103,6 +112,16 @@ export interface BuildResult {
   findingsAllowed: Finding[];
   operatorSecretsLoaded: string[];
   verify?: VerifyReport;
+  /** The signature written beside the manifest, when the build signed. */
+  signature?: BuildSignature;
+}
+
+export interface BuildSignature {
+  file: string;
+  fingerprint: string;
+  keyType: string;
+  comment: string;
+  via: SeedSigner['via'];
 }
 
 const INSTALLER_SOURCE = fileURLToPath(new URL('../assets/seed-install.sh', import.meta.url));
@@ -111,6 +130,8 @@ const MANIFEST_OVERHEAD = 1024 * 1024;
 /** Validates inputs and the target and computes sizes. Writes nothing. */
 export async function planBuild(options: BuildOptions): Promise<BuildPlan> {
   const warnings: string[] = [];
+  // The key first: a passphrase prompt or a missing agent key is refused before any slow work.
+  const signer = options.sign !== undefined ? await resolveSigner(options.sign) : undefined;
   const source = await planSourceArchive(options.source);
   if (source.dirty) warnings.push(`The repository has uncommitted changes (${source.changedPaths.length} paths); the archive holds the working tree as it is now.`);
   if (options.models.length === 0) warnings.push('No model bundles: the seed holds only the source archive.');
@@ -158,7 +179,7 @@ export async function planBuild(options: BuildOptions): Promise<BuildPlan> {
       `Not enough space on ${filesystem.mountPoint}: the seed needs ${formatBytes(neededBytes)}, has ${formatBytes(filesystem.freeBytes)} free. Use a larger partition or fewer model bundles.`,
     );
   }
-  return { source, bundles, target, targetState, filesystem, payloadBytes, neededBytes, warnings };
+  return { source, bundles, target, targetState, filesystem, payloadBytes, neededBytes, warnings, ...(signer ? { signer } : {}) };
 }
 
 async function nearestExisting(target: string): Promise<string> {
@@ -220,6 +241,8 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     // 2. From here the seed is incomplete: drop the manifest first, remembering what it vouched for.
     await mkdir(target, { recursive: true });
     const previous = await readPreviousManifest(target);
+    // A signature vouches for one manifest only: it goes before that manifest does, signed or not.
+    await unlink(path.join(target, SIGNATURE_NAME)).catch(() => undefined);
     await unlink(path.join(target, MANIFEST_NAME)).catch(() => undefined);
     await unlink(path.join(target, CHECKSUMS_NAME)).catch(() => undefined);
     await syncDirectory(target);
@@ -308,11 +331,12 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     await unlink(path.join(target, JOURNAL_NAME)).catch(() => undefined);
     await syncDirectory(target);
     options.onStep?.('finalize', 'done');
+    const signature = plan.signer ? await signPhase(options, target, manifestText, plan.signer) : undefined;
 
     let verify: VerifyReport | undefined;
     if (options.verify) {
       options.onStep?.('verify', 'start');
-      verify = await verifySeed({ root: target, scan: { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets }, onProgress: options.onProgress });
+      verify = await verifySeed({ root: target, scan: { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets }, onProgress: options.onProgress, ...(signature ? { signer: signature.fingerprint } : {}) });
       options.onStep?.('verify', 'done', verify.ok ? 'ok' : `${verify.problems.length} problems`);
     }
     return {
@@ -326,6 +350,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
       findingsAllowed: allowed,
       operatorSecretsLoaded: gate.operatorSecrets.loaded,
       verify,
+      ...(signature ? { signature } : {}),
     };
   } catch (error) {
     await journal?.close().catch(() => undefined);
@@ -341,6 +366,22 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     throw error;
   } finally {
     await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * 5. Sign: the final manifest's bytes, with the operator's key; the signature lands beside it,
+ * atomically and flushed, after it. A failure here leaves a complete seed without a signature.
+ */
+async function signPhase(options: BuildOptions, target: string, manifestText: string, signer: SeedSigner): Promise<BuildSignature> {
+  options.onStep?.('sign', 'start', signer.publicKey.fingerprint);
+  try {
+    const written = await signSeed(target, manifestText, signer);
+    options.onStep?.('sign', 'done', written.fingerprint);
+    return { file: written.file, fingerprint: written.fingerprint, keyType: keyTypeName(signer.publicKey.type), comment: signer.publicKey.comment, via: signer.via };
+  } catch (error) {
+    if (error instanceof UsageError) throw new UsageError(`The seed in ${target} is complete but NOT signed: ${error.message}`, error.details);
+    throw error;
   }
 }
 

@@ -10,6 +10,8 @@ export const MANIFEST_NAME = 'dubnium-seed.json';
 export const CHECKSUMS_NAME = 'SHA256SUMS';
 export const INSTALLER_NAME = 'seed-install.sh';
 export const JOURNAL_NAME = '.dubnium-seed.journal';
+/** The manifest's detached SSH signature (`ssh-keygen -Y sign -n dubnium-seed`), written after it; optional. */
+export const SIGNATURE_NAME = 'dubnium-seed.json.sig';
 export const DEFAULT_MODEL_STORE = '/var/lib/dubnium/models';
 /** Files being written carry this suffix until they are complete and flushed. */
 export const PARTIAL_SUFFIX = '.dubnium-partial';

@@ -6,7 +6,7 @@ import { readdir, readFile, statfs, stat, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { formatBytes } from '../util/format.js';
-import { CHECKSUMS_NAME, INSTALLER_NAME, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX } from './manifest.js';
+import { CHECKSUMS_NAME, INSTALLER_NAME, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, SIGNATURE_NAME } from './manifest.js';
 
 /** Filesystem families whose limits matter for a seed. */
 export type FilesystemFamily = 'fat' | 'exfat' | 'ext4' | 'other';
@@ -70,6 +70,7 @@ const FILESYSTEM_NOISE = new Set(['lost+found', 'System Volume Information', '.T
 export function isSeedEntry(name: string): boolean {
   return (
     name === MANIFEST_NAME ||
+    name === SIGNATURE_NAME ||
     name === CHECKSUMS_NAME ||
     name === INSTALLER_NAME ||
     name === JOURNAL_NAME ||

@@ -12,7 +12,8 @@ import { readFully } from '../util/read-fully.js';
 import { checkSourceArchive } from './archive-safety.js';
 import { HashPool } from './hash-pool.js';
 import { resolveModelBundle } from './model-bundle.js';
-import { CHECKSUMS_NAME, FORMAT_VERSION, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, parseChecksums, parseManifest, type Manifest } from './manifest.js';
+import { CHECKSUMS_NAME, FORMAT_VERSION, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, SIGNATURE_NAME, parseChecksums, parseManifest, type Manifest } from './manifest.js';
+import { checkSignature, MAX_SIGNATURE_BYTES, signatureProblem, type SignatureReport } from './sign.js';
 import type { CacheBypass } from './read-direct.js';
 import { createHash } from 'node:crypto';
 import type { AllowEntry } from './scan/index.js';
@@ -30,7 +31,8 @@ export type ProblemKind =
   | 'not-regular'
   | 'unreadable'
   | 'archive'
-  | 'bundle';
+  | 'bundle'
+  | 'signature';
 
 export interface VerifyProblem {
   path: string;
@@ -48,6 +50,8 @@ export interface VerifyOptions {
   scan: false | { allowlist: AllowEntry[]; operatorSecrets: boolean };
   /** Bypass the page cache (O_DIRECT or dropped pages); default true. */
   bypassCache?: boolean;
+  /** Require a valid signature by this key (`SHA256:` fingerprint); without it the signer is reported, not checked. */
+  signer?: string;
   onProgress?: ProgressHook;
 }
 
@@ -69,6 +73,8 @@ export interface VerifyReport {
   problems: VerifyProblem[];
   findings: Finding[];
   allowed: Finding[];
+  /** Whether the manifest is signed, by which key, and whether that key was the one required. */
+  signature?: SignatureReport;
 }
 
 /** Root entries a filesystem or desktop adds that are not the seed's business. */
@@ -172,8 +178,10 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
     problems,
     findings,
     allowed,
+    ...(signature ? { signature } : {}),
   });
   let manifest: Manifest | undefined;
+  let signature: SignatureReport | undefined;
   let checkedFiles = 0;
   let checkedBytes = 0;
   const bypasses: CacheBypass[] = [];
@@ -263,6 +271,8 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
   }
   for (const entry of entries) {
     if (entry.rel === MANIFEST_NAME || entry.rel === CHECKSUMS_NAME || expected.has(entry.rel)) continue;
+    // The signature is the manifest's, not a payload file: checked below (and leak-scanned like any file).
+    if (entry.rel === SIGNATURE_NAME && entry.type === 'file') continue;
     if (entry.type === 'dir' && expectedDirs.has(entry.rel)) continue;
     const base = path.posix.basename(entry.rel);
     if (base.endsWith(PARTIAL_SUFFIX) || entry.rel === JOURNAL_NAME) {
@@ -386,8 +396,37 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
   }
   checked.push(`${checkedFiles} files: size and sha256${options.scan === false ? '' : ', and a leak scan of every byte'}`);
   if (manifest) await checkPayloadStructure(root, manifest, typeOf, problems, checked);
+  if (manifestRead.text !== undefined) signature = await checkSeedSignature(root, manifestRead.text, typeOf.get(SIGNATURE_NAME), options.signer, problems, checked);
   problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return report();
+}
+
+/**
+ * The signature step: `dubnium-seed.json.sig`, when present, must be a valid signature of the
+ * manifest; with `signer`, the seed must be signed, validly, by exactly that key. Unsigned seeds
+ * without `signer` pass (the report says the signer was not checked).
+ */
+async function checkSeedSignature(root: string, manifestText: string, type: EntryType | undefined, signer: string | undefined, problems: VerifyProblem[], checked: string[]): Promise<SignatureReport> {
+  let text: string | undefined;
+  if (type !== undefined) {
+    const read = type === 'file' ? await readSmallFile(path.join(root, SIGNATURE_NAME), MAX_SIGNATURE_BYTES) : { problem: 'is not a regular file' };
+    // A symlink or non-file was already reported as such by the walk; anything unreadable is a bad signature.
+    text = read.text ?? `unreadable: ${read.problem}`;
+  }
+  const report = await checkSignature(Buffer.from(manifestText, 'utf8'), text, signer);
+  const line = signatureProblem(report);
+  if (line) {
+    problems.push({
+      path: SIGNATURE_NAME,
+      kind: 'signature',
+      message: line,
+      action: report.state === 'bad' || report.signerMatches === false
+        ? 'Do not use this media: it was not signed by that key as it is now. Rebuild and sign the seed with build --sign, or check the --signer fingerprint.'
+        : 'Rebuild the seed with build --sign KEY, or check the --signer fingerprint.',
+    });
+  }
+  if (report.state === 'valid') checked.push(`${SIGNATURE_NAME}: a valid signature of the manifest${signer === undefined ? '' : report.signerMatches ? ', by the required signer' : ''}`);
+  return report;
 }
 
 /** Whether `text` is byte for byte what `JSON.stringify(value, null, 2)` plus a newline gives. */

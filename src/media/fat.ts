@@ -7,7 +7,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { run } from '../util/run.js';
-import { CHECKSUMS_NAME, MANIFEST_NAME } from '../core/manifest.js';
+import { CHECKSUMS_NAME, MANIFEST_NAME, SIGNATURE_NAME } from '../core/manifest.js';
 
 /** mtools refuses "non-standard" geometries of partitions and image files without this. */
 const env = { MTOOLS_SKIP_CHECK: '1', MTOOLS_NO_VFAT: '0' };
@@ -46,8 +46,10 @@ export async function copySeedIntoFat(staging: string, target: string): Promise<
     await run('mdeltree', ['-i', target, `::/${name}`], { cwd: '/', env, reject: false, timeout: LONG });
     await run('mdel', ['-i', target, `::/${name}`], { cwd: '/', env, reject: false, timeout: 60_000 });
   }
-  const entries = (await readdir(staging)).filter((name) => name !== MANIFEST_NAME && name !== CHECKSUMS_NAME).sort();
-  const ordered = [...entries, CHECKSUMS_NAME, MANIFEST_NAME];
+  const entries = (await readdir(staging)).filter((name) => name !== MANIFEST_NAME && name !== CHECKSUMS_NAME && name !== SIGNATURE_NAME).sort();
+  // The signature vouches for the manifest, so it lands after it (when the build signed at all).
+  const signed = (await readdir(staging)).includes(SIGNATURE_NAME);
+  const ordered = [...entries, CHECKSUMS_NAME, MANIFEST_NAME, ...(signed ? [SIGNATURE_NAME] : [])];
   for (const name of ordered) {
     await run('mcopy', ['-s', '-p', '-m', '-Q', '-o', '-i', target, path.join(staging, name), '::/'], { cwd: '/', env, timeout: LONG });
   }

@@ -23,6 +23,7 @@ const TITLES: Record<Exclude<BuildStep, 'plan'>, string> = {
   archive: 'Pack and scan the source archive',
   copy: 'Copy, hash and scan model bundles and the installer',
   finalize: 'Write SHA256SUMS and the manifest',
+  sign: 'Sign the manifest with your SSH key',
   verify: 'Read the seed back and verify it',
 };
 
@@ -62,7 +63,7 @@ export function formatProgressLine(progress: Progress, elapsedMs: number): strin
  * Rejects with the core's own typed error (SecretsFoundError, CancelledError...), never a listr wrapper.
  */
 export async function runBuildTasks(options: BuildOptions, plan: BuildPlan, settings: BuildTaskSettings): Promise<BuildResult> {
-  const steps = (['archive', 'copy', 'finalize', 'verify'] as const).filter((step) => step !== 'verify' || options.verify);
+  const steps = (['archive', 'copy', 'finalize', 'sign', 'verify'] as const).filter((step) => (step !== 'verify' || options.verify) && (step !== 'sign' || plan.signer !== undefined));
   const started = new Map(steps.map((step) => [step, deferred<void>()]));
   const finished = new Map(steps.map((step) => [step, deferred<string | undefined>()]));
   const stepStart = new Map<BuildStep, number>();

@@ -3,7 +3,7 @@
  * folder, model bundles (profile model folders and the Hugging Face cache), and target drives.
  * Discovery never throws for what it cannot use: it reports why, and the prompt shows it.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { isSeedError } from '../../errors.js';
@@ -13,6 +13,7 @@ import { classifyDrives, type DriveVerdict, type SafetyContext } from '../../har
 import type { DriveSource } from '../../hardware/drives.js';
 import { loadProfile, PACKAGE_PROFILES, type LoadedProfile } from '../../profile.js';
 import { run } from '../../util/run.js';
+import { agentPublicKeys, parsePublicKeyText, publicKeyLine, resolveSigner, type SshPublicKey } from '../../core/sign.js';
 
 /** A profile file the wizard can offer; `error` when it does not load. */
 export interface ProfileCandidate {
@@ -182,4 +183,60 @@ export async function discoverTargetDrives(source: DriveSource, context: SafetyC
     for (const mount of usable) mounts.push({ verdict, mountPoint: mount.path, label: mount.label });
   }
   return { mounts, unmounted, excluded };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signing keys
+
+/** A key the wizard can offer for "Sign the seed with": in ssh-agent, or a `~/.ssh/*.pub` with its private file. */
+export interface SigningKeyCandidate {
+  publicKey: SshPublicKey;
+  /** What goes into `--sign` and the profile's `sign.key`: a .pub path, a private key path, or the public key line. */
+  spec: string;
+  inAgent: boolean;
+  pubFile?: string;
+  /** Why this key cannot sign without a prompt; the wizard shows it disabled. */
+  unusable?: string;
+}
+
+/**
+ * Keys ssh-agent holds (`ssh-add -L`) and `~/.ssh/*.pub` files, one entry per key. A key the agent
+ * holds signs through it; another signs from its private key file when that needs no passphrase.
+ */
+export async function discoverSigningKeys(env: NodeJS.ProcessEnv = process.env): Promise<SigningKeyCandidate[]> {
+  const home = env.HOME ?? homedir();
+  const sshDir = path.join(home, '.ssh');
+  const agentKeys = (await agentPublicKeys(env)) ?? [];
+  const pubFiles: { file: string; key: SshPublicKey }[] = [];
+  for (const name of (await readdir(sshDir).catch(() => [] as string[])).filter((entry) => entry.endsWith('.pub')).sort()) {
+    const file = path.join(sshDir, name);
+    const key = parsePublicKeyText(await readFile(file, 'utf8').catch(() => ''));
+    if (key) pubFiles.push({ file, key });
+  }
+  const candidates: SigningKeyCandidate[] = [];
+  const seen = new Set<string>();
+  for (const key of agentKeys) {
+    if (seen.has(key.fingerprint)) continue;
+    seen.add(key.fingerprint);
+    const pub = pubFiles.find((entry) => entry.key.blob.equals(key.blob));
+    candidates.push({ publicKey: { ...key, comment: key.comment || pub?.key.comment || '' }, spec: pub?.file ?? publicKeyLine(key), inAgent: true, ...(pub ? { pubFile: pub.file } : {}) });
+  }
+  for (const { file, key } of pubFiles) {
+    if (seen.has(key.fingerprint)) continue;
+    seen.add(key.fingerprint);
+    const privateFile = file.slice(0, -'.pub'.length);
+    const candidate: SigningKeyCandidate = { publicKey: key, spec: privateFile, inAgent: false, pubFile: file };
+    try {
+      await resolveSigner(privateFile, { env });
+    } catch (error) {
+      if (!isSeedError(error)) throw error;
+      candidate.unusable = /does not exist/.test(error.message)
+        ? 'not in ssh-agent, and no private key file beside it'
+        : /passphrase/.test(error.message)
+          ? 'passphrase-protected: ssh-add it first'
+          : error.message;
+    }
+    candidates.push(candidate);
+  }
+  return candidates;
 }

@@ -16,7 +16,8 @@ import { LARGE_DRIVE_BYTES, type DriveVerdict } from '../../hardware/drive-safet
 import { formatDriveSize } from '../../hardware/drives.js';
 import { PACKAGE_PROFILES, parseProfile, profileSchema, resolvePath, type LoadedProfile, type ProfileData } from '../../profile.js';
 import { formatBytes } from '../../util/format.js';
-import { describeRepository, type BundleCandidate, type MountCandidate, type ProfileCandidate, type RepositoryInfo, type TargetDrives } from './discover.js';
+import { describeRepository, type BundleCandidate, type MountCandidate, type ProfileCandidate, type RepositoryInfo, type SigningKeyCandidate, type TargetDrives } from './discover.js';
+import { keyTypeName, parsePublicKeyLine } from '../../core/sign.js';
 import type { WizardPrompts } from './prompts.js';
 
 /** Enough rows for a drive list on an 80x24 console without scrolling. */
@@ -242,6 +243,41 @@ export async function askTarget(prompts: WizardPrompts, options: { drives: Targe
 }
 
 // ---------------------------------------------------------------------------------------------
+// Signing key
+
+/** One line per key: fingerprint, type and comment, and where it signs from. */
+export function describeSigningKey(candidate: SigningKeyCandidate): string {
+  const { publicKey } = candidate;
+  const where = candidate.inAgent ? `in ssh-agent${candidate.pubFile ? ` (${portablePath(candidate.pubFile)})` : ''}` : portablePath(candidate.spec);
+  return `${publicKey.fingerprint}  ${keyTypeName(publicKey.type)}${publicKey.comment ? ` ${publicKey.comment}` : ''}  ${where}`;
+}
+
+/**
+ * "Sign the seed with": the keys found in ssh-agent and ~/.ssh (unusable ones disabled with the
+ * reason), or no signature. Returns the `--sign` value, or undefined for an unsigned seed.
+ */
+export async function askSigningKey(prompts: WizardPrompts, candidates: SigningKeyCandidate[]): Promise<string | undefined> {
+  const NONE = '';
+  const usable = candidates.find((candidate) => !candidate.unusable);
+  const chosen = await prompts.select<string>({
+    message: 'Sign the seed with',
+    pageSize: PAGE_SIZE,
+    ...(usable ? { default: usable.spec } : { default: NONE }),
+    choices: [
+      ...candidates.map((candidate) => ({
+        name: describeSigningKey(candidate),
+        value: candidate.spec,
+        short: candidate.publicKey.fingerprint,
+        description: 'the installer can then check the seed came from you: seed-install.sh --signer <fingerprint>',
+        ...(candidate.unusable ? { disabled: candidate.unusable } : {}),
+      })),
+      { name: "Don't sign", value: NONE, short: 'not signed', description: 'the seed is still checked by its checksums, but not tied to your key' },
+    ],
+  });
+  return chosen === NONE ? undefined : chosen;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Plan and confirmation
 
 /** The plan in words: bytes to write, free space, filesystem limits, what the archive leaves out and why, warnings. */
@@ -282,6 +318,13 @@ export function formatPlan(plan: BuildPlan, options: Pick<BuildOptions, 'label' 
   else if (plan.targetState.hasManifest) lines.push('           holds a seed already: unchanged files are kept, the rest replaced');
   lines.push('  checks   every byte passes the leak scanner before the manifest is written');
   if (options.verify) lines.push('           then the seed is read back and verified');
+  if (plan.signer) {
+    const key = plan.signer.publicKey;
+    lines.push(`  signed   by ${key.fingerprint}  (${keyTypeName(key.type)}${key.comment ? ` ${key.comment}` : ''}, ${plan.signer.via === 'ssh-agent' ? 'through ssh-agent' : 'key file'})`);
+    lines.push('           write the fingerprint down: seed-install.sh --signer checks the seed against it');
+  } else {
+    lines.push('  signed   no (an unsigned seed is checked by its checksums only; --sign KEY ties it to your SSH key)');
+  }
   for (const warning of plan.warnings) lines.push(`  warning  ${warning}`);
   return lines.join('\n');
 }
@@ -302,6 +345,8 @@ export interface WizardAnswers {
   repo: string;
   models: ModelRequest[];
   targetFolder: string;
+  /** The `--sign` value: a key path or a public key line; absent for an unsigned seed. */
+  sign?: string;
 }
 
 /** `~/x` for paths under the home folder (profiles travel between machines of the same operator). */
@@ -323,7 +368,13 @@ export function profileFromAnswers(answers: WizardAnswers, base?: LoadedProfile)
   if (data.modelFolders && baseDir) data.modelFolders = data.modelFolders.map((folder) => portablePath(expandPath(folder, baseDir)));
   const { device: _device, image: _image, folder: _folder, ...targetRest } = data.target ?? {};
   data.target = { ...targetRest, folder: portablePath(answers.targetFolder) };
+  if (answers.sign !== undefined) data.sign = { key: signSpecForProfile(answers.sign) };
   return profileSchema.parse(data);
+}
+
+/** A key path as `~/...`; a public key line (an agent key without a .pub file) as it is. */
+function signSpecForProfile(spec: string): string {
+  return parsePublicKeyLine(spec) ? spec : portablePath(spec);
 }
 
 /**
@@ -380,6 +431,7 @@ export function scriptedCommand(answers: WizardAnswers, options: { profileName?:
   const [revision] = [...revisions];
   if (revisions.size === 1 && revision) args.push('--revision', shellQuote(revision));
   args.push('--target', shellQuote(portablePath(answers.targetFolder)));
+  if (answers.sign !== undefined) args.push('--sign', shellQuote(signSpecForProfile(answers.sign)));
   return args.join(' ');
 }
 
