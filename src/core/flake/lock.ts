@@ -43,6 +43,8 @@ export interface LockedInput {
 export interface FlakeLock {
   version: number;
   inputs: LockedInput[];
+  /** Things the plan should say (a lock whose root node is missing has no inputs to walk). */
+  warnings: string[];
 }
 
 /** Which inputs the operator asked to carry whatever their URL: names, attribute paths, or all. */
@@ -82,7 +84,6 @@ export function parseFlakeLock(text: string, file = 'flake.lock'): { version: nu
     if (!isRecord(value)) throw new UsageError(`${file}: node ${JSON.stringify(key)} is not an object: run \`nix flake lock\` to rewrite it.`);
     nodes.set(key, value as RawNode);
   }
-  if (!nodes.has(root)) throw new UsageError(`${file}: the root node ${JSON.stringify(root)} is missing: run \`nix flake lock\` to rewrite it.`);
   return { version, nodes, root };
 }
 
@@ -198,6 +199,13 @@ function classify(type: string, locked: Record<string, unknown>, viaRoot: boolea
 export function readLockedInputs(text: string, options: { file?: string; carry?: CarrySelection } = {}): FlakeLock {
   const file = options.file ?? 'flake.lock';
   const { version, nodes, root } = parseFlakeLock(text, file);
+  if (!nodes.has(root)) {
+    // Nix itself would refuse this lock; there is no graph to walk, so nothing to carry either.
+    if (options.carry === 'all' || (options.carry ?? []).length > 0) {
+      throw new UsageError(`${file} has no root node ${JSON.stringify(root)}, so its inputs cannot be found: run \`nix flake lock\` to rewrite it.`);
+    }
+    return { version, inputs: [], warnings: [`${file} has no root node ${JSON.stringify(root)}; Nix will refuse it (run \`nix flake lock\`), and no flake inputs were checked.`] };
+  }
   const paths = new Map<string, string[]>();
   const order: string[] = [];
   // Breadth first, so each node's first path is its shortest.
@@ -268,5 +276,5 @@ export function readLockedInputs(text: string, options: { file?: string; carry?:
       );
     }
   }
-  return { version, inputs };
+  return { version, inputs, warnings: [] };
 }
