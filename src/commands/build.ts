@@ -95,7 +95,7 @@ export function formatBuildResult(result: BuildResult): string {
     ...manifest.bundles.map((bundle) => `  model   ${bundle.dir}  ${bundle.files} files, ${formatBytes(bundle.bytes)}, ${bundle.shards} shards${bundle.revision ? `, revision ${bundle.revision.slice(0, 12)}` : ''}`),
   ];
   for (const input of manifest.flake?.inputs ?? []) {
-    lines.push(input.class === 'carried' ? `  input   ${input.file}  flake input ${input.name}, ${input.storePath} (${input.reason})` : `  input   ${input.name}  ${input.class === 'fetched' ? 'fetched at install' : 'in the source archive'} (${input.reason})`);
+    lines.push(input.class === 'carried' ? `  input   ${input.file}  flake input ${input.name}, ${input.storePath} (${input.reason})` : `  input   ${input.name}  ${input.reason}`);
   }
   if (result.operatorSecretsLoaded.length > 0) lines.push(`  leak gate matched your own secrets too: ${result.operatorSecretsLoaded.join(', ')}`);
   for (const finding of result.findingsAllowed) lines.push(`  allowed ${finding.kind} in ${finding.path}${finding.inner ? ` (${finding.inner})` : ''}: ${finding.allowed?.reason ?? ''}`);
