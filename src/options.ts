@@ -101,7 +101,6 @@ export function resolveBuild(flags: BuildFlags, profile: LoadedProfile | undefin
         clones: Object.fromEntries(Object.entries(data.source?.inputClones ?? {}).map(([name, clone]) => [name, resolvePath(clone, base)])),
         nixStore: flags.nixStore !== undefined ? resolvePath(flags.nixStore, cwd) : data.source?.nixStore !== undefined ? resolvePath(data.source.nixStore, base) : '/',
         ...(flakeHost ? { host: flakeHost } : {}),
-        base,
       },
       source: {
         repo: repo ?? '',
