@@ -133,6 +133,17 @@ async function locateInput(input: LockedInput, name: string, storePath: string, 
   throw missingInput(name, input, storePath, options.nixStore);
 }
 
+/** Bytes of the files of `rev` in a clone, for the free-space check (`git ls-tree -l`; links count as 0). */
+async function commitBytes(repo: string, rev: string): Promise<number> {
+  const listing = await runGit(repo, ['ls-tree', '-r', '-l', '-z', rev]);
+  let total = 0;
+  for (const record of listing.stdout.split('\0')) {
+    const size = /^(\d+) blob [0-9a-f]+ +(\d+)\t/.exec(record);
+    if (size && size[1] !== '120000') total += Number(size[2]);
+  }
+  return total;
+}
+
 async function treeBytes(root: string): Promise<number> {
   let total = 0;
   for await (const entry of walkNarOrder(root)) if (entry.type === 'file') total += entry.size;
@@ -169,7 +180,7 @@ export async function planFlakeInputs(sourceRoot: string, archived: boolean, opt
       storePath,
       narHash: input.narHash,
       source,
-      ...(source.kind === 'clone' ? {} : { contentBytes: await treeBytes(source.path) }),
+      contentBytes: source.kind === 'clone' ? await commitBytes(source.path, source.rev) : await treeBytes(source.path),
     });
   }
   return { lockFile: 'flake.lock', lockVersion: lock.version, inputs: lock.inputs, carried, warnings: lock.warnings };

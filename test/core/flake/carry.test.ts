@@ -50,6 +50,10 @@ describe('carrying flake inputs (core)', () => {
     await expect(planFlakeInputs(root, true, { carry: 'all', clones: {}, nixStore: fixture.store })).rejects.toThrow(/Flake input nixpkgs \(github:NixOS\/nixpkgs\) must travel on the seed \(every input is carried/);
     const local = await planFlakeInputs(root, true, { carry: [], clones: {}, nixStore: fixture.store });
     expect(local.carried).toHaveLength(1);
+    // From a clone, the free-space estimate comes from the locked commit's blobs.
+    const fromClone = await planFlakeInputs(root, true, { carry: [], clones: { secrets: fixture.privateRepo }, nixStore: path.join(dir, 'empty') });
+    expect(fromClone.carried[0]!.source).toEqual({ kind: 'clone', path: fixture.privateRepo, rev: fixture.rev });
+    expect(fromClone.carried[0]!.contentBytes).toBe(local.carried[0]!.contentBytes);
     await expect(planFlakeInputs(root, true, { carry: [], clones: { secrets: path.join(dir, 'nope') }, nixStore: path.join(dir, 'empty') })).rejects.toThrow(/source\.inputClones\.secrets\) is .*nope, which is not a folder/);
   });
 
