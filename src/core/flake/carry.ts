@@ -50,7 +50,7 @@ export interface CarriedInput {
   storePath: string;
   narHash: string;
   source: InputSource;
-  /** Content bytes, when known before packing (store paths and folders). */
+  /** Content bytes of the tree (for the free-space check), counted before packing. */
   contentBytes?: number;
 }
 

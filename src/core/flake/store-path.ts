@@ -39,7 +39,7 @@ export function compressHash(digest: Uint8Array, size: number): Buffer {
   return out;
 }
 
-/** Parses an SRI sha256 (`sha256-<base64>`) or `sha256:<hex|base32|base64>`-free SRI only; returns the 32 digest bytes. */
+/** Parses an SRI sha256 (`sha256-<base64>`, as flake.lock writes narHash); returns the 32 digest bytes, or undefined. */
 export function parseSriSha256(sri: string): Buffer | undefined {
   const match = /^sha256-([A-Za-z0-9+/]{43}=)$/.exec(sri);
   if (!match) return undefined;
