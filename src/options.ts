@@ -35,6 +35,12 @@ export interface BuildFlags {
   iso?: string;
   /** SSH key that signs the manifest (a path or a public key line); false (`--no-sign`) overrides the profile. */
   sign?: string | false;
+  /** Flake inputs to carry whatever their URL (repeatable; `all` for every input). */
+  carryInput?: string[];
+  /** The Nix store root to find carried inputs in (`/` or a chroot store folder). */
+  nixStore?: string;
+  /** nixosConfigurations name for seed-install.sh's `nixos-install --flake` line. */
+  flakeHost?: string;
 }
 
 export const DEFAULT_LABEL = 'DUBNIUM-SEED';
@@ -85,9 +91,20 @@ export function resolveBuild(flags: BuildFlags, profile: LoadedProfile | undefin
     throw new UsageError(`--model-store ${JSON.stringify(modelStore)} must be an absolute path of letters, digits, dot, dash, underscore and slash.`);
   }
 
+  const carryFlag = flags.carryInput ?? [];
+  const carry = carryFlag.includes('all') ? 'all' : carryFlag.length > 0 ? carryFlag : (data.source?.carryInputs ?? []);
+  if (flags.flakeHost !== undefined && !/^[A-Za-z0-9._-]+$/.test(flags.flakeHost)) throw new UsageError(`--flake-host ${JSON.stringify(flags.flakeHost)} must be a nixosConfigurations name: letters, digits, dot, dash, underscore.`);
+  const flakeHost = flags.flakeHost ?? data.source?.flakeHost;
+
   return {
     options: {
       profile: profile?.name ?? null,
+      flakeInputs: {
+        carry,
+        clones: Object.fromEntries(Object.entries(data.source?.inputClones ?? {}).map(([name, clone]) => [name, resolvePath(clone, base)])),
+        nixStore: flags.nixStore !== undefined ? resolvePath(flags.nixStore, cwd) : data.source?.nixStore !== undefined ? resolvePath(data.source.nixStore, base) : '/',
+        ...(flakeHost ? { host: flakeHost } : {}),
+      },
       source: {
         repo: repo ?? '',
         includeUntracked: flags.includeUntracked ?? data.source?.includeUntracked ?? false,

@@ -22,6 +22,14 @@ export const profileSchema = z
         plainFolder: z.boolean().optional(),
         submodules: z.enum(['include', 'refuse']).optional(),
         name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'use letters, digits, dot, dash and underscore').optional(),
+        /** Flake inputs to carry on the seed whatever their URL (lock node names or attribute paths like a/b), or `all`. */
+        carryInputs: z.union([z.literal('all'), z.array(z.string().min(1))]).optional(),
+        /** Local clones (or folders) of carried inputs that are not in the Nix store, by input name. */
+        inputClones: z.record(z.string().min(1), relativeOrAbsolutePath).optional(),
+        /** Where to look for input store paths: `/` (this machine's /nix/store) or a chroot store folder. */
+        nixStore: relativeOrAbsolutePath.optional(),
+        /** The nixosConfigurations name seed-install.sh puts in its `nixos-install --flake` line. */
+        flakeHost: z.string().regex(/^[A-Za-z0-9._-]+$/, 'a nixosConfigurations attribute name: letters, digits, dot, dash, underscore').optional(),
       })
       .strict()
       .optional(),

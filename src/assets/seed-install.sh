@@ -13,7 +13,8 @@ default_store=/var/lib/dubnium/models
 
 usage() {
   cat <<'EOF'
-Usage: sh seed-install.sh [--root DIR] [--source-to DIR] [--signer SHA256:...] [--force] [--dry-run] [--help]
+Usage: sh seed-install.sh [--root DIR] [--source-to DIR] [--signer SHA256:...] [--force] [--dry-run]
+                          [--live-store STORE] [--help]
 
 Verifies this seed (every file against SHA256SUMS), then installs each model bundle
 models/<bundle> into <root><modelStore>/<bundle> and unpacks the source archive into
@@ -27,6 +28,8 @@ Options:
                    printed it); needs ssh-keygen. Without it, the signature is not checked.
   --force          replace existing entries in --source-to (see below)
   --dry-run        verify the seed and print what would be done; write nothing
+  --live-store S   Nix store of the live system to register carried flake inputs in
+                   (default: the one nix-store uses; a folder means a chroot store)
   -h, --help       show this help
 
 Model bundles: each bundle is copied to a hidden temporary folder beside its destination,
@@ -39,6 +42,13 @@ added beside them, and the install is refused if any archive entry would overwri
 existing one. With --force, --source-to is replaced by the archive's contents; its
 hardware-configuration.nix is kept when the archive has none (the previous contents are
 otherwise removed).
+
+Carried flake inputs (inputs/*.tar.gz, private inputs of flake.lock): each is
+unpacked to a temporary folder and added with `nix-store --add-fixed --recursive
+sha256` to the live system's store and to the target's (--store <root>), and the
+store path Nix prints must be the one the manifest records. Then nixos-install
+--flake finds them without credentials or network. Without nix-store on PATH
+they are skipped with a note, and the rest is installed.
 
 Exit codes:
   0  installed (or, with --dry-run, verified)
@@ -57,6 +67,7 @@ die() { code=$1; shift; err "$*"; exit "$code"; }
 # --- arguments ---------------------------------------------------------------------------------
 root=/mnt
 source_to=
+live_store=
 force=0
 dry_run=0
 signer=
@@ -70,6 +81,8 @@ while [ $# -gt 0 ]; do
     --signer=*) signer=${1#--signer=} ;;
     --force) force=1 ;;
     --dry-run) dry_run=1 ;;
+    --live-store) [ $# -ge 2 ] || die 2 "--live-store needs a store; see --help"; live_store=$2; shift ;;
+    --live-store=*) live_store=${1#--live-store=} ;;
     -h|--help) usage; exit 0 ;;
     *) die 2 "unknown option '$1'; see --help" ;;
   esac
@@ -105,13 +118,16 @@ cd -- "$seed" || die 3 "cannot enter the seed folder '$seed'"
 partial=
 extract_tmp=
 sig_tmp=
+input_tmp=
 cleanup() {
   [ -z "$partial" ] || rm -rf -- "$partial"
   [ -z "$extract_tmp" ] || rm -rf -- "$extract_tmp"
   [ -z "$sig_tmp" ] || rm -rf -- "$sig_tmp"
+  [ -z "$input_tmp" ] || rm -rf -- "$input_tmp"
   partial=
   extract_tmp=
   sig_tmp=
+  input_tmp=
 }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT
@@ -317,7 +333,7 @@ EOF
 
 # Every file under models/ and source/ must be listed; anything else there is unexpected.
 scan_dirs=
-for d in models source; do
+for d in models source inputs; do
   if [ -L "$d" ]; then problem "$d: is a symlink (must be a real folder)"
   elif [ -d "$d" ]; then scan_dirs="$scan_dirs $d"
   elif [ -e "$d" ]; then problem "$d: not a folder"
@@ -452,6 +468,80 @@ EOF
 )
 [ -n "$entries" ] || die 3 "$archive: the top-level folder '$top' is empty"
 
+# --- 3b. carried flake inputs: read from the manifest's "flake" block ----------------------------
+# JSON.stringify(_, null, 2) puts each carried input's keys at eight spaces of indent inside the
+# top-level "flake" object; sed reads them without a JSON parser, one record per input object.
+flake_host=
+carried=
+if grep -q '^  "flake": {$' "$manifest"; then
+  flake_block=$(sed -n '/^  "flake": {$/,/^  },\{0,1\}$/p' "$manifest")
+  flake_host=$(printf '%s\n' "$flake_block" | sed -n 's/^    "host": "\([A-Za-z0-9._-]*\)",\{0,1\}$/\1/p')
+  carried=$(printf '%s\n' "$flake_block" | sed -n \
+    -e 's/^        "name": "\(.*\)",\{0,1\}$/name \1/p' \
+    -e 's/^        "file": "\(.*\)",\{0,1\}$/file \1/p' \
+    -e 's/^        "storePath": "\(.*\)",\{0,1\}$/store \1/p' \
+    -e 's/^      },\{0,1\}$/end/p' | {
+      n= f= p=
+      while IFS=' ' read -r k v; do
+        case $k in
+          name) n=$v ;; file) f=$v ;; store) p=$v ;;
+          end) [ -z "$f" ] || printf '%s %s %s\n' "$f" "$p" "$n"; n= f= p= ;;
+        esac
+      done
+    })
+fi
+check_input_archive() {
+  ia=$1
+  ia_says=$(tar -tzf "$ia" 2>&1 >/dev/null) || die 3 "$ia: cannot be listed by tar (corrupt archive)"
+  [ -z "$ia_says" ] || die 3 "$ia: unsafe member names (tar: $(printf '%s\n' "$ia_says" | sed -n '1s/^tar: //p')); refusing this archive"
+  ia_names=$(tar -tzf "$ia" 2>/dev/null) || die 3 "$ia: cannot be listed by tar (corrupt archive)"
+  ia_details=$(tar -tvzf "$ia" 2>/dev/null) || die 3 "$ia: cannot be listed by tar (corrupt archive)"
+  [ "$(printf '%s\n' "$ia_names" | wc -l)" -eq "$(printf '%s\n' "$ia_details" | wc -l)" ] ||
+    die 3 "$ia: member listing is inconsistent (unusual file names); refusing this archive"
+  ia_links=
+  while IFS= read -r n <&3 && IFS= read -r v <&4; do
+    case $n in source|source/*) ;; *) die 3 "$ia: member '$n' is not inside the folder source/; refusing this archive" ;; esac
+    case /$n/ in */../*) die 3 "$ia: member '$n' contains '..'; refusing this archive" ;; esac
+    case $v in
+      *' link to '*|-*' -> '*) die 3 "$ia: member '$n' is a hard link; refusing this archive" ;;
+      [-d]*) ;;
+      l*) ia_links=$ia_links$n$nl ;;
+      *) die 3 "$ia: member '$n' is not a file, folder or symlink; refusing this archive" ;;
+    esac
+  done 3<<EOF1 4<<EOF2
+$ia_names
+EOF1
+$ia_details
+EOF2
+  # Nothing may lie beneath a symlink member: tar would write it wherever the link points.
+  [ -z "$ia_links" ] || while IFS= read -r n; do
+    while IFS= read -r l; do
+      [ -n "$l" ] || continue
+      case $n in "$l"/*) die 3 "$ia: member '$n' lies beneath symlink '$l'; refusing this archive" ;; esac
+    done <<EOF
+$ia_links
+EOF
+  done <<EOF
+$ia_names
+EOF
+}
+if [ -n "$carried" ]; then
+  while IFS=' ' read -r f p n; do
+    case $f in
+      inputs/*/*|*..*|*[!A-Za-z0-9._+/-]*) die 3 "dubnium-seed.json: carried input file '$f' is not a plain name under inputs/" ;;
+      inputs/?*.tar.gz) ;;
+      *) die 3 "dubnium-seed.json: carried input file '$f' is not inputs/<name>.tar.gz" ;;
+    esac
+    case $p in
+      /nix/store/????????????????????????????????-source) ;;
+      *) die 3 "dubnium-seed.json: carried input $n has no valid store path ('$p')" ;;
+    esac
+    printf '%s\n' "$listed" | grep -Fxq -- "$f" || die 3 "dubnium-seed.json: carried input file $f is not listed in SHA256SUMS"
+  done <<EOF
+$carried
+EOF
+fi
+
 # --- 4. plan: decide everything that could refuse before writing anything -------------------------
 source_mode=new
 if [ -L "$source_to" ]; then
@@ -502,8 +592,20 @@ if ! check_out=$(sha256sum -c SHA256SUMS 2>&1); then
 fi
 say "verified: all $file_count files match"
 
+# The carried inputs' bytes are verified now: their archives are checked before anything unpacks them.
+if [ -n "$carried" ]; then
+  while IFS=' ' read -r f p n; do check_input_archive "$f"; done <<EOF
+$carried
+EOF
+fi
+
 if [ "$dry_run" = 1 ]; then
   say "dry run: nothing will be written"
+  [ -z "$carried" ] || while IFS=' ' read -r f p n; do
+    say "would register flake input $n ($f) as $p in the live Nix store and in $root's"
+  done <<EOF
+$carried
+EOF
   while IFS= read -r b; do
     [ -n "$b" ] || continue
     if [ -e "$store/$b" ] || [ -L "$store/$b" ]; then
@@ -525,8 +627,41 @@ EOF
   exit 0
 fi
 
-# --- 6. install bundles, each by copy-then-rename ----------------------------------------------
 install_fail() { err "$*"; exit 1; }
+
+# --- 5b. register carried flake inputs in the live store, then the target's ---------------------
+# The live store goes first: a store path that differs from the manifest's stops the install
+# before anything is written under the target root.
+registered=0
+nix_missing=0
+if [ -n "$carried" ]; then
+  if ! command -v nix-store >/dev/null 2>&1; then
+    nix_missing=1
+    err "nix-store is not on PATH: the carried flake inputs are NOT registered; the rest is installed. Run this script on the NixOS installer to register them."
+  else
+    while IFS=' ' read -r f p n; do
+      input_tmp=$(mktemp -d "${TMPDIR:-/tmp}/seed-input-XXXXXX") || install_fail "cannot create a temporary folder for $f"
+      tar -x -z -o -f "$f" -C "$input_tmp" || install_fail "unpacking $f failed (disk full?)"
+      [ -e "$input_tmp/source" ] || install_fail "unpacking $f did not produce source"
+      if [ -n "$live_store" ]; then
+        got=$(nix-store --store "$live_store" --add-fixed --recursive sha256 "$input_tmp/source") || install_fail "nix-store could not add flake input $n to $live_store"
+      else
+        got=$(nix-store --add-fixed --recursive sha256 "$input_tmp/source") || install_fail "nix-store could not add flake input $n to the live Nix store"
+      fi
+      [ "$got" = "$p" ] || die 3 "flake input $n: Nix stored $f as $got, the manifest expects $p (the seed does not match flake.lock); nothing was written under $root"
+      got=$(nix-store --store "$root" --add-fixed --recursive sha256 "$input_tmp/source") || install_fail "nix-store could not add flake input $n to the store of $root"
+      [ "$got" = "$p" ] || install_fail "flake input $n: the store of $root holds it as $got, expected $p"
+      say "registered flake input $n as $p (live store and $root)"
+      registered=$((registered + 1))
+      rm -rf -- "$input_tmp"
+      input_tmp=
+    done <<EOF
+$carried
+EOF
+  fi
+fi
+
+# --- 6. install bundles, each by copy-then-rename ----------------------------------------------
 if [ -n "$bundles" ]; then
   mkdir -p -- "$store" || install_fail "cannot create model store $store"
 fi
@@ -609,4 +744,14 @@ rm -rf -- "$extract_tmp"
 extract_tmp=
 
 say "done: models in $store, source in $source_to"
+if [ -f "$source_to/flake.nix" ]; then
+  [ "$registered" = 0 ] || say "flake inputs: $registered carried inputs are in the Nix stores; nixos-install needs no credentials for them"
+  [ "$nix_missing" = 0 ] || say "flake inputs: NOT registered (no nix-store here); nixos-install will try to fetch them"
+  if [ -n "$flake_host" ]; then
+    say "next: nixos-install --root $root --flake $source_to#$flake_host"
+  else
+    say "next: nixos-install --root $root --flake $source_to#<host>"
+    say "      (the seed names no host: put your nixosConfigurations name in place of <host>)"
+  fi
+fi
 exit 0

@@ -74,6 +74,7 @@ export function buildJson(result: BuildResult) {
     target: result.target,
     source: manifest.source,
     bundles: manifest.bundles,
+    ...(manifest.flake ? { flake: manifest.flake } : {}),
     totals: manifest.totals,
     written: result.written,
     reused: result.reused,
@@ -102,6 +103,9 @@ export function formatBuildResult(result: BuildResult): string {
     `  source  ${manifest.source.file}  ${manifest.source.commit ? `commit ${manifest.source.commit.slice(0, 12)}` : 'plain folder'}${manifest.source.dirty ? `, dirty (${manifest.source.changedPaths.length} paths differ from the commit)` : ''}`,
     ...manifest.bundles.map((bundle) => `  model   ${bundle.dir}  ${bundle.files} files, ${formatBytes(bundle.bytes)}, ${bundle.shards} shards${bundle.revision ? `, revision ${bundle.revision.slice(0, 12)}` : ''}`),
   ];
+  for (const input of manifest.flake?.inputs ?? []) {
+    lines.push(input.class === 'carried' ? `  input   ${input.file}  flake input ${input.name}, ${input.storePath} (${input.reason})` : `  input   ${input.name}  ${input.reason}`);
+  }
   if (result.operatorSecretsLoaded.length > 0) lines.push(`  leak gate matched your own secrets too: ${result.operatorSecretsLoaded.join(', ')}`);
   for (const finding of result.findingsAllowed) lines.push(`  allowed ${finding.kind} in ${finding.path}${finding.inner ? ` (${finding.inner})` : ''}: ${finding.allowed?.reason ?? ''}`);
   if (result.signature) lines.push(...formatSignatureLines(result.signature));

@@ -46,6 +46,8 @@ import { estimateArchiveBytes, planSourceArchive, streamSourceArchive, type Sour
 import { checkFilesystemLimits, filesystemInfo, inspectTarget, onDisk, type FilesystemInfo, type TargetState } from './target.js';
 import type { Finding, LeakGate, ProgressHook } from './types.js';
 import { verifySeed, type VerifyReport } from './verify-seed.js';
+import { flakeManifest, planFlakeInputsFor, type CarriedFile, type FlakeBuildOptions } from './flake/build-phase.js';
+import { INPUTS_DIR, packCarriedInput, type FlakeInputsPlan } from './flake/carry.js';
 
 /** A model bundle the user asked for: a bundle folder or a Hugging Face cache repository folder. */
 export interface ModelRequest {
@@ -76,6 +78,8 @@ export interface BuildOptions {
    * `type base64` line) whose private half ssh-agent holds. Resolved and checked by planBuild.
    */
   sign?: string;
+  /** Private flake inputs: which to carry, local clones, the Nix store to look in (default: none named, `/`). */
+  flakeInputs?: FlakeBuildOptions;
   onProgress?: ProgressHook;
   /** Step notifications for task lists and plain progress lines. */
   onStep?: (step: BuildStep, state: 'start' | 'done', detail?: string) => void;
@@ -98,6 +102,8 @@ export interface BuildPlan {
   warnings: string[];
   /** The key that signs the manifest (`sign`), checked usable without a prompt. */
   signer?: SeedSigner;
+  /** The flake's locked inputs and where each carried one's bytes come from. */
+  flake: FlakeInputsPlan;
 }
 
 export interface BuildResult {
@@ -147,6 +153,9 @@ export async function planBuild(options: BuildOptions): Promise<BuildPlan> {
     seen.set(bundle.name, bundle.input);
   }
 
+  const flake = await planFlakeInputsFor(source, options.flakeInputs);
+  warnings.push(...flake.warnings);
+
   const target = path.resolve(options.target);
   const targetState = await inspectTarget(target);
   if (targetState.foreign.length > 0) {
@@ -161,9 +170,10 @@ export async function planBuild(options: BuildOptions): Promise<BuildPlan> {
   const files = [
     { path: `source/${source.fileName}`, size: archiveEstimate },
     { path: INSTALLER_NAME, size: installerSize },
+    ...flake.carried.map((carried) => ({ path: `inputs/${carried.fileName}`, size: estimateInputBytes(carried.contentBytes) })),
     ...bundles.flatMap((bundle) => bundle.files.map((file) => ({ path: `models/${bundle.name}/${file.relPath}`, size: file.size }))),
   ];
-  checkFilesystemLimits({ family: filesystem.family, files: files.slice(2), label: options.label });
+  checkFilesystemLimits({ family: filesystem.family, files: files.slice(2 + flake.carried.length), label: options.label });
 
   const payloadBytes = files.reduce((sum, file) => sum + file.size, 0);
   let neededBytes = files.reduce((sum, file) => sum + onDisk(file.size, filesystem.blockSize), 0) + MANIFEST_OVERHEAD;
@@ -179,7 +189,13 @@ export async function planBuild(options: BuildOptions): Promise<BuildPlan> {
       `Not enough space on ${filesystem.mountPoint}: the seed needs ${formatBytes(neededBytes)}, has ${formatBytes(filesystem.freeBytes)} free. Use a larger partition or fewer model bundles.`,
     );
   }
-  return { source, bundles, target, targetState, filesystem, payloadBytes, neededBytes, warnings, ...(signer ? { signer } : {}) };
+  return { source, bundles, target, targetState, filesystem, payloadBytes, neededBytes, warnings, flake, ...(signer ? { signer } : {}) };
+}
+
+/** Upper bound of a carried input's .tar.gz from its content bytes (headers and deflate overhead); 0 when unknown. */
+function estimateInputBytes(contentBytes: number | undefined): number {
+  if (contentBytes === undefined) return 0;
+  return Math.ceil(contentBytes * 1.01) + 64 * 1024;
 }
 
 async function nearestExisting(target: string): Promise<string> {
@@ -235,7 +251,10 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     const blocking = archiveFindings.filter((finding) => !finding.allowed);
     if (blocking.length > 0) throw secretsError(blocking, 'the source archive');
     const archiveSize = (await stat(archivePath)).size;
-    options.onStep?.('archive', 'done', `${plural(plan.source.entries.length, 'entry', 'entries')}, ${formatBytes(archiveSize)}`);
+    // Carried flake inputs are packed, proved and scanned in the same local temp folder.
+    const carried = await carryFlakeInputs(plan, workDir, options);
+    allowed.push(...carried.allowed);
+    options.onStep?.('archive', 'done', `${plural(plan.source.entries.length, 'entry', 'entries')}, ${formatBytes(archiveSize)}${carried.files.length > 0 ? `; ${plural(carried.files.length, 'flake input')} carried` : ''}`);
     checkCancelled();
 
     // 2. From here the seed is incomplete: drop the manifest first, remembering what it vouched for.
@@ -251,6 +270,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     const payload: PayloadFile[] = [
       { relPath: `source/${plan.source.fileName}`, size: archiveSize, chunks: () => readFileChunks(archivePath) },
       { relPath: INSTALLER_NAME, size: (await stat(INSTALLER_SOURCE)).size, chunks: () => readFileChunks(INSTALLER_SOURCE) },
+      ...carried.files.map((file) => ({ relPath: file.relPath, size: file.size, chunks: () => readFileChunks(file.localPath) })),
       // Small files first: a leak in a config or tokenizer file stops the build before the big copies.
       ...plan.bundles
         .flatMap((bundle) =>
@@ -323,7 +343,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     manifestFiles.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     const checksums = renderChecksums(manifestFiles);
     await writeAtomic(path.join(target, CHECKSUMS_NAME), checksums);
-    const manifestText = renderManifest(makeManifest(options, plan, manifestFiles, checksums));
+    const manifestText = renderManifest({ ...makeManifest(options, plan, manifestFiles, checksums), ...flakeManifest(plan.flake, carried.files, options.flakeInputs) });
     const manifest = parseManifest(manifestText).manifest!;
     await writeAtomic(path.join(target, MANIFEST_NAME), manifestText);
     await journal.close();
@@ -360,7 +380,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
       await removeStale(target, new Set(reused)).catch(() => undefined);
       await unlink(path.join(target, JOURNAL_NAME)).catch(() => undefined);
       // Empty folders this run made go too (rmdir leaves a folder that still holds anything).
-      for (const dir of ['source', 'models']) await rmdir(path.join(target, dir)).catch(() => undefined);
+      for (const dir of ['source', 'models', 'inputs']) await rmdir(path.join(target, dir)).catch(() => undefined);
       if (!plan.targetState.exists) await rmdir(target).catch(() => undefined);
     }
     throw error;
@@ -383,6 +403,38 @@ async function signPhase(options: BuildOptions, target: string, manifestText: st
     if (error instanceof UsageError) throw new UsageError(`The seed in ${target} is complete but NOT signed: ${error.message}`, error.details);
     throw error;
   }
+}
+
+/**
+ * Carry inputs: packs every carried flake input into the local work folder, proving its bytes
+ * against the lock's narHash and feeding every file to a leak gate that knows the input's own
+ * `.sops.yaml`. A blocking finding throws SecretsFoundError before anything reaches the media.
+ */
+async function carryFlakeInputs(plan: BuildPlan, workDir: string, options: BuildOptions): Promise<{ files: CarriedFile[]; allowed: Finding[] }> {
+  const files: CarriedFile[] = [];
+  const allowed: Finding[] = [];
+  if (plan.flake.carried.length === 0) return { files, allowed };
+  await mkdir(path.join(workDir, INPUTS_DIR), { recursive: true });
+  const total = plan.flake.carried.reduce((sum, carried) => sum + (carried.contentBytes ?? 0), 0);
+  let packed = 0;
+  for (const carried of plan.flake.carried) {
+    if (options.signal?.aborted) throw new CancelledError('Build cancelled: no manifest was written; run the same build again to finish the seed.');
+    const relPath = `${INPUTS_DIR}/${carried.fileName}`;
+    const localPath = path.join(workDir, relPath);
+    const result = await packCarriedInput(carried, localPath, {
+      workDir,
+      gate: (sopsConfig) => createLeakGate({ allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets, sopsConfig }),
+      onBytes: (bytes) => {
+        packed += bytes;
+        options.onProgress?.({ phase: 'archive', bytes: packed, total: Math.max(total, packed), path: relPath });
+      },
+    });
+    const blocking = result.findings.filter((finding) => !finding.allowed);
+    if (blocking.length > 0) throw secretsError(blocking, `flake input ${carried.name}`);
+    allowed.push(...result.findings.filter((finding) => finding.allowed));
+    files.push({ carried, relPath, localPath, size: result.size, sha256: result.sha256 });
+  }
+  return { files, allowed };
 }
 
 function secretsError(findings: Finding[], where: string): SecretsFoundError {
@@ -431,7 +483,7 @@ async function copyScanned(
   const scanner = gate.open({ path: file.relPath, size: file.size });
   // The source archive's entries were scanned (and their allowed findings reported) while it was
   // packed; this second scan of the whole archive only blocks, so an allowed finding is listed once.
-  const reportAllowed = !file.relPath.startsWith('source/');
+  const reportAllowed = !file.relPath.startsWith('source/') && !file.relPath.startsWith('inputs/');
   const allowedOf = (findings: Finding[]) => (reportAllowed ? findings.filter((finding) => finding.allowed) : []);
   const common = { destination, displayPath: file.relPath, expected: file.expected, expectedSize: file.size, onBytes: extra.onBytes, signal: extra.signal };
   if (!extra.dryRun && file.size <= PRESCAN_LIMIT) {
@@ -503,6 +555,7 @@ async function removeStale(target: string, keep: Set<string>): Promise<string[]>
   };
   await walk('source');
   await walk('models');
+  await walk('inputs');
   for (const name of await readdir(target).catch(() => [] as string[])) {
     if (name.startsWith('.') && name.endsWith(PARTIAL_SUFFIX)) {
       await unlink(path.join(target, name)).catch(() => undefined);

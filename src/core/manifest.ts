@@ -36,6 +36,41 @@ export const manifestFileSchema = z.object({
   sha256: sha256Hex,
 });
 
+/**
+ * One locked flake input (manifest key `flake`, added after format 1 shipped: optional, so seeds
+ * without it still parse, and readers that predate it strip it as an unknown key). Carried inputs
+ * also name their file under `inputs/`, its sha256 and the store path the narHash determines.
+ */
+export const manifestFlakeInputSchema = z.object({
+  /** The shortest attribute path from the flake's root (`secrets`, `hardware/util`). */
+  name: z.string().min(1),
+  /** The lock's node key. */
+  node: z.string().min(1),
+  paths: z.array(z.string()),
+  type: z.string(),
+  /** The input's URL with any credentials removed. */
+  url: z.string(),
+  class: z.enum(['carried', 'fetched', 'in-repo']),
+  reason: z.string(),
+  rev: z.string().optional(),
+  narHash: z.string().optional(),
+  storePath: z.string().regex(/^\/nix\/store\/[0-9a-df-np-sv-z]{32}-source$/, 'must be a /nix/store/<hash>-source path').optional(),
+  file: seedRelativePath.optional(),
+  sha256: sha256Hex.optional(),
+  size: z.number().int().nonnegative().optional(),
+  /** Where the bytes were found at build time. */
+  from: z.enum(['store', 'clone', 'folder']).optional(),
+});
+
+export const manifestFlakeSchema = z.object({
+  /** flake.lock inside the source archive's top folder. */
+  lock: z.string(),
+  lockVersion: z.number().int(),
+  /** The nixosConfigurations attribute to install, when the profile names it. */
+  host: z.string().nullable(),
+  inputs: z.array(manifestFlakeInputSchema),
+});
+
 export const manifestSchema = z.object({
   format: z.literal(FORMAT_VERSION),
   tool: z.object({ name: z.literal('dubnium-seed'), version: z.string() }),
@@ -74,10 +109,12 @@ export const manifestSchema = z.object({
   /** sha256 of this file's bytes with this value replaced by 64 zeros: any changed byte shows. */
   selfSha256: sha256Hex,
   totals: z.object({ files: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() }),
+  flake: manifestFlakeSchema.optional(),
 });
 
 export type Manifest = z.infer<typeof manifestSchema>;
 export type ManifestFile = z.infer<typeof manifestFileSchema>;
+export type ManifestFlakeInput = z.infer<typeof manifestFlakeInputSchema>;
 
 /** `sha256sum` format: `<hex>  <path>`; one line per file, sorted as given. */
 export function renderChecksums(files: readonly ManifestFile[]): string {

@@ -466,7 +466,15 @@ function fixGzipOsByte(): Transform {
  * Destroying the returned stream stops reading and closes the open file.
  */
 export function streamSourceArchive(plan: SourcePlan, hooks: SourceArchiveHooks = {}): Readable {
-  const tar = Readable.from(tarStream(plan, hooks), { objectMode: false, highWaterMark: READ_CHUNK });
+  return gzipDeterministic(tarStream(plan, hooks));
+}
+
+/**
+ * The source archive's gzip writer over any stream of tar bytes (carried flake inputs use it too):
+ * fixed level and strategy, mtime 0, no file name, OS byte "Unix", so the same tar gives the same bytes.
+ */
+export function gzipDeterministic(tarChunks: AsyncIterable<Buffer>): Readable {
+  const tar = Readable.from(tarChunks, { objectMode: false, highWaterMark: READ_CHUNK });
   // Node's gzip writes mtime 0 and no file name; level and strategy are fixed so the bytes are too.
   const gzip = createGzip({ level: GZIP_LEVEL, strategy: zlibConstants.Z_DEFAULT_STRATEGY, chunkSize: 64 * 1024 });
   const output = fixGzipOsByte();

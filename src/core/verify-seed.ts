@@ -10,6 +10,7 @@ import { UsageError } from '../errors.js';
 import { plural } from '../util/format.js';
 import { readFully } from '../util/read-fully.js';
 import { checkSourceArchive } from './archive-safety.js';
+import { checkCarriedInput } from './flake/verify-inputs.js';
 import { HashPool } from './hash-pool.js';
 import { resolveModelBundle } from './model-bundle.js';
 import { CHECKSUMS_NAME, FORMAT_VERSION, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, SIGNATURE_NAME, parseChecksums, parseManifest, type Manifest } from './manifest.js';
@@ -32,7 +33,8 @@ export type ProblemKind =
   | 'unreadable'
   | 'archive'
   | 'bundle'
-  | 'signature';
+  | 'signature'
+  | 'flake-input';
 
 export interface VerifyProblem {
   path: string;
@@ -475,4 +477,29 @@ async function checkPayloadStructure(root: string, manifest: Manifest, typeOf: M
     }
   }
   if (manifest.bundles.length > 0) checked.push(`model bundles: ${bundlesChecked} of ${manifest.bundles.length} validate (shard headers, index, config)`);
+  await checkFlakeInputs(root, manifest, typeOf, blocked, problems, checked);
+}
+
+/** Carried flake inputs: listed files whose `source` tree, streamed through a NAR hasher, has the locked narHash. */
+async function checkFlakeInputs(root: string, manifest: Manifest, typeOf: Map<string, EntryType>, blocked: (rel: string) => boolean, problems: VerifyProblem[], checked: string[]): Promise<void> {
+  const carried = (manifest.flake?.inputs ?? []).filter((input) => input.class === 'carried');
+  if (carried.length === 0) return;
+  let proved = 0;
+  for (const input of carried) {
+    const action = 'Rebuild the seed; the carried input does not match flake.lock, so Nix would not use it.';
+    if (!input.file || !input.narHash || !input.storePath || !input.sha256) {
+      problems.push({ path: MANIFEST_NAME, kind: 'manifest', message: `${MANIFEST_NAME}: carried flake input ${input.name} lacks its file, narHash, store path or sha256`, action: 'Do not use this media; rebuild the seed.' });
+      continue;
+    }
+    const listed = manifest.files.find((file) => file.path === input.file);
+    if (!listed || listed.sha256 !== input.sha256) {
+      problems.push({ path: input.file, kind: 'manifest', message: `${MANIFEST_NAME}: carried flake input ${input.name} names ${input.file}, which its file list ${listed ? 'records with another sha256' : 'does not have'}`, action: 'Do not use this media; rebuild the seed.' });
+      continue;
+    }
+    if (blocked(input.file) || typeOf.get(input.file) !== 'file') continue;
+    const issues = await checkCarriedInput(path.join(root, input.file), { narHash: input.narHash, storePath: input.storePath });
+    for (const issue of issues) problems.push({ path: input.file, kind: 'flake-input', message: `${input.file} (flake input ${input.name}): ${issue}`, action });
+    if (issues.length === 0) proved += 1;
+  }
+  checked.push(`flake inputs: ${proved} of ${carried.length} carried inputs have the locked NAR hash`);
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { Separator } from '@inquirer/prompts';
 import { stringify as stringifyYaml } from 'yaml';
 import type { BuildOptions, BuildPlan, ModelRequest } from '../../core/build-seed.js';
+import { describeSource } from '../../core/flake/carry.js';
 import { resolveModelBundle } from '../../core/model-bundle.js';
 import { FAT_MAX_FILE, inspectTarget, LABEL_LIMITS } from '../../core/target.js';
 import { isSeedError } from '../../errors.js';
@@ -301,6 +302,7 @@ export function formatPlan(plan: BuildPlan, options: Pick<BuildOptions, 'label' 
     const shown = source.changedPaths.slice(0, 8);
     lines.push(`           differs from the commit in ${source.changedPaths.length} path${source.changedPaths.length === 1 ? '' : 's'}: ${shown.join(', ')}${source.changedPaths.length > shown.length ? ', ...' : ''}`);
   }
+  lines.push(...flakeInputLines(plan));
   if (plan.bundles.length === 0) lines.push('  models   none');
   for (const [index, bundle] of plan.bundles.entries()) {
     lines.push(`  ${index === 0 ? 'models' : '      '}   models/${bundle.name}  ${formatBytes(bundle.totalBytes)}, ${bundle.files.length} files, ${bundle.shards.length} shards, ${bundle.tensors} tensors${bundle.revision ? `, revision ${bundle.revision.slice(0, 12)}` : ''}`);
@@ -327,6 +329,29 @@ export function formatPlan(plan: BuildPlan, options: Pick<BuildOptions, 'label' 
   }
   for (const warning of plan.warnings) lines.push(`  warning  ${warning}`);
   return lines.join('\n');
+}
+
+/** Each locked flake input: carried on the seed (and from where), fetched at install, or already in the archive, and why. */
+export function flakeInputLines(plan: Pick<BuildPlan, 'flake'>): string[] {
+  const { flake } = plan;
+  if (!flake || flake.lockFile === null) return [];
+  const lines: string[] = [];
+  const carried = new Map(flake.carried.map((input) => [input.input.node, input]));
+  const shown = flake.inputs.length === 0 ? ['(flake.lock pins no inputs)'] : [];
+  for (const input of flake.inputs) {
+    const name = input.paths[0] ?? input.node;
+    const carry = carried.get(input.node);
+    if (carry) {
+      shown.push(`${name}  carried -> inputs/${carry.fileName}  (${input.reason})`);
+      shown.push(`  ${input.url}, from ${describeSource(carry.source)}; registered as ${carry.storePath} by seed-install.sh`);
+    } else if (input.class === 'fetched') {
+      shown.push(`${name}  fetched at install: ${input.url}  (${input.reason})`);
+    } else {
+      shown.push(`${name}  nothing to carry: ${input.reason}`);
+    }
+  }
+  shown.forEach((line, index) => lines.push(`  ${index === 0 ? 'inputs' : '      '}   ${line}`));
+  return lines;
 }
 
 /** The last question before anything is written. Default "no" when the target is a drive. */
