@@ -12,6 +12,8 @@ import { lz4Codec, Lz4LegacyStep } from './lz4.js';
 import { bzip2Codec } from './bzip2.js';
 
 export type { Compression, DecompressOptions, DecompressStream } from './types.js';
+export { decompressBlock, type BlockCompression } from './block.js';
+export { createBlockPool, type BlockPool } from './pool.js';
 
 /** Recognizes a compressed stream by its first bytes (never by name). */
 export function detectCompression(head: Buffer): Compression | undefined {

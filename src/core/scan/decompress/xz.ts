@@ -35,6 +35,14 @@ export async function xzInstance(): Promise<XzExports> {
   return holder._moduleInstance.exports as unknown as XzExports;
 }
 
+let shared: Promise<XzExports> | undefined;
+
+/** One instance shared by block decoding: blocks are small and decoded one at a time per thread. */
+export function xzSharedInstance(): Promise<XzExports> {
+  shared ??= xzInstance();
+  return shared;
+}
+
 // xz-embedded return codes (xz.h).
 const XZ_OK = 0;
 const XZ_STREAM_END = 1;
