@@ -89,7 +89,8 @@ export function createBlockPool(threads = availableParallelism()): BlockPool {
     for (let i = 0; i < threads; i++) {
       let worker: Worker;
       try {
-        worker = new Worker(script);
+        // Not the parent's options: `--input-type` or `-e` there would stop a worker started from a file.
+        worker = new Worker(script, { execArgv: process.execArgv.filter((arg) => !arg.startsWith('--input-type') && arg !== '-e' && arg !== '--eval') });
       } catch {
         break;
       }
