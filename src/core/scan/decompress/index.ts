@@ -3,8 +3,17 @@
  */
 import { FormatError } from '../formats/types.js';
 import type { Compression, DecompressOptions, DecompressStream } from './types.js';
+import { ByteReader } from './input.js';
+import { runConcatenated, type MemberCodec } from './driver.js';
+import { inflateStream } from './deflate.js';
+import { zstdCodec } from './zstd.js';
+import { xzCodec } from './xz.js';
+import { lz4Codec, Lz4LegacyStep } from './lz4.js';
+import { bzip2Codec } from './bzip2.js';
 
 export type { Compression, DecompressOptions, DecompressStream } from './types.js';
+export { decompressBlock, type BlockCompression } from './block.js';
+export { createBlockPool, type BlockPool } from './pool.js';
 
 /** Recognizes a compressed stream by its first bytes (never by name). */
 export function detectCompression(head: Buffer): Compression | undefined {
@@ -15,49 +24,82 @@ export function detectCompression(head: Buffer): Compression | undefined {
   if (head.length >= 4 && head.readUInt32LE(0) === 0x184d2204) return 'lz4';
   if (head.length >= 4 && head.readUInt32LE(0) === 0x184c2102) return 'lz4-legacy';
   if (head.length >= 2 && head[0] === 0x78 && ((head[0] << 8) | head[1]!) % 31 === 0) return 'zlib';
+  if (looksLikeLzmaAlone(head)) return 'lzma';
   return undefined;
 }
 
-/** The decompressed bytes of `input`, streamed. */
-export function decompressStream(kind: Compression, input: AsyncIterable<Buffer>, options: DecompressOptions = {}): DecompressStream {
-  if (kind === 'gzip' || kind === 'zlib') return zlibStream(kind, input, options);
-  throw new FormatError('unknown-compression', `${kind} is not supported yet`);
+/**
+ * Legacy .lzma has no magic, only a 13-byte header: recognized where that is unambiguous, i.e. the
+ * properties byte every encoder writes by default (0x5d: lc=3, lp=0, pb=2), a dictionary size of 2^n
+ * or 2^n + 2^(n-1) between 4 KiB and 1.5 GiB, and an uncompressed size that is unknown (all ones) or
+ * below 2^40.
+ */
+export function looksLikeLzmaAlone(head: Buffer): boolean {
+  if (head.length < 13 || head[0] !== 0x5d) return false;
+  const dict = head.readUInt32LE(1);
+  let pow = false;
+  for (let n = 12; n <= 30; n++) if (dict === 2 ** n || dict === 2 ** n + 2 ** (n - 1)) pow = true;
+  if (!pow) return false;
+  const low = head.readUInt32LE(5);
+  const high = head.readUInt32LE(9);
+  if (low === 0xffffffff && high === 0xffffffff) return true;
+  return high < 0x100;
 }
 
-function zlibStream(kind: 'gzip' | 'zlib', input: AsyncIterable<Buffer>, options: DecompressOptions): DecompressStream {
-  let consumed = 0;
+/**
+ * The decompressed bytes of `input`, streamed in bounded chunks. Concatenated members (gzip members,
+ * zstd frames, xz streams, bzip2 streams, lz4 frames) go on unless `single`; then the stream stops at
+ * the end of the first and `consumed` says exactly how many input bytes it used. Throws FormatError:
+ * 'truncated' when the input ends inside the data, 'corrupt' for damaged data or bytes after it that
+ * are not more of it (zero padding excepted), 'unsupported' for a variant no decoder here reads; and
+ * `signal.reason` when aborted (checked between chunks).
+ */
+export function decompressStream(kind: Compression, input: AsyncIterable<Buffer>, options: DecompressOptions = {}): DecompressStream {
+  const reader = new ByteReader(input, options.signal);
+  const single = options.single === true;
   async function* run(): AsyncGenerator<Buffer> {
-    const { createGunzip, createInflate } = await import('node:zlib');
-    const { Readable } = await import('node:stream');
-    const counted = (async function* count() {
-      for await (const chunk of input) {
-        consumed += chunk.length;
-        yield chunk;
-      }
-    })();
-    const source = Readable.from(counted);
-    const inflater = kind === 'gzip' ? createGunzip() : createInflate();
-    source.on('error', (error) => inflater.destroy(error));
-    source.pipe(inflater);
     try {
-      for await (const chunk of inflater) {
-        if (options.signal?.aborted) throw options.signal.reason;
-        yield chunk as Buffer;
-      }
-    } catch (error) {
       if (options.signal?.aborted) throw options.signal.reason;
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new FormatError(code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt', `${kind} stream: ${(error as Error).message}`);
+      switch (kind) {
+        case 'gzip':
+        case 'zlib':
+          yield* inflateStream(kind, reader, single, options.signal);
+          break;
+        case 'zstd':
+          yield* runConcatenated(reader, zstdCodec, single);
+          break;
+        case 'xz':
+          yield* runConcatenated(reader, xzCodec, single);
+          break;
+        case 'bzip2':
+          yield* runConcatenated(reader, bzip2Codec, single);
+          break;
+        case 'lz4':
+          yield* runConcatenated(reader, lz4Codec, single);
+          break;
+        case 'lz4-legacy':
+          yield* runConcatenated(reader, legacyCodec(single), single);
+          break;
+        default:
+          throw new FormatError('unsupported', `${kind} decompression is not supported yet`);
+      }
     } finally {
-      source.destroy();
-      inflater.destroy();
+      await reader.close();
     }
   }
   const iterable = run();
   return {
     [Symbol.asyncIterator]: () => iterable,
     get consumed() {
-      return consumed;
+      return reader.consumed;
     },
+  };
+}
+
+function legacyCodec(single: boolean): MemberCodec {
+  return {
+    label: 'lz4',
+    open: () => new Lz4LegacyStep(single),
+    another: async () => false,
   };
 }
