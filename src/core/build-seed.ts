@@ -31,6 +31,7 @@ import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
 import { readThrough } from './read-direct.js';
 import { createLeakGate, type AllowEntry } from './scan/index.js';
 import {
+  mediaWriteError,
   PRESCAN_LIMIT,
   readFileChunks,
   syncDirectory,
@@ -281,7 +282,11 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
         const entry = { path: file.relPath, size: result.size, sha256: result.sha256 };
         manifestFiles.push(entry);
         const activeJournal = journal;
-        flushing.push(result.commit().then(() => activeJournal.record(entry)));
+        // Recording the file in the journal is the last step of finishing it: its errors name it too.
+        const flush = result.commit().then(() => activeJournal.record(entry).catch((error: unknown) => Promise.reject(mediaWriteError(error, entry.path))));
+        // A flush may fail (the stick failed) while the next file is copied: awaited below, never unhandled.
+        flush.catch(() => undefined);
+        flushing.push(flush);
         if (flushing.length >= 2) await flushing.shift();
       }
     } finally {
@@ -327,8 +332,9 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
       operatorSecretsLoaded: gate.operatorSecrets.loaded,
       verify,
     };
-  } catch (error) {
+  } catch (caught) {
     await journal?.close().catch(() => undefined);
+    const error = asMediaError(caught, target);
     if (error instanceof SecretsFoundError) {
       // Nothing of this run may stay on the media; the journal goes too, so no rerun trusts it.
       for (const file of written) await unlink(path.join(target, file)).catch(() => undefined);
@@ -342,6 +348,18 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * An I/O error on the media outside a payload file (the journal, SHA256SUMS, the manifest, a
+ * folder) becomes the same typed error as one inside it; errors naming a path off the media (the
+ * local work folder) pass through.
+ */
+function asMediaError(error: unknown, target: string): unknown {
+  const where = (error as NodeJS.ErrnoException | undefined)?.path;
+  const relative = where === undefined ? undefined : path.relative(target, where);
+  if (relative !== undefined && (relative.startsWith('..') || path.isAbsolute(relative))) return error;
+  return mediaWriteError(error, relative || undefined);
 }
 
 function secretsError(findings: Finding[], where: string): SecretsFoundError {

@@ -183,11 +183,19 @@ export async function buildOnDevice(options: DeviceBuildOptions): Promise<Device
     step('mount', 'start', partition.path);
     const mount = await mountPrivate(partition.path, filesystem, { readOnly: false });
     step('mount', 'done', mount.root);
+    let failed = false;
     try {
       result = await buildSeed({ ...buildOptions, target: mount.root });
+    } catch (error) {
+      failed = true;
+      throw error;
     } finally {
       step('unmount', 'start');
-      await mount.release();
+      // After a failed build (a stick that failed or went away) its error is the one to report,
+      // not a failing flush or unmount of the same stick.
+      await mount.release().catch((error: unknown) => {
+        if (!failed) throw error;
+      });
       step('unmount', 'done');
     }
   }
