@@ -317,7 +317,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     let verify: VerifyReport | undefined;
     if (options.verify) {
       options.onStep?.('verify', 'start');
-      verify = await verifySeed({ root: target, scan: { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets }, onProgress: options.onProgress });
+      verify = await verifySeed({ root: target, scan: { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets }, onProgress: options.onProgress, signal: options.signal });
       options.onStep?.('verify', 'done', verify.ok ? 'ok' : `${verify.problems.length} problems`);
     }
     return {

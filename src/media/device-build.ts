@@ -219,7 +219,7 @@ async function buildFat(partition: string, buildOptions: Omit<BuildOptions, 'tar
     if (!buildOptions.verify) return result;
     await rm(path.join(staging, 'seed'), { recursive: true, force: true });
     options.onStep?.('verify', 'start');
-    const verify = await withSeedFolder(partition, (root) => verifySeed({ root, scan: { allowlist: buildOptions.scan.allowlist, operatorSecrets: buildOptions.scan.operatorSecrets }, onProgress: buildOptions.onProgress }));
+    const verify = await withSeedFolder(partition, (root) => verifySeed({ root, scan: { allowlist: buildOptions.scan.allowlist, operatorSecrets: buildOptions.scan.operatorSecrets }, onProgress: buildOptions.onProgress, signal: buildOptions.signal }));
     options.onStep?.('verify', 'done', verify.ok ? 'ok' : `${verify.problems.length} problems`);
     return { ...result, verify };
   } finally {
