@@ -87,7 +87,7 @@ export class HashPool {
     this.gate = lazyGate(gateOptions);
     // Cancelled: every queued and running file fails at once with CancelledError, and the workers
     // are stopped mid-file (terminate) rather than left to finish their reads.
-    signal?.addEventListener('abort', () => this.cancel(), { once: true });
+    signal?.addEventListener('abort', this.cancel, { once: true });
     const workerFile = fileURLToPath(new URL('./hash-worker.js', import.meta.url));
     if (existsSync(workerFile) && import.meta.url.endsWith('.js')) {
       for (let index = 0; index < workerCount; index += 1) {
@@ -125,14 +125,14 @@ export class HashPool {
     }
   }
 
-  private cancel(): void {
+  private readonly cancel = (): void => {
     const entries = [...this.queue.splice(0), ...this.running.values()];
     this.running.clear();
     this.busy.clear();
     this.idle.length = 0;
     for (const worker of this.workers) void worker.terminate();
     for (const entry of entries) entry.reject(new CancelledError());
-  }
+  };
 
   run(job: Omit<HashJob, 'id'>, onProgress?: (bytes: number) => void): Promise<HashOutcome> {
     if (this.signal?.aborted) return Promise.reject(new CancelledError());
@@ -165,6 +165,7 @@ export class HashPool {
   }
 
   async close(): Promise<void> {
+    this.signal?.removeEventListener('abort', this.cancel);
     await Promise.all(this.workers.map((worker) => worker.terminate()));
   }
 }

@@ -186,7 +186,7 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
       pendingWrite = writeFully(target, item.chunk, item.at).then(() => options.onBytes?.(item.chunk.length));
     };
     for await (const chunk of options.chunks) {
-      if (options.signal?.aborted) throw new CancelledError('Build cancelled; the partial file was removed.');
+      if (options.signal?.aborted) throw new CancelledError('Build cancelled: no manifest was written; run the same build again to finish the seed.');
       hash.update(chunk);
       gitSha1?.update(chunk);
       options.scanner?.update(chunk);

@@ -65,6 +65,7 @@ describe.each(['SIGTERM', 'SIGINT'] as const)('%s', (signal) => {
     expect(result.stderr).not.toMatch(/internal error/);
     expect(result.code).toBe(130);
     expect(elapsed).toBeLessThan(DEADLINE_MS);
+    expect(result.stderr.trim().split('\n').at(-1)).toBe('dubnium-seed: Build cancelled: no manifest was written; run the same build again to finish the seed.');
     expect(existsSync(path.join(target, MANIFEST_NAME))).toBe(false);
     expect(partials(target)).toEqual([]);
     expect(existsSync(shardDir) ? listTree(shardDir).filter((name) => name.endsWith('.safetensors')) : []).toEqual([]);
