@@ -6,7 +6,7 @@
  * same build run again finishes the seed.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, statfsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeBundle, type WrittenBundle } from '../helpers/bundles.js';
@@ -30,17 +30,6 @@ async function inputs(): Promise<{ repo: string; bundle: WrittenBundle }> {
   return { repo, bundle };
 }
 
-/**
- * The byte offset, on the device, where ext4 starts putting file data: mke2fs puts the journal in
- * the middle of a small filesystem, and the first files go right after it.
- */
-function afterJournal(node: string, nodeOffset = 0): number {
-  const blockSize = Number(/Block size:\s+(\d+)/.exec(sh('dumpe2fs', ['-h', node]))![1]);
-  const extents = sh('debugfs', ['-R', 'stat <8>', node]);
-  const lastBlock = Number(/-(\d+)\s*$/.exec(extents.trim())![1]);
-  return nodeOffset + (lastBlock + 1) * blockSize;
-}
-
 /** The error line: the last line on stderr, without a stack trace anywhere. */
 function errorLine(result: CliResult): string {
   expect(result.stderr).not.toMatch(/internal error|\n\s+at /);
@@ -51,12 +40,32 @@ function partials(root: string): string[] {
   return listTree(root).filter((entry) => entry.endsWith(PARTIAL_SUFFIX));
 }
 
-/** Mount points of the tool's own private mounts (none may outlive a build). */
-function toolMounts(): string[] {
+/** Whether a file can still be made in `dir` (not so once ext4 turned read-only after an I/O error). */
+function writable(dir: string): boolean {
+  try {
+    writeFileSync(path.join(dir, 'probe'), '');
+    rmSync(path.join(dir, 'probe'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Mount points of `device` and its partitions (none may outlive a build). */
+function mountsOf(device: string): string[] {
   return readFileSync('/proc/self/mounts', 'utf8')
     .split('\n')
-    .map((line) => line.split(' ')[1] ?? '')
-    .filter((target) => /dubnium-seed-mnt-/.test(target));
+    .map((line) => line.split(' '))
+    .filter((fields) => fields[0] === device || fields[0]?.startsWith(`${device}p`))
+    .map((fields) => fields[1]!);
+}
+
+/**
+ * Fails every write from where the stick is being written now on, once `bytes` more have reached
+ * it: mid-shard, wherever ext4 placed the shard (it spreads top-level folders at random).
+ */
+function failWritesAhead(fault: FaultDevice, bytes: number): () => void {
+  return afterWrites(fault, bytes, () => fault.setFaults({ writeEioFrom: fault.status().last_write_end }));
 }
 
 /** Runs `action` once the device has taken `bytes` more writes than now (polled every few ms). */
@@ -75,23 +84,30 @@ describe('build --target on a stick that fails', () => {
   it('EIO on writes from an offset on: exit 3 naming the file, no manifest, no partial file; the rerun finishes', async () => {
     const { repo, bundle } = await inputs();
     const { fault, root } = await faultyExt4({ sizeMiB: 256 });
-    // 40 MiB into the data area: past the archive and the small files, inside the shards.
-    fault.setFaults({ writeEioFrom: afterJournal(fault.device) + 40 * MiB });
+    // 30 MB/s: a shard takes most of a second to reach the stick, so the fault lands inside one.
+    fault.setFaults({ writeBps: 30e6 });
+    const cancel = failWritesAhead(fault, 30 * MiB);
     const failed = await runCli(['build', '--repo', repo, '--model', bundle.dir, '--target', root]);
+    cancel();
     expect(fault.status().failed_writes).toBeGreaterThan(0);
     expect(failed.code).toBe(3);
-    expect(errorLine(failed)).toMatch(/^dubnium-seed: Could not write models\/tiny\/model-0000\d-of-00003\.safetensors to the seed: the stick reported an I\/O error \(EIO\)\..*run the same build again\.$/);
+    expect(errorLine(failed)).toMatch(/^dubnium-seed: Could not write \S+ to the seed: (the stick reported an I\/O error \(EIO\)|the seed filesystem turned read-only after an I\/O error)\..*run the same build again\.$/);
     expect(existsSync(path.join(root, MANIFEST_NAME))).toBe(false);
-    expect(partials(root)).toEqual([]);
+    // Where the filesystem is still writable (ext4 did not abort its journal), the partial files are gone.
+    if (writable(root)) expect(partials(root)).toEqual([]);
 
+    // Replugged: mounted afresh, no manifest; the rerun keeps finished files and finishes the seed.
     fault.clearFaults();
-    const rerun = await runCli(['build', '--repo', repo, '--model', bundle.dir, '--target', root, '--json']);
+    fault.unmount(root);
+    const again = fault.mount(fault.device);
+    expect(existsSync(path.join(again, MANIFEST_NAME))).toBe(false);
+    const rerun = await runCli(['build', '--repo', repo, '--model', bundle.dir, '--target', again, '--json']);
     expect(rerun.stderr).not.toMatch(/internal error/);
     expect(rerun.code).toBe(0);
     const report = JSON.parse(rerun.stdout);
     expect(report.reused.length).toBeGreaterThan(0);
     expect(report.verify.ok).toBe(true);
-    expect(partials(root)).toEqual([]);
+    expect(partials(again)).toEqual([]);
   });
 
   it('the stick unplugged mid-copy: exit 3, no manifest; replugged, the rerun finishes', async () => {
@@ -118,15 +134,15 @@ describe('build --target on a stick that fails', () => {
 });
 
 describe('build --device on a stick that fails', () => {
-  /** The stick's seed partition (the first: a blank stick gets a fresh table) and where it starts. */
-  function seedPartition(device: string): { node: string; offset: number } {
-    const table = JSON.parse(sh('sfdisk', ['--json', device])) as { partitiontable: { partitions: { node: string; start: number }[] } };
-    const first = table.partitiontable.partitions[0]!;
-    return { node: first.node, offset: first.start * 512 };
+  /** The stick's seed partition: the first, as a blank stick gets a fresh table. */
+  function seedPartition(device: string): { node: string } {
+    const table = JSON.parse(sh('sfdisk', ['--json', device])) as { partitiontable: { partitions: { node: string }[] } };
+    return { node: table.partitiontable.partitions[0]!.node };
   }
 
-  async function untilToolMount(): Promise<void> {
-    for (let tries = 0; toolMounts().length === 0; tries += 1) {
+  /** Waits until the build has mounted the seed partition it made on `device`. */
+  async function untilMounted(device: string): Promise<void> {
+    for (let tries = 0; mountsOf(device).length === 0; tries += 1) {
       if (tries > 2000) throw new Error('the build never mounted the seed partition');
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
@@ -139,19 +155,21 @@ describe('build --device on a stick that fails', () => {
     // 30 MB/s: the copy takes seconds, time enough to place the fault once the partition exists.
     const fault = await startFaultDevice({ sizeMiB: 256, faults: { writeBps: 30e6 } });
     const build = deviceBuild(fault.device, repo, bundle);
-    await untilToolMount();
+    await untilMounted(fault.device);
     const seed = seedPartition(fault.device);
-    fault.setFaults({ writeEioFrom: afterJournal(seed.node, seed.offset) + 40 * MiB });
+    const cancel = failWritesAhead(fault, 30 * MiB);
     const failed = await build;
+    cancel();
     expect(fault.status().failed_writes).toBeGreaterThan(0);
     expect(failed.code).toBe(3);
-    expect(JSON.parse(failed.stdout).error.message).toMatch(/^Could not write models\/tiny\/model-0000\d-of-00003\.safetensors to the seed: the stick reported an I\/O error \(EIO\)\./);
-    expect(toolMounts()).toEqual([]);
+    expect(JSON.parse(failed.stdout).error.message).toMatch(/^Could not write \S+ to the seed: (the stick reported an I\/O error \(EIO\)|the seed filesystem turned read-only after an I\/O error)\./);
+    expect(mountsOf(fault.device)).toEqual([]);
 
     fault.clearFaults();
+    // The stick as the next run finds it: no manifest (partial files, if ext4 turned read-only
+    // before they could be removed, are cleared by the rerun).
     const look = fault.mount(seed.node);
     expect(existsSync(path.join(look, MANIFEST_NAME))).toBe(false);
-    expect(partials(look)).toEqual([]);
     fault.unmount(look);
 
     const rerun = await deviceBuild(fault.device, repo, bundle);
@@ -160,28 +178,30 @@ describe('build --device on a stick that fails', () => {
     const report = JSON.parse(rerun.stdout);
     expect(report.created).toBe(false);
     expect(report.verify.ok).toBe(true);
-    expect(toolMounts()).toEqual([]);
+    expect(mountsOf(fault.device)).toEqual([]);
+    const after = fault.mount(seed.node);
+    expect(partials(after)).toEqual([]);
   });
 
   it('the stick unplugged mid-copy: exit 3 and nothing left mounted; replugged, the rerun finishes', async () => {
     const { repo, bundle } = await inputs();
     const fault = await startFaultDevice({ sizeMiB: 256, faults: { writeBps: 30e6 } });
     const build = deviceBuild(fault.device, repo, bundle);
-    await untilToolMount();
+    await untilMounted(fault.device);
     const cancel = afterWrites(fault, 30 * MiB, () => fault.setFaults({ unplugged: true }));
     const failed = await build;
     cancel();
     expect(fault.status().unplugged).toBe(true);
     expect(failed.code).toBe(3);
     expect(JSON.parse(failed.stdout).error.message).toMatch(/^Could not write (\S+ )?to the seed: .*run the same build again\.$/);
-    expect(toolMounts()).toEqual([]);
+    expect(mountsOf(fault.device)).toEqual([]);
 
     fault.clearFaults();
     const rerun = await deviceBuild(fault.device, repo, bundle);
     expect(rerun.stderr).not.toMatch(/internal error/);
     expect(rerun.code).toBe(0);
     expect(JSON.parse(rerun.stdout).verify.ok).toBe(true);
-    expect(toolMounts()).toEqual([]);
+    expect(mountsOf(fault.device)).toEqual([]);
   });
 });
 

@@ -42,6 +42,8 @@ export interface FaultStatus {
   bytes_read: number;
   bytes_written: number;
   max_write_end: number;
+  /** Where the latest successful write ended: the frontier of a file being flushed. */
+  last_write_end: number;
   failed_reads: number;
   failed_writes: number;
 }

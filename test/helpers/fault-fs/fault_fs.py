@@ -62,7 +62,7 @@ class FaultFs(Operations):
         self.reads = Throttle()
         self.writes = Throttle()
         self.clear()
-        self.counters = {'bytes_read': 0, 'bytes_written': 0, 'max_write_end': 0, 'failed_reads': 0, 'failed_writes': 0}
+        self.counters = {'bytes_read': 0, 'bytes_written': 0, 'max_write_end': 0, 'last_write_end': 0, 'failed_reads': 0, 'failed_writes': 0}
         self.started = time.time()
 
     # --- control -------------------------------------------------------------------------------
@@ -162,6 +162,7 @@ class FaultFs(Operations):
         with self.mutex:
             self.counters['bytes_written'] += written
             self.counters['max_write_end'] = max(self.counters['max_write_end'], offset + written)
+            self.counters['last_write_end'] = offset + written
         return written
 
     def fsync(self, path, datasync, fh):
