@@ -31,6 +31,7 @@ export async function runVerify(target: string, flags: VerifyFlags, context: Com
       ...(signer ? { signer } : {}),
       scan: flags.scan === false ? false : { allowlist: profile?.data.scan?.allow ?? [], operatorSecrets: flags.operatorSecrets ?? profile?.data.scan?.operatorSecrets ?? true },
       ...(progress ? { onProgress: progress.onProgress } : {}),
+      signal: context.signal,
     });
   let report: VerifyReport & { media?: { path: string; partition: string; filesystem: string; label: string | null; access: string } };
   if (info.isDirectory()) {

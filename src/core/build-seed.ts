@@ -32,6 +32,7 @@ import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
 import { readThrough } from './read-direct.js';
 import { createLeakGate, type AllowEntry } from './scan/index.js';
 import {
+  mediaWriteError,
   PRESCAN_LIMIT,
   readFileChunks,
   syncDirectory,
@@ -324,7 +325,11 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
         const entry = { path: file.relPath, size: result.size, sha256: result.sha256 };
         manifestFiles.push(entry);
         const activeJournal = journal;
-        flushing.push(result.commit().then(() => activeJournal.record(entry)));
+        // Recording the file in the journal is the last step of finishing it: its errors name it too.
+        const flush = result.commit().then(() => activeJournal.record(entry).catch((error: unknown) => Promise.reject(mediaWriteError(error, entry.path))));
+        // A flush may fail (the stick failed) while the next file is copied: awaited below, never unhandled.
+        flush.catch(() => undefined);
+        flushing.push(flush);
         if (flushing.length >= 2) await flushing.shift();
       }
     } finally {
@@ -356,7 +361,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     let verify: VerifyReport | undefined;
     if (options.verify) {
       options.onStep?.('verify', 'start');
-      verify = await verifySeed({ root: target, scan: { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets }, onProgress: options.onProgress, ...(signature ? { signer: signature.fingerprint } : {}) });
+      verify = await verifySeed({ root: target, scan: { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets }, onProgress: options.onProgress, signal: options.signal, ...(signature ? { signer: signature.fingerprint } : {}) });
       options.onStep?.('verify', 'done', verify.ok ? 'ok' : `${verify.problems.length} problems`);
     }
     return {
@@ -372,8 +377,9 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
       verify,
       ...(signature ? { signature } : {}),
     };
-  } catch (error) {
+  } catch (caught) {
     await journal?.close().catch(() => undefined);
+    const error = asMediaError(caught, target);
     if (error instanceof SecretsFoundError) {
       // Nothing of this run may stay on the media; the journal goes too, so no rerun trusts it.
       for (const file of written) await unlink(path.join(target, file)).catch(() => undefined);
@@ -435,6 +441,18 @@ async function carryFlakeInputs(plan: BuildPlan, workDir: string, options: Build
     files.push({ carried, relPath, localPath, size: result.size, sha256: result.sha256 });
   }
   return { files, allowed };
+}
+
+/**
+ * An I/O error on the media outside a payload file (the journal, SHA256SUMS, the manifest, a
+ * folder) becomes the same typed error as one inside it; errors naming a path off the media (the
+ * local work folder) pass through.
+ */
+function asMediaError(error: unknown, target: string): unknown {
+  const where = (error as NodeJS.ErrnoException | undefined)?.path;
+  const relative = where === undefined ? undefined : path.relative(target, where);
+  if (relative !== undefined && (relative.startsWith('..') || path.isAbsolute(relative))) return error;
+  return mediaWriteError(error, relative || undefined);
 }
 
 function secretsError(findings: Finding[], where: string): SecretsFoundError {

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { CancelledError } from '../errors.js';
 import { readThrough, type CacheBypass } from './read-direct.js';
 import { createLeakGate, type Gate, type LeakGateOptions } from './scan/index.js';
 import type { Finding } from './types.js';
@@ -50,11 +51,13 @@ export function lazyGate(options: LeakGateOptions | undefined): () => Promise<Ga
 }
 
 /** One pass over the file: sha256 and (optionally) the leak scanner. */
-export async function hashAndScanFile(job: HashJob, gate: () => Promise<Gate>, onProgress?: (bytes: number) => void): Promise<HashOutcome> {
+export async function hashAndScanFile(job: HashJob, gate: () => Promise<Gate>, onProgress?: (bytes: number) => void, signal?: AbortSignal): Promise<HashOutcome> {
   const hash = createHash('sha256');
   let scanner: ReturnType<Gate['open']> | undefined;
   if (job.scan) scanner = (await gate()).open({ path: job.relPath, size: job.size });
   const { size, bypass } = await readThrough(job.file, job.bypassCache, (chunk) => {
+    // Checked per chunk (2 MiB): a cancelled verify stops within one read, whatever the file's size.
+    if (signal?.aborted) throw new CancelledError();
     hash.update(chunk);
     scanner?.update(chunk);
     onProgress?.(chunk.length);
@@ -79,8 +82,12 @@ export class HashPool {
   constructor(
     gateOptions: LeakGateOptions | undefined,
     workerCount = Math.max(0, Math.min(availableParallelism(), 4) - 1),
+    private readonly signal?: AbortSignal,
   ) {
     this.gate = lazyGate(gateOptions);
+    // Cancelled: every queued and running file fails at once with CancelledError, and the workers
+    // are stopped mid-file (terminate) rather than left to finish their reads.
+    signal?.addEventListener('abort', this.cancel, { once: true });
     const workerFile = fileURLToPath(new URL('./hash-worker.js', import.meta.url));
     if (existsSync(workerFile) && import.meta.url.endsWith('.js')) {
       for (let index = 0; index < workerCount; index += 1) {
@@ -118,7 +125,17 @@ export class HashPool {
     }
   }
 
+  private readonly cancel = (): void => {
+    const entries = [...this.queue.splice(0), ...this.running.values()];
+    this.running.clear();
+    this.busy.clear();
+    this.idle.length = 0;
+    for (const worker of this.workers) void worker.terminate();
+    for (const entry of entries) entry.reject(new CancelledError());
+  };
+
   run(job: Omit<HashJob, 'id'>, onProgress?: (bytes: number) => void): Promise<HashOutcome> {
+    if (this.signal?.aborted) return Promise.reject(new CancelledError());
     return new Promise((resolve, reject) => {
       this.queue.push({ job: { ...job, id: this.nextId++ }, resolve, reject, onProgress });
       this.pump();
@@ -138,7 +155,7 @@ export class HashPool {
     if (this.inThread === 0 && this.queue.length > 0) {
       const entry = this.queue.shift()!;
       this.inThread += 1;
-      hashAndScanFile(entry.job, this.gate, entry.onProgress)
+      hashAndScanFile(entry.job, this.gate, entry.onProgress, this.signal)
         .then(entry.resolve, entry.reject)
         .finally(() => {
           this.inThread -= 1;
@@ -148,6 +165,7 @@ export class HashPool {
   }
 
   async close(): Promise<void> {
+    this.signal?.removeEventListener('abort', this.cancel);
     await Promise.all(this.workers.map((worker) => worker.terminate()));
   }
 }

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { PARTIAL_SUFFIX } from './manifest.js';
-import { CancelledError, UsageError } from '../errors.js';
+import { CancelledError, isSeedError, UsageError, VerificationError } from '../errors.js';
 import { readFully } from '../util/read-fully.js';
 import { createExpectedDigestHasher } from './hf-cache.js';
 import type { ContentScanner } from './types.js';
@@ -26,24 +26,81 @@ import type { ExpectedDigest } from './hf-cache.js';
  * the next read. Each yielded buffer is fresh (the caller may still be writing the previous one).
  */
 export async function* readFileChunks(file: string, chunkSize = CHUNK_SIZE): AsyncGenerator<Buffer> {
-  const handle = await open(file, 'r');
+  const handle = await open(file, 'r').catch((error: unknown) => {
+    throw sourceReadError(error, file);
+  });
   try {
     let position = 0;
     const readAt = async (at: number): Promise<Buffer> => {
       const buffer = Buffer.allocUnsafeSlow(chunkSize);
-      return buffer.subarray(0, await readFully(handle, buffer, at));
+      try {
+        return buffer.subarray(0, await readFully(handle, buffer, at));
+      } catch (error) {
+        throw sourceReadError(error, file);
+      }
     };
+    // The read ahead may fail while the consumer stops early (a write error): never unhandled.
     let pending = readAt(position);
+    pending.catch(() => undefined);
     for (;;) {
       const chunk = await pending;
       if (chunk.length === 0) return;
       position += chunk.length;
       pending = chunk.length < chunkSize ? Promise.resolve(Buffer.alloc(0)) : readAt(position);
+      pending.catch(() => undefined);
       yield chunk;
     }
   } finally {
     await handle.close();
   }
+}
+
+/** errno codes of a stick that failed, or went away, under a write or flush. */
+const MEDIA_FAILURE = new Set(['EIO', 'EROFS', 'ENODEV', 'ENXIO', 'ESHUTDOWN', 'ENOTCONN', 'EUCLEAN', 'EBADMSG']);
+
+function errnoOf(error: unknown): string | undefined {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * A read of an input file (a model shard, the source archive, the installer image) failed: the
+ * operator's own disk, exit 2. Typed errors pass through unchanged.
+ */
+export function sourceReadError(error: unknown, file: string): unknown {
+  if (isSeedError(error) || !errnoOf(error)) return error;
+  const code = errnoOf(error)!;
+  return new UsageError(
+    `Could not read ${file}: ${code === 'EIO' ? 'the disk holding it reported an I/O error (EIO)' : (error as Error).message}. Check that disk (or copy the file again from elsewhere), then run the same build again.`,
+    [],
+    { cause: error },
+  );
+}
+
+/**
+ * A write, flush or rename on the seed media failed. No space: exit 2 (free space, or a larger
+ * stick). A failing or vanished stick (EIO, read-only after an error, device gone): exit 3. Other
+ * errors and typed errors pass through unchanged. `displayPath` is the file relative to the seed.
+ */
+export function mediaWriteError(error: unknown, displayPath?: string): unknown {
+  if (isSeedError(error)) return error;
+  const code = errnoOf(error);
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new UsageError(
+      `No space left on the seed${displayPath ? ` while writing ${displayPath}` : ''}: something else filled it after the free-space check. Free space on it (or use a larger stick), then run the same build again; finished files are kept.`,
+      [],
+      { cause: error },
+    );
+  }
+  if (code && MEDIA_FAILURE.has(code)) {
+    const what = code === 'EROFS' ? 'the seed filesystem turned read-only after an I/O error' : code === 'EIO' ? 'the stick reported an I/O error (EIO)' : `the stick is gone (${code})`;
+    return new VerificationError(
+      `Could not write ${displayPath ? `${displayPath} ` : ''}to the seed: ${what}. The seed is incomplete (no manifest); replug the stick, or use another one, and run the same build again.`,
+      [],
+      { cause: error },
+    );
+  }
+  return error;
 }
 
 export function partialPathFor(finalPath: string): string {
@@ -129,7 +186,7 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
       pendingWrite = writeFully(target, item.chunk, item.at).then(() => options.onBytes?.(item.chunk.length));
     };
     for await (const chunk of options.chunks) {
-      if (options.signal?.aborted) throw new CancelledError('Build cancelled; the partial file was removed.');
+      if (options.signal?.aborted) throw new CancelledError('Build cancelled: no manifest was written; run the same build again to finish the seed.');
       hash.update(chunk);
       gitSha1?.update(chunk);
       options.scanner?.update(chunk);
@@ -170,13 +227,13 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
           await rename(partial, options.destination);
         } catch (error) {
           await discard();
-          throw error;
+          throw mediaWriteError(error, options.displayPath);
         }
       },
     };
   } catch (error) {
     await discard();
-    throw error;
+    throw mediaWriteError(error, options.displayPath);
   }
 }
 
@@ -201,15 +258,24 @@ export async function syncDirectory(dir: string): Promise<void> {
 /** Writes a small text file atomically: temp name, fsync, rename, fsync of the folder. */
 export async function writeAtomic(destination: string, content: string | Buffer): Promise<void> {
   const partial = partialPathFor(destination);
-  const handle = await open(partial, 'w', 0o644);
+  let renamed = false;
   try {
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await open(partial, 'w', 0o644);
+    try {
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(partial, destination);
+    renamed = true;
+    await syncDirectory(path.dirname(destination));
+  } catch (error) {
+    // A manifest whose folder entry could not be flushed must not stay: it would vouch for a seed
+    // on a stick that is failing.
+    await unlink(renamed ? destination : partial).catch(() => undefined);
+    throw mediaWriteError(error, path.basename(destination));
   }
-  await rename(partial, destination);
-  await syncDirectory(path.dirname(destination));
 }
 
 export async function removeQuietly(file: string): Promise<void> {

@@ -6,7 +6,7 @@
 import { constants } from 'node:fs';
 import { lstat, open, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from '../errors.js';
+import { CancelledError, UsageError } from '../errors.js';
 import { plural } from '../util/format.js';
 import { readFully } from '../util/read-fully.js';
 import { checkSourceArchive } from './archive-safety.js';
@@ -55,6 +55,8 @@ export interface VerifyOptions {
   /** Require a valid signature by this key (`SHA256:` fingerprint); without it the signer is reported, not checked. */
   signer?: string;
   onProgress?: ProgressHook;
+  /** Aborting stops the reads at once (within one chunk) and rejects with CancelledError. */
+  signal?: AbortSignal;
 }
 
 export interface VerifyReport {
@@ -301,7 +303,7 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
   const unlistedBytes = [...unlistedSize.values()].reduce((sum, size) => sum + size, 0);
   const total = unlistedBytes + [...expected.values()].reduce((sum, file) => sum + Math.max(file.size, 0), 0);
   let done = 0;
-  const pool = new HashPool(options.scan ? { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets } : undefined);
+  const pool = new HashPool(options.scan ? { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets } : undefined, undefined, options.signal);
   const readOne = async (rel: string, size: number | undefined) => {
     const outcome = await pool.run({ file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false, size }, (bytes) => {
       done += bytes;
@@ -321,6 +323,8 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
     }
   };
   const readProblem = (rel: string, error: unknown): VerifyProblem => {
+    // Cancelled is no problem of the media: it ends the verify (exit 130), with no report.
+    if (error instanceof CancelledError) throw error;
     const code = errorCode(error);
     return {
       path: rel,
@@ -397,6 +401,7 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
     await pool.close();
   }
   checked.push(`${checkedFiles} files: size and sha256${options.scan === false ? '' : ', and a leak scan of every byte'}`);
+  if (options.signal?.aborted) throw new CancelledError();
   if (manifest) await checkPayloadStructure(root, manifest, typeOf, problems, checked);
   if (manifestRead.text !== undefined) signature = await checkSeedSignature(root, manifestRead.text, typeOf.get(SIGNATURE_NAME), options.signer, problems, checked);
   problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));

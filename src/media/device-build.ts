@@ -183,11 +183,19 @@ export async function buildOnDevice(options: DeviceBuildOptions): Promise<Device
     step('mount', 'start', partition.path);
     const mount = await mountPrivate(partition.path, filesystem, { readOnly: false });
     step('mount', 'done', mount.root);
+    let failed = false;
     try {
       result = await buildSeed({ ...buildOptions, target: mount.root });
+    } catch (error) {
+      failed = true;
+      throw error;
     } finally {
       step('unmount', 'start');
-      await mount.release();
+      // After a failed build (a stick that failed or went away) its error is the one to report,
+      // not a failing flush or unmount of the same stick.
+      await mount.release().catch((error: unknown) => {
+        if (!failed) throw error;
+      });
       step('unmount', 'done');
     }
   }
@@ -211,7 +219,7 @@ async function buildFat(partition: string, buildOptions: Omit<BuildOptions, 'tar
     if (!buildOptions.verify) return result;
     await rm(path.join(staging, 'seed'), { recursive: true, force: true });
     options.onStep?.('verify', 'start');
-    const verify = await withSeedFolder(partition, (root) => verifySeed({ root, scan: { allowlist: buildOptions.scan.allowlist, operatorSecrets: buildOptions.scan.operatorSecrets }, onProgress: buildOptions.onProgress }));
+    const verify = await withSeedFolder(partition, (root) => verifySeed({ root, scan: { allowlist: buildOptions.scan.allowlist, operatorSecrets: buildOptions.scan.operatorSecrets }, onProgress: buildOptions.onProgress, signal: buildOptions.signal }));
     options.onStep?.('verify', 'done', verify.ok ? 'ok' : `${verify.problems.length} problems`);
     return { ...result, verify };
   } finally {

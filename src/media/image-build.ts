@@ -112,7 +112,7 @@ export async function buildImage(options: ImageBuildOptions): Promise<ImageBuild
     let verify: VerifyReport | undefined;
     if (options.build.verify) {
       options.onStep?.('verify', 'start');
-      verify = await withSeedFolder(partial, (root) => verifySeed({ root, scan: { allowlist: options.build.scan.allowlist, operatorSecrets: options.build.scan.operatorSecrets }, onProgress: options.onProgress }), { label: options.label });
+      verify = await withSeedFolder(partial, (root) => verifySeed({ root, scan: { allowlist: options.build.scan.allowlist, operatorSecrets: options.build.scan.operatorSecrets }, onProgress: options.onProgress, signal: options.signal }), { label: options.label });
       options.onStep?.('verify', 'done', verify.ok ? 'ok' : `${verify.problems.length} problems`);
       if (!verify.ok) {
         throw new VerificationError(`The image read back from ${partial} does not verify; it was not kept. Build it again.`, verify.problems.slice(0, 10).map((problem) => `${problem.path}: ${problem.message}`));
