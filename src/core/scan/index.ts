@@ -275,11 +275,11 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
   // they take the needles with them when they start.
   const deferHelpers = identities.length > 0;
   const onLarge = () => {
-    if (started || deferHelpers) return;
+    if (started) return;
     started = true;
     const threads = options.threads ?? defaultThreads();
-    if (threads > 1) helpers = startHelpers(environment, threads);
-    else if (options.readAhead ?? availableParallelism() > 1) reader = startReadAhead();
+    if (threads > 1 && !deferHelpers) helpers = startHelpers(environment, threads);
+    else if (threads <= 1 && (options.readAhead ?? availableParallelism() > 1)) reader = startReadAhead();
   };
   try {
     walkRoots(paths, roots, files, problems, sopsDirs, onLarge);
@@ -290,20 +290,19 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
     throw error;
   }
 
-  // Sizes of walked files are learned when they are opened; the total is known only for files given directly.
   let notes: Problem[] = [];
   if (deferHelpers) {
     // Pre-pass: the SOPS values must be needles before any file that may quote them is scanned.
-    const values = await addSopsValues(environment, identities, files.map((file) => ({ full: file.full, label: file.reported })), loaded);
+    // Git's objects and packs are compressed: no SOPS text shows in their heads (the scan reads them whole).
+    const candidates = files.filter((file) => !file.reported.startsWith('.git/') && !file.reported.includes('/.git/'));
+    const values = await addSopsValues(environment, identities, candidates.map((file) => ({ full: file.full, label: file.reported })), loaded);
     problems.push(...values.problems);
     notes = values.notes;
-    if (files.length >= WORKER_MIN_FILES) {
-      const threads = options.threads ?? defaultThreads();
-      if (threads > 1) helpers = startHelpers(environment, threads);
-      else if (options.readAhead ?? availableParallelism() > 1) reader = startReadAhead();
-    }
+    const threads = options.threads ?? defaultThreads();
+    if (started && threads > 1) helpers = startHelpers(environment, threads);
   }
 
+  // Sizes of walked files are learned when they are opened; the total is known only for files given directly.
   const total = files.every((file) => file.size >= 0) ? files.reduce((sum, file) => sum + file.size, 0) : 0;
   markSopsGoverned(files, sopsDirs, environment);
   const { results, bytes: done } = await scanTasks(
