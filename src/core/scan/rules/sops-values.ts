@@ -200,7 +200,13 @@ export async function loadSopsValues(files: readonly SopsFileRef[], identities: 
   for (const file of files) {
     const content = readIfSops(file.full);
     if (!content) continue;
-    const outcome = await decryptSops(content.toString('utf8'), keys);
+    let outcome: Awaited<ReturnType<typeof decryptSops>>;
+    try {
+      outcome = await decryptSops(content.toString('utf8'), keys);
+    } catch (error) {
+      // Whatever went wrong, the scan goes on: these values are just not known.
+      outcome = { status: 'undecryptable', reason: `decryption failed: ${(error as Error).message}` };
+    }
     if (outcome.status === 'not-sops') continue;
     if (outcome.status === 'undecryptable') {
       result.notes.push({ path: file.label, message: `SOPS file not decrypted (${outcome.reason}): its values cannot be matched` });
