@@ -232,7 +232,10 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
   options.onStep?.('plan', 'done');
   const target = plan.target;
   const sopsConfig = await readFile(path.join(plan.source.root, '.sops.yaml'), 'utf8').catch(() => undefined);
-  const gate = await createLeakGate({ allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets, sopsConfig });
+  // The repository's SOPS files are decrypted in memory first: their values are needles before the
+  // archive that may quote them is packed and scanned.
+  const sopsSources = plan.source.entries.filter((entry) => entry.type === 'file').map((entry) => ({ path: entry.absPath, label: entry.path }));
+  const gate = await createLeakGate({ allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets, sopsConfig, sopsSources });
   const allowed: Finding[] = [];
   const checkCancelled = () => {
     if (options.signal?.aborted) throw new CancelledError('Build cancelled: no manifest was written; run the same build again to finish the seed.');
@@ -373,7 +376,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
       bytesWritten,
       durationMs: Date.now() - started,
       findingsAllowed: allowed,
-      operatorSecretsLoaded: gate.operatorSecrets.loaded,
+      operatorSecretsLoaded: [...gate.operatorSecrets.loaded, ...(gate.operatorSecrets.notes ?? []).map((note) => `${note.path}: ${note.message}`)],
       verify,
       ...(signature ? { signature } : {}),
     };
@@ -460,7 +463,7 @@ function secretsError(findings: Finding[], where: string): SecretsFoundError {
   const location = (finding: Finding) => `${finding.path}${finding.inner ? ` (${finding.inner})` : ''}`;
   const error = new SecretsFoundError(
     `Credentials found in ${where}: ${first.kind} in ${location(first)}${findings.length > 1 ? ` and ${findings.length - 1} more` : ''}. Nothing was finalized on the media; remove the secret from the source (or allowlist its fingerprint in the profile with a reason) and build again.`,
-    findings.map((finding) => `${finding.kind} (${finding.rule}) in ${location(finding)}${finding.line ? `:${finding.line}` : ''} fingerprint ${finding.fingerprint}`),
+    findings.map((finding) => `${finding.kind} (${finding.rule}) in ${location(finding)}${finding.line ? `:${finding.line}` : ''} fingerprint ${finding.fingerprint}${finding.note ? `: ${finding.note}` : ''}`),
   );
   (error as SecretsFoundError & { findings: Finding[] }).findings = findings;
   return error;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ContentScanner, Finding } from '../types.js';
 import { fingerprint } from './rules/fingerprint.js';
-import { ANY_RULE_LITERAL, hasBase64Run, MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
+import { ANY_RULE_LITERAL, hasBase64Run, holdsOperatorSecret, MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
 import { printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
@@ -79,8 +79,7 @@ export function isQuietText(bytes: Buffer, start: number, end: number, name: str
   const text = bytes.toString('latin1', start, end);
   // Separate passes: one pattern for all three is slower (its alternatives start on common letters).
   if (NOT_TEXTY.test(text) || ANY_RULE_LITERAL.test(text) || mayHoldSopsMetadata(text) || hasBase64Run(text)) return false;
-  for (const secret of environment.operatorSecrets) if (text.includes(secret.value)) return false;
-  return true;
+  return environment.operatorSecrets.length === 0 || !holdsOperatorSecret(text, environment.operatorSecrets);
 }
 
 /**

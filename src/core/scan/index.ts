@@ -13,6 +13,8 @@ import { scanTasks, startHelpers, WORKER_MIN_FILES, type Helpers } from './readi
 import type { FileTask } from './reading/file-task.js';
 import { startReadAhead, stopReadAhead, type ReadAhead } from './reading/read-ahead.js';
 import { mustBeEncrypted, parseSopsConfig, type SopsConfig } from './rules/sops.js';
+import type { DecryptionIdentity } from './rules/operator-secrets.js';
+import type { SopsFileRef } from './rules/sops-values.js';
 
 export { fingerprint } from './rules/fingerprint.js';
 
@@ -25,8 +27,10 @@ export interface AllowEntry {
 export interface OperatorSecretsReport {
   /** False when loading was turned off (`--no-operator-secrets` or the profile's `scan.operatorSecrets: false`). */
   enabled: boolean;
-  /** Human labels of what was loaded: 'SOPS_AGE_KEY_FILE (/path)', 'env HF_TOKEN', ... — never values. */
+  /** Human labels of what was loaded: 'SOPS_AGE_KEY_FILE (/path)', 'env HF_TOKEN', '7 values from 2 SOPS files' — never values. */
   loaded: string[];
+  /** Informational, per file: SOPS files the loaded identities cannot decrypt (their values cannot be matched). */
+  notes?: { path: string; message: string }[];
 }
 
 export interface LeakGateOptions {
@@ -44,6 +48,12 @@ export interface LeakGateOptions {
   identityFiles?: string[];
   /** The `.sops.yaml` text that governs `ScanTarget.repoPath` matching (creation_rules). */
   sopsConfig?: string;
+  /**
+   * Files and folders whose SOPS files `createLeakGate` decrypts (with the identities loaded as
+   * operator secrets) so that their values are matched exactly: the repository's files, carried
+   * inputs. `scanPaths` finds them among the files it walks by itself.
+   */
+  sopsSources?: { path: string; label: string }[];
 }
 
 export interface Gate extends LeakGate {
@@ -80,7 +90,7 @@ export interface ScanOptions extends LeakGateOptions {
   signal?: AbortSignal;
 }
 
-async function buildEnvironment(options: LeakGateOptions): Promise<{ environment: ScanEnvironment; loaded: string[] }> {
+async function buildEnvironment(options: LeakGateOptions): Promise<{ environment: ScanEnvironment; loaded: string[]; identities: DecryptionIdentity[] }> {
   let sopsConfig: SopsConfig | undefined;
   if (options.sopsConfig !== undefined) {
     try {
@@ -92,6 +102,7 @@ async function buildEnvironment(options: LeakGateOptions): Promise<{ environment
   const allow = new Map<string, string>();
   for (const entry of options.allowlist ?? []) allow.set(entry.fingerprint, entry.reason);
   let loaded: string[] = [];
+  let identities: DecryptionIdentity[] = [];
   let operatorSecrets: ScanEnvironment['operatorSecrets'] = [];
   if (options.operatorSecrets !== false) {
     // Loaded only when asked for (it brings node:fs/promises along).
@@ -104,8 +115,21 @@ async function buildEnvironment(options: LeakGateOptions): Promise<{ environment
     });
     operatorSecrets = result.secrets;
     loaded = result.loaded;
+    identities = result.identities;
   }
-  return { environment: { operatorSecrets, allow, ...(sopsConfig ? { sopsConfig } : {}) }, loaded };
+  return { environment: { operatorSecrets, allow, ...(sopsConfig ? { sopsConfig } : {}) }, loaded, identities };
+}
+
+/**
+ * Decrypts the SOPS files among `files` and adds their values to the environment's needles (a new
+ * array: matchers are cached per array). Only called when an identity that may decrypt was loaded.
+ */
+async function addSopsValues(environment: ScanEnvironment, identities: DecryptionIdentity[], files: SopsFileRef[], loaded: string[]) {
+  const { loadSopsValues } = await import('./rules/sops-values.js');
+  const values = await loadSopsValues(files, identities);
+  if (values.secrets.length > 0) environment.operatorSecrets = [...environment.operatorSecrets, ...values.secrets];
+  if (values.summary) loaded.push(values.summary);
+  return values;
 }
 
 /**
@@ -114,9 +138,16 @@ async function buildEnvironment(options: LeakGateOptions): Promise<{ environment
  * create its own gate from the same (cloneable) options.
  */
 export async function createLeakGate(options: LeakGateOptions = {}): Promise<Gate> {
-  const { environment, loaded } = await buildEnvironment(options);
+  const { environment, loaded, identities } = await buildEnvironment(options);
+  let notes: { path: string; message: string }[] = [];
+  if (identities.length > 0 && options.sopsSources && options.sopsSources.length > 0) {
+    const { sopsFilesUnder } = await import('./rules/sops-values.js');
+    const values = await addSopsValues(environment, identities, sopsFilesUnder(options.sopsSources), loaded);
+    // The gate has no problem list: a SOPS file that does not verify is told with the others.
+    notes = [...values.problems, ...values.notes];
+  }
   return {
-    operatorSecrets: { enabled: options.operatorSecrets !== false, loaded },
+    operatorSecrets: { enabled: options.operatorSecrets !== false, loaded, ...(notes.length > 0 ? { notes } : {}) },
     open(target: ScanTarget): ContentScanner {
       return new FileScanner(environment, target);
     },
@@ -230,7 +261,7 @@ function walkRoots(paths: string[], roots: string[], files: WalkEntry[], problem
  * hidden or `.git` path; never follows a symlink.
  */
 export async function scanPaths(paths: string[], options: ScanOptions = {}): Promise<ScanReport> {
-  const { environment, loaded } = await buildEnvironment(options);
+  const { environment, loaded, identities } = await buildEnvironment(options);
   const files: WalkEntry[] = [];
   const problems: Problem[] = [];
   const sopsDirs = new Set<string>();
@@ -240,12 +271,15 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
   let helpers: Helpers | undefined;
   let reader: ReadAhead | undefined;
   let started = false;
+  // With an identity that may decrypt SOPS files, worker threads start after the pre-pass below:
+  // they take the needles with them when they start.
+  const deferHelpers = identities.length > 0;
   const onLarge = () => {
     if (started) return;
     started = true;
     const threads = options.threads ?? defaultThreads();
-    if (threads > 1) helpers = startHelpers(environment, threads);
-    else if (options.readAhead ?? availableParallelism() > 1) reader = startReadAhead();
+    if (threads > 1 && !deferHelpers) helpers = startHelpers(environment, threads);
+    else if (threads <= 1 && (options.readAhead ?? availableParallelism() > 1)) reader = startReadAhead();
   };
   try {
     walkRoots(paths, roots, files, problems, sopsDirs, onLarge);
@@ -254,6 +288,18 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
     for (const { worker } of helpers?.workers ?? []) void worker.terminate();
     if (reader) stopReadAhead(reader);
     throw error;
+  }
+
+  let notes: Problem[] = [];
+  if (deferHelpers) {
+    // Pre-pass: the SOPS values must be needles before any file that may quote them is scanned.
+    // Git's objects and packs are compressed: no SOPS text shows in their heads (the scan reads them whole).
+    const candidates = files.filter((file) => !file.reported.startsWith('.git/') && !file.reported.includes('/.git/'));
+    const values = await addSopsValues(environment, identities, candidates.map((file) => ({ full: file.full, label: file.reported })), loaded);
+    problems.push(...values.problems);
+    notes = values.notes;
+    const threads = options.threads ?? defaultThreads();
+    if (started && threads > 1) helpers = startHelpers(environment, threads);
   }
 
   // Sizes of walked files are learned when they are opened; the total is known only for files given directly.
@@ -288,7 +334,7 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
     problems: problems.sort(problemOrder),
     files: fileCount,
     bytes: done,
-    operatorSecrets: { enabled: options.operatorSecrets !== false, loaded },
+    operatorSecrets: { enabled: options.operatorSecrets !== false, loaded, ...(notes.length > 0 ? { notes } : {}) },
   };
 }
 
@@ -368,6 +414,7 @@ export function formatScanReport(report: ScanReport): string {
     lines.push(`ALLOWED  ${finding.kind} in ${where(finding)}  [${finding.fingerprint}]  reason: ${finding.allowed?.reason ?? ''}`);
   }
   for (const problem of report.problems) lines.push(`PROBLEM  ${where(problem)}: ${problem.message}`);
+  for (const note of report.operatorSecrets.notes ?? []) lines.push(`NOTE     ${note.path}: ${note.message}`);
   if (report.findings.length === 0) {
     lines.push(`Clean: no credentials found${report.allowed.length > 0 ? ` (${report.allowed.length} allowed by the allowlist)` : ''}.`);
   } else {

@@ -5,7 +5,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { OperatorSecret } from './rules.js';
+import { parseOpenSshKey, type OperatorSecret } from './rules.js';
 
 /** Environment variables whose values are credentials. */
 export const TOKEN_VARIABLES = [
@@ -57,6 +57,28 @@ export function secretsInKeyText(text: string): string[] {
   return [...values];
 }
 
+/**
+ * An identity that can decrypt SOPS files: an age identity (`AGE-SECRET-KEY-1...`, post-quantum too)
+ * or the text of an unencrypted OpenSSH ed25519 key (converted the way ssh-to-age does, on use).
+ */
+export interface DecryptionIdentity {
+  label: string;
+  kind: 'age' | 'ssh-ed25519';
+  text: string;
+}
+
+/** The decrypting identities in one key file's text (cheap: no conversion yet). */
+export function identitiesInKeyText(text: string, label: string): DecryptionIdentity[] {
+  const out: DecryptionIdentity[] = [];
+  for (const match of text.matchAll(/AGE-SECRET-KEY-(?:PQ-)?1[02-9AC-HJ-NP-Z]+/g)) out.push({ label, kind: 'age', text: match[0] });
+  for (const match of text.matchAll(/-----BEGIN OPENSSH PRIVATE KEY-----[\s\S]*?-----END OPENSSH PRIVATE KEY-----/g)) {
+    const body = match[0].replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
+    const parsed = parseOpenSshKey(Buffer.from(body, 'base64'));
+    if (parsed?.type === 'ssh-ed25519' && !parsed.encrypted) out.push({ label, kind: 'ssh-ed25519', text: match[0] });
+  }
+  return out;
+}
+
 async function readIfPresent(file: string): Promise<string | undefined> {
   try {
     const text = await readFile(file, 'utf8');
@@ -75,9 +97,12 @@ async function listMatching(dir: string, pattern: RegExp): Promise<string[]> {
 }
 
 /** Loads what is present and readable; returns the values and the human labels of their sources. */
-export async function loadOperatorSecrets(sources: OperatorSecretSources): Promise<{ secrets: OperatorSecret[]; loaded: string[] }> {
+export async function loadOperatorSecrets(
+  sources: OperatorSecretSources,
+): Promise<{ secrets: OperatorSecret[]; loaded: string[]; identities: DecryptionIdentity[] }> {
   const secrets: OperatorSecret[] = [];
   const loaded: string[] = [];
+  const identities: DecryptionIdentity[] = [];
   const files: { file: string; label: string }[] = [];
   if (sources.env.SOPS_AGE_KEY_FILE) files.push({ file: sources.env.SOPS_AGE_KEY_FILE, label: `SOPS_AGE_KEY_FILE (${sources.env.SOPS_AGE_KEY_FILE})` });
   if (sources.home) {
@@ -98,6 +123,7 @@ export async function loadOperatorSecrets(sources: OperatorSecretSources): Promi
     if (values.length === 0) continue;
     const name = label || file;
     for (const value of values) secrets.push({ value, label: name });
+    identities.push(...identitiesInKeyText(text, name));
     loaded.push(name);
   }
   for (const variable of TOKEN_VARIABLES) {
@@ -106,7 +132,8 @@ export async function loadOperatorSecrets(sources: OperatorSecretSources): Promi
     const label = `env ${variable}`;
     const values = variable === 'SOPS_AGE_KEY' ? secretsInKeyText(value) : [value];
     for (const item of values) secrets.push({ value: item, label });
+    if (variable === 'SOPS_AGE_KEY') identities.push(...identitiesInKeyText(value, label));
     if (values.length > 0) loaded.push(label);
   }
-  return { secrets, loaded };
+  return { secrets, loaded, identities };
 }

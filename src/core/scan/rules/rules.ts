@@ -20,10 +20,16 @@ export interface RawHit {
   note?: string;
 }
 
-/** An exact value the operator holds (loaded from their key files and environment). */
+/** An exact value the operator holds (loaded from their key files and environment, or decrypted from SOPS). */
 export interface OperatorSecret {
   value: string;
   label: string;
+  /** Finding kind and rule when it matches (default `operator-secret`). */
+  kind?: string;
+  /** The finding's note (default `matches <label>`); names the source, never the value. */
+  note?: string;
+  /** What the fingerprint hashes (default the value), e.g. the value with its SOPS key path. */
+  material?: string;
 }
 
 export interface TextScanContext {
@@ -442,16 +448,50 @@ function base64WrappedRule(text: string, hits: RawHit[], context: TextScanContex
   }
 }
 
+/** From this many needles one combined pattern beats a native search per needle. */
+const COMBINED_FROM = 8;
+const combined = new WeakMap<readonly OperatorSecret[], RegExp>();
+
+/**
+ * True when `text` holds any of the operator's exact values. A handful are searched one by one; more
+ * (SOPS values and their encodings) go through one alternation, built once per list and thread.
+ */
+export function holdsOperatorSecret(text: string, secrets: readonly OperatorSecret[]): boolean {
+  if (secrets.length < COMBINED_FROM) {
+    for (const secret of secrets) if (text.includes(secret.value)) return true;
+    return false;
+  }
+  let pattern = combined.get(secrets);
+  if (!pattern) {
+    const values = [...new Set(secrets.map((secret) => secret.value))].sort((a, b) => b.length - a.length);
+    pattern = new RegExp(values.map((value) => value.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')).join('|'));
+    combined.set(secrets, pattern);
+  }
+  return pattern.test(text);
+}
+
+const exactRules = new Set(['operator-secret', 'sops-value']);
+
 function operatorRule(text: string, hits: RawHit[], context: TextScanContext): void {
+  if (context.operatorSecrets.length >= COMBINED_FROM && !holdsOperatorSecret(text, context.operatorSecrets)) return;
   for (const secret of context.operatorSecrets) {
     for (let index = text.indexOf(secret.value); index !== -1; index = text.indexOf(secret.value, index + 1)) {
       const end = index + secret.value.length;
-      const covered = hits.find((hit) => hit.start <= index && hit.end >= end && hit.rule !== 'operator-secret');
+      const covered = hits.find((hit) => hit.start <= index && hit.end >= end);
+      // Inside another exact match (a SOPS value's trimmed form inside the whole): one finding.
+      if (covered && exactRules.has(covered.rule)) continue;
       if (covered) {
         covered.note = `${covered.note ? `${covered.note}; ` : ''}the operator's own secret (${secret.label})`;
         continue;
       }
-      hits.push({ rule: 'operator-secret', kind: 'operator-secret', secret: secret.value, start: index, end, note: `matches ${secret.label}` });
+      hits.push({
+        rule: secret.kind ?? 'operator-secret',
+        kind: secret.kind ?? 'operator-secret',
+        secret: secret.material ?? secret.value,
+        start: index,
+        end,
+        note: secret.note ?? `matches ${secret.label}`,
+      });
     }
   }
 }
