@@ -1,0 +1,136 @@
+/**
+ * xz through xz-embedded compiled to WebAssembly (the `xz-decompress` package). We drive its
+ * context ourselves instead of its web ReadableStream: the context tells exactly how much input each
+ * call used, so a stream's end (and `consumed`) is exact, and every call is bounded to one 64 KiB
+ * input buffer and one output buffer.
+ */
+import { createRequire } from 'node:module';
+import { FormatError } from '../formats/types.js';
+import type { ByteReader } from './input.js';
+import type { MemberCodec, StepDecoder, StepResult } from './driver.js';
+
+interface XzExports {
+  memory: { readonly buffer: ArrayBuffer };
+  create_context(): number;
+  destroy_context(ctx: number): void;
+  supply_input(ctx: number, length: number): void;
+  get_next_output(ctx: number): number;
+}
+
+interface XzModuleHolder {
+  _getModuleInstance(): Promise<void>;
+  _moduleInstance: { exports: unknown };
+}
+
+const require = createRequire(import.meta.url);
+
+/**
+ * A fresh WebAssembly instance: each stream gets its own memory, which is released with the stream
+ * (xz-embedded grows its heap to the dictionary size, up to 64 MiB for xz -9, and never shrinks it).
+ */
+export async function xzInstance(): Promise<XzExports> {
+  const holder = (require('xz-decompress') as { XzReadableStream: XzModuleHolder }).XzReadableStream;
+  await holder._getModuleInstance();
+  return holder._moduleInstance.exports as unknown as XzExports;
+}
+
+// xz-embedded return codes (xz.h).
+const XZ_OK = 0;
+const XZ_STREAM_END = 1;
+const XZ_MESSAGES: Record<number, [FormatErrorReason, string]> = {
+  2: ['unsupported', 'integrity check type not supported'],
+  3: ['corrupt', 'out of memory'],
+  4: ['unsupported', 'dictionary too large'],
+  5: ['corrupt', 'not xz data'],
+  6: ['unsupported', 'filter or option not supported'],
+  7: ['corrupt', 'corrupt data (bad check or structure)'],
+  8: ['truncated', 'data ends before the end of the stream'],
+};
+type FormatErrorReason = ConstructorParameters<typeof FormatError>[0];
+
+export const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+
+/** One xz stream. */
+export class XzStep implements StepDecoder {
+  private readonly ctx: number;
+  private readonly bufSize: number;
+  private readonly inPtr: number;
+  private readonly outPtr: number;
+  /** Input given to the context and not used yet (xz-embedded keeps a pointer into its own buffer). */
+  private held = 0;
+  private disposed = false;
+
+  constructor(private readonly x: XzExports) {
+    this.ctx = x.create_context();
+    const words = new Uint32Array(x.memory.buffer, this.ctx, 7);
+    this.bufSize = words[0]!;
+    this.inPtr = words[1]!;
+    this.outPtr = words[4]!;
+  }
+
+  private words(): Uint32Array {
+    return new Uint32Array(this.x.memory.buffer, this.ctx, 7);
+  }
+
+  step(input: Buffer, eof: boolean): StepResult {
+    const x = this.x;
+    let used = 0;
+    if (this.held === 0) {
+      if (input.length === 0 && !eof) return { used: 0 };
+      const length = Math.min(input.length, this.bufSize);
+      new Uint8Array(x.memory.buffer, this.inPtr, length).set(input.subarray(0, length));
+      x.supply_input(this.ctx, length);
+      this.held = length;
+      used = length;
+    }
+    let words = this.words();
+    words[5] = 0; // out_pos
+    const before = words[2]!;
+    const ret = x.get_next_output(this.ctx);
+    words = this.words();
+    const inPos = words[2]!;
+    const inSize = words[3]!;
+    const produced = words[5]!;
+    if (ret !== XZ_OK && ret !== XZ_STREAM_END) {
+      const [reason, message] = XZ_MESSAGES[ret] ?? ['corrupt', `error ${ret}`];
+      throw new FormatError(eof && ret === 8 ? 'truncated' : reason, `xz: ${message}`);
+    }
+    const output = produced > 0 ? Buffer.from(new Uint8Array(x.memory.buffer, this.outPtr, produced)) : undefined;
+    this.held = inSize - inPos;
+    if (ret === XZ_STREAM_END) {
+      // Whatever the context still holds is after the stream: give it back before the piece's rest.
+      const unused = this.held > 0 ? Buffer.from(new Uint8Array(x.memory.buffer, this.inPtr + inPos, this.held)) : undefined;
+      return { used, output, done: true, unused };
+    }
+    if (eof && this.held === 0 && produced === 0 && inPos === before) {
+      throw new FormatError('truncated', 'xz: data ends before the end of the stream');
+    }
+    // Progress this call: input newly used, or output.
+    return { used, output, busy: inPos !== before };
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.x.destroy_context(this.ctx);
+  }
+}
+
+export const xzCodec: MemberCodec = {
+  label: 'xz',
+  async open() {
+    return new XzStep(await xzInstance());
+  },
+  async another(reader: ByteReader) {
+    // Stream padding: null bytes in groups of four between streams.
+    for (;;) {
+      const head = await reader.peek(6);
+      if (head.length === 0) return false;
+      if (head.length >= 6 && head.equals(XZ_MAGIC)) return true;
+      const zeros = head.length >= 4 && head.readUInt32LE(0) === 0;
+      if (!zeros) return false;
+      await reader.read(4);
+      await reader.checkpoint();
+    }
+  },
+};
