@@ -9,8 +9,11 @@ import { inflateStream } from './deflate.js';
 import { zstdCodec } from './zstd.js';
 import { xzCodec } from './xz.js';
 import { lz4Codec, Lz4LegacyStep } from './lz4.js';
+import { bzip2Codec } from './bzip2.js';
 
 export type { Compression, DecompressOptions, DecompressStream } from './types.js';
+export { decompressBlock, type BlockCompression } from './block.js';
+export { createBlockPool, type BlockPool } from './pool.js';
 
 /** Recognizes a compressed stream by its first bytes (never by name). */
 export function detectCompression(head: Buffer): Compression | undefined {
@@ -48,6 +51,9 @@ export function decompressStream(kind: Compression, input: AsyncIterable<Buffer>
           break;
         case 'xz':
           yield* runConcatenated(reader, xzCodec, single);
+          break;
+        case 'bzip2':
+          yield* runConcatenated(reader, bzip2Codec, single);
           break;
         case 'lz4':
           yield* runConcatenated(reader, lz4Codec, single);

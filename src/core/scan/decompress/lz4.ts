@@ -5,6 +5,7 @@
  */
 import { FormatError } from '../formats/types.js';
 import type { ByteReader } from './input.js';
+import { Xxh32, xxh32 } from './xxhash32.js';
 import type { MemberCodec, StepDecoder, StepResult } from './driver.js';
 
 export const LZ4_FRAME_MAGIC = 0x184d2204;
@@ -90,6 +91,7 @@ export class Lz4FrameStep implements StepDecoder {
   private blockMax = 0;
   /** Last 64 KiB of output, the dictionary of the next block when blocks are linked. */
   private window = Buffer.alloc(0);
+  private content: Xxh32 | undefined;
 
   step(input: Buffer, _eof: boolean): StepResult {
     switch (this.state) {
@@ -112,6 +114,9 @@ export class Lz4FrameStep implements StepDecoder {
         this.independent = (flg & 0x20) !== 0;
         this.blockChecksum = (flg & 0x10) !== 0;
         this.contentChecksum = (flg & 4) !== 0;
+        if (this.contentChecksum) this.content = new Xxh32();
+        // The header checksum: second byte of XXH32 of the descriptor (FLG to before HC).
+        if (input[headerLength - 1] !== ((xxh32(input.subarray(4, headerLength - 1)) >>> 8) & 0xff)) throw corrupt('frame header checksum mismatch');
         const max = BLOCK_MAX[(bd >> 4) & 7];
         if (!max) throw corrupt('bad block size in frame header');
         this.blockMax = max;
@@ -138,6 +143,7 @@ export class Lz4FrameStep implements StepDecoder {
         if (size > this.blockMax) throw corrupt('block larger than the frame allows');
         const total = 4 + size + (this.blockChecksum ? 4 : 0);
         if (input.length < total) return { used: 0, need: total };
+        if (this.blockChecksum && input.readUInt32LE(4 + size) !== xxh32(input.subarray(4, 4 + size))) throw corrupt('block checksum mismatch');
         let output: Buffer;
         if (word & 0x80000000) output = Buffer.from(input.subarray(4, 4 + size));
         else if (this.independent) output = lz4DecodeBlock(input.subarray(4, 4 + size), this.blockMax);
@@ -151,10 +157,12 @@ export class Lz4FrameStep implements StepDecoder {
           const joined = output.length >= WINDOW ? output : Buffer.concat([this.window, output]);
           this.window = Buffer.from(joined.subarray(Math.max(0, joined.length - WINDOW)));
         }
+        this.content?.update(output);
         return { used: total, output, busy: true };
       }
       case 'checksum':
         if (input.length < 4) return { used: 0, need: 4 };
+        if (input.readUInt32LE(0) !== this.content!.digest()) throw corrupt('content checksum mismatch');
         return { used: 4, done: true };
     }
   }

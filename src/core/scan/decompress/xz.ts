@@ -5,6 +5,7 @@
  * input buffer and one output buffer.
  */
 import { createRequire } from 'node:module';
+import zlib from 'node:zlib';
 import { FormatError } from '../formats/types.js';
 import type { ByteReader } from './input.js';
 import type { MemberCodec, StepDecoder, StepResult } from './driver.js';
@@ -34,6 +35,14 @@ export async function xzInstance(): Promise<XzExports> {
   return holder._moduleInstance.exports as unknown as XzExports;
 }
 
+let shared: Promise<XzExports> | undefined;
+
+/** One instance shared by block decoding: blocks are small and decoded one at a time per thread. */
+export function xzSharedInstance(): Promise<XzExports> {
+  shared ??= xzInstance();
+  return shared;
+}
+
 // xz-embedded return codes (xz.h).
 const XZ_OK = 0;
 const XZ_STREAM_END = 1;
@@ -58,6 +67,12 @@ export class XzStep implements StepDecoder {
   private readonly outPtr: number;
   /** Input given to the context and not used yet (xz-embedded keeps a pointer into its own buffer). */
   private held = 0;
+  /** Stream flags from the header: the footer repeats them. */
+  private flags: Buffer | undefined;
+  /** The last 11 bytes given to the context, for a footer that straddles two pieces. */
+  private tail = Buffer.alloc(0);
+  /** The stream footer has been given to the context: what follows is not this stream's. */
+  private footerSeen = false;
   private disposed = false;
 
   constructor(private readonly x: XzExports) {
@@ -75,9 +90,24 @@ export class XzStep implements StepDecoder {
   step(input: Buffer, eof: boolean): StepResult {
     const x = this.x;
     let used = 0;
+    if (!this.flags) {
+      if (input.length < 12) return { used: 0, need: 12 };
+      if (!input.subarray(0, 6).equals(XZ_MAGIC)) throw new FormatError('corrupt', 'xz: not an xz stream');
+      this.flags = Buffer.from(input.subarray(6, 8));
+    }
     if (this.held === 0) {
-      if (input.length === 0 && !eof) return { used: 0 };
-      const length = Math.min(input.length, this.bufSize);
+      // The build of xz-embedded in the package decodes concatenated streams on its own; to stop at the
+      // end of this one, it is given nothing after the footer, then told the input is over.
+      const finish = eof || this.footerSeen;
+      if (input.length === 0 && !finish) return { used: 0 };
+      let length = finish ? 0 : Math.min(input.length, this.bufSize);
+      if (length > 0) {
+        const end = this.footerEnd(input.subarray(0, length));
+        if (end !== undefined) {
+          length = end;
+          this.footerSeen = true;
+        }
+      }
       new Uint8Array(x.memory.buffer, this.inPtr, length).set(input.subarray(0, length));
       x.supply_input(this.ctx, length);
       this.held = length;
@@ -102,11 +132,34 @@ export class XzStep implements StepDecoder {
       const unused = this.held > 0 ? Buffer.from(new Uint8Array(x.memory.buffer, this.inPtr + inPos, this.held)) : undefined;
       return { used, output, done: true, unused };
     }
-    if (eof && this.held === 0 && produced === 0 && inPos === before) {
+    if ((eof || this.footerSeen) && this.held === 0 && produced === 0 && inPos === before) {
       throw new FormatError('truncated', 'xz: data ends before the end of the stream');
     }
     // Progress this call: input newly used, or output.
     return { used, output, busy: inPos !== before };
+  }
+
+  /**
+   * Where a stream footer ends in `piece` (the 12 bytes: CRC-32 of the next 6, backward size, the
+   * header's flags, "YZ"), or undefined. The CRC and flags make a false match in compressed data
+   * practically impossible; if one happened, the stream would be reported truncated, never passed.
+   */
+  private footerEnd(piece: Buffer): number | undefined {
+    const joined = this.tail.length > 0 ? Buffer.concat([this.tail, piece]) : piece;
+    const skip = this.tail.length;
+    let from = 10;
+    for (;;) {
+      const at = joined.indexOf('YZ', from, 'latin1');
+      if (at < 0) break;
+      from = at + 1;
+      if (at < 10 || at + 2 - skip <= 0) continue;
+      const footer = joined.subarray(at - 10, at + 2);
+      if (footer[8] !== this.flags![0] || footer[9] !== this.flags![1]) continue;
+      if (zlib.crc32(footer.subarray(4, 10)) >>> 0 !== footer.readUInt32LE(0)) continue;
+      return at + 2 - skip;
+    }
+    this.tail = Buffer.from(joined.subarray(Math.max(0, joined.length - 11)));
+    return undefined;
   }
 
   dispose(): void {

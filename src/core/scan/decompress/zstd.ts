@@ -14,6 +14,7 @@ interface ZstdExports {
   ZSTD_createDCtx(): number;
   ZSTD_freeDCtx(ctx: number): number;
   ZSTD_decompressStream(ctx: number, output: number, input: number): number;
+  ZSTD_decompress(dst: number, dstCapacity: number, src: number, srcSize: number): number;
 }
 
 let exportsPromise: Promise<ZstdExports> | undefined;
