@@ -109,7 +109,8 @@ export interface IsoOptions {
 /** Builds an ISO 9660 image of `folder` at `out` with `xorriso -as mkisofs`, the way NixOS's iso-image.nix does. */
 export async function makeIso(folder: string, out: string, options: IsoOptions = {}): Promise<string> {
   const args = ['-as', 'mkisofs', '-quiet', '-iso-level', String(options.isoLevel ?? 3), '-V', options.volumeId ?? 'NIXOS_ISO'];
-  if (options.rockRidge ?? true) args.push('-R');
+  // xorriso's mkisofs writes Rock Ridge unless told --norock, -R or not.
+  args.push(options.rockRidge ?? true ? '-R' : '--norock');
   if (options.joliet ?? true) args.push('-J', '-joliet-long');
   // xorriso matches -hide against the disk path of the file.
   for (const hidden of options.hide ?? []) args.push('-hide', path.join(folder, hidden), '-hide-joliet', path.join(folder, hidden));
