@@ -93,7 +93,7 @@ export const iso9660: FormatHandler = {
   name: 'iso9660',
   access: 'random',
   // A stick (the ISO then more partitions) is the partitions handler's, which hands the ISO region back as a member.
-  detect: (head) => isIso9660(head) && !hasPartitionsBeyondIso(head),
+  detect: (head, size) => isIso9660(head) && !hasPartitionsBeyondIso(head, size),
   members: (input, context) => {
     if (!isByteSource(input)) throw new FormatError('unsupported', 'ISO 9660 needs random access to the image');
     return isoMembers(input, context);

@@ -8,10 +8,12 @@
  *
  *  - An ISO at offset 0 whose partitions all lie inside its volume is the ISO's: `detect` says no,
  *    and the iso9660 handler reads it (its files are the content of those partitions).
- *  - A disk with an ISO at 0 and a partition reaching past the ISO's volume (a stick: the installer
- *    then the seed partition) is ours: the members are the ISO region as `(installer image)` plus
+ *  - A disk with an ISO at 0, longer than the ISO's volume, with a partition reaching past that volume
+ *    (a stick: the installer then the seed partition) is ours: the members are the ISO region as `(installer image)` plus
  *    every partition not wholly inside it. `iso9660.detect` says no for such a disk, so the two never
- *    both claim one input and the registry order between them does not matter.
+ *    both claim one input and the registry order between them does not matter. The `(installer
+ *    image)` member still starts with the stick's MBR, but is only the volume long: it reads as ISO.
+ *  - Bytes of a disk that no partition covers (past an ISO dd'ed to a bigger stick) are not members.
  *
  * Registry order (for the walker): iso9660, partitions, fat. A FAT volume boot sector also ends in
  * 0x55AA; `detect` rejects one (no GPT and a valid FAT BPB), so fat may come after.
@@ -157,22 +159,24 @@ function inside(partition: Partition, bytes: number): boolean {
 /**
  * True when `head` is a disk with an ISO 9660 volume at 0 and a partition reaching past the end of
  * that volume (an installer stick with a seed partition): the partitions handler reads it, not iso9660.
+ * Only when the input is longer than the volume (or its size is unknown): the `(installer image)`
+ * member still carries the stick's MBR listing the seed partition, but holds no bytes of it, and must
+ * read as the ISO (else the two handlers would hand it back and forth).
  */
-export function hasPartitionsBeyondIso(head: Buffer): boolean {
+export function hasPartitionsBeyondIso(head: Buffer, size: number | undefined): boolean {
   const volume = isoVolumeBytes(head);
-  if (volume === undefined) return false;
-  const partitions = partitionsInHead(head);
-  return partitions !== undefined && partitions.some((partition) => !inside(partition, volume));
+  if (volume === undefined || (size !== undefined && size <= volume)) return false;
+  const table = partitionsInHead(head);
+  return table !== undefined && table.some((partition) => !inside(partition, volume));
 }
 
 export const partitions: FormatHandler = {
   name: 'partitions',
   access: 'random',
-  detect(head) {
+  detect(head, size) {
+    if (isoVolumeBytes(head) !== undefined) return hasPartitionsBeyondIso(head, size);
     const table = partitionsInHead(head);
-    if (table === undefined || table.length === 0) return false;
-    const volume = isoVolumeBytes(head);
-    return volume === undefined || table.some((partition) => !inside(partition, volume));
+    return table !== undefined && table.length > 0;
   },
   members: (input, context) => {
     if (typeof (input as ByteSource).read !== 'function') throw new FormatError('unsupported', 'a partition table needs random access to the disk');
