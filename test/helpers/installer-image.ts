@@ -104,11 +104,14 @@ export interface IsoOptions {
   /** Write the image with holes (for images holding big sparse files). */
   sparseOutput?: boolean;
   volumeId?: string;
+  /** Move folders deeper than 8 levels into /rr_moved (Rock Ridge CL/RE entries tie them back), as old mkisofs did. */
+  relocateDeepFolders?: boolean;
 }
 
 /** Builds an ISO 9660 image of `folder` at `out` with `xorriso -as mkisofs`, the way NixOS's iso-image.nix does. */
 export async function makeIso(folder: string, out: string, options: IsoOptions = {}): Promise<string> {
-  const args = ['-as', 'mkisofs', '-quiet', '-iso-level', String(options.isoLevel ?? 3), '-V', options.volumeId ?? 'NIXOS_ISO'];
+  const native = options.relocateDeepFolders ? ['-compliance', 'deep_paths_off', '-rr_reloc_dir', 'rr_moved'] : [];
+  const args = [...native, '-as', 'mkisofs', '-quiet', '-iso-level', String(options.isoLevel ?? 3), '-V', options.volumeId ?? 'NIXOS_ISO'];
   // xorriso's mkisofs writes Rock Ridge unless told --norock, -R or not.
   args.push(options.rockRidge ?? true ? '-R' : '--norock');
   if (options.joliet ?? true) args.push('-J', '-joliet-long');
@@ -130,7 +133,7 @@ export async function makeIso(folder: string, out: string, options: IsoOptions =
   }
   // xorriso writes every zero; dd conv=sparse turns the zero blocks back into holes on the way to disk.
   await new Promise<void>((resolve, reject) => {
-    const xorriso = spawn('xorriso', [...args, '-o', '-', folder], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const xorriso = spawn('xorriso', [...args, '-o', '-', folder], { stdio: ['ignore', 'pipe', 'ignore'] });
     const cp = spawn('dd', [`of=${out}`, 'bs=1M', 'iflag=fullblock', 'conv=sparse', 'status=none'], { stdio: [xorriso.stdout, 'inherit', 'inherit'] });
     let pending = 2;
     const done = (name: string) => (code: number | null) => {

@@ -202,6 +202,26 @@ describe('iso9660', () => {
     }
   });
 
+  it('puts folders relocated for depth (Rock Ridge CL/RE, /rr_moved) back where they belong', async () => {
+    const dir = await tempDir();
+    const key = sshKey('ed25519').privateKey;
+    const folder = path.join(dir, 'root');
+    const deep = `${Array.from({ length: 11 }, (_, index) => `l${index}`).join('/')}`;
+    await writeTree(folder, { [`${deep}/deep_host_key`]: key, [`${deep}/sub/more.txt`]: 'more', 'top.txt': 'top' });
+    const iso = await makeIso(folder, path.join(dir, 'relocated.iso'), { relocateDeepFolders: true, joliet: false, isoLevel: 2 });
+    const bytes = await readFile(iso);
+    expect(bytes.indexOf('RE\x04\x01', 0, 'latin1')).toBeGreaterThan(0); // the image does use relocation
+    const { source } = await open(iso);
+    try {
+      const walk = await walkMembers(iso9660, source);
+      expect(walk.members.map((member) => member.name).sort()).toEqual([`${deep}/deep_host_key`, `${deep}/sub/more.txt`, 'top.txt']);
+      expect((await memberBytes(walk.members.find((member) => member.name.endsWith('deep_host_key'))!)).toString()).toBe(key);
+      expect(walk.problems).toEqual([]);
+    } finally {
+      await source.close();
+    }
+  });
+
   it('refuses what is not an ISO and stops when the signal aborts', async () => {
     const dir = await tempDir();
     const folder = path.join(dir, 'root');
