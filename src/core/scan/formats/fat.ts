@@ -19,6 +19,8 @@ const ATTR_LFN = 0x0f;
 /** Bytes of FAT read and cached at a time, and how many such pieces are kept. */
 const FAT_PIECE = 64 * 1024;
 const FAT_PIECES_KEPT = 16;
+/** A folder holds at most 65536 entries of 32 bytes: a longer chain is a loop. */
+const MAX_FOLDER_CLUSTERS = (geometry: FatGeometry) => Math.min(geometry.clusterCount, Math.ceil((65536 * ENTRY) / geometry.clusterBytes));
 
 export interface FatGeometry {
   bits: 12 | 16 | 32;
@@ -195,44 +197,51 @@ async function* fatMembers(input: ByteSource, context: FormatContext): AsyncGene
     const directory = stack.pop()!;
     const subdirectories: PendingDirectory[] = [];
     const where = directory.path === '' ? 'the root folder' : `folder ${directory.path}`;
-    let listing: ByteSource;
-    if (directory.cluster === 0) listing = sliceSource(image, geometry.rootOffset, geometry.rootBytes);
-    else {
-      const runs = await chainRuns(table, geometry, directory.cluster, geometry.clusterCount, where, context.signal);
-      listing = runsSource(image, geometry, runs, runs.reduce((total, run) => total + run.count, 0) * geometry.clusterBytes);
-    }
-    for await (const entry of directoryEntries(listing, context.signal)) {
-      // FAT12/16 keep other data (OS/2 extended attributes) in the high cluster word.
-      if (geometry.bits !== 32) entry.cluster &= 0xffff;
-      const path = directory.path === '' ? entry.name : `${directory.path}/${entry.name}`;
-      if (entry.directory) {
-        if (entry.cluster === 0) continue; // `..` of a first-level folder, or an empty record
-        if (visited.has(entry.cluster)) {
-          context.problem(path, 'folder appears twice in the tree (a loop); read once');
+    // A folder that cannot be read (its chain loops, it lies past the end) is reported; the rest is still read.
+    try {
+      let listing: ByteSource;
+      if (directory.cluster === 0) listing = sliceSource(image, geometry.rootOffset, geometry.rootBytes);
+      else {
+        const runs = await chainRuns(table, geometry, directory.cluster, MAX_FOLDER_CLUSTERS(geometry), where, context.signal);
+        listing = runsSource(image, geometry, runs, runs.reduce((total, run) => total + run.count, 0) * geometry.clusterBytes);
+      }
+      for await (const entry of directoryEntries(listing, context.signal)) {
+        // FAT12/16 keep other data (OS/2 extended attributes) in the high cluster word.
+        if (geometry.bits !== 32) entry.cluster &= 0xffff;
+        const path = `${directory.path}/${entry.name}`; // absolute, as for every filesystem
+        if (entry.directory) {
+          if (entry.cluster === 0) continue; // `..` of a first-level folder, or an empty record
+          if (visited.has(entry.cluster)) {
+            context.problem(path, 'folder appears twice in the tree (a loop); read once');
+            continue;
+          }
+          visited.add(entry.cluster);
+          subdirectories.push({ path, cluster: entry.cluster });
           continue;
         }
-        visited.add(entry.cluster);
-        subdirectories.push({ path, cluster: entry.cluster });
-        continue;
-      }
-      context.signal?.throwIfAborted();
-      let source: ByteSource;
-      try {
-        if (entry.size === 0) source = sliceSource(image, 0, 0);
-        else {
-          const limit = Math.ceil(entry.size / geometry.clusterBytes);
-          const runs = await chainRuns(table, geometry, entry.cluster, limit, path, context.signal);
-          const clusters = runs.reduce((total, run) => total + run.count, 0);
-          if (clusters < limit) throw new FormatError('corrupt', `${path}: cluster chain ends after ${clusters} clusters, the file needs ${limit}`);
-          source = runsSource(image, geometry, runs, entry.size);
+        context.signal?.throwIfAborted();
+        let source: ByteSource;
+        try {
+          if (entry.size === 0) source = sliceSource(image, 0, 0);
+          else {
+            const limit = Math.ceil(entry.size / geometry.clusterBytes);
+            const runs = await chainRuns(table, geometry, entry.cluster, limit, path, context.signal);
+            const clusters = runs.reduce((total, run) => total + run.count, 0);
+            if (clusters < limit) throw new FormatError('corrupt', `${path}: cluster chain ends after ${clusters} clusters, the file needs ${limit}`);
+            source = runsSource(image, geometry, runs, entry.size);
+          }
+        } catch (error) {
+          if (!(error instanceof FormatError)) throw error;
+          context.unreadable(path, error.reason, error.message);
+          continue;
         }
-      } catch (error) {
-        if (!(error instanceof FormatError)) throw error;
-        context.unreadable(path, error.reason, error.message);
-        continue;
+        const bytes = source;
+        yield { name: path, size: entry.size, source: bytes, stream: () => sourceChunks(bytes, context.signal) };
       }
-      const bytes = source;
-      yield { name: path, size: entry.size, source: bytes, stream: () => sourceChunks(bytes, context.signal) };
+    } catch (error) {
+      // Without its root folder the volume has nothing to show: that is the container failing.
+      if (!(error instanceof FormatError) || directory.path === '') throw error;
+      context.unreadable(`${directory.path}/`, error.reason, error.message);
     }
     for (let index = subdirectories.length - 1; index >= 0; index--) stack.push(subdirectories[index]!);
   }

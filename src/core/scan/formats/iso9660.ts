@@ -154,46 +154,53 @@ async function* isoMembers(input: ByteSource, context: FormatContext): AsyncGene
     const subdirectories: PendingDirectory[] = [];
     // A file over 4 GiB is several records in a row with the multi-extent flag on all but the last.
     let pendingExtents: Extent[] = [];
-    for await (const record of directoryRecords(image, volume, directory, context)) {
-      if (record.flags & FLAG_HIDDEN_ASSOCIATED) continue; // associated files are Apple resource forks and such, not in the namespace
-      const rr = naming.kind === 'rock-ridge' ? await rockRidge(image, volume, record.systemUse, naming.skip) : undefined;
-      const name = recordName(record, naming, rr);
-      if (name === '.' || name === '..') continue;
-      const path = `${directory.path}/${name}`;
-      if (record.flags & FLAG_MULTI_EXTENT) {
-        pendingExtents.push(record.extent);
-        continue;
-      }
-      const extents = [...pendingExtents, record.extent];
-      pendingExtents = [];
-      if (rr?.relocated) continue; // listed again (as a CL placeholder) where it belongs
-      const directoryBlock = rr?.childLink ?? (record.flags & FLAG_DIRECTORY ? record.extent.block : undefined);
-      if (directoryBlock !== undefined) {
-        const extent = rr?.childLink !== undefined ? await relocatedExtent(image, volume, rr.childLink, path) : record.extent;
-        if (visited.has(extent.block)) {
-          context.problem(path, 'directory appears twice in the tree (a loop or a hard-linked directory); read once');
+    // A directory that cannot be read is reported; the rest of the tree is still read.
+    try {
+      for await (const record of directoryRecords(image, volume, directory, context)) {
+        if (record.flags & FLAG_HIDDEN_ASSOCIATED) continue; // associated files are Apple resource forks and such, not in the namespace
+        const rr = naming.kind === 'rock-ridge' ? await rockRidge(image, volume, record.systemUse, naming.skip) : undefined;
+        const name = recordName(record, naming, rr);
+        if (name === '.' || name === '..') continue;
+        const path = `${directory.path}/${name}`;
+        if (record.flags & FLAG_MULTI_EXTENT) {
+          pendingExtents.push(record.extent);
           continue;
         }
-        visited.add(extent.block);
-        subdirectories.push({ path, extent });
-        continue;
+        const extents = [...pendingExtents, record.extent];
+        pendingExtents = [];
+        if (rr?.relocated) continue; // listed again (as a CL placeholder) where it belongs
+        const directoryBlock = rr?.childLink ?? (record.flags & FLAG_DIRECTORY ? record.extent.block : undefined);
+        if (directoryBlock !== undefined) {
+          const extent = rr?.childLink !== undefined ? await relocatedExtent(image, volume, rr.childLink, path) : record.extent;
+          if (visited.has(extent.block)) {
+            context.problem(path, 'directory appears twice in the tree (a loop or a hard-linked directory); read once');
+            continue;
+          }
+          visited.add(extent.block);
+          subdirectories.push({ path, extent });
+          continue;
+        }
+        if (rr?.symlink) continue;
+        if (rr?.mode !== undefined && (rr.mode & S_IFMT) !== S_IFREG && (rr.mode & S_IFMT) !== 0) continue; // device, fifo, socket: no bytes
+        if (record.interleaved) {
+          context.unreadable(path, 'unsupported', 'interleaved ISO 9660 file (file unit size set)');
+          continue;
+        }
+        const size = extents.reduce((total, extent) => total + extent.length, 0);
+        if (bootBlocks.has(extents[0]!.block) && !bootStarts.has(extents[0]!.block)) bootStarts.set(extents[0]!.block, { name: path, size });
+        context.signal?.throwIfAborted();
+        const member = fileMember(image, volume, path, extents, context);
+        if (member !== undefined) yield member;
       }
-      if (rr?.symlink) continue;
-      if (rr?.mode !== undefined && (rr.mode & S_IFMT) !== S_IFREG && (rr.mode & S_IFMT) !== 0) continue; // device, fifo, socket: no bytes
-      if (record.interleaved) {
-        context.unreadable(path.slice(1), 'unsupported', 'interleaved ISO 9660 file (file unit size set)');
-        continue;
-      }
-      const size = extents.reduce((total, extent) => total + extent.length, 0);
-      if (bootBlocks.has(extents[0]!.block) && !bootStarts.has(extents[0]!.block)) bootStarts.set(extents[0]!.block, { name: path.slice(1), size });
-      context.signal?.throwIfAborted();
-      const member = fileMember(image, volume, path.slice(1), extents, context);
-      if (member !== undefined) yield member;
+    } catch (error) {
+      // Without its root folder the volume has nothing to show: that is the container failing.
+      if (!(error instanceof FormatError) || directory.path === '') throw error;
+      context.unreadable(`${directory.path}/`, error.reason, error.message);
     }
     if (pendingExtents.length > 0) {
-      context.unreadable(`${directory.path.slice(1)}/`, 'corrupt', 'directory ends inside a multi-extent file');
+      context.unreadable(`${directory.path || ''}/`, 'corrupt', 'directory ends inside a multi-extent file');
     }
-    // Reverse, so the first subdirectory is read next (the tree comes out in directory order).
+    // Reverse, so the first subdirectory is read next (the tree comes out in directory order). Paths are absolute (`/boot/efi.img`), as for every filesystem.
     for (let index = subdirectories.length - 1; index >= 0; index--) stack.push(subdirectories[index]!);
   }
 
@@ -209,7 +216,7 @@ function fileMember(image: ByteSource, volume: Volume, name: string, extents: Ex
     context.unreadable(name, error.reason, `file extent lies outside the image: ${error.message}`);
     return undefined;
   }
-  return { name: name.replace(/^\//, ''), size: source.size, source, stream: () => sourceChunks(source, context.signal) };
+  return { name, size: source.size, source, stream: () => sourceChunks(source, context.signal) };
 }
 
 /** Rock Ridge when the root's `.` record carries the SUSP SP entry, else Joliet when there is a Joliet tree, else plain names. */
@@ -225,10 +232,10 @@ async function chooseNaming(image: ByteSource, volume: Volume): Promise<Naming> 
 async function* directoryRecords(image: ByteSource, volume: Volume, directory: PendingDirectory, context: FormatContext | undefined): AsyncGenerator<DirectoryRecord> {
   const start = directory.extent.block * volume.blockSize;
   const length = directory.extent.length;
-  if (start + length > image.size) throw new FormatError('truncated', `directory /${directory.path.slice(1)} lies past the end of the image`);
+  if (start + length > image.size) throw new FormatError('truncated', `directory ${directory.path || '/'} lies past the end of the image`);
   for (let piece = 0; piece < length; piece += DIRECTORY_PIECE) {
     context?.signal?.throwIfAborted();
-    const bytes = await readExactly(image, start + piece, Math.min(DIRECTORY_PIECE, length - piece), `directory /${directory.path.slice(1)}`);
+    const bytes = await readExactly(image, start + piece, Math.min(DIRECTORY_PIECE, length - piece), `directory ${directory.path || '/'}`);
     for (let offset = 0; offset < bytes.length; ) {
       const recordLength = bytes[offset]!;
       if (recordLength === 0) {
@@ -237,11 +244,11 @@ async function* directoryRecords(image: ByteSource, volume: Volume, directory: P
         continue;
       }
       if (recordLength < 34 || offset + recordLength > bytes.length) {
-        throw new FormatError('corrupt', `bad directory record in /${directory.path.slice(1)} at byte ${piece + offset}`);
+        throw new FormatError('corrupt', `bad directory record in ${directory.path || '/'} at byte ${piece + offset}`);
       }
       const record = bytes.subarray(offset, offset + recordLength);
       const nameLength = record[32]!;
-      if (33 + nameLength > recordLength) throw new FormatError('corrupt', `directory record name overruns its record in /${directory.path.slice(1)}`);
+      if (33 + nameLength > recordLength) throw new FormatError('corrupt', `directory record name overruns its record in ${directory.path || '/'}`);
       const systemUseStart = 33 + nameLength + (nameLength % 2 === 0 ? 1 : 0);
       yield {
         extent: { block: record.readUInt32LE(2) + record[1]!, length: record.readUInt32LE(10) },

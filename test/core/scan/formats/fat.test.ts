@@ -47,17 +47,17 @@ describe('fat', () => {
         expect(fatGeometry(head)!.bits).toBe(bits);
         const walk = await walkMembers(fat, source);
         expect(walk.unreadable).toEqual([]);
-        expect(walk.members.map((member) => member.name).sort()).toEqual(Object.keys(tree).sort());
+        expect(walk.members.map((member) => member.name).sort()).toEqual(Object.keys(tree).map((name) => `/${name}`).sort());
         for (const member of walk.members) {
-          const expected = tree[member.name]!;
+          const expected = tree[member.name.slice(1)]!;
           const bytes = Buffer.isBuffer(expected) ? expected : Buffer.from(expected as string);
           expect(member.size).toBe(bytes.length);
           expect((await memberBytes(member)).equals(bytes)).toBe(true);
         }
         // Random access through the chain, across cluster boundaries, without streaming.
-        const multi = walk.members.find((member) => member.name === 'big/multi-cluster.bin')!;
+        const multi = walk.members.find((member) => member.name === '/big/multi-cluster.bin')!;
         expect((await multi.source!.read(300_001, 5000)).equals(big.subarray(300_001, 305_001))).toBe(true);
-        expect((await memberBytes(walk.members.find((member) => member.name === 'boot/secrets/ssh_host_ed25519_key')!)).toString()).toContain('OPENSSH PRIVATE KEY');
+        expect((await memberBytes(walk.members.find((member) => member.name === '/boot/secrets/ssh_host_ed25519_key')!)).toString()).toContain('OPENSSH PRIVATE KEY');
       } finally {
         await source.close();
       }
@@ -86,8 +86,35 @@ describe('fat', () => {
     const source = await fileSource(image);
     try {
       const walk = await walkMembers(fat, source);
-      expect(walk.members.map((member) => member.name)).toEqual(['other.txt']);
-      expect(walk.unreadable).toEqual([expect.objectContaining({ name: 'big.bin', reason: 'corrupt', message: expect.stringMatching(/loop/) })]);
+      expect(walk.members.map((member) => member.name)).toEqual(['/other.txt']);
+      expect(walk.unreadable).toEqual([expect.objectContaining({ name: '/big.bin', reason: 'corrupt', message: expect.stringMatching(/loop/) })]);
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('reports a folder whose cluster chain loops, and still reads the rest', async () => {
+    const dir = await tempDir();
+    const image = await makeFatImage(path.join(dir, 'folder-loop.img'), { 'loopdir/a.txt': 'a', 'ok.txt': 'fine' }, { sizeKiB: 16 * 1024, fatBits: 16, sectorsPerCluster: 1 });
+    const bytes = await readFile(image);
+    const geometry = fatGeometry(bytes)!;
+    const root = bytes.subarray(geometry.rootOffset, geometry.rootOffset + geometry.rootBytes);
+    let cluster = -1;
+    for (let offset = 0; offset < root.length; offset += 32) {
+      if (root.toString('latin1', offset, offset + 11) === 'LOOPDIR    ') cluster = root.readUInt16LE(offset + 26);
+    }
+    expect(cluster).toBeGreaterThan(1);
+    const handle = await openFile(image, 'r+');
+    const pointer = Buffer.alloc(2);
+    pointer.writeUInt16LE(cluster); // the folder's only cluster points at itself
+    await handle.write(pointer, 0, 2, geometry.fatOffset + cluster * 2);
+    await handle.close();
+
+    const source = await fileSource(image);
+    try {
+      const walk = await walkMembers(fat, source);
+      expect(walk.members.map((member) => member.name)).toEqual(['/ok.txt']);
+      expect(walk.unreadable).toEqual([expect.objectContaining({ name: '/loopdir/', reason: 'corrupt' })]);
     } finally {
       await source.close();
     }
@@ -100,10 +127,10 @@ describe('fat', () => {
     const source = await fileSource(iso);
     try {
       const outer = await walkMembers(iso9660, source);
-      const efi = outer.members.find((member) => member.name === 'boot/efi.img')!;
+      const efi = outer.members.find((member) => member.name === '/boot/efi.img')!;
       expect(fat.detect(await efi.source!.read(0, HEAD_BYTES), efi.size)).toBe(true);
       const inner = await walkMembers(fat, efi.source!);
-      expect(inner.members.map((member) => member.name).sort()).toEqual(['EFI/BOOT/BOOTX64.EFI', 'EFI/nixos/initrd-secrets/ssh_host_ed25519_key']);
+      expect(inner.members.map((member) => member.name).sort()).toEqual(['/EFI/BOOT/BOOTX64.EFI', '/EFI/nixos/initrd-secrets/ssh_host_ed25519_key']);
       expect((await memberBytes(inner.members.find((member) => member.name.endsWith('_key'))!)).toString()).toBe(key);
     } finally {
       await source.close();

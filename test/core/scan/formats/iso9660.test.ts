@@ -43,7 +43,8 @@ describe('iso9660', () => {
       expect(isoVolumeBytes(head)).toBe((await stat(iso)).size);
 
       const walk = await walkMembers(iso9660, source);
-      const names = walk.members.map((member) => member.name).sort();
+      const names = walk.members.map((member) => member.name.slice(1)).sort();
+      expect(walk.members.every((member) => member.name.startsWith('/'))).toBe(true);
       expect(names).toEqual(
         [
           'Schlüssel mit langem Namen.txt',
@@ -62,7 +63,7 @@ describe('iso9660', () => {
         ].sort(),
       );
       expect(walk.unreadable).toEqual([]);
-      const byName = new Map(walk.members.map((member) => [member.name, member]));
+      const byName = new Map(walk.members.map((member) => [member.name.slice(1), member]));
       // Members are slices of the image: random reads give the file's own bytes.
       for (const name of [HOST_KEY_PATH, deep, 'nix-store.squashfs', 'boot/efi.img', 'version-link.txt', 'Schlüssel mit langem Namen.txt']) {
         const member = byName.get(name)!;
@@ -97,7 +98,7 @@ describe('iso9660', () => {
       try {
         expect(iso9660.detect(head, source.size)).toBe(true);
         const walk = await walkMembers(iso9660, source);
-        expect(walk.members.map((member) => member.name).sort()).toEqual([...expectedNames].sort());
+        expect(walk.members.map((member) => member.name).sort()).toEqual(expectedNames.map((name) => `/${name}`).sort());
         const keyMember = walk.members.find((member) => member.name.endsWith('.txt') || member.name.endsWith('.TXT'))!;
         expect((await memberBytes(keyMember)).toString()).toBe(key);
       } finally {
@@ -116,7 +117,7 @@ describe('iso9660', () => {
     const { source } = await open(iso);
     try {
       const walk = await walkMembers(iso9660, source);
-      expect(walk.members.some((member) => member.name === 'boot/efi.img')).toBe(false);
+      expect(walk.members.some((member) => member.name === '/boot/efi.img')).toBe(false);
       const boot = walk.members.filter((member) => member.name.startsWith('(el-torito)/'));
       expect(boot.map((member) => member.name)).toEqual(['(el-torito)/efi.img']);
       const efi = boot[0]!;
@@ -125,7 +126,7 @@ describe('iso9660', () => {
       expect((await efi.source!.read(0, efi.size!)).equals(await readFile(efiImage))).toBe(true);
       expect(fat.detect(await efi.source!.read(0, HEAD_BYTES), efi.size)).toBe(true);
       const inner = await walkMembers(fat, efi.source!);
-      const keyFile = inner.members.find((member) => member.name === 'boot/initrd-secrets/ssh_host_ed25519_key')!;
+      const keyFile = inner.members.find((member) => member.name === '/boot/initrd-secrets/ssh_host_ed25519_key')!;
       expect((await memberBytes(keyFile)).toString()).toBe(key);
     } finally {
       await source.close();
@@ -153,8 +154,8 @@ describe('iso9660', () => {
       const { source } = await open(iso);
       try {
         const walk = await walkMembers(iso9660, source);
-        expect(walk.members.map((member) => member.name).sort()).toEqual(['after.txt', 'nix-store.squashfs']);
-        const store = walk.members.find((member) => member.name === 'nix-store.squashfs')!;
+        expect(walk.members.map((member) => member.name).sort()).toEqual(['/after.txt', '/nix-store.squashfs']);
+        const store = walk.members.find((member) => member.name === '/nix-store.squashfs')!;
         expect(store.size).toBe(size);
         expect(store.source!.size).toBe(size);
         expect((await store.source!.read(0, 4)).toString()).toBe('hsqs');
@@ -162,7 +163,7 @@ describe('iso9660', () => {
         expect((await store.source!.read(4 * 1024 ** 3 - 2048 - 10, 26)).toString()).toBe('ACROSS-THE-EXTENT-BOUNDARY');
         expect((await store.source!.read(size - key.length - 5, key.length)).toString()).toBe(key);
         expect((await store.source!.read(size - 5, 100)).length).toBe(5);
-        expect((await memberBytes(walk.members.find((member) => member.name === 'after.txt')!)).toString()).toContain('after the multi-extent');
+        expect((await memberBytes(walk.members.find((member) => member.name === '/after.txt')!)).toString()).toContain('after the multi-extent');
       } finally {
         await source.close();
       }
@@ -185,8 +186,8 @@ describe('iso9660', () => {
     const longer = await open(path.join(dir, 'longer.iso'));
     try {
       const walk = await walkMembers(iso9660, longer.source);
-      expect(walk.members.map((member) => member.name).sort()).toEqual(['a-small.txt', 'z-big.bin']);
-      expect((await memberBytes(walk.members.find((member) => member.name === 'z-big.bin')!)).equals(tail)).toBe(true);
+      expect(walk.members.map((member) => member.name).sort()).toEqual(['/a-small.txt', '/z-big.bin']);
+      expect((await memberBytes(walk.members.find((member) => member.name === '/z-big.bin')!)).equals(tail)).toBe(true);
     } finally {
       await longer.source.close();
     }
@@ -195,8 +196,8 @@ describe('iso9660', () => {
     const { source } = await open(iso);
     try {
       const walk = await walkMembers(iso9660, source);
-      expect(walk.members.map((member) => member.name)).toEqual(['a-small.txt']);
-      expect(walk.unreadable).toEqual([expect.objectContaining({ name: 'z-big.bin', reason: 'truncated' })]);
+      expect(walk.members.map((member) => member.name)).toEqual(['/a-small.txt']);
+      expect(walk.unreadable).toEqual([expect.objectContaining({ name: '/z-big.bin', reason: 'truncated' })]);
     } finally {
       await source.close();
     }
@@ -214,7 +215,7 @@ describe('iso9660', () => {
     const { source } = await open(iso);
     try {
       const walk = await walkMembers(iso9660, source);
-      expect(walk.members.map((member) => member.name).sort()).toEqual([`${deep}/deep_host_key`, `${deep}/sub/more.txt`, 'top.txt']);
+      expect(walk.members.map((member) => member.name).sort()).toEqual([`/${deep}/deep_host_key`, `/${deep}/sub/more.txt`, '/top.txt']);
       expect((await memberBytes(walk.members.find((member) => member.name.endsWith('deep_host_key'))!)).toString()).toBe(key);
       expect(walk.problems).toEqual([]);
     } finally {

@@ -65,11 +65,11 @@ describe('partitions', () => {
       expect(iso9660.detect(imageHead, image.size)).toBe(true);
       expect(partitions.detect(imageHead, image.size)).toBe(false);
       const inner = await walkMembers(iso9660, image.source!);
-      expect((await memberBytes(inner.members.find((member) => member.name === 'etc/leaked_host_key')!)).toString()).toBe(key);
+      expect((await memberBytes(inner.members.find((member) => member.name === '/etc/leaked_host_key')!)).toString()).toBe(key);
       // The seed partition is its slice of the stick, a FAT filesystem with the key at its path.
       expect((await seed.source!.read(0, 512)).equals((await readFile(stick)).subarray(seedOffset, seedOffset + 512))).toBe(true);
       const files = await walkMembers(fat, seed.source!);
-      expect(files.members.map((member) => member.name).sort()).toEqual(['seed/SHA256SUMS', 'seed/config/ssh_host_ed25519_key']);
+      expect(files.members.map((member) => member.name).sort()).toEqual(['/seed/SHA256SUMS', '/seed/config/ssh_host_ed25519_key']);
       expect((await memberBytes(files.members.find((member) => member.name.endsWith('_key'))!)).toString()).toBe(key);
     } finally {
       await source.close();
@@ -97,7 +97,7 @@ describe('partitions', () => {
         ['(partition 2 DUBNIUM-SEED)', 40960 * 512],
       ]);
       const files = await walkMembers(fat, walk.members[1]!.source!);
-      expect((await memberBytes(files.members.find((member) => member.name === 'keys/id_ed25519')!)).toString()).toBe(key);
+      expect((await memberBytes(files.members.find((member) => member.name === '/keys/id_ed25519')!)).toString()).toBe(key);
     } finally {
       await source.close();
     }
