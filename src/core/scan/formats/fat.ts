@@ -89,10 +89,7 @@ export const fat: FormatHandler = {
   name: 'fat',
   access: 'random',
   detect: (head) => fatGeometry(head) !== undefined,
-  members: (input, context) => {
-    if (typeof (input as ByteSource).read !== 'function') throw new FormatError('unsupported', 'FAT needs random access to the image');
-    return fatMembers(input as ByteSource, context);
-  },
+  members: (input, context) => fatMembers(input, context),
 };
 
 /** Reads FAT entries through a small cache of FAT pieces. */
@@ -184,12 +181,14 @@ interface PendingDirectory {
   cluster: number;
 }
 
-async function* fatMembers(input: ByteSource, context: FormatContext): AsyncGenerator<Member> {
-  const geometry = fatGeometry(await readExactly(input, 0, 512, 'the boot sector'));
+async function* fatMembers(input: ByteSource | AsyncIterable<Buffer>, context: FormatContext): AsyncGenerator<Member> {
+  if (typeof (input as ByteSource).read !== 'function') throw new FormatError('unsupported', 'FAT needs random access to the image');
+  const disk = input as ByteSource;
+  const geometry = fatGeometry(await readExactly(disk, 0, 512, 'the boot sector'));
   if (geometry === undefined) throw new FormatError('corrupt', 'not a FAT boot sector');
   // A partition may be larger than its filesystem: read only the filesystem's own bytes.
-  if (geometry.totalBytes > input.size) throw new FormatError('truncated', `the FAT volume is ${geometry.totalBytes} bytes but the image only ${input.size}`);
-  const image = sliceSource(input, 0, geometry.totalBytes);
+  if (geometry.totalBytes > disk.size) throw new FormatError('truncated', `the FAT volume is ${geometry.totalBytes} bytes but the image only ${disk.size}`);
+  const image = sliceSource(disk, 0, geometry.totalBytes);
   const table = new FatTable(image, geometry);
   const visited = new Set<number>();
   const stack: PendingDirectory[] = [{ path: '', cluster: geometry.bits === 32 ? geometry.rootCluster : 0 }];
@@ -294,7 +293,7 @@ async function* directoryEntries(listing: ByteSource, signal?: AbortSignal): Asy
       yield {
         name: name.replace(/\//g, '_'),
         directory: (attributes & ATTR_DIRECTORY) !== 0,
-        cluster: (entry.readUInt16LE(20) << 16) | entry.readUInt16LE(26),
+        cluster: entry.readUInt16LE(20) * 0x10000 + entry.readUInt16LE(26),
         size: entry.readUInt32LE(28),
       };
     }

@@ -94,10 +94,7 @@ export const iso9660: FormatHandler = {
   access: 'random',
   // A stick (the ISO then more partitions) is the partitions handler's, which hands the ISO region back as a member.
   detect: (head, size) => isIso9660(head) && !hasPartitionsBeyondIso(head, size),
-  members: (input, context) => {
-    if (!isByteSource(input)) throw new FormatError('unsupported', 'ISO 9660 needs random access to the image');
-    return isoMembers(input, context);
-  },
+  members: (input, context) => isoMembers(input, context),
 };
 
 function isByteSource(input: ByteSource | AsyncIterable<Buffer>): input is ByteSource {
@@ -135,7 +132,9 @@ async function readVolume(image: ByteSource): Promise<Volume> {
   };
 }
 
-async function* isoMembers(input: ByteSource, context: FormatContext): AsyncGenerator<Member> {
+async function* isoMembers(source: ByteSource | AsyncIterable<Buffer>, context: FormatContext): AsyncGenerator<Member> {
+  if (!isByteSource(source)) throw new FormatError('unsupported', 'ISO 9660 needs random access to the image');
+  const input = source;
   const volume = await readVolume(input);
   // A stick holds more than the ISO: read only the ISO's own bytes (a truncated image keeps its size, and members past its end are reported).
   const image = input.size > volume.volumeBytes ? sliceSource(input, 0, volume.volumeBytes) : input;

@@ -178,13 +178,12 @@ export const partitions: FormatHandler = {
     const table = partitionsInHead(head);
     return table !== undefined && table.length > 0;
   },
-  members: (input, context) => {
-    if (typeof (input as ByteSource).read !== 'function') throw new FormatError('unsupported', 'a partition table needs random access to the disk');
-    return partitionMembers(input as ByteSource, context);
-  },
+  members: (input, context) => partitionMembers(input, context),
 };
 
-async function* partitionMembers(disk: ByteSource, context: FormatContext): AsyncGenerator<Member> {
+async function* partitionMembers(input: ByteSource | AsyncIterable<Buffer>, context: FormatContext): AsyncGenerator<Member> {
+  if (typeof (input as ByteSource).read !== 'function') throw new FormatError('unsupported', 'a partition table needs random access to the disk');
+  const disk = input as ByteSource;
   const head = await disk.read(0, Math.min(disk.size, HEAD_BYTES));
   const header = gptHeader(head);
   const entries = header ? await readExactly(disk, header.entriesOffset, header.count * header.entrySize, 'the GPT partition entries') : undefined;

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { fileSource, type FileSource } from '../../../../src/core/scan/formats/byte-source.js';
 import { fat } from '../../../../src/core/scan/formats/fat.js';
 import { iso9660, isoVolumeBytes } from '../../../../src/core/scan/formats/iso9660.js';
+import { partitions } from '../../../../src/core/scan/formats/partitions.js';
 import { FormatError, HEAD_BYTES } from '../../../../src/core/scan/formats/types.js';
 import { sshKey } from '../../../helpers/credentials.js';
 import { makeInstallerIso, makeIso, memberBytes, walkMembers, writeTree } from '../../../helpers/installer-image.js';
@@ -247,6 +248,14 @@ describe('iso9660', () => {
       expect(seen.length).toBe(3);
     } finally {
       await source.close();
+    }
+    // These formats need random access: a stream is refused with a reason the walker reports (it spools such input first).
+    for (const handler of [iso9660, fat, partitions]) {
+      const stream = (async function* () {
+        yield Buffer.alloc(16);
+      })();
+      const members = handler.members(stream, { unreadable: () => {}, problem: () => {} });
+      await expect(members[Symbol.asyncIterator]().next()).rejects.toMatchObject({ reason: 'unsupported' });
     }
     // A cut volume descriptor set is a FormatError, not a crash.
     const cut = path.join(dir, 'descriptors-cut.iso');
