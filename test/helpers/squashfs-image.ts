@@ -6,30 +6,11 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { linkSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync, closeSync, writeSync, ftruncateSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { ByteSource, FormatHandler, UnscannedReason } from '../../src/core/scan/formats/types.js';
 
-/** A file read with positioned reads (the handlers' random access). */
-export async function fileSource(file: string): Promise<ByteSource & { close(): Promise<void> }> {
-  const handle = await open(file, 'r');
-  const { size } = await handle.stat();
-  return {
-    size,
-    async read(position: number, length: number) {
-      const want = Math.max(0, Math.min(length, size - position));
-      const buffer = Buffer.allocUnsafe(want);
-      let filled = 0;
-      while (filled < want) {
-        const { bytesRead } = await handle.read(buffer, filled, want - filled, position + filled);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
-      }
-      return buffer.subarray(0, filled);
-    },
-    close: () => handle.close(),
-  };
-}
+/** Random access to a file (the byte sources the walker gives random-access handlers). */
+export { fileSource } from '../../src/core/scan/formats/byte-source.js';
 
 export interface Collected {
   /** Member name -> sha256 of its bytes. */
@@ -114,10 +95,10 @@ export function nixLikeTree(root: string, key: string): { keyPath: string; bigPa
   put(`${etc}/ssh/ssh_host_ed25519_key.pub`, 'ssh-ed25519 AAAA test\n');
   // A big compressible file spanning many blocks, the key in the middle of one of them.
   const bigPath = `/nix/store/${storeHash()}-big/share/big.txt`;
-  const half = compressibleText(3 * 1024 * 1024 + 12345, 'big');
-  put(bigPath, Buffer.concat([half, Buffer.from(key), compressibleText(2 * 1024 * 1024 + 777, 'tail')]));
+  const half = compressibleText(1536 * 1024 + 12345, 'big');
+  put(bigPath, Buffer.concat([half, Buffer.from(key), compressibleText(1024 * 1024 + 777, 'tail')]));
   // Incompressible data: its blocks are stored uncompressed even in a compressed image.
-  put(`/nix/store/${storeHash()}-random/lib/blob.bin`, randomBytes(700 * 1024));
+  put(`/nix/store/${storeHash()}-random/lib/blob.bin`, randomBytes(300 * 1024));
   // Exactly two blocks of the default size: no tail in a fragment.
   put(`/nix/store/${storeHash()}-exact/exact.bin`, compressibleText(256 * 1024, 'exact'));
   put('/empty', '');
