@@ -220,7 +220,11 @@ export interface Walk {
   problems: { name: string; message: string }[];
 }
 
-/** Runs `handler.members` over `input` to the end (or to its error, rethrown after) and collects what it gave. */
+/**
+ * Runs `handler.members` over `input` to the end and collects what it gave. Only for handlers whose
+ * members are in-place slices (`source`), which stay readable after the walk moves on (iso9660, fat,
+ * partitions); a streaming handler's member must be read before the next is asked for.
+ */
 export async function walkMembers(handler: FormatHandler, input: ByteSource, signal?: AbortSignal): Promise<Walk> {
   const walk: Walk = { members: [], unreadable: [], problems: [] };
   const context: FormatContext = {

@@ -6,9 +6,10 @@ import { fileSource, type FileSource } from '../../../../src/core/scan/formats/b
 import { fat } from '../../../../src/core/scan/formats/fat.js';
 import { iso9660, isoVolumeBytes } from '../../../../src/core/scan/formats/iso9660.js';
 import { partitions } from '../../../../src/core/scan/formats/partitions.js';
+import { squashfs } from '../../../../src/core/scan/formats/squashfs.js';
 import { FormatError, HEAD_BYTES } from '../../../../src/core/scan/formats/types.js';
 import { sshKey } from '../../../helpers/credentials.js';
-import { makeInstallerIso, makeIso, memberBytes, walkMembers, writeTree } from '../../../helpers/installer-image.js';
+import { makeInstallerIso, makeIso, makeStick, memberBytes, walkMembers, writeTree } from '../../../helpers/installer-image.js';
 import { tempDir } from '../../../helpers/tmp.js';
 
 const HOST_KEY_PATH = 'nix/store/0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p-etc/etc/ssh/ssh_host_ed25519_key';
@@ -78,6 +79,35 @@ describe('iso9660', () => {
       expect((await memberBytes(byName.get('empty-file')!)).length).toBe(0);
       // isolinux.bin is patched in place by -boot-info-table: it is the BIOS boot image, read once under its tree name.
       expect(walk.members.some((member) => member.name.startsWith('(el-torito)'))).toBe(false);
+    } finally {
+      await source.close();
+    }
+  });
+
+  it('hands the squashfs handler the nix store in place: stick, installer image, nix-store.squashfs, host key', async () => {
+    const dir = await tempDir();
+    const key = sshKey('ed25519').privateKey;
+    const storeRoot = path.join(dir, 'store-root');
+    await writeTree(storeRoot, { [`${HOST_KEY_PATH.replace(/^nix\/store\//, '')}`]: key, '0000-hello/bin/hello': 'hello' });
+    const store = path.join(dir, 'nix-store.squashfs');
+    execFileSync('mksquashfs', [storeRoot, store, '-comp', 'zstd', '-noappend', '-quiet', '-no-progress'], { stdio: 'ignore' });
+    const { iso } = await makeInstallerIso(dir, { store });
+    const { stick } = await makeStick(dir, iso, { 'seed/README': 'seed' });
+
+    const { source } = await open(stick);
+    try {
+      const disk = await walkMembers(partitions, source);
+      const image = disk.members.find((member) => member.name === '(installer image)')!;
+      const files = await walkMembers(iso9660, image.source!);
+      const squash = files.members.find((member) => member.name === '/nix-store.squashfs')!;
+      expect(squash.size).toBe((await stat(store)).size);
+      expect(squashfs.detect(await squash.source!.read(0, HEAD_BYTES), squash.size)).toBe(true);
+      // A streamed member must be read before the next one is asked for.
+      const found = new Map<string, string>();
+      for await (const member of squashfs.members(squash.source!, { unreadable: () => {}, problem: () => {} })) {
+        found.set(member.name, (await memberBytes(member)).toString());
+      }
+      expect(found.get(`/${HOST_KEY_PATH.replace(/^nix\/store\//, '')}`)).toBe(key);
     } finally {
       await source.close();
     }
