@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -29,6 +30,24 @@ describe('byte sources', () => {
       await expect(readExactly(source, 19, 2, 'the record')).rejects.toThrow(/past the end/);
     } finally {
       await source.close();
+    }
+  });
+
+  it('sizes a block device from the kernel (st_size is 0 for one) and reads its last bytes', async () => {
+    const image = path.join(await tempDir(), 'disk.img');
+    const size = 3 * 1024 * 1024 + 4096;
+    await writeFile(image, Buffer.concat([Buffer.alloc(size - 10), Buffer.from('LAST-BYTES')]));
+    const device = execFileSync('losetup', ['--find', '--show', image], { encoding: 'utf8' }).trim();
+    try {
+      const source = await fileSource(device);
+      try {
+        expect(source.size).toBe(size);
+        expect((await source.read(size - 10, 100)).toString()).toBe('LAST-BYTES');
+      } finally {
+        await source.close();
+      }
+    } finally {
+      execFileSync('losetup', ['-d', device]);
     }
   });
 
