@@ -233,7 +233,7 @@ function bufferMember(name: string, bytes: Buffer): Member {
  * Every regular file of the archives that follow one another in `reader`, up to the first byte that
  * is neither zero padding nor a cpio header (returned as 'other') or the end of the stream ('end').
  */
-async function* archives(reader: ByteReader, context: FormatContext, outcome: { end: 'end' | 'other' }): AsyncGenerator<Member> {
+async function* archives(reader: ByteReader, context: FormatContext, outcome: { end: 'end' | 'other' }, raw?: { input: ByteSource; base: number }): AsyncGenerator<Member> {
   // Names waiting for the bytes of their inode (newc hard links), per archive as in the kernel.
   let links = new Map<string, string[]>();
   const flushLinks = function* flush(): Generator<Member> {
@@ -289,6 +289,8 @@ async function* archives(reader: ByteReader, context: FormatContext, outcome: { 
     yield {
       name,
       size: entry.size,
+      // Bytes stored uncompressed are addressable: a nested image is then read in place.
+      ...(raw !== undefined ? { source: sliceSource(raw.input, raw.base + reader.position, entry.size) } : {}),
       stream: () => {
         if (streamed) throw new Error(`cpio: ${name} was already streamed`);
         streamed = true;
@@ -324,7 +326,7 @@ async function* cpioMembers(input: ByteSource | AsyncIterable<Buffer>, context: 
   const outcome: { end: 'end' | 'other' } = { end: 'end' };
   for (let offset = 0; offset < input.size; ) {
     const raw = new ByteReader(sourceChunks(sliceSource(input, offset, input.size - offset), context.signal)[Symbol.asyncIterator]());
-    yield* archives(raw, context, outcome);
+    yield* archives(raw, context, outcome, { input, base: offset });
     offset += raw.position;
     if (outcome.end === 'end') return;
     const head = await input.read(offset, 16);

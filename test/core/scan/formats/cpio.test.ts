@@ -104,6 +104,27 @@ describe('cpio', () => {
     expect(got.containing.sort()).toEqual(['/etc/secrets/initrd/network-key', '/etc/ssh/ssh_host_ed25519_key']);
   });
 
+  it('offers the bytes of an uncompressed archive for reading in place', async () => {
+    const { early, main } = await initrdTrees();
+    const image = Buffer.concat([pad(cpioArchive(early, 'newc'), 100), cpioArchive(main, 'newc'), compress(cpioArchive(main, 'newc'), 'zstd', ['-q', '-c'])]);
+    const context = { unreadable: () => undefined, problem: () => undefined };
+    let inPlace = 0;
+    let total = 0;
+    for await (const member of cpio.members(bufferSource(image), context)) {
+      const streamed: Buffer[] = [];
+      for await (const chunk of member.stream()) streamed.push(chunk);
+      total += 1;
+      if (member.source === undefined) continue;
+      inPlace += 1;
+      expect(member.source.size).toBe(member.size);
+      expect((await member.source.read(0, member.source.size)).equals(Buffer.concat(streamed)), member.name).toBe(true);
+    }
+    // Everything but the compressed copy of the main archive (and hard links, held in memory).
+    const mainFiles = treeHashes(main).size;
+    expect(total).toBe(treeHashes(early).size + 2 * mainFiles);
+    expect(inPlace).toBe(treeHashes(early).size + mainFiles - 2);
+  });
+
   it('gives hard-linked names the bytes stored with the last of them', async () => {
     const { main } = await initrdTrees();
     const archive = cpioArchive(main, 'newc');
