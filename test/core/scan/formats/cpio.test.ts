@@ -92,16 +92,22 @@ describe('cpio', () => {
     expect(got.order[0]).toBe('/kernel/x86/microcode/AuthenticAMD.bin');
   });
 
-  it('reads raw, zstd and gzip segments with padding between, like an initrd with appended secrets', async () => {
-    const { key, early, main, secrets } = await initrdTrees();
+  it('reads raw, xz, bzip2, zstd and gzip segments back to back with padding, like an initrd with appended secrets', async () => {
+    const { dir, key, early, main, secrets } = await initrdTrees();
+    const more = path.join(dir, 'more');
+    put(more, 'etc/more/notes.txt', compressibleText(70_000, 'more'));
+    const last = path.join(dir, 'last');
+    put(last, 'etc/last/key', key);
     const image = Buffer.concat([
       pad(cpioArchive(early, 'newc'), 512),
-      pad(compress(cpioArchive(main, 'newc'), 'zstd', ['-q', '-c']), 4096),
-      pad(compress(cpioArchive(secrets, 'newc'), 'gzip', ['-c'])),
+      pad(compress(cpioArchive(main, 'newc'), 'xz', ['-c', '--check=crc32']), 4096),
+      pad(compress(cpioArchive(more, 'newc'), 'bzip2', ['-c'])),
+      compress(cpioArchive(secrets, 'newc'), 'zstd', ['-q', '-c']),
+      pad(compress(cpioArchive(last, 'newc'), 'gzip', ['-c']), 7),
     ]);
     const got = await collect(cpio, bufferSource(image), { needle: key });
-    expectSameFiles(got, early, main, secrets);
-    expect(got.containing.sort()).toEqual(['/etc/secrets/initrd/network-key', '/etc/ssh/ssh_host_ed25519_key']);
+    expectSameFiles(got, early, main, more, secrets, last);
+    expect(got.containing.sort()).toEqual(['/etc/last/key', '/etc/secrets/initrd/network-key', '/etc/ssh/ssh_host_ed25519_key']);
   });
 
   it('offers the bytes of an uncompressed archive for reading in place', async () => {
