@@ -32,6 +32,7 @@ const FRAGMENT_CACHE = 8;
 const MAX_DEPTH = 1024;
 const READAHEAD_FILES = 2048;
 const READAHEAD_BYTES = 48 * 1024 * 1024;
+const READ_WINDOW = 1024 * 1024;
 
 const enum InodeType {
   Dir = 1,
@@ -412,6 +413,7 @@ class ReadAhead {
   private bytes = 0;
   private pumping: Promise<void> = Promise.resolve();
   private readonly fragments = new Map<number, Promise<Buffer>>();
+  private window: { start: number; end: number; bytes: Promise<Buffer> } | undefined;
 
   constructor(
     private readonly image: Image,
@@ -519,7 +521,7 @@ class ReadAhead {
     if (piece.kind === 'block') {
       const stored = piece.word & DATA_SIZE_MASK;
       const compressed = (piece.word & DATA_UNCOMPRESSED) === 0;
-      const data = readStored(image.source, piece.position, stored).then(async (raw) => {
+      const data = this.readData(piece.position, stored).then(async (raw) => {
         let out = raw;
         if (compressed) {
           try {
@@ -550,6 +552,26 @@ class ReadAhead {
       return fragment.subarray(piece.offset, piece.offset + piece.length);
     });
     return { data, cost };
+  }
+
+  /**
+   * Stored bytes of a data block. Blocks of consecutive files lie back to back, so they are read in
+   * windows of up to READ_WINDOW bytes: one positioned read serves many blocks.
+   */
+  private readData(position: number, length: number): Promise<Buffer> {
+    const window = this.window;
+    if (window !== undefined && position >= window.start && position + length <= window.end) {
+      return window.bytes.then((bytes) => {
+        const at = position - window.start;
+        if (bytes.length < at + length) throw new FormatError('truncated', 'squashfs: a data block is cut short');
+        return bytes.subarray(at, at + length);
+      });
+    }
+    const end = Math.min(this.image.superblock.bytesUsed, position + Math.max(length, READ_WINDOW));
+    const bytes = this.image.source.read(position, end - position);
+    bytes.catch(() => undefined);
+    this.window = { start: position, end, bytes };
+    return this.readData(position, length);
   }
 
   private async fragment(index: number): Promise<Buffer> {
