@@ -46,12 +46,13 @@ export function xzSharedInstance(): Promise<XzExports> {
 // xz-embedded return codes (xz.h).
 const XZ_OK = 0;
 const XZ_STREAM_END = 1;
+const XZ_UNSUPPORTED_CHECK = 2;
 const XZ_MESSAGES: Record<number, [FormatErrorReason, string]> = {
   2: ['unsupported', 'integrity check type not supported'],
   3: ['corrupt', 'out of memory'],
   4: ['unsupported', 'dictionary too large'],
   5: ['corrupt', 'not xz data'],
-  6: ['unsupported', 'filter or option not supported'],
+  6: ['unsupported', 'filter not supported (BCJ filters such as --x86, --arm64, --delta are not; LZMA2 alone is)'],
   7: ['corrupt', 'corrupt data (bad check or structure)'],
   8: ['truncated', 'data ends before the end of the stream'],
 };
@@ -116,7 +117,9 @@ export class XzStep implements StepDecoder {
     let words = this.words();
     words[5] = 0; // out_pos
     const before = words[2]!;
-    const ret = x.get_next_output(this.ctx);
+    let ret = x.get_next_output(this.ctx);
+    // SHA-256 checks: xz-embedded says once that it cannot verify them and decodes on when called again.
+    if (ret === XZ_UNSUPPORTED_CHECK) ret = x.get_next_output(this.ctx);
     words = this.words();
     const inPos = words[2]!;
     const inSize = words[3]!;
