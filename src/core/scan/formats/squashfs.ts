@@ -438,6 +438,7 @@ class ReadAhead {
       if (head !== undefined) return head;
       if (this.fatal !== undefined) throw this.fatal;
       if (this.walkDone) return undefined;
+      this.signal?.throwIfAborted();
       await this.kick();
     }
   }
@@ -464,6 +465,9 @@ class ReadAhead {
       }
       if (file.done) return undefined;
       if (this.fatal !== undefined) throw this.fatal;
+      // The pump starts nothing once aborted or for a dropped file: waiting on it would spin.
+      this.signal?.throwIfAborted();
+      if (file.dropped) throw new Error(`squashfs: ${file.entry.name} was streamed after the next member was asked for`);
       await this.kick();
     }
   }
