@@ -79,7 +79,7 @@ describe('scan PATH...', () => {
     expect(human.code).toBe(4);
     expect(human.stdout).toMatch(/FOUND\s+private-key in deploy_key\b/);
     expect(human.stdout).toMatch(/FOUND\s+age-identity in hosts\/keys\.txt\b/);
-    expect(human.stdout).toMatch(/FOUND\s+github-token in bundle\.tar\.gz!inner\/config\.env\b/);
+    expect(human.stdout).toMatch(/FOUND\s+github-token in bundle\.tar\.gz › inner\/config\.env\b/);
     expect(human.stdout).not.toMatch(/README/);
     expectNoSecret(human, secrets);
 
