@@ -13,6 +13,7 @@ import path from 'node:path';
 import { CancelledError } from '../../../errors.js';
 import { FileScanner, FULL_SCAN_LIMIT, unencryptedFinding, type FileResult, type FileTarget, type ScanEnvironment } from '../file-scanner.js';
 import { detectFormat, FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type FormatHandler, type UnscannedReason } from '../formats/index.js';
+import { fingerprint, nodeCrypto } from '../rules/fingerprint.js';
 import { mustBeEncrypted, parseSopsConfig } from '../rules/sops.js';
 import { BufferSource, FileSource, Spool } from './byte-source.js';
 import { chainOf, unscannedFinding } from './unscanned.js';
@@ -69,25 +70,80 @@ class Walk {
     throw new FormatError('limit', message);
   }
 
+  /** Counts `bytes` more expanded for `target`; throws FormatError('limit') once a limit is passed. */
+  add(bytes: number, target: FileTarget): void {
+    if (this.tripped) throw new FormatError('limit', 'scan limit reached');
+    this.expanded += bytes;
+    const { maxExpandedBytes, maxRatio } = this.limits;
+    if (this.expanded > maxExpandedBytes) {
+      this.trip(target, `expands to more than ${describeBytes(maxExpandedBytes)} (scan.limits.maxExpandedBytes); raise it in the profile to scan further`);
+    }
+    if (this.expanded >= RATIO_FLOOR && this.expanded > maxRatio * Math.max(1, this.topSize)) {
+      this.trip(
+        target,
+        `expands more than ${maxRatio} times its ${describeBytes(this.topSize)} (scan.limits.maxRatio; a compression bomb?); raise it in the profile to scan further`,
+      );
+    }
+  }
+
   /** A member's bytes, counted against the limits, stopping on abort. */
   async *count(stream: AsyncIterable<Buffer>, target: FileTarget): AsyncGenerator<Buffer> {
     for await (const chunk of stream) {
       this.checkSignal();
-      if (this.tripped) throw new FormatError('limit', 'scan limit reached');
-      this.expanded += chunk.length;
-      const { maxExpandedBytes, maxRatio } = this.limits;
-      if (this.expanded > maxExpandedBytes) {
-        this.trip(target, `expands to more than ${describeBytes(maxExpandedBytes)} (scan.limits.maxExpandedBytes); raise it in the profile to scan further`);
-      }
-      if (this.expanded >= RATIO_FLOOR && this.expanded > maxRatio * Math.max(1, this.topSize)) {
-        this.trip(
-          target,
-          `expands more than ${maxRatio} times its ${describeBytes(this.topSize)} (scan.limits.maxRatio; a compression bomb?); raise it in the profile to scan further`,
-        );
-      }
+      this.add(chunk.length, target);
       yield chunk;
     }
   }
+
+  /**
+   * Containers already walked in this file, by content: an identical copy (a nested zip bomb is made
+   * of them) is not unpacked again. Its findings are reported again under its own name, and what it
+   * expanded to counts again against the limits: the bomb still ends at a limit, in seconds.
+   */
+  readonly seen = new Map<string, { owner: FileTarget; result: FileResult; expanded: number }>();
+}
+
+const MAX_SEEN = 4096;
+
+/** `result` (of a container walked as `from`) as the identical container `to` would have given it. */
+function relabel(result: FileResult, from: FileTarget, to: FileTarget, allow: ReadonlyMap<string, string>): FileResult {
+  const fromChain = chainOf(from) ?? [];
+  const toChain = chainOf(to) ?? [];
+  const move = (inner: string | undefined): string | undefined => {
+    // What lies below `from`, put below `to`.
+    const rest = from.inner === undefined ? inner : inner === from.inner ? undefined : inner?.startsWith(`${from.inner}!`) ? inner.slice(from.inner.length + 1) : inner;
+    return rest === undefined ? to.inner : joinInner(to.inner, rest);
+  };
+  const findings = result.findings.map((finding) => {
+    const inner = move(finding.inner);
+    const chain = finding.chain ? [...toChain, ...finding.chain.slice(fromChain.length)] : undefined;
+    const moved: typeof finding = { ...finding, path: to.path, ...(inner !== undefined ? { inner } : {}), ...(chain ? { chain } : {}) };
+    delete moved.allowed;
+    if (finding.kind === 'unscanned') moved.fingerprint = fingerprint(finding.rule, `${to.path}\0${inner ?? ''}\0${finding.rule.slice('unscanned-'.length)}`);
+    const reason = allow.get(moved.fingerprint);
+    if (reason !== undefined) moved.allowed = { reason };
+    return moved;
+  });
+  const problems = result.problems.map((problem) => {
+    const inner = move(problem.inner);
+    return { ...problem, path: to.path, ...(inner !== undefined ? { inner } : {}) };
+  });
+  return { findings, problems, sopsConfigs: [], files: result.files };
+}
+
+/** A held container: walked once per content, copies reuse the first walk (see Walk.seen). */
+async function openHeld(walk: Walk, format: FormatHandler, content: Buffer, owner: FileTarget, level: number): Promise<FileResult> {
+  if (level > walk.limits.maxDepth) return depthFinding(owner, format, walk.limits);
+  const key = `${format.name}:${nodeCrypto().createHash('sha256').update(content).digest('hex')}`;
+  const seen = walk.seen.get(key);
+  if (seen) {
+    walk.add(seen.expanded, owner);
+    return relabel(seen.result, seen.owner, owner, walk.environment.allow);
+  }
+  const before = walk.expanded;
+  const result = await openContainer(walk, format, { buffer: content }, owner, level);
+  if (!walk.tripped && walk.seen.size < MAX_SEEN) walk.seen.set(key, { owner, result: relabel(result, owner, owner, walk.environment.allow), expanded: walk.expanded - before });
+  return result;
 }
 
 function joinInner(parent: string | undefined, name: string): string {
@@ -322,7 +378,7 @@ async function scanBytes(
       held.length = 0;
       const result = scanner.scanFlat(content);
       const format = content.length >= 2 ? detectFormat(content, content.length) : undefined;
-      const inner = format ? await openContainer(walk, format, { buffer: content }, owner, level + 1) : undefined;
+      const inner = format ? await openHeld(walk, format, content, owner, level + 1) : undefined;
       return scanner.finalize(result, inner);
     }
     let format = detectFormat(headOf(held), size);
