@@ -39,6 +39,15 @@ function formatError(error: unknown): unknown {
   return new FormatError(/unexpected end|premature|truncat/i.test(message) ? 'truncated' : 'corrupt', `tar: ${message}`);
 }
 
+/** A member's bytes; a tar cut short in it is `truncated`. */
+async function* entryBytes(entry: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  try {
+    for await (const chunk of entry) yield chunk;
+  } catch (error) {
+    throw formatError(error);
+  }
+}
+
 export const tar: FormatHandler = {
   name: 'tar',
   access: 'stream',
@@ -63,7 +72,7 @@ export const tar: FormatHandler = {
             size: entry.header.size ?? 0,
             stream: () => {
               used = true;
-              return entry as unknown as AsyncIterable<Buffer>;
+              return entryBytes(entry as unknown as AsyncIterable<Buffer>);
             },
           };
           // A member the walker did not read is skipped here, so the next header can be read.
