@@ -385,6 +385,12 @@ export function formatScanReport(report: ScanReport): string {
     lines.push(
       `${report.findings.length} credential finding${report.findings.length === 1 ? '' : 's'}: remove them, or add a fingerprint with a reason to the profile's scan allowlist if one is a false positive.`,
     );
+    const unscanned = report.findings.filter((finding) => finding.kind === 'unscanned').length;
+    if (unscanned > 0) {
+      lines.push(
+        `${unscanned} of them ${unscanned === 1 ? 'is' : 'are'} content the scan could not read (unscanned): the gate fails closed. Fix or remove it, raise a limit in the profile's scan.limits, or allowlist its fingerprint with a reason.`,
+      );
+    }
   }
   return lines.join('\n');
 }
