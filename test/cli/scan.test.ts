@@ -5,9 +5,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliEnv, PROJECT_ROOT, runCli, type CliResult } from '../helpers/cli.js';
 import { ageKeyFile, fakeTokens, githubToken, sshKey } from '../helpers/credentials.js';
 import { tempDir, writeTree } from '../helpers/tmp.js';
@@ -248,16 +249,19 @@ describe('the repository passes its own scan', () => {
 });
 
 describe('scan fails closed, bounded and interruptible', () => {
-  /** 3 GiB of zeros then an age key, zstd-compressed (~100 KB): a long expansion, a ratio bomb. Made once. */
-  let made: Promise<{ dir: string; file: string; identity: string }> | undefined;
-  const zeroBomb = () => (made ??= makeZeroBomb());
-  async function makeZeroBomb(): Promise<{ dir: string; file: string; identity: string }> {
-    const dir = await tempDir();
+  /** 3 GiB of zeros then an age key, zstd-compressed (~100 KB): a long expansion, a ratio bomb. Made once for these tests. */
+  let bomb: { dir: string; file: string; identity: string };
+  const zeroBomb = async () => bomb;
+  beforeAll(async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'dubnium-seed-bomb-'));
     const age = ageKeyFile();
     const file = path.join(dir, 'zeros.zst');
-    execFileSync('sh', ['-c', `{ head -c 3G /dev/zero; cat "$1"; } | zstd -q -1 -T1 > "$2"`, 'sh', '-', file], { input: age.file });
-    return { dir, file, identity: age.identity };
-  }
+    execFileSync('sh', ['-c', `{ head -c 3G /dev/zero; cat; } | zstd -q -1 -T1 > "$1"`, 'sh', file], { input: age.file });
+    bomb = { dir, file, identity: age.identity };
+  }, 180_000);
+  afterAll(async () => {
+    if (bomb) await rm(bomb.dir, { recursive: true, force: true });
+  });
 
   it('exits 4 with an unscanned limit finding for a compression bomb, and honours a raised scan.limits.maxRatio from the profile', async () => {
     const { dir, file, identity } = await zeroBomb();

@@ -115,8 +115,8 @@ export function runTask(task: FileTask, environment: ScanEnvironment, signal?: A
  * as soon as this returns: the bytes are copied if a container must be unpacked later). The caller
  * has already found it is not quiet (`isQuietText`, where it lies).
  */
-export function scanReadAhead(task: FileTask, content: Buffer, environment: ScanEnvironment): TaskOutcome | Promise<TaskOutcome> {
-  return scanRead(task, { content, borrowed: true, size: content.length }, environment);
+export function scanReadAhead(task: FileTask, content: Buffer, environment: ScanEnvironment, signal?: AbortSignal): TaskOutcome | Promise<TaskOutcome> {
+  return scanRead(task, { content, borrowed: true, size: content.length }, environment, signal);
 }
 
 function scanRead(task: FileTask, small: SmallRead, environment: ScanEnvironment, signal?: AbortSignal): TaskOutcome | Promise<TaskOutcome> {
