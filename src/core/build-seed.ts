@@ -30,7 +30,7 @@ import {
 } from './manifest.js';
 import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
 import { readThrough } from './read-direct.js';
-import { createLeakGate, type AllowEntry } from './scan/index.js';
+import { createLeakGate, type AllowEntry, type LeakGateOptions } from './scan/index.js';
 import {
   mediaWriteError,
   PRESCAN_LIMIT,
@@ -71,7 +71,7 @@ export interface BuildOptions {
   /** Filesystem label to check against the filesystem's limit, when the caller formats the partition. */
   label?: string;
   /** Leak gate settings. */
-  scan: { allowlist: AllowEntry[]; operatorSecrets: boolean };
+  scan: { allowlist: AllowEntry[]; operatorSecrets: boolean; limits?: LeakGateOptions['limits'] };
   /** Read the whole seed back and verify it after writing. */
   verify: boolean;
   /**
@@ -235,7 +235,14 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
   // The repository's SOPS files are decrypted in memory first: their values are needles before the
   // archive that may quote them is packed and scanned.
   const sopsSources = plan.source.entries.filter((entry) => entry.type === 'file').map((entry) => ({ path: entry.absPath, label: entry.path }));
-  const gate = await createLeakGate({ allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets, sopsConfig, sopsSources });
+  const gate = await createLeakGate({
+    allowlist: options.scan.allowlist,
+    operatorSecrets: options.scan.operatorSecrets,
+    sopsConfig,
+    sopsSources,
+    ...(options.scan.limits ? { limits: options.scan.limits } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
   const allowed: Finding[] = [];
   const checkCancelled = () => {
     if (options.signal?.aborted) throw new CancelledError('Build cancelled: no manifest was written; run the same build again to finish the seed.');

@@ -128,7 +128,7 @@ export async function scanWithReadAhead(
           settle(front, NOTHING, end - start);
         } else {
           // Scanned synchronously (a container is copied out first): the ring bytes are free after.
-          const pending = scanReadAhead(task, ring.subarray(start, end), environment);
+          const pending = scanReadAhead(task, ring.subarray(start, end), environment, signal);
           release(front);
           settleOutcome(front, pending instanceof Promise ? await pending : pending);
         }
