@@ -439,7 +439,14 @@ async function carryFlakeInputs(plan: BuildPlan, workDir: string, options: Build
     const localPath = path.join(workDir, relPath);
     const result = await packCarriedInput(carried, localPath, {
       workDir,
-      gate: (sopsConfig) => createLeakGate({ allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets, sopsConfig }),
+      gate: (sopsConfig) =>
+        createLeakGate({
+          allowlist: options.scan.allowlist,
+          operatorSecrets: options.scan.operatorSecrets,
+          sopsConfig,
+          ...(options.scan.limits ? { limits: options.scan.limits } : {}),
+          ...(options.signal ? { signal: options.signal } : {}),
+        }),
       onBytes: (bytes) => {
         packed += bytes;
         options.onProgress?.({ phase: 'archive', bytes: packed, total: Math.max(total, packed), path: relPath });
