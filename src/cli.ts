@@ -38,12 +38,15 @@ function makeContext(flags: { json?: boolean; yes?: boolean }, signal: AbortSign
 async function main(argv: string[]): Promise<number> {
   const controller = new AbortController();
   let interrupts = 0;
-  process.on('SIGINT', () => {
+  // The first Ctrl-C or SIGTERM cancels (work stops, temp files go); a second one during that
+  // clean-up exits at once (spool folders are still removed by their exit hook).
+  const interrupt = () => {
     interrupts += 1;
     if (interrupts > 1) process.exit(ExitCode.cancelled);
     controller.abort(new CancelledError());
-  });
-  process.on('SIGTERM', () => controller.abort(new CancelledError()));
+  };
+  process.on('SIGINT', interrupt);
+  process.on('SIGTERM', interrupt);
 
   let exitCode: number = ExitCode.ok;
   let jsonMode = argv.includes('--json');
@@ -180,6 +183,8 @@ function jsonMode(output: Output): boolean {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // Cancelled: exit now, without waiting for streams or threads that are still winding down.
+    if (code === ExitCode.cancelled) process.exit(code);
   },
   (error: unknown) => {
     process.stderr.write(`dubnium-seed: internal error: ${(error as Error)?.stack ?? String(error)}\n`);

@@ -101,6 +101,7 @@ export function resolveBuild(flags: BuildFlags, profile: LoadedProfile | undefin
       scan: {
         allowlist: data.scan?.allow ?? [],
         operatorSecrets: flags.operatorSecrets ?? data.scan?.operatorSecrets ?? true,
+        ...(data.scan?.limits ? { limits: data.scan.limits } : {}),
       },
       verify: flags.verify ?? data.verify ?? true,
       ...signOption(flags.sign, data.sign?.key, cwd, base),

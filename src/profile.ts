@@ -63,6 +63,15 @@ export const profileSchema = z
         allow: z
           .array(z.object({ fingerprint: z.string().min(8), reason: z.string().min(3, 'say why this finding is acceptable') }).strict())
           .optional(),
+        // Bounds on container expansion (README "Fail closed"): raise one when real media hit it.
+        limits: z
+          .object({
+            maxDepth: z.number().int().min(1).max(1000).optional(),
+            maxExpandedBytes: z.number().int().min(1).optional(),
+            maxRatio: z.number().min(1).optional(),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .optional(),

@@ -15,7 +15,7 @@ export interface ScanFlags {
 /**
  * Scans `paths` (relative to the context's cwd) and prints one report: human text, one JSON document
  * (`--json`, CONTRACT.md "Machine-readable output") or a SARIF 2.1.0 log (`--sarif`). Returns exit 4
- * when any finding is not allowlisted, 0 when clean.
+ * when any finding is not allowlisted (an `unscanned` one too: what could not be read fails), 0 when clean.
  */
 export async function runScan(paths: string[], flags: ScanFlags, context: CommandContext): Promise<number> {
   if (flags.json && flags.sarif) throw new UsageError('Pass only one of --json and --sarif.');
@@ -27,6 +27,7 @@ export async function runScan(paths: string[], flags: ScanFlags, context: Comman
       allowlist: profile?.data.scan?.allow ?? [],
       // Commander gives a lone `--no-x` flag the default true, so only false says the flag was passed.
       operatorSecrets: flags.operatorSecrets === false ? false : (profile?.data.scan?.operatorSecrets ?? true),
+      ...(profile?.data.scan?.limits ? { limits: profile.data.scan.limits } : {}),
       signal: context.signal,
     },
   );

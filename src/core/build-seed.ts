@@ -30,7 +30,7 @@ import {
 } from './manifest.js';
 import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
 import { readThrough } from './read-direct.js';
-import { createLeakGate, type AllowEntry } from './scan/index.js';
+import { createLeakGate, type AllowEntry, type LeakGateOptions } from './scan/index.js';
 import {
   PRESCAN_LIMIT,
   readFileChunks,
@@ -68,7 +68,7 @@ export interface BuildOptions {
   /** Filesystem label to check against the filesystem's limit, when the caller formats the partition. */
   label?: string;
   /** Leak gate settings. */
-  scan: { allowlist: AllowEntry[]; operatorSecrets: boolean };
+  scan: { allowlist: AllowEntry[]; operatorSecrets: boolean; limits?: LeakGateOptions['limits'] };
   /** Read the whole seed back and verify it after writing. */
   verify: boolean;
   /**
@@ -215,7 +215,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
   options.onStep?.('plan', 'done');
   const target = plan.target;
   const sopsConfig = await readFile(path.join(plan.source.root, '.sops.yaml'), 'utf8').catch(() => undefined);
-  const gate = await createLeakGate({ allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets, sopsConfig });
+  const gate = await createLeakGate({ allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets, sopsConfig, ...(options.scan.limits ? { limits: options.scan.limits } : {}), ...(options.signal ? { signal: options.signal } : {}) });
   const allowed: Finding[] = [];
   const checkCancelled = () => {
     if (options.signal?.aborted) throw new CancelledError('Build cancelled: no manifest was written; run the same build again to finish the seed.');

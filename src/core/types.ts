@@ -22,6 +22,11 @@ export interface Finding {
   path: string;
   /** The path inside an archive (nested archives joined with `!`), when there is one. */
   inner?: string;
+  /**
+   * Each level's inner path, outermost first (`inner` is these joined with `!`): a tar inside a zip
+   * inside an ISO is three entries. Present when `inner` is.
+   */
+  chain?: string[];
   /** What was found, e.g. `age-identity`, `openssh-private-key`, `github-token`. */
   kind: string;
   /** The rule id that matched. */
@@ -58,6 +63,8 @@ export interface ScanTarget {
   path: string;
   /** Path inside an archive, when the bytes are an archive member. */
   inner?: string;
+  /** Each level's inner path (see Finding.chain); defaults to `[inner]`. */
+  chain?: string[];
   /** Path relative to the repository root, matched against `.sops.yaml` creation_rules. */
   repoPath?: string;
   /** The file's size, when known (lets scanners pick a strategy). */

@@ -144,7 +144,7 @@ async function walk(root: string): Promise<{ entries: { rel: string; type: Entry
 const within = (rel: string, ancestor: string) => rel === ancestor || rel.startsWith(`${ancestor}/`);
 
 /** Scanner findings that say "could not look inside", not "found a credential". */
-const UNSCANNABLE_KINDS = new Set(['unreadable-container', 'unreadable-file']);
+const UNSCANNABLE_KINDS = new Set(['unscanned']);
 
 const READ_ERROR_ACTION = 'The media has a read error: copy off what you need, rebuild the seed on another stick, and retire this one.';
 

@@ -296,3 +296,39 @@ describe('verify rescans the media', () => {
     expectNoSecret(result, [key]);
   });
 });
+
+describe('build: content the gate cannot read fails closed', () => {
+  it('an encrypted zip in the repository is an unscanned finding: exit 4, nothing finalized; allowlisted with a reason, the build goes on', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const work = await tempDir();
+    await writeTree(work, { 'notes.txt': 'vendor notes\n' });
+    execFileSync('zip', ['-q', '-P', 'pw', 'blob.zip', 'notes.txt'], { cwd: work });
+    const repo = await gitRepo({ ...nixRepo, 'vendor/blob.zip': await readFile(path.join(work, 'blob.zip')) });
+    const target = path.join(await tempDir(), 'seed');
+    const { env, tmp } = await isolatedEnv();
+    const refused = await runCli(['build', '--repo', repo, '--target', target, '--json'], { env });
+    expect(refused.code).toBe(4);
+    const findings = (JSON.parse(refused.stdout) as { findings: (Finding & { chain?: string[] })[] }).findings;
+    expect(findings).toHaveLength(1);
+    expect(findings[0]).toMatchObject({ kind: 'unscanned', rule: 'unscanned-encrypted' });
+    expect(findings[0]!.path).toMatch(/^source\/.+\.tar\.gz$/);
+    expect(findings[0]!.inner).toMatch(/^[^/]+\/vendor\/blob\.zip!notes\.txt$/);
+    expect(findings[0]!.chain).toEqual([findings[0]!.inner!.split('!')[0], 'notes.txt']);
+    expect(existsSync(path.join(target, 'dubnium-seed.json'))).toBe(false);
+    await expectNothingLeftBehind(target, tmp);
+
+    const profile = path.join(await tempDir(), 'allow.yaml');
+    await writeFile(profile, `scan:\n  allow:\n    - fingerprint: ${findings[0]!.fingerprint}\n      reason: vendor archive, checked by hand\n`);
+    const result = await runCli(['build', '--profile', profile, '--repo', repo, '--target', target, '--json'], { env });
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout) as { allowedFindings: Finding[] };
+    expect(report.allowedFindings.map((item) => [item.kind, item.fingerprint])).toEqual([['unscanned', findings[0]!.fingerprint]]);
+    expect(existsSync(path.join(target, 'dubnium-seed.json'))).toBe(true);
+    // verify of the media sees the same unscanned member, with the same fingerprint.
+    const verify = await runCli(['verify', target, '--json'], { env });
+    expect(verify.code).toBe(4);
+    expect((JSON.parse(verify.stdout) as { findings: Finding[] }).findings.map((item) => item.fingerprint)).toEqual([findings[0]!.fingerprint]);
+    const allowedVerify = await runCli(['verify', target, '--profile', profile, '--json'], { env });
+    expect(allowedVerify.code).toBe(0);
+  }, 180_000);
+});

@@ -79,7 +79,7 @@ describe('scan PATH...', () => {
     expect(human.code).toBe(4);
     expect(human.stdout).toMatch(/FOUND\s+private-key in deploy_key\b/);
     expect(human.stdout).toMatch(/FOUND\s+age-identity in hosts\/keys\.txt\b/);
-    expect(human.stdout).toMatch(/FOUND\s+github-token in bundle\.tar\.gz!inner\/config\.env\b/);
+    expect(human.stdout).toMatch(/FOUND\s+github-token in bundle\.tar\.gz › inner\/config\.env\b/);
     expect(human.stdout).not.toMatch(/README/);
     expectNoSecret(human, secrets);
 
@@ -245,4 +245,65 @@ describe('the repository passes its own scan', () => {
     expect(result.code).toBe(0);
     expect(report.files).toBeGreaterThan(50);
   });
+});
+
+describe('scan fails closed, bounded and interruptible', () => {
+  /** 3 GiB of zeros then an age key, zstd-compressed (~100 KB): a long expansion, a ratio bomb. Made once. */
+  let made: Promise<{ dir: string; file: string; identity: string }> | undefined;
+  const zeroBomb = () => (made ??= makeZeroBomb());
+  async function makeZeroBomb(): Promise<{ dir: string; file: string; identity: string }> {
+    const dir = await tempDir();
+    const age = ageKeyFile();
+    const file = path.join(dir, 'zeros.zst');
+    execFileSync('sh', ['-c', `{ head -c 3G /dev/zero; cat "$1"; } | zstd -q -1 -T1 > "$2"`, 'sh', '-', file], { input: age.file });
+    return { dir, file, identity: age.identity };
+  }
+
+  it('exits 4 with an unscanned limit finding for a compression bomb, and honours a raised scan.limits.maxRatio from the profile', async () => {
+    const { dir, file, identity } = await zeroBomb();
+    const env = cliEnv();
+    const bounded = await runCli(['scan', '--json', '--no-operator-secrets', file], { env });
+    expect(bounded.code).toBe(4);
+    const report = JSON.parse(bounded.stdout) as { ok: boolean; findings: (JsonFinding & { note?: string })[] };
+    expect(report.ok).toBe(false);
+    expect(report.findings.map((f) => [f.path, f.kind, f.rule])).toEqual([['zeros.zst', 'unscanned', 'unscanned-limit']]);
+    expect(report.findings[0]!.note).toMatch(/scan\.limits\.maxRatio/);
+    const human = await runCli(['scan', '--no-operator-secrets', file], { env });
+    expect(human.stdout).toMatch(/FOUND\s+unscanned in zeros\.zst › zeros\s+\[unscanned-limit:[0-9a-f]{16}\]\s+not scanned \(limit\)/);
+
+    const profile = path.join(dir, 'roomy.yaml');
+    await writeFile(profile, 'scan:\n  limits:\n    maxRatio: 1000000\n');
+    const roomy = await runCli(['scan', '--json', '--no-operator-secrets', '--profile', profile, file], { env });
+    expect(roomy.code).toBe(4);
+    expect((JSON.parse(roomy.stdout) as { findings: JsonFinding[] }).findings.map((f) => [f.inner, f.rule])).toEqual([['zeros', 'age-identity']]);
+    expectNoSecret(roomy, [identity]);
+    // A bad limit in the profile is a usage error.
+    await writeFile(profile, 'scan:\n  limits:\n    maxDepth: 0\n');
+    expect((await runCli(['scan', '--profile', profile, file], { env })).code).toBe(2);
+  }, 240_000);
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`${signal} stops a scan busy inside a large archive within a second: exit 130`, async () => {
+      const { dir, file } = await zeroBomb();
+      const profile = path.join(dir, `roomy-${signal}.yaml`);
+      await writeFile(profile, 'scan:\n  limits:\n    maxRatio: 1000000\n');
+      let sentAt = 0;
+      const result = await runCli(['scan', '--no-operator-secrets', '--profile', profile, file], {
+        env: cliEnv(),
+        onSpawn: (child) => {
+          // Well into the 3 GiB expansion (start-up takes a fraction of a second).
+          setTimeout(() => {
+            sentAt = Date.now();
+            child.kill(signal);
+          }, 2500);
+        },
+      });
+      const took = Date.now() - sentAt;
+      expect(sentAt).toBeGreaterThan(0);
+      expect(result.code).toBe(130);
+      expect(result.stderr).toMatch(/cancelled/i);
+      // One second to stop, plus slack for process teardown on a loaded machine.
+      expect(took).toBeLessThan(1500);
+    }, 120_000);
+  }
 });

@@ -1,11 +1,10 @@
 /**
- * One file's scan: small files (≤ FULL_SCAN_LIMIT) are held whole and get every rule, SOPS checks,
- * UTF-16 decoding and container unpacking; larger files stream through the sampled raw scan (plus a
- * full text scan of their first MiB, where safetensors/GGUF metadata lives) and, when they are
- * archives, are spooled to a temp file and unpacked at the end.
+ * One file's flat scan: small files (≤ FULL_SCAN_LIMIT) are held whole and get every rule, SOPS
+ * checks and UTF-16 decoding; larger files stream through the sampled raw scan (plus a full text scan
+ * of their first MiB, where safetensors/GGUF metadata lives). Containers are the walker's
+ * (reading/container-walker.ts, loaded when one is met): held bytes are handed to it, and the build's
+ * push-fed large files are spooled to a private temp file and walked at `finish`.
  */
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ContentScanner, Finding } from '../types.js';
 import { fingerprint } from './rules/fingerprint.js';
@@ -13,12 +12,14 @@ import { ANY_RULE_LITERAL, hasBase64Run, MAX_SECRET_SPAN, scanText, type Operato
 import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
 import { printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
-import { detectContainer, type ContainerKind } from './formats/container-kind.js';
+import { detectContainer } from './formats/container-kind.js';
+import { HEAD_BYTES } from './formats/types.js';
+import { SyncSpool } from './reading/byte-source.js';
+import type { ScanLimits } from './reading/container-walker.js';
 
 /** Files up to this size are scanned whole with every rule. */
 export const FULL_SCAN_LIMIT = 8 * 1024 * 1024;
 const HEAD_SCAN = 1024 * 1024;
-const MAX_DEPTH = 8;
 
 export interface Problem {
   path: string;
@@ -31,11 +32,15 @@ export interface ScanEnvironment {
   operatorSecrets: OperatorSecret[];
   allow: ReadonlyMap<string, string>;
   sopsConfig?: SopsConfig;
+  /** Bounds on container expansion (defaults: DEFAULT_LIMITS); plain data, it crosses to workers. */
+  limits?: Partial<ScanLimits>;
 }
 
 export interface FileTarget {
   path: string;
   inner?: string;
+  /** Each level's inner path (`inner` is these joined with `!`); defaults to `[inner]`. */
+  chain?: string[];
   repoPath?: string;
   size?: number;
   /**
@@ -75,11 +80,15 @@ const SPECIAL_NAME_END = /(?:_key|id_[a-z0-9_]+|\.sops\.ya?ml)[/\\]?$/;
  * `name` its path (or inner path); nothing is allocated but the text view the rules need.
  */
 export function isQuietText(bytes: Buffer, start: number, end: number, name: string, sopsGoverned: boolean | undefined, environment: ScanEnvironment): boolean {
-  if (sopsGoverned !== false || detectContainer(bytes, start, end) || SPECIAL_NAME_END.test(name)) return false;
+  if (sopsGoverned !== false || SPECIAL_NAME_END.test(name)) return false;
   const text = bytes.toString('latin1', start, end);
   // Separate passes: one pattern for all three is slower (its alternatives start on common letters).
   if (NOT_TEXTY.test(text) || ANY_RULE_LITERAL.test(text) || mayHoldSopsMetadata(text) || hasBase64Run(text)) return false;
   for (const secret of environment.operatorSecrets) if (text.includes(secret.value)) return false;
+  // Printable ASCII only: of the known magics only bzip2's (`BZh91AY&SY`) and zlib's (`x^`) are
+  // printable; the containers themselves never are, but the registry has the last word.
+  const first = bytes[start];
+  if ((first === 0x42 || first === 0x78) && detectContainer(bytes, start, end)) return false;
   return true;
 }
 
@@ -118,7 +127,12 @@ export class FileScanner implements ContentScanner {
   private raw: RawStream | undefined;
   /** Findings by rule and offset; made on the first hit (most files have none). */
   private hits: Map<string, Finding> | undefined;
-  private spool: { dir: string; file: string; fd: number; kind: ContainerKind } | undefined;
+  /** The build's push-fed large file: its first bytes, until they say whether it is a container. */
+  private head: Buffer[] | undefined;
+  private headBytes = 0;
+  private spool: SyncSpool | undefined;
+  /** Whether a streamed file is spooled for the walker when it is a container (not when the walker feeds it). */
+  private spoolContainers = true;
   private headScanned = false;
   /** The last OVERLAP bytes of a streamed text window, scanned again with the next chunk. */
   private windowTail: { bytes: Buffer; start: number } | undefined;
@@ -129,8 +143,14 @@ export class FileScanner implements ContentScanner {
   constructor(
     private readonly environment: ScanEnvironment,
     private readonly target: FileTarget,
-    private readonly depth = 0,
+    private readonly signal?: AbortSignal,
   ) {}
+
+  /** Where findings are: inner path and chain, when inside a container. */
+  private get place(): { inner?: string; chain?: string[] } {
+    if (this.target.inner === undefined) return {};
+    return { inner: this.target.inner, chain: this.target.chain ?? [this.target.inner] };
+  }
 
   private get name(): string {
     const full = this.target.inner ?? this.target.path;
@@ -144,7 +164,7 @@ export class FileScanner implements ContentScanner {
     if (this.hits.has(key)) return;
     const finding: Finding = {
       path: this.target.path,
-      ...(this.target.inner !== undefined ? { inner: this.target.inner } : {}),
+      ...this.place,
       kind: hit.kind,
       rule: hit.rule,
       fingerprint: fingerprint(hit.rule, hit.secret),
@@ -189,17 +209,45 @@ export class FileScanner implements ContentScanner {
 
   private startStreaming(): void {
     this.raw = new RawStream(this.scanRegion);
+    if (this.spoolContainers) this.head = [];
     const held = this.parts.splice(0);
     this.held = 0;
-    const first = held[0];
-    // The first 512 bytes are enough to know a container (they may span the first two parts).
-    const kind = first ? detectContainer(first.length >= 512 || held.length === 1 ? first : Buffer.concat([first, held[1]!.subarray(0, 512)])) : undefined;
-    if (kind && kind !== 'zlib') {
-      const dir = mkdtempSync(path.join(tmpdir(), 'dubnium-scan-'));
-      const file = path.join(dir, 'spool');
-      this.spool = { dir, file, fd: openSync(file, 'w', 0o600), kind };
-    }
     for (const part of held) this.streamChunk(part);
+  }
+
+  /**
+   * Streams from the first byte, whatever the size, with no spool: for the walker, which feeds the
+   * bytes and opens the containers itself. Then `update`, and `endStream` at the end.
+   */
+  startStream(): void {
+    this.spoolContainers = false;
+    this.startStreaming();
+  }
+
+  /**
+   * The build's push-fed large file: once its first HEAD_BYTES are in (whatever the chunk sizes, and
+   * whether or not its size was given up front), a container is spooled from its first byte.
+   */
+  private watchHead(chunk: Buffer): void {
+    if (this.spool) {
+      this.spool.write(chunk);
+      return;
+    }
+    if (!this.head) return;
+    this.head.push(Buffer.from(chunk.subarray(0, HEAD_BYTES)));
+    this.headBytes += chunk.length;
+    if (chunk.length > HEAD_BYTES) this.head.push(chunk.subarray(HEAD_BYTES)); // written below, not kept
+    if (this.headBytes >= HEAD_BYTES) this.decideHead();
+  }
+
+  private decideHead(): void {
+    const parts = this.head;
+    this.head = undefined;
+    if (!parts || parts.length === 0) return;
+    const bytes = Buffer.concat(parts);
+    if (!detectContainer(bytes.subarray(0, HEAD_BYTES))) return;
+    this.spool = new SyncSpool();
+    this.spool.write(bytes);
   }
 
   private streamChunk(chunk: Buffer): void {
@@ -208,7 +256,7 @@ export class FileScanner implements ContentScanner {
       this.headScanned = true;
       this.utf16 = detectUtf16(chunk.subarray(0, 4096));
     }
-    if (this.spool) writeSync(this.spool.fd, chunk);
+    if (this.head || this.spool) this.watchHead(chunk);
     const raw = this.raw!;
     if (this.utf16 || looksLikeText(chunk)) {
       // Text (a large tokenizer, a log, a dump; UTF-16 too): every rule over every byte, in windows
@@ -281,10 +329,27 @@ export class FileScanner implements ContentScanner {
       // One part was already copied by update(): no second copy.
       return this.scanOwned(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
     }
+    if (this.head) this.decideHead();
+    const result = this.endStream();
+    const spool = this.spool;
+    if (!spool) return this.finalize(result);
+    this.spool = undefined;
+    try {
+      spool.close();
+      // Loaded on first use: a tree of plain files never needs the walker or the archive readers.
+      const { walkSpooled } = await import('./reading/container-walker.js');
+      return this.finalize(result, await walkSpooled(this.environment, this.target, spool.file, this.signal));
+    } finally {
+      spool.remove();
+    }
+  }
+
+  /** The flat result of a streamed file (after `startStream` and `update`s): not finalized. */
+  endStream(): FileResult {
     const result: FileResult = { findings: [], problems: [], sopsConfigs: [], files: 1 };
     this.scanWindow(undefined, this.windowTail);
-    this.raw.flush();
-    return this.complete(result, this.spool?.kind);
+    this.raw?.flush();
+    return result;
   }
 
   /**
@@ -305,37 +370,38 @@ export class FileScanner implements ContentScanner {
     return this.scanHeld(content, true);
   }
 
-  private scanHeld(content: Buffer, borrowed: boolean): FileResult | Promise<FileResult> {
+  /** Every rule over held bytes, no containers opened, not finalized: for the walker. */
+  scanFlat(content: Buffer): FileResult {
     const result: FileResult = { findings: [], problems: [], sopsConfigs: [], files: 1 };
     this.scanWhole(content, result);
-    const kind = detectContainer(content);
-    if (kind && this.depth < MAX_DEPTH) return this.complete(result, kind, borrowed ? Buffer.from(content) : content);
+    return result;
+  }
+
+  private scanHeld(content: Buffer, borrowed: boolean): FileResult | Promise<FileResult> {
+    const result = this.scanFlat(content);
+    if (content.length >= 2 && detectContainer(content)) return this.walkHeld(result, borrowed ? Buffer.from(content) : content);
     return this.finalize(result);
   }
 
-  private async complete(result: FileResult, kind: ContainerKind | undefined, content?: Buffer): Promise<FileResult> {
-    if (kind && this.depth < MAX_DEPTH) {
-      if (this.spool) closeSync(this.spool.fd);
-      try {
-        // Archive readers load on first use: a tree of plain files never needs them.
-        const { scanContainer } = await import('./formats/containers.js');
-        const inner = await scanContainer(kind, content ?? this.spool!.file, this.environment, this.target, this.depth + 1);
-        this.mergeInner(inner, result);
-      } finally {
-        if (this.spool) rmSync(this.spool.dir, { recursive: true, force: true });
-      }
-    } else if (this.spool) {
-      closeSync(this.spool.fd);
-      rmSync(this.spool.dir, { recursive: true, force: true });
+  private async walkHeld(result: FileResult, content: Buffer): Promise<FileResult> {
+    const { walkHeld } = await import('./reading/container-walker.js');
+    return this.finalize(result, await walkHeld(this.environment, this.target, content, this.signal));
+  }
+
+  /**
+   * The file's result: the findings of the containers inside it (`inner`) first, then its own hits
+   * not already reported there (a plain tar shows its members' bytes raw as well: the member is
+   * reported, not the raw copy), the gate's `.sops.yaml` rules, allowlist marks.
+   */
+  finalize(result: FileResult, inner?: FileResult): FileResult {
+    if (inner) {
+      result.findings.push(...inner.findings);
+      result.problems.push(...inner.problems);
+      result.files += inner.files;
     }
-    return this.finalize(result);
-  }
-
-  private finalize(result: FileResult): FileResult {
     if (this.hits) {
       const innerFingerprints = new Set(result.findings.map((finding) => finding.fingerprint));
       for (const finding of this.hits.values()) {
-        // A plain tar shows its members' bytes raw as well: report the member, not the raw copy.
         if (!innerFingerprints.has(finding.fingerprint)) result.findings.push(finding);
       }
     }
@@ -345,12 +411,6 @@ export class FileScanner implements ContentScanner {
       if (reason !== undefined) finding.allowed = { reason };
     }
     return result;
-  }
-
-  private mergeInner(inner: FileResult, result: FileResult): void {
-    result.findings.push(...inner.findings);
-    result.problems.push(...inner.problems);
-    result.files += inner.files;
   }
 
   private scanWhole(content: Buffer, result: FileResult): void {
@@ -398,7 +458,7 @@ export class FileScanner implements ContentScanner {
       for (const value of analysis.plaintext) {
         const finding: Finding = {
           path: this.target.path,
-          ...(this.target.inner !== undefined ? { inner: this.target.inner } : {}),
+          ...this.place,
           kind: 'sops-plaintext-value',
           rule: 'sops-plaintext-value',
           fingerprint: sopsValueFingerprint(value),
@@ -418,7 +478,7 @@ export class FileScanner implements ContentScanner {
     const config = this.environment.sopsConfig;
     if (!config || this.target.repoPath === undefined || !result.unencrypted) return;
     if (!mustBeEncrypted(config, this.target.repoPath)) return;
-    result.findings.push(unencryptedFinding(this.target.path, this.target.inner, this.target.repoPath, result.unencrypted.fingerprint));
+    result.findings.push({ ...unencryptedFinding(this.target.path, this.target.inner, this.target.repoPath, result.unencrypted.fingerprint), ...this.place });
   }
 }
 

@@ -13,8 +13,10 @@ import { scanTasks, startHelpers, WORKER_MIN_FILES, type Helpers } from './readi
 import type { FileTask } from './reading/file-task.js';
 import { startReadAhead, stopReadAhead, type ReadAhead } from './reading/read-ahead.js';
 import { mustBeEncrypted, parseSopsConfig, type SopsConfig } from './rules/sops.js';
+import type { ScanLimits } from './reading/container-walker.js';
 
 export { fingerprint } from './rules/fingerprint.js';
+export type { ScanLimits } from './reading/container-walker.js';
 
 /** One allowlisted finding, by fingerprint, with the reason a human gave (like `.gitleaksignore`). */
 export interface AllowEntry {
@@ -44,6 +46,13 @@ export interface LeakGateOptions {
   identityFiles?: string[];
   /** The `.sops.yaml` text that governs `ScanTarget.repoPath` matching (creation_rules). */
   sopsConfig?: string;
+  /**
+   * Bounds on what containers may expand to (profile `scan.limits`); each one not given keeps its
+   * default (DEFAULT_LIMITS). Hitting one is an `unscanned` finding, never a silent pass.
+   */
+  limits?: Partial<ScanLimits>;
+  /** Stops a gate's container walk (at `finish`) with CancelledError. */
+  signal?: AbortSignal;
 }
 
 export interface Gate extends LeakGate {
@@ -105,7 +114,8 @@ async function buildEnvironment(options: LeakGateOptions): Promise<{ environment
     operatorSecrets = result.secrets;
     loaded = result.loaded;
   }
-  return { environment: { operatorSecrets, allow, ...(sopsConfig ? { sopsConfig } : {}) }, loaded };
+  const limits = options.limits ? Object.fromEntries(Object.entries(options.limits).filter(([, value]) => value !== undefined)) : undefined;
+  return { environment: { operatorSecrets, allow, ...(sopsConfig ? { sopsConfig } : {}), ...(limits ? { limits } : {}) }, loaded };
 }
 
 /**
@@ -118,7 +128,7 @@ export async function createLeakGate(options: LeakGateOptions = {}): Promise<Gat
   return {
     operatorSecrets: { enabled: options.operatorSecrets !== false, loaded },
     open(target: ScanTarget): ContentScanner {
-      return new FileScanner(environment, target);
+      return new FileScanner(environment, target, options.signal);
     },
   };
 }
@@ -347,8 +357,9 @@ function sopsRuleFindings(files: WalkEntry[], results: (FileResult | undefined)[
   return out;
 }
 
-function where(item: { path: string; inner?: string; line?: number; offset?: number }): string {
-  const location = item.inner ? `${item.path}!${item.inner}` : item.path;
+function where(item: { path: string; inner?: string; chain?: string[]; line?: number; offset?: number }): string {
+  const chain = item.chain ?? (item.inner ? [item.inner] : []);
+  const location = [item.path, ...chain].join(' › ');
   if (item.line !== undefined) return `${location}:${item.line}`;
   if (item.offset !== undefined) return `${location} @${item.offset}`;
   return location;
@@ -374,6 +385,12 @@ export function formatScanReport(report: ScanReport): string {
     lines.push(
       `${report.findings.length} credential finding${report.findings.length === 1 ? '' : 's'}: remove them, or add a fingerprint with a reason to the profile's scan allowlist if one is a false positive.`,
     );
+    const unscanned = report.findings.filter((finding) => finding.kind === 'unscanned').length;
+    if (unscanned > 0) {
+      lines.push(
+        `${unscanned} of them ${unscanned === 1 ? 'is' : 'are'} content the scan could not read (unscanned): the gate fails closed. Fix or remove it, raise a limit in the profile's scan.limits, or allowlist its fingerprint with a reason.`,
+      );
+    }
   }
   return lines.join('\n');
 }

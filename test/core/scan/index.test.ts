@@ -318,7 +318,7 @@ describe('containers and encodings', () => {
     }
   });
 
-  it('reports unreadable containers as problems and findings', async () => {
+  it('reports unreadable containers as unscanned findings, with the reason', async () => {
     const root = await tempDir();
     const work = await tempDir();
     await writeTree(work, { 'a.txt': 'hello\n' });
@@ -326,8 +326,8 @@ describe('containers and encodings', () => {
     const gz = gzipSync(Buffer.from('x'.repeat(10000)));
     await writeFile(path.join(root, 'bad.gz'), gz.subarray(0, 20));
     const report = await scanPaths([root], quiet);
-    expect(report.findings.map((f) => `${f.path}|${f.kind}`).sort()).toEqual(['bad.gz|unreadable-container', 'enc.zip|unreadable-container']);
-    expect(report.problems.map((p) => p.path).sort()).toEqual(['bad.gz', 'enc.zip']);
+    expect(report.findings.map((f) => `${f.path}|${f.inner ?? ''}|${f.kind}|${f.rule}`).sort()).toEqual(['bad.gz||unscanned|unscanned-truncated', 'enc.zip|a.txt|unscanned|unscanned-encrypted']);
+    expect(report.findings.every((f) => /^not scanned \((truncated|encrypted)\): /.test(f.note ?? ''))).toBe(true);
   });
 
   it('reports a symlink leaving the root and never follows it', async () => {

@@ -3,8 +3,17 @@
  */
 import { FormatError } from '../formats/types.js';
 import type { Compression, DecompressOptions, DecompressStream } from './types.js';
+import { ByteReader } from './input.js';
+import { runConcatenated, type MemberCodec } from './driver.js';
+import { inflateStream } from './deflate.js';
+import { zstdCodec } from './zstd.js';
+import { xzCodec } from './xz.js';
+import { lz4Codec, Lz4LegacyStep } from './lz4.js';
+import { bzip2Codec } from './bzip2.js';
 
 export type { Compression, DecompressOptions, DecompressStream } from './types.js';
+export { decompressBlock, type BlockCompression } from './block.js';
+export { createBlockPool, type BlockPool } from './pool.js';
 
 /** Recognizes a compressed stream by its first bytes (never by name). */
 export function detectCompression(head: Buffer): Compression | undefined {
@@ -18,46 +27,60 @@ export function detectCompression(head: Buffer): Compression | undefined {
   return undefined;
 }
 
-/** The decompressed bytes of `input`, streamed. */
+/**
+ * The decompressed bytes of `input`, streamed in bounded chunks. Concatenated members (gzip members,
+ * zstd frames, xz streams, bzip2 streams, lz4 frames) go on unless `single`; then the stream stops at
+ * the end of the first and `consumed` says exactly how many input bytes it used. Throws FormatError:
+ * 'truncated' when the input ends inside the data, 'corrupt' for damaged data or bytes after it that
+ * are not more of it (zero padding excepted), 'unsupported' for a variant no decoder here reads; and
+ * `signal.reason` when aborted (checked between chunks).
+ */
 export function decompressStream(kind: Compression, input: AsyncIterable<Buffer>, options: DecompressOptions = {}): DecompressStream {
-  if (kind === 'gzip' || kind === 'zlib') return zlibStream(kind, input, options);
-  throw new FormatError('unknown-compression', `${kind} is not supported yet`);
-}
-
-function zlibStream(kind: 'gzip' | 'zlib', input: AsyncIterable<Buffer>, options: DecompressOptions): DecompressStream {
-  let consumed = 0;
+  const reader = new ByteReader(input, options.signal);
+  const single = options.single === true;
   async function* run(): AsyncGenerator<Buffer> {
-    const { createGunzip, createInflate } = await import('node:zlib');
-    const { Readable } = await import('node:stream');
-    const counted = (async function* count() {
-      for await (const chunk of input) {
-        consumed += chunk.length;
-        yield chunk;
-      }
-    })();
-    const source = Readable.from(counted);
-    const inflater = kind === 'gzip' ? createGunzip() : createInflate();
-    source.on('error', (error) => inflater.destroy(error));
-    source.pipe(inflater);
     try {
-      for await (const chunk of inflater) {
-        if (options.signal?.aborted) throw options.signal.reason;
-        yield chunk as Buffer;
-      }
-    } catch (error) {
       if (options.signal?.aborted) throw options.signal.reason;
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new FormatError(code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt', `${kind} stream: ${(error as Error).message}`);
+      switch (kind) {
+        case 'gzip':
+        case 'zlib':
+          yield* inflateStream(kind, reader, single, options.signal);
+          break;
+        case 'zstd':
+          yield* runConcatenated(reader, zstdCodec, single);
+          break;
+        case 'xz':
+          yield* runConcatenated(reader, xzCodec, single);
+          break;
+        case 'bzip2':
+          yield* runConcatenated(reader, bzip2Codec, single);
+          break;
+        case 'lz4':
+          yield* runConcatenated(reader, lz4Codec, single);
+          break;
+        case 'lz4-legacy':
+          yield* runConcatenated(reader, legacyCodec(single), single);
+          break;
+        default:
+          throw new FormatError('unsupported', `${kind} decompression is not supported yet`);
+      }
     } finally {
-      source.destroy();
-      inflater.destroy();
+      await reader.close();
     }
   }
   const iterable = run();
   return {
     [Symbol.asyncIterator]: () => iterable,
     get consumed() {
-      return consumed;
+      return reader.consumed;
     },
+  };
+}
+
+function legacyCodec(single: boolean): MemberCodec {
+  return {
+    label: 'lz4',
+    open: () => new Lz4LegacyStep(single),
+    another: async () => false,
   };
 }

@@ -60,6 +60,11 @@ export class FormatError extends Error {
 
 /** What a format may tell the walker besides its members. */
 export interface FormatContext {
+  /**
+   * The container's own name (the basename of its path or inner path), for a one-member container
+   * to name its member after (`keys.txt.xz` → `keys.txt`).
+   */
+  name?: string;
   /** Checked between members and blocks: an aborted signal must end `members()` promptly (throw signal.reason). */
   signal?: AbortSignal;
   /**
@@ -83,6 +88,12 @@ export interface FormatHandler {
    * 'stream': `members` reads the bytes once, in order (it is given an AsyncIterable).
    */
   readonly access: 'random' | 'stream';
+  /**
+   * A one-member wrapper (a compression): when its member is itself a container (`x.tar.xz`), that
+   * container's members are named directly under the outer file (`x.tar.xz › etc/keys.txt`), as a
+   * user thinks of it, not under the decompressed middle (`x.tar`). A plain member keeps its name.
+   */
+  readonly transparent?: boolean;
   /** From the first bytes (HEAD_BYTES, fewer when the file is shorter) and the total size when known. Cheap and exact: never by name. */
   detect(head: Buffer, size: number | undefined): boolean;
   /** Yields the members in order. Throwing (FormatError or any error) means the container could not be read whole from there on. */

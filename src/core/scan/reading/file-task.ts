@@ -3,9 +3,9 @@
  * worker threads alike. Small files are read synchronously into the thread's reused buffer; most are
  * ruled quiet there, the rest take the scanner's fast path (no copy, no promise); large ones stream.
  */
-import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { CancelledError } from '../../../errors.js';
-import { fingerprint } from '../rules/fingerprint.js';
+import { unscannedFinding } from './unscanned.js';
 import { OPEN_FLAGS, SMALL_READ } from './read-ahead-shared.js';
 import { FileScanner, FULL_SCAN_LIMIT, isQuietText, type FileResult, type Problem, type ScanEnvironment } from '../file-scanner.js';
 
@@ -76,22 +76,18 @@ function readSmall(file: string): SmallRead {
 }
 
 async function streamLarge(task: FileTask, size: number, environment: ScanEnvironment, signal?: AbortSignal): Promise<TaskOutcome> {
-  const scanner = new FileScanner(environment, { path: task.reported, size, sopsGoverned: task.sopsGoverned });
-  let bytes = 0;
-  for await (const chunk of createReadStream(task.full, { highWaterMark: 4 * 1024 * 1024 })) {
-    if (signal?.aborted) throw new CancelledError('Scan cancelled.');
-    scanner.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
-  return { result: await scanner.finishDetailed(), bytes };
+  // Loaded on first use: a tree of small files never needs the walker or the archive readers.
+  const { scanLargeFile } = await import('./container-walker.js');
+  const result = await scanLargeFile(environment, { path: task.reported, size, sopsGoverned: task.sopsGoverned }, task.full, size, signal);
+  return { result, bytes: size };
 }
 
-/** The finding and problem for a file that could not be read: the gate cannot vouch for it. */
+/** The `unscanned` finding (and problem) for a file that could not be read: the gate cannot vouch for it. */
 export function unreadableFile(reported: string, error: unknown): FileResult {
   const message = `cannot read: ${(error as Error).message}`;
   const problem: Problem = { path: reported, message };
   return {
-    findings: [{ path: reported, kind: 'unreadable-file', rule: 'unreadable-file', fingerprint: fingerprint('unreadable-file', `${reported}\0${message}`), note: `${message}; its content could not be checked` }],
+    findings: [unscannedFinding({ path: reported }, 'read-error', `${message}; its content could not be checked`)],
     problems: [problem],
     sopsConfigs: [],
     files: 0,
@@ -100,7 +96,7 @@ export function unreadableFile(reported: string, error: unknown): FileResult {
 
 /**
  * Reads and scans one file. Synchronous (a plain outcome) for small files that are not containers,
- * a promise otherwise. Read errors become an `unreadable-file` result; only cancellation throws.
+ * a promise otherwise. Read errors become an `unscanned` (read-error) result; only cancellation throws.
  */
 export function runTask(task: FileTask, environment: ScanEnvironment, signal?: AbortSignal): TaskOutcome | Promise<TaskOutcome> {
   let small: SmallRead;
@@ -127,7 +123,7 @@ function scanRead(task: FileTask, small: SmallRead, environment: ScanEnvironment
   let outcome: FileResult | Promise<FileResult> | undefined;
   try {
     if (small.content) {
-      const scanner = new FileScanner(environment, { path: task.reported, size: small.size, sopsGoverned: task.sopsGoverned });
+      const scanner = new FileScanner(environment, { path: task.reported, size: small.size, sopsGoverned: task.sopsGoverned }, signal);
       outcome = small.borrowed ? scanner.scanBorrowed(small.content) : scanner.scanOwned(small.content);
     }
   } catch (error) {

@@ -90,7 +90,23 @@ describe('git packfiles', () => {
     const bytes = readFileSync(pack);
     writeFileSync(pack, bytes.subarray(0, Math.floor(bytes.length / 2)));
     const report = await scanPaths([pack], quiet);
-    expect(report.findings.map((finding) => finding.rule)).toEqual(['unreadable-container']);
-    expect(report.problems[0]!.message).toMatch(/cannot read git-pack container/);
+    expect(report.findings.map((finding) => [finding.kind, finding.rule])).toEqual([['unscanned', 'unscanned-truncated']]);
+    expect(report.findings[0]!.note).toMatch(/^not scanned \(truncated\): /);
   });
+});
+
+describe('git packfiles with large objects', () => {
+  it('streams an object over 256 MiB (it used to be unreadable) and finds the token at its end', async () => {
+    const token = githubToken('ghp');
+    const repo = await gitRepo({ 'flake.nix': '{ outputs = _: { }; }\n' });
+    writeFileSync(path.join(repo, 'disk.img'), Buffer.concat([Buffer.alloc(300 * 1024 * 1024), Buffer.from(`\ntoken = "${token}"\n`)]));
+    git(repo, 'add', 'disk.img');
+    git(repo, 'commit', '-q', '-m', 'image');
+    git(repo, 'repack', '-a', '-d', '-q');
+    const packs = packFiles(repo);
+    const report = await scanPaths(packs, quiet);
+    const found = report.findings.filter((finding) => finding.rule === 'github-token');
+    expect(found.map((finding) => finding.inner)).toEqual([expect.stringMatching(/^\(git blob @\d+\)$/)]);
+    expect(report.findings.filter((finding) => finding.kind === 'unscanned')).toEqual([]);
+  }, 180_000);
 });

@@ -190,7 +190,7 @@ describe('read-ahead worker', () => {
         for (const name of doomed) rmSync(path.join(root, name));
       },
     });
-    const unreadable = report.findings.filter((finding) => finding.rule === 'unreadable-file').map((finding) => finding.path);
+    const unreadable = report.findings.filter((finding) => finding.rule === 'unscanned-read-error').map((finding) => finding.path);
     // Only files the worker had read before the removal may come through clean.
     expect(doomed).toEqual(expect.arrayContaining(unreadable));
     expect(unreadable.length).toBeGreaterThanOrEqual(doomed.length - 3);

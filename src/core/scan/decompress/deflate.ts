@@ -1,0 +1,148 @@
+/**
+ * gzip and zlib through node:zlib (zlib's own inflate, run on the libuv thread pool). gzip members are
+ * framed here (header, raw deflate, CRC-32 and length trailer) instead of by zlib's gunzip so that each
+ * member's end, and so `consumed`, is exact: zlib reports how many input bytes the inflater used.
+ */
+import zlib from 'node:zlib';
+import { FormatError } from '../formats/types.js';
+import { ByteReader, PIECE } from './input.js';
+import { rejectTrailing } from './driver.js';
+
+/** Inflates one raw deflate (or zlib) stream from the reader, leaving the input after it unread. */
+async function* inflatePart(reader: ByteReader, inflater: zlib.Inflate | zlib.InflateRaw, label: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  // The last pieces written: the inflater's end lies in them, and what it did not use goes back.
+  const recent: Buffer[] = [];
+  let written = 0;
+  let ended = false;
+  let feedError: unknown;
+  inflater.once('end', () => {
+    ended = true;
+  });
+  const feeding = (async () => {
+    try {
+      while (!ended) {
+        const piece = await reader.take(PIECE);
+        if (ended) {
+          if (piece) reader.unread(piece);
+          return;
+        }
+        if (!piece) {
+          inflater.end();
+          return;
+        }
+        recent.push(piece);
+        if (recent.length > 4) recent.shift();
+        written += piece.length;
+        if (!inflater.write(piece)) {
+          await new Promise<void>((resolve) => {
+            const done = (): void => {
+              inflater.off('drain', done);
+              inflater.off('end', done);
+              inflater.off('close', done);
+              resolve();
+            };
+            inflater.on('drain', done);
+            inflater.on('end', done);
+            inflater.on('close', done);
+          });
+        }
+      }
+    } catch (error) {
+      feedError = error;
+      inflater.destroy();
+    }
+  })();
+  try {
+    for await (const chunk of inflater) {
+      if (signal?.aborted) throw signal.reason;
+      yield chunk as Buffer;
+    }
+  } catch (error) {
+    if (feedError) throw feedError;
+    if (signal?.aborted) throw signal.reason;
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new FormatError(code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt', `${label}: ${(error as Error).message}`);
+  } finally {
+    ended = true;
+    inflater.destroy();
+    await feeding;
+  }
+  if (feedError) throw feedError;
+  // Give back what was written after the end of the deflate data.
+  let extra = written - inflater.bytesWritten;
+  for (let i = recent.length - 1; i >= 0 && extra > 0; i--) {
+    const piece = recent[i]!;
+    const back = Math.min(extra, piece.length);
+    reader.unread(piece.subarray(piece.length - back));
+    extra -= back;
+  }
+  if (extra > 0) throw new Error(`${label}: lost track of ${extra} input bytes after the stream`);
+}
+
+async function readExact(reader: ByteReader, n: number, what: string): Promise<Buffer> {
+  const bytes = await reader.read(n);
+  if (bytes.length < n) throw new FormatError('truncated', `gzip: data ends inside the ${what}`);
+  return bytes;
+}
+
+/** Reads a gzip member header (RFC 1952), leaving the reader at the deflate data. */
+async function gzipHeader(reader: ByteReader): Promise<void> {
+  const head = await readExact(reader, 10, 'header');
+  if (head[0] !== 0x1f || head[1] !== 0x8b) throw new FormatError('corrupt', 'gzip: not a gzip member');
+  if (head[2] !== 8) throw new FormatError('unsupported', `gzip: compression method ${head[2]} is not deflate`);
+  const flags = head[3]!;
+  if (flags & 0xe0) throw new FormatError('corrupt', 'gzip: reserved header flags set');
+  if (flags & 4) {
+    const length = (await readExact(reader, 2, 'header')).readUInt16LE(0);
+    await readExact(reader, length, 'header');
+  }
+  for (const flag of [8, 16]) {
+    if (!(flags & flag)) continue;
+    // A zero-terminated name or comment.
+    for (;;) {
+      const piece = await reader.take(PIECE);
+      if (!piece) throw new FormatError('truncated', 'gzip: data ends inside the header');
+      const zero = piece.indexOf(0);
+      if (zero >= 0) {
+        reader.unread(piece.subarray(zero + 1));
+        break;
+      }
+    }
+  }
+  if (flags & 2) await readExact(reader, 2, 'header');
+}
+
+/** One gzip member: header, deflate data, and a trailer checked against the output. */
+async function* gzipMember(reader: ByteReader, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  await gzipHeader(reader);
+  let crc = 0;
+  let length = 0;
+  for await (const chunk of inflatePart(reader, zlib.createInflateRaw({ chunkSize: 256 * 1024 }), 'gzip', signal)) {
+    crc = zlib.crc32(chunk, crc);
+    length += chunk.length;
+    yield chunk;
+  }
+  const trailer = await readExact(reader, 8, 'trailer');
+  if (trailer.readUInt32LE(0) !== crc >>> 0) throw new FormatError('corrupt', 'gzip: CRC-32 mismatch');
+  if (trailer.readUInt32LE(4) !== length % 0x100000000) throw new FormatError('corrupt', 'gzip: length mismatch');
+}
+
+/** gzip (members back to back) or zlib (one stream), from the reader. */
+export async function* inflateStream(kind: 'gzip' | 'zlib', reader: ByteReader, single: boolean, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  if (kind === 'zlib') {
+    yield* inflatePart(reader, zlib.createInflate({ chunkSize: 256 * 1024 }), 'zlib', signal);
+    if (!single) await rejectTrailing(reader, 'zlib');
+    return;
+  }
+  for (let first = true; ; first = false) {
+    if (!first) {
+      if (single) return;
+      const head = await reader.peek(2);
+      if (head.length < 2 || head[0] !== 0x1f || head[1] !== 0x8b) {
+        await rejectTrailing(reader, 'gzip');
+        return;
+      }
+    }
+    yield* gzipMember(reader, signal);
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * The format registry: every container the walker opens, in detection order (the most specific magic
+ * first). Detection is by content only, never by name. Adding a format is one file and one line here.
+ */
+import { compressed } from './compressed.js';
+import { gitObject } from './git-object.js';
+import { gitPack } from './git-pack.js';
+import { tar } from './tar.js';
+import { HEAD_BYTES, type FormatHandler } from './types.js';
+import { zip } from './zip.js';
+
+export { FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type FormatHandler, type Member, type UnscannedReason } from './types.js';
+
+/** Detection order: exact magic first; zlib (two weak bytes, confirmed by inflating) last. */
+export const FORMATS: readonly FormatHandler[] = [zip, tar, gitPack, compressed, gitObject];
+
+/**
+ * The format of a file or member from its first bytes (`head`, up to HEAD_BYTES) and its size when
+ * known; undefined when it is no container the scanner knows.
+ */
+export function detectFormat(head: Buffer, size?: number): FormatHandler | undefined {
+  const view = head.length > HEAD_BYTES ? head.subarray(0, HEAD_BYTES) : head;
+  for (const format of FORMATS) if (format.detect(view, size)) return format;
+  return undefined;
+}

@@ -1,0 +1,459 @@
+/**
+ * The container walker: the one place that opens containers. Given a file's or member's bytes (a
+ * stream, and a ByteSource when they are addressable), it detects the format, runs its handler, scans
+ * every member with the same FileScanner (every rule, SOPS checks, `.sops.yaml` governance among the
+ * members) and recurses. It owns what formats know nothing of: nesting depth, the bytes expanded per
+ * top-level file and their ratio to its size, spooling a stream to a private temp file when a
+ * 'random' format needs one (a member that has a `source` is read in place), the abort signal, and
+ * turning whatever could not be read into an `unscanned` finding. It fails closed: nothing it could
+ * not read passes as clean.
+ */
+import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import { CancelledError } from '../../../errors.js';
+import { FileScanner, FULL_SCAN_LIMIT, unencryptedFinding, type FileResult, type FileTarget, type ScanEnvironment } from '../file-scanner.js';
+import { detectFormat, FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type FormatHandler, type UnscannedReason } from '../formats/index.js';
+import { fingerprint, nodeCrypto } from '../rules/fingerprint.js';
+import { mustBeEncrypted, parseSopsConfig } from '../rules/sops.js';
+import { BufferSource, FileSource, Spool } from './byte-source.js';
+import { chainOf, unscannedFinding } from './unscanned.js';
+
+const GiB = 1024 ** 3;
+
+/** Bounds on what one top-level file may expand to. Hitting one is an `unscanned` finding (reason `limit`). */
+export interface ScanLimits {
+  /** Containers inside containers, the outermost counted as 1. */
+  maxDepth: number;
+  /** Bytes all containers of one top-level file may expand to, every level counted. */
+  maxExpandedBytes: number;
+  /** Expanded bytes per byte of the top-level file, checked once RATIO_FLOOR bytes were expanded. */
+  maxRatio: number;
+}
+
+/**
+ * Generous enough for real media: an installer ISO of some GiB whose squashfs expands ~3x, multi-GiB
+ * model shards, a tar.zst of a Nix closure (~5-10x); far below what a zip bomb expands to.
+ */
+export const DEFAULT_LIMITS: ScanLimits = { maxDepth: 16, maxExpandedBytes: 256 * GiB, maxRatio: 1000 };
+/** The ratio is judged only after this much output, so small files never trip it. */
+export const RATIO_FLOOR = GiB;
+/** Streamed bytes are handed to the scanner in pieces of at least this (decompressors give 16-64 KiB). */
+const SCAN_PIECE = 1024 * 1024;
+const READ_CHUNK = 4 * 1024 * 1024;
+
+function describeBytes(bytes: number): string {
+  return bytes >= GiB ? `${+(bytes / GiB).toFixed(1)} GiB` : `${+(bytes / 1024 ** 2).toFixed(1)} MiB`;
+}
+
+/** The state of one top-level file's walk. */
+class Walk {
+  expanded = 0;
+  /** The limit finding, once a limit was hit: the walk then stops everywhere. */
+  tripped: ReturnType<typeof unscannedFinding> | undefined;
+  reported = false;
+  readonly limits: ScanLimits;
+
+  constructor(
+    readonly environment: ScanEnvironment,
+    private readonly topSize: number,
+    readonly signal: AbortSignal | undefined,
+  ) {
+    this.limits = { ...DEFAULT_LIMITS, ...environment.limits };
+  }
+
+  checkSignal(): void {
+    if (this.signal?.aborted) throw new CancelledError('Scan cancelled.');
+  }
+
+  private trip(target: FileTarget, message: string): never {
+    this.tripped = unscannedFinding(target, 'limit', message);
+    throw new FormatError('limit', message);
+  }
+
+  /** Counts `bytes` more expanded for `target`; throws FormatError('limit') once a limit is passed. */
+  add(bytes: number, target: FileTarget): void {
+    if (this.tripped) throw new FormatError('limit', 'scan limit reached');
+    this.expanded += bytes;
+    const { maxExpandedBytes, maxRatio } = this.limits;
+    if (this.expanded > maxExpandedBytes) {
+      this.trip(target, `expands to more than ${describeBytes(maxExpandedBytes)} (scan.limits.maxExpandedBytes); raise it in the profile to scan further`);
+    }
+    if (this.expanded >= RATIO_FLOOR && this.expanded > maxRatio * Math.max(1, this.topSize)) {
+      this.trip(
+        target,
+        `expands more than ${maxRatio} times its ${describeBytes(this.topSize)} (scan.limits.maxRatio; a compression bomb?); raise it in the profile to scan further`,
+      );
+    }
+  }
+
+  /** A member's bytes, counted against the limits, stopping on abort. */
+  async *count(stream: AsyncIterable<Buffer>, target: FileTarget): AsyncGenerator<Buffer> {
+    for await (const chunk of stream) {
+      this.checkSignal();
+      this.add(chunk.length, target);
+      yield chunk;
+    }
+  }
+
+  /**
+   * Containers already walked in this file, by content: an identical copy (a nested zip bomb is made
+   * of them) is not unpacked again. Its findings are reported again under its own name, and what it
+   * expanded to counts again against the limits: the bomb still ends at a limit, in seconds.
+   */
+  readonly seen = new Map<string, { owner: FileTarget; result: FileResult; expanded: number }>();
+}
+
+const MAX_SEEN = 4096;
+
+/** `result` (of a container walked as `from`) as the identical container `to` would have given it. */
+function relabel(result: FileResult, from: FileTarget, to: FileTarget, allow: ReadonlyMap<string, string>): FileResult {
+  const fromChain = chainOf(from) ?? [];
+  const toChain = chainOf(to) ?? [];
+  const move = (inner: string | undefined): string | undefined => {
+    // What lies below `from`, put below `to`.
+    const rest = from.inner === undefined ? inner : inner === from.inner ? undefined : inner?.startsWith(`${from.inner}!`) ? inner.slice(from.inner.length + 1) : inner;
+    return rest === undefined ? to.inner : joinInner(to.inner, rest);
+  };
+  const findings = result.findings.map((finding) => {
+    const inner = move(finding.inner);
+    const chain = finding.chain ? [...toChain, ...finding.chain.slice(fromChain.length)] : undefined;
+    const moved: typeof finding = { ...finding, path: to.path, ...(inner !== undefined ? { inner } : {}), ...(chain ? { chain } : {}) };
+    delete moved.allowed;
+    if (finding.kind === 'unscanned') moved.fingerprint = fingerprint(finding.rule, `${to.path}\0${inner ?? ''}\0${finding.rule.slice('unscanned-'.length)}`);
+    const reason = allow.get(moved.fingerprint);
+    if (reason !== undefined) moved.allowed = { reason };
+    return moved;
+  });
+  const problems = result.problems.map((problem) => {
+    const inner = move(problem.inner);
+    return { ...problem, path: to.path, ...(inner !== undefined ? { inner } : {}) };
+  });
+  return { findings, problems, sopsConfigs: [], files: result.files };
+}
+
+/** A held container: walked once per content, copies reuse the first walk (see Walk.seen). */
+async function openHeld(walk: Walk, format: FormatHandler, content: Buffer, owner: FileTarget, level: number): Promise<FileResult> {
+  if (level > walk.limits.maxDepth) return depthFinding(owner, format, walk.limits);
+  const key = `${format.name}:${nodeCrypto().createHash('sha256').update(content).digest('hex')}`;
+  const seen = walk.seen.get(key);
+  if (seen) {
+    walk.add(seen.expanded, owner);
+    return relabel(seen.result, seen.owner, owner, walk.environment.allow);
+  }
+  const before = walk.expanded;
+  const result = await openContainer(walk, format, { buffer: content }, owner, level);
+  if (!walk.tripped && walk.seen.size < MAX_SEEN) walk.seen.set(key, { owner, result: relabel(result, owner, owner, walk.environment.allow), expanded: walk.expanded - before });
+  return result;
+}
+
+function joinInner(parent: string | undefined, name: string): string {
+  return parent === undefined ? name : `${parent}!${name}`;
+}
+
+function child(target: FileTarget, name: string, size?: number): FileTarget {
+  return { path: target.path, inner: joinInner(target.inner, name), chain: [...(chainOf(target) ?? []), name], ...(size !== undefined ? { size } : {}) };
+}
+
+function baseName(target: FileTarget): string {
+  const full = (target.inner !== undefined ? (chainOf(target)?.at(-1) ?? target.inner) : target.path).replace(/\\/g, '/').replace(/\/+$/, '');
+  return path.posix.basename(full);
+}
+
+function empty(): FileResult {
+  return { findings: [], problems: [], sopsConfigs: [], files: 0 };
+}
+
+function reasonOf(error: unknown): { reason: UnscannedReason; message: string } {
+  if (error instanceof FormatError) return { reason: error.reason, message: error.message };
+  const code = (error as NodeJS.ErrnoException)?.code;
+  const message = (error as Error)?.message ?? String(error);
+  if (code && /^E[A-Z]+$/.test(code)) return { reason: 'read-error', message };
+  return { reason: 'corrupt', message };
+}
+
+/** The first HEAD_BYTES of `parts`, for detection. */
+function headOf(parts: Buffer[]): Buffer {
+  if (parts.length === 0) return Buffer.alloc(0);
+  if (parts.length === 1 || parts[0]!.length >= HEAD_BYTES) return parts[0]!;
+  const take: Buffer[] = [];
+  let length = 0;
+  for (const part of parts) {
+    take.push(part);
+    length += part.length;
+    if (length >= HEAD_BYTES) break;
+  }
+  return Buffer.concat(take, length);
+}
+
+async function* slices(bytes: Buffer): AsyncGenerator<Buffer> {
+  for (let offset = 0; offset < bytes.length; offset += READ_CHUNK) yield bytes.subarray(offset, offset + READ_CHUNK);
+}
+
+async function* sourceStream(source: ByteSource): AsyncGenerator<Buffer> {
+  for (let offset = 0; offset < source.size; ) {
+    const bytes = await source.read(offset, Math.min(READ_CHUNK, source.size - offset));
+    if (bytes.length === 0) throw new FormatError('truncated', `bytes end at ${offset}, before ${source.size}`);
+    offset += bytes.length;
+    yield bytes;
+  }
+}
+
+/**
+ * One pass over streamed bytes that several consumers share: the flat scan (in pieces of SCAN_PIECE),
+ * a spool when one is set, and a stream format's handler (`iterable`). What the handler leaves
+ * unread, `drain` reads: every byte is scanned flat whatever the handler did.
+ */
+class Feed {
+  private index = 0;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  spool: Spool | undefined;
+
+  constructor(
+    private readonly held: Buffer[],
+    private readonly iterator: AsyncIterator<Buffer>,
+    private readonly scanner: FileScanner,
+  ) {}
+
+  private flush(): void {
+    if (this.pendingBytes === 0) return;
+    this.scanner.update(this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes));
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  private async take(): Promise<Buffer | undefined> {
+    let chunk: Buffer;
+    if (this.index < this.held.length) {
+      chunk = this.held[this.index]!;
+      this.held[this.index++] = undefined as unknown as Buffer; // let it go once passed on
+    } else {
+      const next = await this.iterator.next();
+      if (next.done) {
+        this.flush();
+        return undefined;
+      }
+      chunk = next.value;
+    }
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= SCAN_PIECE) this.flush();
+    if (this.spool) await this.spool.write(chunk);
+    return chunk;
+  }
+
+  /** The bytes from where the feed is, for a handler; ending it early leaves the rest to `drain`. */
+  iterable(): AsyncIterable<Buffer> {
+    const next = async (): Promise<IteratorResult<Buffer>> => {
+      const chunk = await this.take();
+      return chunk ? { value: chunk, done: false } : { value: undefined, done: true };
+    };
+    const iterator: AsyncIterator<Buffer> = { next, return: async () => ({ value: undefined, done: true }) };
+    return { [Symbol.asyncIterator]: () => iterator };
+  }
+
+  async drain(): Promise<void> {
+    while (await this.take());
+  }
+}
+
+type Input = { buffer: Buffer } | { stream: AsyncIterable<Buffer> } | { source: ByteSource };
+
+interface MemberResult {
+  name: string;
+  result: FileResult;
+}
+
+/** Applies `.sops.yaml` files found among a container's members to the members they govern. */
+function applyMemberSopsRules(members: MemberResult[], parent: FileTarget, out: FileResult): void {
+  const configs = members.filter((member) => /(^|\/)\.sops\.ya?ml$/.test(member.name) && member.result.sopsConfigs.length > 0);
+  for (const config of configs) {
+    let parsed;
+    try {
+      parsed = parseSopsConfig(config.result.sopsConfigs[0]!.text);
+    } catch (error) {
+      out.problems.push({ path: parent.path, inner: joinInner(parent.inner, config.name), message: `cannot parse .sops.yaml: ${(error as Error).message}` });
+      continue;
+    }
+    const dir = path.posix.dirname(config.name);
+    for (const member of members) {
+      if (!member.result.unencrypted) continue;
+      const relative = dir === '.' ? member.name : member.name.startsWith(`${dir}/`) ? member.name.slice(dir.length + 1) : undefined;
+      if (relative === undefined || !mustBeEncrypted(parsed, relative)) continue;
+      const finding = unencryptedFinding(parent.path, joinInner(parent.inner, member.name), relative, member.result.unencrypted.fingerprint);
+      out.findings.push({ ...finding, chain: [...(chainOf(parent) ?? []), member.name] });
+    }
+  }
+}
+
+function depthFinding(target: FileTarget, format: FormatHandler, limits: ScanLimits): FileResult {
+  const out = empty();
+  out.findings.push(
+    unscannedFinding(target, 'limit', `a ${format.name} container nested deeper than ${limits.maxDepth} levels (scan.limits.maxDepth); raise it in the profile to scan further`),
+  );
+  return out;
+}
+
+/** Opens a container at nesting `level` (the outermost is 1) and scans its members. Throws only on cancel. */
+async function openContainer(walk: Walk, format: FormatHandler, input: Input, target: FileTarget, level: number): Promise<FileResult> {
+  if (level > walk.limits.maxDepth) return depthFinding(target, format, walk.limits);
+  const out = empty();
+  const members: MemberResult[] = [];
+  const context: FormatContext = {
+    ...(walk.signal ? { signal: walk.signal } : {}),
+    name: baseName(target),
+    unreadable: (name, reason, message) => out.findings.push(unscannedFinding(name === undefined ? target : child(target, name), reason, message)),
+    problem: (name, message) => out.problems.push({ path: target.path, inner: joinInner(target.inner, name), message }),
+  };
+  let handlerInput: ByteSource | AsyncIterable<Buffer>;
+  if (format.access === 'random') handlerInput = 'source' in input ? input.source : 'buffer' in input ? new BufferSource(input.buffer) : undefined!;
+  else handlerInput = 'stream' in input ? input.stream : 'buffer' in input ? slices(input.buffer) : sourceStream(input.source);
+  let current: FileTarget | undefined;
+  try {
+    if (!handlerInput) throw new FormatError('unsupported', `${format.name} needs random access`);
+    for await (const member of format.members(handlerInput, context)) {
+      walk.checkSignal();
+      current = child(target, member.name, member.size);
+      const result = await scanBytes(walk, current, member.size, walk.count(member.stream(), current), member.source, level, format.transparent ? target : current);
+      members.push({ name: member.name, result });
+      current = undefined;
+      if (walk.tripped) break;
+    }
+  } catch (error) {
+    walk.checkSignal();
+    if (error instanceof CancelledError) throw error;
+    if (!walk.tripped) {
+      const { reason, message } = reasonOf(error);
+      // A broken member of an archive is named; a broken compressed stream is the file itself.
+      const where = current && !format.transparent ? current : target;
+      out.findings.push(unscannedFinding(where, reason, message.startsWith(`${format.name}:`) ? message : `${format.name}: ${message}`));
+    }
+  }
+  if (walk.tripped && !walk.reported) {
+    walk.reported = true;
+    out.findings.push(walk.tripped);
+  }
+  for (const { result } of members) {
+    out.findings.push(...result.findings);
+    out.problems.push(...result.problems);
+    out.files += result.files;
+  }
+  applyMemberSopsRules(members, target, out);
+  return out;
+}
+
+/**
+ * Scans bytes at nesting `level` (a top-level file is 0) and whatever containers they are: held whole
+ * when small (every rule, SOPS checks), streamed when large. A stream format reads the stream as the
+ * flat scan does; a random format reads `source` in place, or a spool of the stream.
+ */
+async function scanBytes(
+  walk: Walk,
+  target: FileTarget,
+  size: number | undefined,
+  chunks: AsyncIterable<Buffer>,
+  source: ByteSource | undefined,
+  level: number,
+  /** Under whose name the members of a container in these bytes are reported (see FormatHandler.transparent). */
+  owner: FileTarget = target,
+): Promise<FileResult> {
+  const scanner = new FileScanner(walk.environment, target);
+  const iterator = chunks[Symbol.asyncIterator]();
+  const held: Buffer[] = [];
+  let heldBytes = 0;
+  let ended = false;
+  const want = size !== undefined && size > FULL_SCAN_LIMIT ? HEAD_BYTES : FULL_SCAN_LIMIT + 1;
+  try {
+    while (heldBytes < want) {
+      const next = await iterator.next();
+      if (next.done) {
+        ended = true;
+        break;
+      }
+      held.push(next.value);
+      heldBytes += next.value.length;
+    }
+    if (ended && heldBytes <= FULL_SCAN_LIMIT) {
+      const content = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
+      held.length = 0;
+      const result = scanner.scanFlat(content);
+      const format = content.length >= 2 ? detectFormat(content, content.length) : undefined;
+      const inner = format ? await openHeld(walk, format, content, owner, level + 1) : undefined;
+      return scanner.finalize(result, inner);
+    }
+    let format = detectFormat(headOf(held), size);
+    let inner: FileResult | undefined;
+    if (format && level + 1 > walk.limits.maxDepth) {
+      inner = depthFinding(owner, format, walk.limits);
+      format = undefined;
+    }
+    scanner.startStream();
+    const feed = new Feed(held, iterator, scanner);
+    if (!format) {
+      await feed.drain();
+    } else if (format.access === 'stream') {
+      inner = await openContainer(walk, format, { stream: feed.iterable() }, owner, level + 1);
+      if (!walk.tripped) await feed.drain();
+    } else if (source) {
+      await feed.drain();
+      inner = await openContainer(walk, format, { source }, owner, level + 1);
+    } else {
+      const spool = await Spool.create();
+      try {
+        feed.spool = spool;
+        await feed.drain();
+        inner = await openContainer(walk, format, { source: spool.source() }, owner, level + 1);
+      } finally {
+        await spool.remove();
+      }
+    }
+    return scanner.finalize(scanner.endStream(), inner);
+  } finally {
+    await iterator.return?.();
+  }
+}
+
+/**
+ * The containers in a small file's bytes (held whole, already scanned flat by the caller): their
+ * members' findings, problems and `unscanned` findings, not yet merged with the file's own.
+ */
+export async function walkHeld(environment: ScanEnvironment, target: FileTarget, content: Buffer, signal?: AbortSignal): Promise<FileResult | undefined> {
+  const format = detectFormat(content, content.length);
+  if (!format) return undefined;
+  return openContainer(new Walk(environment, content.length, signal), format, { buffer: content }, target, 1);
+}
+
+/** The containers in a spooled file (the build's large files), already scanned flat. */
+export async function walkSpooled(environment: ScanEnvironment, target: FileTarget, file: string, signal?: AbortSignal): Promise<FileResult | undefined> {
+  const source = await FileSource.open(file);
+  try {
+    const format = detectFormat(await source.read(0, HEAD_BYTES), source.size);
+    if (!format) return undefined;
+    const walk = new Walk(environment, source.size, signal);
+    return await openContainer(walk, format, format.access === 'random' ? { source } : { stream: sourceStream(source) }, target, 1);
+  } finally {
+    await source.close();
+  }
+}
+
+async function* fileChunks(file: string, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
+  for await (const chunk of createReadStream(file, { highWaterMark: READ_CHUNK })) {
+    if (signal?.aborted) throw new CancelledError('Scan cancelled.');
+    yield chunk as Buffer;
+  }
+}
+
+/**
+ * Scans a large file (over FULL_SCAN_LIMIT) completely: its bytes streamed through the flat scan and
+ * every container inside it walked, in one read (a 'random' format reads the file again in place).
+ * Read errors and whatever could not be unpacked are `unscanned` findings; only cancellation throws.
+ */
+export async function scanLargeFile(environment: ScanEnvironment, target: FileTarget, file: string, size: number, signal?: AbortSignal): Promise<FileResult> {
+  const source = await FileSource.open(file);
+  try {
+    const walk = new Walk(environment, Math.max(size, source.size), signal);
+    return await scanBytes(walk, { ...target, size: source.size }, source.size, fileChunks(file, signal), source, 0);
+  } finally {
+    await source.close();
+  }
+}
