@@ -24,7 +24,26 @@ export function detectCompression(head: Buffer): Compression | undefined {
   if (head.length >= 4 && head.readUInt32LE(0) === 0x184d2204) return 'lz4';
   if (head.length >= 4 && head.readUInt32LE(0) === 0x184c2102) return 'lz4-legacy';
   if (head.length >= 2 && head[0] === 0x78 && ((head[0] << 8) | head[1]!) % 31 === 0) return 'zlib';
+  if (looksLikeLzmaAlone(head)) return 'lzma';
   return undefined;
+}
+
+/**
+ * Legacy .lzma has no magic, only a 13-byte header: recognized where that is unambiguous, i.e. the
+ * properties byte every encoder writes by default (0x5d: lc=3, lp=0, pb=2), a dictionary size of 2^n
+ * or 2^n + 2^(n-1) between 4 KiB and 1.5 GiB, and an uncompressed size that is unknown (all ones) or
+ * below 2^40.
+ */
+export function looksLikeLzmaAlone(head: Buffer): boolean {
+  if (head.length < 13 || head[0] !== 0x5d) return false;
+  const dict = head.readUInt32LE(1);
+  let pow = false;
+  for (let n = 12; n <= 30; n++) if (dict === 2 ** n || dict === 2 ** n + 2 ** (n - 1)) pow = true;
+  if (!pow) return false;
+  const low = head.readUInt32LE(5);
+  const high = head.readUInt32LE(9);
+  if (low === 0xffffffff && high === 0xffffffff) return true;
+  return high < 0x100;
 }
 
 /**

@@ -94,7 +94,6 @@ export function createBlockPool(threads = availableParallelism()): BlockPool {
         break;
       }
       const slot: Slot = { worker, busy: new Map() };
-      worker.unref();
       worker.on('message', (reply: Reply) => {
         const task = slot.busy.get(reply.id);
         if (!task) return;
@@ -106,6 +105,8 @@ export function createBlockPool(threads = availableParallelism()): BlockPool {
       });
       worker.on('error', () => drop(slot));
       worker.on('exit', () => drop(slot));
+      // After the listeners: adding a 'message' listener refs the worker again.
+      worker.unref();
       slots.push(slot);
     }
   }

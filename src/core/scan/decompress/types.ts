@@ -7,10 +7,13 @@ export type Compression = 'gzip' | 'zlib' | 'xz' | 'lzma' | 'zstd' | 'bzip2' | '
 export interface DecompressOptions {
   signal?: AbortSignal;
   /**
-   * Stop at the end of the first complete stream (one gzip member, one xz stream, one run of zstd
-   * frames, one bzip2 stream, one lz4 frame or legacy block run) instead of going on with concatenated
-   * ones, and leave the input after it unread: an initrd is compressed segments and raw cpio back to
-   * back, and the kernel goes on reading after each. `consumed` then says where it ended.
+   * Stop at the end of the first complete stream (one gzip member, one zlib stream, one xz stream
+   * without the padding after it, one zstd frame with any skippable frames before it, one bzip2
+   * stream, one lz4 frame, or an lz4 legacy block run, which ends after a block shorter than 8 MiB or
+   * before a size word no block can have) instead of going on with concatenated ones, and leave the
+   * input after it unread: an initrd is compressed segments and raw cpio back to back, and the kernel
+   * goes on reading after each. `consumed` then says exactly where it ended. Without `single`, bytes
+   * after the last stream that are not another one (zero padding excepted) are a 'corrupt' error.
    */
   single?: boolean;
 }
