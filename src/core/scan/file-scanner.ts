@@ -13,6 +13,7 @@ import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
 import { printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
 import { detectContainer } from './formats/container-kind.js';
+import { detectFormat } from './formats/index.js';
 import { HEAD_BYTES } from './formats/types.js';
 import { SyncSpool } from './reading/byte-source.js';
 import type { ScanLimits } from './reading/container-walker.js';
@@ -245,7 +246,9 @@ export class FileScanner implements ContentScanner {
     this.head = undefined;
     if (!parts || parts.length === 0) return;
     const bytes = Buffer.concat(parts);
-    if (!detectContainer(bytes.subarray(0, HEAD_BYTES))) return;
+    const format = detectFormat(bytes.subarray(0, HEAD_BYTES));
+    // A model shard is not copied to a temp file to be walked (see FormatHandler.inPlaceOnly).
+    if (!format || format.inPlaceOnly) return;
     this.spool = new SyncSpool();
     this.spool.write(bytes);
   }

@@ -103,6 +103,7 @@ async function* metadata(cursor: SourceCursor, count: number, parsed: Parsed, si
 export const gguf: FormatHandler = {
   name: 'gguf',
   access: 'random',
+  inPlaceOnly: true,
   detect(head) {
     return head.length >= 24 && head[0] === 0x47 && head.toString('latin1', 0, 4) === 'GGUF' && (head.readUInt32LE(4) === 2 || head.readUInt32LE(4) === 3);
   },

@@ -12,6 +12,7 @@ import { FormatError, type ByteSource, type FormatContext, type FormatHandler, t
 export const safetensors: FormatHandler = {
   name: 'safetensors',
   access: 'random',
+  inPlaceOnly: true,
   detect(head, size) {
     if (head.length < 10 || head[8] !== 0x7b) return false; // '{'
     const length = head.readUInt32LE(0);

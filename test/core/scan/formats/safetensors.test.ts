@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { scanPaths } from '../../../../src/core/scan/index.js';
+import { createLeakGate, scanPaths } from '../../../../src/core/scan/index.js';
 import { detectContainer } from '../../../../src/core/scan/formats/container-kind.js';
 import { fakeTokens, githubToken } from '../../../helpers/credentials.js';
 import { tempDir } from '../../../helpers/tmp.js';
@@ -65,5 +65,24 @@ describe('safetensors files', () => {
 
     expect(detectContainer(Buffer.from('{"a": 1, "b": [1, 2, 3]}\n'))).toBeUndefined();
     expect(detectContainer(Buffer.from('12345678{"not": "a header"}'))).toBeUndefined();
+  });
+
+  it('a large shard: the scan command names the tensor; the push-fed gate (build, verify) finds it flat, without spooling the shard', async () => {
+    const root = await tempDir();
+    const file = path.join(root, 'model.safetensors');
+    const gh = githubToken('ghp');
+    const bytes = safetensorsFile({
+      'lm_head.weight': randomBytes(6 * 1024 * 1024),
+      'model.layers.3.self_attn.q_proj.weight': Buffer.concat([randomBytes(3 * 1024 * 1024), Buffer.from(` GITHUB_TOKEN=${gh} `), randomBytes(3 * 1024 * 1024)]),
+    });
+    writeFileSync(file, bytes);
+    const report = await scanPaths([file], quiet);
+    expect(report.findings.map((f) => `${(f.chain ?? []).join(' › ')}|${f.rule}`)).toEqual(['model.layers.3.self_attn.q_proj.weight|github-token']);
+
+    const gate = await createLeakGate(quiet);
+    const scanner = gate.open({ path: 'model.safetensors', size: bytes.length });
+    for (let offset = 0; offset < bytes.length; offset += 1 << 20) scanner.update(bytes.subarray(offset, offset + (1 << 20)));
+    const findings = await scanner.finish();
+    expect(findings.map((f) => `${f.path}|${f.inner ?? ''}|${f.rule}`)).toEqual(['model.safetensors||github-token']);
   });
 });
