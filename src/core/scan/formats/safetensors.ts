@@ -9,6 +9,21 @@ import { MAX_SAFETENSORS_HEADER_BYTES, parseSafetensorsHeader } from '../../safe
 import { sliceSource, sourceChunks } from './byte-source.js';
 import { FormatError, type ByteSource, type FormatContext, type FormatHandler, type Member } from './types.js';
 
+/** Where the header says the tensor data ends (0 when it cannot tell: the full check then reports why). */
+function dataEnd(json: Buffer): number {
+  let end = 0;
+  try {
+    const parsed = JSON.parse(json.toString('utf8')) as Record<string, { data_offsets?: unknown }>;
+    for (const [name, value] of Object.entries(parsed)) {
+      const offsets = name === '__metadata__' ? undefined : value?.data_offsets;
+      if (Array.isArray(offsets) && Number.isSafeInteger(offsets[1])) end = Math.max(end, offsets[1] as number);
+    }
+  } catch {
+    // Not JSON: parseSafetensorsHeader says so.
+  }
+  return end;
+}
+
 export const safetensors: FormatHandler = {
   name: 'safetensors',
   access: 'random',
@@ -39,9 +54,13 @@ export const safetensors: FormatHandler = {
     const json = await source.read(8, length);
     if (json.length < length) throw new FormatError('truncated', `safetensors: the ${length}-byte header is cut short`);
     yield { name: '(header)', size: json.length, stream: () => (async function* one() { yield json; })() };
+    // Bytes after the last tensor (an appended file, a writer's bug) make the header invalid for
+    // loading, not unreadable: the tensors are read as the header says, the rest as one more member.
+    const described = 8 + length + dataEnd(json);
+    const tensorsEnd = described < source.size ? described : source.size;
     let header;
     try {
-      header = parseSafetensorsHeader(json, source.size, context.name ?? 'safetensors');
+      header = parseSafetensorsHeader(json, tensorsEnd, context.name ?? 'safetensors');
     } catch (error) {
       const message = (error as Error).message.replace(/ The file is corrupt or incomplete;.*$/, '');
       throw new FormatError(/truncated/.test(message) ? 'truncated' : 'corrupt', `safetensors: ${message}`);
@@ -54,6 +73,10 @@ export const safetensors: FormatHandler = {
       if (end === begin) continue;
       const slice = sliceSource(source, data + begin, end - begin);
       yield { name, size: slice.size, source: slice, stream: () => sourceChunks(slice, context.signal) };
+    }
+    if (tensorsEnd < source.size) {
+      const rest = sliceSource(source, tensorsEnd, source.size - tensorsEnd);
+      yield { name: '(after the tensors)', size: rest.size, source: rest, stream: () => sourceChunks(rest, context.signal) };
     }
   },
 };

@@ -63,6 +63,11 @@ describe('safetensors files', () => {
     writeFileSync(cut, whole.subarray(0, whole.length - 100));
     expect((await scanPaths([cut], quiet)).findings.map((f) => f.rule)).toEqual(['unscanned-truncated']);
 
+    // Bytes appended after the last tensor are read as one more member.
+    const appended = path.join(root, 'appended.safetensors');
+    writeFileSync(appended, Buffer.concat([safetensorsFile({ a: randomBytes(1000) }), Buffer.from(`\nGITHUB_TOKEN=${githubToken('ghp')}\n`)]));
+    expect((await scanPaths([appended], quiet)).findings.map((f) => `${f.chain?.[0]}|${f.rule}`)).toEqual(['(after the tensors)|github-token']);
+
     expect(detectContainer(Buffer.from('{"a": 1, "b": [1, 2, 3]}\n'))).toBeUndefined();
     expect(detectContainer(Buffer.from('12345678{"not": "a header"}'))).toBeUndefined();
   });
