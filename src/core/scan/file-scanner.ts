@@ -86,8 +86,9 @@ export function isQuietText(bytes: Buffer, start: number, end: number, name: str
   // Separate passes: one pattern for all three is slower (its alternatives start on common letters).
   if (NOT_TEXTY.test(text) || ANY_RULE_LITERAL.test(text) || mayHoldSopsMetadata(text) || hasBase64Run(text)) return false;
   for (const secret of environment.operatorSecrets) if (text.includes(secret.value)) return false;
-  // Printable ASCII only: of the known magics only bzip2's (`BZh91AY&SY`) and zlib's (`x^`) are
-  // printable; the containers themselves never are, but the registry has the last word.
+  // Printable ASCII only: of the known magics only bzip2's (`BZh91AY&SY`), zlib's (`x^`) and a git
+  // bundle's (`# v2 git bundle`, whose packfile never is printable) are printable; the containers
+  // themselves never are, but the registry has the last word.
   const first = bytes[start];
   if ((first === 0x42 || first === 0x78) && detectContainer(bytes, start, end)) return false;
   return true;
