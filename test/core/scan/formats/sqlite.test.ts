@@ -10,6 +10,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scanPaths } from '../../../../src/core/scan/index.js';
 import { detectContainer } from '../../../../src/core/scan/formats/container-kind.js';
+import { bufferSource } from '../../../../src/core/scan/formats/byte-source.js';
+import { sqlite as sqliteFormat } from '../../../../src/core/scan/formats/sqlite.js';
 import { fakeTokens, githubToken, randomString } from '../../../helpers/credentials.js';
 import { tempDir } from '../../../helpers/tmp.js';
 
@@ -92,5 +94,25 @@ describe('sqlite databases', () => {
     closeSync(fd);
     const report = await scanPaths([broken], quiet);
     expect(report.findings.map((f) => `${f.rule}|${(f.chain ?? []).join(' › ')}`)).toEqual(['unscanned-corrupt|(table t)']);
+  });
+
+  it('stops reading a table when the signal aborts', async () => {
+    const root = await tempDir();
+    const db = path.join(root, 'many.db');
+    sqlite(db, `PRAGMA page_size = 512; BEGIN; CREATE TABLE t (a TEXT); ${Array.from({ length: 24000 }, (_, i) => `INSERT INTO t VALUES ('row number ${i} of many, with enough text to fill the pages');`).join('')} COMMIT;`);
+    const controller = new AbortController();
+    const context = { signal: controller.signal, unreadable: () => undefined, problem: () => undefined };
+    const members = sqliteFormat.members(bufferSource(readFileSync(db)), context);
+    const reading = (async () => {
+      for await (const member of members) {
+        let bytes = 0;
+        for await (const piece of member.stream()) {
+          bytes += piece.length;
+          controller.abort(new Error('stopped'));
+        }
+        return bytes;
+      }
+    })();
+    await expect(reading).rejects.toThrow('stopped');
   });
 });
