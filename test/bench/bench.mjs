@@ -195,7 +195,10 @@ function realisticNixTree(dir, count) {
       '',
       '  config = lib.mkIf cfg.enable {',
     ];
-    for (let line = 0; lines.length < targetLines - 4; line += 1) {
+    let chars = lines.join('\n').length;
+    // Stop at the line count drawn for this file, or before the file grows past ~6 KB.
+    for (let line = 0; lines.length < targetLines - 4 && chars < 5600; line += 1) {
+      const before = lines.length;
       switch (line % 8) {
         case 0:
           lines.push(`    systemd.services.${service}-${line} = {`, `      description = "${service} worker ${line} (${digest(line).slice(0, 24)})";`, '      wantedBy = [ "multi-user.target" ];', `      after = [ "network-online.target" "${words[line % words.length]}.service" ];`, '    };');
@@ -221,6 +224,13 @@ function realisticNixTree(dir, count) {
         default:
           lines.push(`    fileSystems."/srv/${service}/${line}" = { device = "/dev/disk/by-uuid/${digest(`u${line}`).slice(0, 8)}-${digest(`v${line}`).slice(0, 4)}"; fsType = "ext4"; options = [ "noatime" ]; };`);
       }
+      for (const added of lines.slice(before)) chars += added.length + 1;
+    }
+    // Short files get a documented default block, so every file is at least ~2 KB.
+    for (let extra = 0; chars < 2100; extra += 1) {
+      const added = `    # default ${extra}: ${service} falls back to ${words[extra % words.length]} (${digest(`e${extra}`).slice(0, 32)})`;
+      lines.push(added);
+      chars += added.length + 1;
     }
     lines.push('  };', '}', '');
     const text = lines.join('\n');
