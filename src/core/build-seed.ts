@@ -298,7 +298,8 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     let done = 0;
     const report = (file: string) => (bytes: number) => {
       done += bytes;
-      options.onProgress?.({ phase: 'copy', bytes: done, total, path: file });
+      // The read-back verify reads every byte again: the copy's ETA includes it.
+      options.onProgress?.({ phase: 'copy', bytes: done, total, path: file, ...(options.verify ? { following: total } : {}) });
     };
 
     // 3. Copy: hash, scan and write in one pass; keep files an interrupted run already completed.
