@@ -263,7 +263,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     if (blocking.length > 0) throw secretsError(blocking, 'the source archive');
     const archiveSize = (await stat(archivePath)).size;
     // Carried flake inputs are packed, proved and scanned in the same local temp folder.
-    const carried = await carryFlakeInputs(plan, workDir, options);
+    const carried = await carryFlakeInputs(plan, workDir, options, sopsSources);
     allowed.push(...carried.allowed);
     options.onStep?.('archive', 'done', `${plural(plan.source.entries.length, 'entry', 'entries')}, ${formatBytes(archiveSize)}${carried.files.length > 0 ? `; ${plural(carried.files.length, 'flake input')} carried` : ''}`);
     checkCancelled();
@@ -427,7 +427,12 @@ async function signPhase(options: BuildOptions, target: string, manifestText: st
  * against the lock's narHash and feeding every file to a leak gate that knows the input's own
  * `.sops.yaml`. A blocking finding throws SecretsFoundError before anything reaches the media.
  */
-async function carryFlakeInputs(plan: BuildPlan, workDir: string, options: BuildOptions): Promise<{ files: CarriedFile[]; allowed: Finding[] }> {
+async function carryFlakeInputs(
+  plan: BuildPlan,
+  workDir: string,
+  options: BuildOptions,
+  repositorySopsSources: { path: string; label: string }[],
+): Promise<{ files: CarriedFile[]; allowed: Finding[] }> {
   const files: CarriedFile[] = [];
   const allowed: Finding[] = [];
   if (plan.flake.carried.length === 0) return { files, allowed };
@@ -440,11 +445,13 @@ async function carryFlakeInputs(plan: BuildPlan, workDir: string, options: Build
     const localPath = path.join(workDir, relPath);
     const result = await packCarriedInput(carried, localPath, {
       workDir,
-      gate: (sopsConfig) =>
+      // The repository's SOPS values and the input's own are needles in the input's files.
+      gate: (sopsConfig, root) =>
         createLeakGate({
           allowlist: options.scan.allowlist,
           operatorSecrets: options.scan.operatorSecrets,
           sopsConfig,
+          sopsSources: [...repositorySopsSources, { path: root, label: `${INPUTS_DIR}/${carried.name}` }],
           ...(options.scan.limits ? { limits: options.scan.limits } : {}),
           ...(options.signal ? { signal: options.signal } : {}),
         }),
