@@ -98,4 +98,18 @@ describe('build --device --iso on a loop device', () => {
     expect(flippedJson.installer.ok).toBe(false);
     expect(flippedJson.installer.sha256.actual).not.toBe(flippedJson.installer.sha256.expected);
   });
+
+  it('records an installer image found already on the stick (written with dd, no --iso)', async () => {
+    const dir = await tempDir('dubnium-whole-stick-found-');
+    const iso = await installerIso(dir, {});
+    const { device } = await loopDisk(96, iso);
+    const built = await runCli(['build', ...(await seedArgs()), '--device', device, '--yes', '--json']);
+    expect(built.stderr).not.toMatch(/internal error/);
+    expect(built.code).toBe(0);
+    const verified = await runCli(['verify', device, '--json']);
+    expect(verified.code).toBe(0);
+    const report = JSON.parse(verified.stdout) as { manifest: { installer?: { length: number } }; installer: { recorded: boolean; ok: boolean } };
+    expect(report.manifest.installer?.length).toBe((await stat(iso)).size);
+    expect(report.installer).toMatchObject({ recorded: true, ok: true });
+  });
 });
