@@ -58,6 +58,16 @@ describe('scan an installer image', () => {
     expect(result.findings.map((finding) => `${finding.path}|${finding.inner}`)).toContain(`initrd.cpio|/${KEY_NAME}`);
   });
 
+  it('does not pass a printable cpio it cannot read whole as quiet text (a cut-short archive is unscanned)', async () => {
+    const folder = path.join(dir, 'cpio-cut');
+    await mkdir(folder, { recursive: true });
+    // Printable ASCII only, no rule literal: the quiet-text shortcut would pass it without asking the registry.
+    await writeFile(path.join(folder, 'initrd.cpio'), '070701000000010000');
+    const result = await scanJson(folder);
+    expect(result.code).toBe(4);
+    expect(result.findings.map((finding) => finding.rule)).toContain('unscanned-truncated');
+  });
+
   it('finds a host key in the zstd nix-store.squashfs under a store path, naming the chain', async () => {
     const work = path.join(dir, 'squashfs');
     const root = path.join(work, 'store-root');
