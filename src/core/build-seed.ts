@@ -27,6 +27,7 @@ import {
   renderManifest,
   type Manifest,
   type ManifestFile,
+  type ManifestInstaller,
 } from './manifest.js';
 import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
 import { readThrough } from './read-direct.js';
@@ -72,6 +73,8 @@ export interface BuildOptions {
   label?: string;
   /** Leak gate settings. */
   scan: { allowlist: AllowEntry[]; operatorSecrets: boolean; limits?: LeakGateOptions['limits'] };
+  /** The installer image on the stick (a device build), recorded in the manifest before it is written (and signed). */
+  installer?: ManifestInstaller;
   /** Read the whole seed back and verify it after writing. */
   verify: boolean;
   /**
@@ -359,7 +362,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     manifestFiles.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     const checksums = renderChecksums(manifestFiles);
     await writeAtomic(path.join(target, CHECKSUMS_NAME), checksums);
-    const manifestText = renderManifest({ ...makeManifest(options, plan, manifestFiles, checksums), ...flakeManifest(plan.flake, carried.files, options.flakeInputs) });
+    const manifestText = renderManifest({ ...makeManifest(options, plan, manifestFiles, checksums), ...flakeManifest(plan.flake, carried.files, options.flakeInputs), ...(options.installer ? { installer: options.installer } : {}) });
     const manifest = parseManifest(manifestText).manifest!;
     await writeAtomic(path.join(target, MANIFEST_NAME), manifestText);
     await journal.close();

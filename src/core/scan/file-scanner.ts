@@ -86,11 +86,12 @@ export function isQuietText(bytes: Buffer, start: number, end: number, name: str
   // Separate passes: one pattern for all three is slower (its alternatives start on common letters).
   if (NOT_TEXTY.test(text) || ANY_RULE_LITERAL.test(text) || mayHoldSopsMetadata(text) || hasBase64Run(text)) return false;
   if (environment.operatorSecrets.length > 0 && holdsOperatorSecret(text, environment.operatorSecrets)) return false;
-  // Printable ASCII only: of the known magics only bzip2's (`BZh91AY&SY`), zlib's (`x^`) and a git
-  // bundle's (`# v2 git bundle`, whose packfile never is printable) are printable; the containers
-  // themselves never are, but the registry has the last word.
+  // Printable ASCII only: of the known magics only bzip2's (`BZh91AY&SY`), zlib's (`x^`), cpio's
+  // (`070701...`: a newc/odc archive of text files is all printable) and a git bundle's (`# v2 git
+  // bundle`, whose packfile never is printable) are; the other containers never are (an ISO's CD001
+  // sits behind 32 KiB of zeros), but the registry has the last word.
   const first = bytes[start];
-  if ((first === 0x42 || first === 0x78) && detectContainer(bytes, start, end)) return false;
+  if ((first === 0x42 || first === 0x78 || first === 0x30) && detectContainer(bytes, start, end)) return false;
   return true;
 }
 
