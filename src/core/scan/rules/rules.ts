@@ -6,6 +6,7 @@
 import { createRequire } from 'node:module';
 import type * as Bech32 from 'bech32';
 import { nodeCrypto } from './fingerprint.js';
+import * as L from './literals.js';
 import { serviceRules } from './service-rules.js';
 import { base62, crc32, entropy, isDescriptivePlaceholder, isTemplateValue, looksLikePlaceholder, textyRatio } from './text-util.js';
 
@@ -205,8 +206,8 @@ interface TokenRule {
   /** The secret inside the match (default: the whole match). */
   group?: number;
   valid: (secret: string, match: RegExpExecArray) => boolean;
-  /** Cheap test that must pass for the pattern to match at all (a literal it cannot match without). */
-  mayMatch: (text: string) => boolean;
+  /** The literal family (literals.ts) the pattern cannot match without. */
+  family: number;
   note?: string;
 }
 
@@ -215,48 +216,45 @@ function githubChecksumValid(token: string): boolean {
   return base62(crc32(body)) === token.slice(34, 40);
 }
 
-// The aws-secret-access-key pattern cannot match without this word (any case).
-const AWS_SECRET_WORD = /secret_?access/i;
-
 const TOKEN_RULES: TokenRule[] = [
   {
     rule: 'github-token',
-    mayMatch: (text) => text.includes('_') && (text.includes('ghp_') || text.includes('gho_') || text.includes('ghu_') || text.includes('ghs_') || text.includes('ghr_')),
+    family: L.GITHUB,
     kind: 'github-token',
     pattern: /(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36}(?![A-Za-z0-9_])/g,
     valid: githubChecksumValid,
   },
   {
     rule: 'github-fine-grained-token',
-    mayMatch: (text) => text.includes('github_pat_'),
+    family: L.GITHUB,
     kind: 'github-token',
     pattern: /(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}(?![A-Za-z0-9_])/g,
     valid: (secret) => !looksLikePlaceholder(secret.slice(11), 3.5),
   },
   {
     rule: 'huggingface-token',
-    mayMatch: (text) => text.includes('hf_'),
+    family: L.HUGGINGFACE,
     kind: 'huggingface-token',
     pattern: /(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{34}(?![A-Za-z0-9_])/g,
     valid: (secret) => !looksLikePlaceholder(secret.slice(3), 3.5),
   },
   {
     rule: 'openai-key',
-    mayMatch: (text) => text.includes('sk-'),
+    family: L.SK,
     kind: 'openai-key',
     pattern: /(?<![A-Za-z0-9_-])sk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{40,}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})(?![A-Za-z0-9_-])/g,
     valid: (secret) => !looksLikePlaceholder(secret.replace(/^sk-(?:proj|svcacct|admin|None)-/, '').replace(/^sk-/, ''), 3.5),
   },
   {
     rule: 'tailscale-key',
-    mayMatch: (text) => text.includes('tskey-'),
+    family: L.TAILSCALE,
     kind: 'tailscale-key',
     pattern: /(?<![A-Za-z0-9_-])tskey-(?:[a-z]+-)?[A-Za-z0-9]{6,}-[A-Za-z0-9]{16,}(?![A-Za-z0-9_-])/g,
     valid: (secret) => !looksLikePlaceholder(secret.slice(secret.lastIndexOf('-') + 1), 3.3),
   },
   {
     rule: 'slack-token',
-    mayMatch: (text) => text.includes('xox'),
+    family: L.SLACK,
     kind: 'slack-token',
     // Numeric workspace/user ids, then a random part of 20+ characters: `xoxp-0-stub-token` is a stub.
     pattern: /(?<![A-Za-z0-9_-])xox[abposr]-(?:\d+-)+(?:[A-Za-z0-9]+-)*[A-Za-z0-9]{20,}(?![A-Za-z0-9_-])/g,
@@ -264,7 +262,7 @@ const TOKEN_RULES: TokenRule[] = [
   },
   {
     rule: 'aws-secret-access-key',
-    mayMatch: (text) => AWS_SECRET_WORD.test(text),
+    family: L.AWS_SECRET,
     kind: 'aws-secret-key',
     pattern: /aws_?secret_?access_?key["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])/gi,
     group: 1,
@@ -272,7 +270,7 @@ const TOKEN_RULES: TokenRule[] = [
   },
   {
     rule: 'nix-access-token',
-    mayMatch: (text) => text.includes('access-tokens'),
+    family: L.NIX_ACCESS_TOKENS,
     kind: 'nix-access-token',
     pattern: /access-tokens\s*=\s*((?:[\w.-]+=[^\s"';]+\s*)+)/g,
     group: 1,
@@ -283,9 +281,9 @@ const TOKEN_RULES: TokenRule[] = [
   },
 ];
 
-function tokenRules(text: string, hits: RawHit[]): void {
+function tokenRules(text: string, hits: RawHit[], families: number): void {
   for (const rule of TOKEN_RULES) {
-    if (!rule.mayMatch(text)) continue;
+    if ((families & rule.family) === 0) continue;
     rule.pattern.lastIndex = 0;
     for (let match = rule.pattern.exec(text); match; match = rule.pattern.exec(text)) {
       const secret = rule.group ? match[rule.group]! : match[0];
@@ -330,14 +328,36 @@ const URL_PLACEHOLDER = /^(?:pass(?:word)?|passwd|secret|token|pat|x-oauth-basic
  */
 const DOCUMENTATION_HOST = /(?:^|\.)(?:example\.(?:com|net|org)|example|invalid)$/i;
 
+// After `://`: user, `:`, password, `@`, host (the scheme before it is checked by hand).
+const URL_USERINFO = /([^\s:@/"'`<>(){}[\]\\]{1,128}):([^\s@/"'`<>(){}[\]\\]{3,256})@([A-Za-z0-9._-]+)/y;
+
+/** Whether a URL scheme (`\b[a-z][a-z0-9+.-]{1,15}`, any case) ends right before `colon`. */
+function schemeBefore(text: string, colon: number): boolean {
+  // Walk back over scheme characters; the scheme may start at any letter in the last 16 of them
+  // that has a word boundary before it.
+  for (let start = colon - 1; start >= 0 && start >= colon - 16; start--) {
+    const code = text.charCodeAt(start);
+    const letter = (code | 0x20) >= 0x61 && (code | 0x20) <= 0x7a;
+    if (!letter && !(code >= 0x30 && code <= 0x39) && code !== 0x2b && code !== 0x2e && code !== 0x2d) return false;
+    if (letter && colon - start >= 2) {
+      const before = start === 0 ? 0x20 : text.charCodeAt(start - 1);
+      const word = (before >= 0x30 && before <= 0x39) || ((before | 0x20) >= 0x61 && (before | 0x20) <= 0x7a) || before === 0x5f;
+      if (!word) return true;
+    }
+  }
+  return false;
+}
+
 function urlCredentialRule(text: string, hits: RawHit[]): void {
-  const pattern = /\b[a-z][a-z0-9+.-]{1,15}:\/\/([^\s:@/"'`<>(){}[\]\\]{1,128}):([^\s@/"'`<>(){}[\]\\]{3,256})@([A-Za-z0-9._-]+)/gi;
-  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+  for (let colon = text.indexOf('://'); colon !== -1; colon = text.indexOf('://', colon + 3)) {
+    URL_USERINFO.lastIndex = colon + 3;
+    const match = URL_USERINFO.exec(text);
+    if (!match || !schemeBefore(text, colon)) continue;
     const password = match[2]!;
     if (DOCUMENTATION_HOST.test(match[3]!.replace(/\.$/, ''))) continue;
     if (/^[$%{<@]/.test(password) || isTemplateValue(password) || URL_PLACEHOLDER.test(password) || /\$\{|\{\{|<[^>]*>/.test(password)) continue;
     if (/^(?:example|sample|dummy|placeholder|changeme|redacted)/i.test(password) || /x{4,}|X{4,}/.test(password)) continue;
-    const start = match.index + match[0].indexOf(':', match[0].indexOf('://') + 3) + 1;
+    const start = match.index + match[1]!.length + 1;
     hits.push({ rule: 'url-credentials', kind: 'url-credentials', secret: password, start, end: start + password.length });
   }
 }
@@ -497,35 +517,39 @@ function operatorRule(text: string, hits: RawHit[], context: TextScanContext): v
   }
 }
 
-/**
- * Every literal the rule guards below look for, in one pattern: most files hold none of them, and one
- * native search rules them all out (a dozen `includes` calls cost twice as much on short files).
- */
-export const ANY_RULE_LITERAL =
-  /AGE-|-----BEGIN |PuTTY-User-Key-File-|g(?:h[pousr]_|ithub_pat_)|hf_|sk-|tskey-|xox|[sS][eE][cC][rR][eE][tT]_?[aA][cC][cC][eE][sS][sS]|access-tokens|A(?:KI|SI)A|:\/\/|==|[pP][rR][iI][vV][aA][tT][eE][_-]?[kK][eE][yY]|assword|npm_|pypi-|AIza|:AA|eyJ|"auth"|AccountKey|psk|resharedKey|ASSWORD|ASSPHRASE|_PASS|ACCOUNT_KEY|gl(?:pat|dt|rt|ptt|ft|cbt|soat)-/;
-
-
-/** Cheap guards: skip a rule family when its literal cannot occur in the text. */
+/** Every rule over one text window. */
 export function scanText(text: string, context: TextScanContext): RawHit[] {
   const hits: RawHit[] = [];
-  if (ANY_RULE_LITERAL.test(text)) literalRules(text, hits);
+  const families = L.ruleLiterals(text);
+  if (families !== 0) literalRules(text, hits, families);
   base64WrappedRule(text, hits, context);
   if (context.operatorSecrets.length > 0) operatorRule(text, hits, context);
   return hits;
 }
 
-/** The rules that need a literal; each runs only when its own literal occurs. */
-function literalRules(text: string, hits: RawHit[]): void {
-  if (text.includes('AGE-')) ageRule(text, hits);
-  if (text.includes('-----BEGIN ')) armoredKeyRule(text, hits);
-  if (text.includes('PuTTY-User-Key-File-')) puttyRule(text, hits);
-  tokenRules(text, hits);
-  if (text.includes('AKIA') || text.includes('ASIA')) awsKeyRule(text, hits);
-  if (text.includes('://')) urlCredentialRule(text, hits);
-  if (text.includes('==')) nixCacheKeyRule(text, hits);
-  if (/private[_-]?key/i.test(text)) wireguardRule(text, hits);
-  if (text.includes('assword')) nixPasswordRule(text, hits);
-  serviceRules(text, hits);
+/**
+ * Whether the literal rules find anything in `text`, given its families (`ruleLiterals`): a text
+ * that holds `://` or `password` but no credential is as quiet as one that holds neither.
+ */
+export function literalRulesHit(text: string, families: number): boolean {
+  if (families === 0) return false;
+  const hits: RawHit[] = [];
+  literalRules(text, hits, families);
+  return hits.length > 0;
+}
+
+/** The rules that need a literal; each runs only when its family's literal occurs (literals.ts). */
+function literalRules(text: string, hits: RawHit[], families: number): void {
+  if (families & L.AGE) ageRule(text, hits);
+  if (families & L.ARMOR) armoredKeyRule(text, hits);
+  if (families & L.PUTTY) puttyRule(text, hits);
+  tokenRules(text, hits, families);
+  if (families & L.AWS_KEY_ID) awsKeyRule(text, hits);
+  if (families & L.URL) urlCredentialRule(text, hits);
+  if (families & L.NIX_CACHE_KEY) nixCacheKeyRule(text, hits);
+  if (families & L.PRIVATE_KEY) wireguardRule(text, hits);
+  if (families & L.PASSWORD) nixPasswordRule(text, hits);
+  serviceRules(text, hits, families);
 }
 
 /** True when entropy says a value is random enough to be a credential (used by SOPS checks). */

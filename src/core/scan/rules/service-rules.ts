@@ -6,6 +6,7 @@
  * (WireGuard public keys, Tailscale node keys, SSH certificates) never match. Pure functions over
  * constant tables: safe inside worker threads.
  */
+import * as L from './literals.js';
 import type { RawHit } from './rules.js';
 import { base62, crc32, entropy, isDescriptivePlaceholder, isTemplateValue, looksLikePlaceholder } from './text-util.js';
 
@@ -17,8 +18,8 @@ function crcTokenValid(body: string): boolean {
 interface ServiceRule {
   rule: string;
   kind: string;
-  /** Runs only when the text holds this literal. */
-  literal: string;
+  /** Runs only when the text holds its family's literal (literals.ts). */
+  family: number;
   pattern: RegExp;
   group?: number;
   valid: (secret: string) => boolean;
@@ -43,14 +44,14 @@ const SERVICE_RULES: ServiceRule[] = [
   {
     rule: 'openrouter-key',
     kind: 'openrouter-key',
-    literal: 'sk-or-',
+    family: L.SK,
     pattern: /(?<![A-Za-z0-9_-])sk-or-v1-[0-9a-f]{64}(?![A-Za-z0-9_-])/g,
     valid: (secret) => entropy(secret.slice(9)) > 3.3,
   },
   {
     rule: 'anthropic-key',
     kind: 'anthropic-key',
-    literal: 'sk-ant-',
+    family: L.SK,
     // sk-ant-api03-<93 base64url>AA (admin keys: sk-ant-admin01-...).
     pattern: /(?<![A-Za-z0-9_-])sk-ant-(?:api|admin|oat|sid)\d{2}-[A-Za-z0-9_-]{80,100}AA(?![A-Za-z0-9_-])/g,
     valid: (secret) => !looksLikePlaceholder(secret.slice(secret.indexOf('-', 7) + 1), 4),
@@ -58,7 +59,7 @@ const SERVICE_RULES: ServiceRule[] = [
   {
     rule: 'gitlab-token',
     kind: 'gitlab-token',
-    literal: 'gl',
+    family: L.GITLAB,
     // Legacy: prefix + 20 characters; routable (GitLab 17.8+): prefix + base64url payload + `.` + version + `.` + CRC part.
     pattern: /(?<![A-Za-z0-9_-])gl(?:pat|dt|rt|ptt|ft|cbt|soat)-(?:[A-Za-z0-9_-]{20}|[A-Za-z0-9_-]{27,300}\.[0-9a-z]{2}\.[0-9a-z]{7,9})(?![A-Za-z0-9_.-])/g,
     valid: (secret) => {
@@ -69,14 +70,14 @@ const SERVICE_RULES: ServiceRule[] = [
   {
     rule: 'npm-token',
     kind: 'npm-token',
-    literal: 'npm_',
+    family: L.NPM,
     pattern: /(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])/g,
     valid: (secret) => crcTokenValid(secret.slice(4)),
   },
   {
     rule: 'pypi-token',
     kind: 'pypi-token',
-    literal: 'pypi-',
+    family: L.PYPI,
     // A macaroon, base64url: its location field names the index (pypi.org or test.pypi.org).
     pattern: /(?<![A-Za-z0-9_-])pypi-AgE[A-Za-z0-9_-]{50,}(?![A-Za-z0-9_-])/g,
     valid: (secret) => /(?:^|[^a-z])(?:test\.)?pypi\.org/.test(Buffer.from(secret.slice(5), 'base64url').toString('latin1', 0, 64)),
@@ -84,14 +85,14 @@ const SERVICE_RULES: ServiceRule[] = [
   {
     rule: 'google-api-key',
     kind: 'google-api-key',
-    literal: 'AIza',
+    family: L.GOOGLE,
     pattern: /(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])/g,
     valid: (secret) => !looksLikePlaceholder(secret.slice(4), 3.5),
   },
   {
     rule: 'telegram-bot-token',
     kind: 'telegram-bot-token',
-    literal: ':AA',
+    family: L.TELEGRAM,
     // <bot id>:<35 characters, starting AA>.
     pattern: /(?<![A-Za-z0-9_:-])\d{8,10}:AA[A-Za-z0-9_-]{33}(?![A-Za-z0-9_-])/g,
     valid: (secret) => {
@@ -102,7 +103,7 @@ const SERVICE_RULES: ServiceRule[] = [
   {
     rule: 'cachix-auth-token',
     kind: 'cachix-auth-token',
-    literal: 'eyJ',
+    family: L.JWT,
     // Cachix tokens are HS256 JWTs whose claims carry a token id and its scopes.
     pattern: /(?<![A-Za-z0-9_.-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_.-])/g,
     valid: (secret) => {
@@ -113,7 +114,7 @@ const SERVICE_RULES: ServiceRule[] = [
   {
     rule: 'azure-storage-key',
     kind: 'azure-storage-key',
-    literal: 'AccountKey',
+    family: L.AZURE,
     pattern: /AccountKey\s*=\s*([A-Za-z0-9+/]{86}==)/g,
     group: 1,
     valid: (secret) => Buffer.from(secret, 'base64').length === 64 && !looksLikePlaceholder(secret, 4),
@@ -121,7 +122,7 @@ const SERVICE_RULES: ServiceRule[] = [
   {
     rule: 'wireguard-preshared-key',
     kind: 'wireguard-preshared-key',
-    literal: 'resharedKey',
+    family: L.PRESHARED,
     pattern: /[pP]resharedKey["']?\s*(?:=|:)\s*["']?([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)(?![A-Za-z0-9+/=])/g,
     group: 1,
     valid: (secret) => !looksLikePlaceholder(secret, 3.5),
@@ -188,13 +189,10 @@ function dockerAuthRule(text: string, hits: RawHit[]): void {
   }
 }
 
-/**
- * The rules of this file, each run only when its literal occurs in `text`. Their literals are in
- * rules.ts's ANY_RULE_LITERAL (netrc entries need `password`, which is there already).
- */
-export function serviceRules(text: string, hits: RawHit[]): void {
+/** The rules of this file, each run only when its family's literal occurs in `text` (see literals.ts). */
+export function serviceRules(text: string, hits: RawHit[], families: number): void {
   for (const rule of SERVICE_RULES) {
-    if (!text.includes(rule.literal)) continue;
+    if ((families & rule.family) === 0) continue;
     rule.pattern.lastIndex = 0;
     for (let match = rule.pattern.exec(text); match; match = rule.pattern.exec(text)) {
       const secret = rule.group ? match[rule.group]! : match[0];
@@ -203,8 +201,9 @@ export function serviceRules(text: string, hits: RawHit[]): void {
       hits.push({ rule: rule.rule, kind: rule.kind, secret, start, end: start + secret.length, ...(rule.note ? { note: rule.note } : {}) });
     }
   }
-  if (text.includes('psk')) wifiPskRule(text, hits);
-  if (text.includes('ASSWORD') || text.includes('ASSPHRASE') || text.includes('_PASS') || text.includes('ACCOUNT_KEY')) envPasswordRule(text, hits);
-  if (text.includes('achine ')) netrcRule(text, hits);
-  if (text.includes('"auth"')) dockerAuthRule(text, hits);
+  if (families & L.PSK) wifiPskRule(text, hits);
+  if (families & L.ENV_PASSWORD) envPasswordRule(text, hits);
+  // A .netrc entry needs `password` (so the PASSWORD family) and `machine`.
+  if (families & L.PASSWORD && text.includes('achine ')) netrcRule(text, hits);
+  if (families & L.DOCKER_AUTH) dockerAuthRule(text, hits);
 }

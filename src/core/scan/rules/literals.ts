@@ -1,0 +1,194 @@
+/**
+ * Which rule families a text can trigger, found in one cheap sweep. Every rule needs a literal (a
+ * token prefix, an option name, `://`); most texts hold none, and those that do hold few. A regex
+ * alternation of all the literals runs at a few hundred MB/s, because its alternatives start on
+ * common letters, and one `includes` per literal is thirty passes. Instead each literal is anchored
+ * on a character that is rare in configuration text (`_`, `-`, `:`, `A`, `k`, `K`, `w`, `J`), the
+ * text is swept for those eight characters with `indexOf` (a vectorized search), and each
+ * occurrence is checked against the few literals around it. The result is a bit mask of families.
+ *
+ * The mask is a superset: a family's bit is set whenever its rule's pattern could match (the
+ * pattern needs the literal), never the reverse. test/core/scan/rules/literals.test.ts holds the
+ * old literal guards as the oracle.
+ */
+
+export const AGE = 1 << 0;
+export const ARMOR = 1 << 1;
+export const PUTTY = 1 << 2;
+export const GITHUB = 1 << 3;
+export const HUGGINGFACE = 1 << 4;
+/** `sk-`: OpenAI, OpenRouter (`sk-or-`), Anthropic (`sk-ant-`). */
+export const SK = 1 << 5;
+export const TAILSCALE = 1 << 6;
+export const SLACK = 1 << 7;
+/** `secret_access_key` in any case, with or without underscores. */
+export const AWS_SECRET = 1 << 8;
+export const NIX_ACCESS_TOKENS = 1 << 9;
+/** `AKIA` / `ASIA` key ids. */
+export const AWS_KEY_ID = 1 << 10;
+export const URL = 1 << 11;
+/** `name:` followed by 86 base64 characters and `==`. */
+export const NIX_CACHE_KEY = 1 << 12;
+/** `private key` in any case, joined by nothing, `_` or `-`. */
+export const PRIVATE_KEY = 1 << 13;
+/** `assword` (also what a `.netrc` entry needs). */
+export const PASSWORD = 1 << 14;
+export const NPM = 1 << 15;
+export const PYPI = 1 << 16;
+export const GOOGLE = 1 << 17;
+export const TELEGRAM = 1 << 18;
+export const JWT = 1 << 19;
+export const DOCKER_AUTH = 1 << 20;
+export const AZURE = 1 << 21;
+export const PSK = 1 << 22;
+export const PRESHARED = 1 << 23;
+/** `PASSWORD`, `PASSPHRASE`, `_PASS`, `ACCOUNT_KEY` (environment-file names). */
+export const ENV_PASSWORD = 1 << 24;
+export const GITLAB = 1 << 25;
+
+const lower = (code: number): number => code | 0x20;
+
+/** Whether `text` holds `word` (lowercase letters) at `at`, in any case. */
+function wordAt(text: string, at: number, word: string): boolean {
+  if (at < 0 || at + word.length > text.length) return false;
+  for (let index = 0; index < word.length; index++) if (lower(text.charCodeAt(at + index)) !== word.charCodeAt(index)) return false;
+  return true;
+}
+
+/** Where a word ending at `end` starts when the word before it may be joined by nothing, `_` or `-`. */
+function joined(text: string, end: number): number {
+  const code = text.charCodeAt(end - 1);
+  return code === 0x5f || code === 0x2d ? end - 1 : end;
+}
+
+const GITLAB_PREFIXES = ['glpat', 'gldt', 'glrt', 'glptt', 'glft', 'glcbt', 'glsoat'];
+
+function atUnderscore(text: string, at: number): number {
+  let mask = 0;
+  const b1 = text.charCodeAt(at - 1);
+  const b2 = text.charCodeAt(at - 2);
+  const b3 = text.charCodeAt(at - 3);
+  // gh[pousr]_
+  if (b3 === 0x67 && b2 === 0x68 && (b1 === 0x70 || b1 === 0x6f || b1 === 0x75 || b1 === 0x73 || b1 === 0x72)) mask |= GITHUB;
+  else if (b1 === 0x62 && text.startsWith('github', at - 6)) mask |= GITHUB; // github_pat_
+  if (b2 === 0x68 && b1 === 0x66) mask |= HUGGINGFACE; // hf_
+  if (b3 === 0x6e && b2 === 0x70 && b1 === 0x6d) mask |= NPM; // npm_
+  return mask;
+}
+
+function atDash(text: string, at: number): number {
+  const b1 = text.charCodeAt(at - 1);
+  let mask = 0;
+  switch (b1) {
+    case 0x45: // E
+      if (text.startsWith('AGE', at - 3)) mask |= AGE;
+      break;
+    case 0x2d: // -
+      if (text.startsWith('-----BEGIN ', at - 1)) mask |= ARMOR;
+      break;
+    case 0x59: // Y
+      if (text.startsWith('PuTTY', at - 5)) mask |= PUTTY;
+      break;
+    case 0x6b: // k
+      if (text.charCodeAt(at - 2) === 0x73) mask |= SK;
+      break;
+    case 0x79: // y
+      if (text.startsWith('tskey', at - 5)) mask |= TAILSCALE;
+      break;
+    case 0x69: // i
+      if (text.startsWith('pypi', at - 4)) mask |= PYPI;
+      break;
+    case 0x74: // t: every GitLab prefix ends in it
+      for (const prefix of GITLAB_PREFIXES) {
+        if (text.startsWith(prefix, at - prefix.length)) {
+          mask |= GITLAB;
+          break;
+        }
+      }
+      break;
+    case 0x73: // s
+      if (text.startsWith('access', at - 6) && text.startsWith('tokens', at + 1)) mask |= NIX_ACCESS_TOKENS;
+      break;
+    default:
+  }
+  // xox[abposr]-
+  if ((b1 === 0x61 || b1 === 0x62 || b1 === 0x70 || b1 === 0x6f || b1 === 0x73 || b1 === 0x72) && text.startsWith('xox', at - 4)) mask |= SLACK;
+  return mask;
+}
+
+/** What `\s` matches in a latin1 view: the regexes these guards stand for allow it there. */
+function isSpace(code: number): boolean {
+  return code === 0x20 || (code >= 0x09 && code <= 0x0d) || code === 0xa0;
+}
+
+function atColon(text: string, at: number): number {
+  let mask = 0;
+  const next = text.charCodeAt(at + 1);
+  if (next === 0x2f && text.charCodeAt(at + 2) === 0x2f) mask |= URL;
+  else if (next === 0x41 && text.charCodeAt(at + 2) === 0x41) mask |= TELEGRAM;
+  if (text.charCodeAt(at + 87) === 0x3d && text.charCodeAt(at + 88) === 0x3d) mask |= NIX_CACHE_KEY;
+  // "auth" : (the docker rule's pattern allows whitespace before the colon)
+  let end = at;
+  while (end > 0 && isSpace(text.charCodeAt(end - 1))) end--;
+  if (text.charCodeAt(end - 1) === 0x22 && text.startsWith('"auth"', end - 6)) mask |= DOCKER_AUTH;
+  return mask;
+}
+
+function atCapitalA(text: string, at: number): number {
+  const next = text.charCodeAt(at + 1);
+  switch (next) {
+    case 0x4b: // K
+      return text.startsWith('AKIA', at) ? AWS_KEY_ID : 0;
+    case 0x53: // S
+      if (text.startsWith('ASIA', at)) return AWS_KEY_ID;
+      if (text.startsWith('ASSWORD', at) || text.startsWith('ASSPHRASE', at)) return ENV_PASSWORD;
+      return text.startsWith('_PASS', at - 2) ? ENV_PASSWORD : 0;
+    case 0x49: // I
+      return text.startsWith('AIza', at) ? GOOGLE : 0;
+    case 0x43: // C
+      return text.startsWith('ACCOUNT_KEY', at) ? ENV_PASSWORD : 0;
+    default:
+      return 0;
+  }
+}
+
+/** At a `k` or `K`: `key` in any case after `private` or `secret_access` (each joined any way), `psk`, and the two `…Key` names. */
+function atK(text: string, at: number): number {
+  let mask = 0;
+  if (text.charCodeAt(at) === 0x6b && text.charCodeAt(at - 1) === 0x73 && text.charCodeAt(at - 2) === 0x70) mask |= PSK;
+  if (lower(text.charCodeAt(at + 1)) !== 0x65 || lower(text.charCodeAt(at + 2)) !== 0x79) return mask;
+  const end = joined(text, at);
+  if (wordAt(text, end - 7, 'private')) mask |= PRIVATE_KEY;
+  if (wordAt(text, end - 6, 'access') && wordAt(text, joined(text, end - 6) - 6, 'secret')) mask |= AWS_SECRET;
+  if (text.charCodeAt(at) === 0x4b) {
+    if (text.startsWith('Account', at - 7)) mask |= AZURE;
+    else if (text.startsWith('reshared', at - 8)) mask |= PRESHARED;
+  }
+  return mask;
+}
+
+/** The rule families `text` may trigger (0 for most texts): a bit per family, see the constants above. */
+export function ruleLiterals(text: string): number {
+  let mask = 0;
+  for (let at = text.indexOf('_'); at !== -1; at = text.indexOf('_', at + 1)) mask |= atUnderscore(text, at);
+  for (let at = text.indexOf('-'); at !== -1; at = text.indexOf('-', at + 1)) mask |= atDash(text, at);
+  for (let at = text.indexOf(':'); at !== -1; at = text.indexOf(':', at + 1)) mask |= atColon(text, at);
+  for (let at = text.indexOf('A'); at !== -1; at = text.indexOf('A', at + 1)) mask |= atCapitalA(text, at);
+  for (let at = text.indexOf('k'); at !== -1; at = text.indexOf('k', at + 1)) mask |= atK(text, at);
+  for (let at = text.indexOf('K'); at !== -1; at = text.indexOf('K', at + 1)) mask |= atK(text, at);
+  // `assword` (password, Password): the rarest of its letters is the w.
+  for (let at = text.indexOf('w'); at !== -1; at = text.indexOf('w', at + 1)) {
+    if (text.startsWith('ass', at - 3) && text.startsWith('ord', at + 1)) {
+      mask |= PASSWORD;
+      break;
+    }
+  }
+  // eyJ (a JWT's header)
+  for (let at = text.indexOf('J'); at !== -1; at = text.indexOf('J', at + 1)) {
+    if (text.charCodeAt(at - 1) === 0x79 && text.charCodeAt(at - 2) === 0x65) {
+      mask |= JWT;
+      break;
+    }
+  }
+  return mask;
+}

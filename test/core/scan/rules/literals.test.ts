@@ -1,0 +1,120 @@
+/**
+ * The literal sweep that decides which rule families run: each family's bit must be set exactly when
+ * the text holds the literal its rule's pattern cannot match without (the regular expressions below
+ * are that oracle). A bit missing would skip a rule; a bit too many costs time, and is tested too.
+ * The URL rule, rewritten around `indexOf('://')`, must find what its old single pattern found.
+ */
+import { randomInt } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import * as L from '../../../../src/core/scan/rules/literals.js';
+import { scanText } from '../../../../src/core/scan/rules/rules.js';
+
+const ORACLE: [string, number, RegExp][] = [
+  ['AGE', L.AGE, /AGE-/],
+  ['ARMOR', L.ARMOR, /-----BEGIN /],
+  ['PUTTY', L.PUTTY, /PuTTY-/],
+  ['GITHUB', L.GITHUB, /gh[pousr]_|github_/],
+  ['HUGGINGFACE', L.HUGGINGFACE, /hf_/],
+  ['SK', L.SK, /sk-/],
+  ['TAILSCALE', L.TAILSCALE, /tskey-/],
+  ['SLACK', L.SLACK, /xox[abposr]-/],
+  ['AWS_SECRET', L.AWS_SECRET, /secret[_-]?access[_-]?key/i],
+  ['NIX_ACCESS_TOKENS', L.NIX_ACCESS_TOKENS, /access-tokens/],
+  ['AWS_KEY_ID', L.AWS_KEY_ID, /AKIA|ASIA/],
+  ['URL', L.URL, /:\/\//],
+  ['NIX_CACHE_KEY', L.NIX_CACHE_KEY, /:[^]{86}==/],
+  ['PRIVATE_KEY', L.PRIVATE_KEY, /private[_-]?key/i],
+  ['PASSWORD', L.PASSWORD, /assword/],
+  ['NPM', L.NPM, /npm_/],
+  ['PYPI', L.PYPI, /pypi-/],
+  ['GOOGLE', L.GOOGLE, /AIza/],
+  ['TELEGRAM', L.TELEGRAM, /:AA/],
+  ['JWT', L.JWT, /eyJ/],
+  ['DOCKER_AUTH', L.DOCKER_AUTH, /"auth"\s*:/],
+  ['AZURE', L.AZURE, /AccountKey/],
+  ['PSK', L.PSK, /psk/],
+  ['PRESHARED', L.PRESHARED, /resharedKey/],
+  ['ENV_PASSWORD', L.ENV_PASSWORD, /ASSWORD|ASSPHRASE|_PASS|ACCOUNT_KEY/],
+  ['GITLAB', L.GITLAB, /gl(?:pat|dt|rt|ptt|ft|cbt|soat)-/],
+];
+
+/** Each literal, near misses of it, and the characters the sweep anchors on. */
+const FRAGMENTS = [
+  'AGE-', 'AGE', 'GE-', '-----BEGIN ', '----BEGIN ', '-----BEGIN', 'PuTTY-', 'PuTTY', 'uTTY-', 'ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'ghx_', 'gh_',
+  'github_', 'github', 'ithub_', 'hf_', 'h_', 'f_', 'sk-', 's-', 'k-', 'tskey-', 'skey-', 'xoxb-', 'xoxa-', 'xoxp-', 'xoxo-', 'xoxs-', 'xoxr-', 'xoxz-',
+  'xox-', 'secret_access_key', 'SECRET_ACCESS_KEY', 'SecretAccessKey', 'secretaccesskey', 'secret-access-key', 'secret__access_key', 'secretaccess',
+  'access_key', 'access-tokens', 'access-token', 'ccess-tokens', 'AKIA', 'ASIA', 'AKI', 'SIA', '://', ':/', ':', '//', '==', '=', 'private_key',
+  'PRIVATE-KEY', 'PrivateKey', 'privatekey', 'private__key', 'rivatekey', 'privatek', 'assword', 'Password', 'PASSWORD', 'asswor', 'ssword',
+  'npm_', 'np_', 'pm_', 'pypi-', 'ypi-', 'AIza', 'AIz', ':AA', ':A', 'AA', 'eyJ', 'ey', 'yJ', '"auth"', '"auth" :', '"auth"\t\n:', '"auth"\u00a0:',
+  'auth":', '"auth', 'AccountKey', 'ccountKey', 'Accountkey', 'psk', 'ps', 'sk', 'resharedKey', 'esharedKey', 'resharedkey', 'PASSPHRASE',
+  'ASSPHRAS', '_PASS', '_PAS', 'ACCOUNT_KEY', 'CCOUNT_KEY', 'glpat-', 'gldt-', 'glrt-', 'glptt-', 'glft-', 'glcbt-', 'glsoat-', 'glxx-', 'gl-',
+  '_', '-', 'A', 'k', 'K', 'w', 'J', 'y', 'Y', 'e', 's', 't', 'x', 'i', ' ', '\n', 'a', 'b', 'p', 'o', 'r', 'E', 'S', 'C', 'I', 'P', '"',
+];
+
+function randomText(): string {
+  let out = '';
+  const pieces = randomInt(1, 14);
+  for (let piece = 0; piece < pieces; piece++) {
+    const roll = randomInt(10);
+    if (roll < 7) out += FRAGMENTS[randomInt(FRAGMENTS.length)];
+    else if (roll < 9) out += String.fromCharCode(randomInt(0x20, 0x7f)).repeat(randomInt(1, 4));
+    else out += 'x'.repeat(randomInt(80, 95)); // puts a `:` and a later `==` at every distance around 86
+  }
+  return out;
+}
+
+function names(mask: number): string[] {
+  return ORACLE.filter(([, bit]) => mask & bit).map(([name]) => name);
+}
+
+describe('ruleLiterals', () => {
+  it('sets a family exactly when the text holds its literal, on random texts', () => {
+    for (let trial = 0; trial < 40_000; trial++) {
+      const text = randomText();
+      const expected = ORACLE.filter(([, , pattern]) => pattern.test(text)).reduce((mask, [, bit]) => mask | bit, 0);
+      const actual = L.ruleLiterals(text);
+      if (actual !== expected) expect(names(actual), JSON.stringify(text)).toEqual(names(expected));
+    }
+  });
+
+  it('finds each literal at the very start and the very end of a text', () => {
+    const samples: [number, string][] = [
+      [L.AGE, 'AGE-'], [L.ARMOR, '-----BEGIN '], [L.GITHUB, 'ghp_'], [L.GITHUB, 'github_'], [L.HUGGINGFACE, 'hf_'], [L.SK, 'sk-'],
+      [L.SLACK, 'xoxb-'], [L.AWS_SECRET, 'SECRET_ACCESS_KEY'], [L.URL, '://'], [L.PRIVATE_KEY, 'privatekey'], [L.PASSWORD, 'assword'],
+      [L.JWT, 'eyJ'], [L.PSK, 'psk'], [L.ENV_PASSWORD, '_PASS'], [L.DOCKER_AUTH, '"auth":'], [L.TELEGRAM, ':AA'], [L.AZURE, 'AccountKey'],
+    ];
+    for (const [bit, literal] of samples) {
+      expect(L.ruleLiterals(literal) & bit, literal).toBe(bit);
+      expect(L.ruleLiterals(`some text before ${literal}`) & bit, literal).toBe(bit);
+    }
+    expect(L.ruleLiterals(`{ config, lib, pkgs, ... }:\n{\n  services.nginx.enable = true;\n}\n`)).toBe(0);
+  });
+});
+
+/** The URL rule as it was: one pattern over the whole text. */
+function oldUrlStarts(text: string): number[] {
+  const pattern = /\b[a-z][a-z0-9+.-]{1,15}:\/\/([^\s:@/"'`<>(){}[\]\\]{1,128}):([^\s@/"'`<>(){}[\]\\]{3,256})@([A-Za-z0-9._-]+)/gi;
+  const starts: number[] = [];
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    if (/(?:^|\.)(?:example\.(?:com|net|org)|example|invalid)$/i.test(match[3]!.replace(/\.$/, ''))) continue;
+    starts.push(match.index + match[0].indexOf(':', match[0].indexOf('://') + 3) + 1);
+  }
+  return starts;
+}
+
+describe('url-credentials', () => {
+  // Passwords none of the rule's placeholder checks drop, so the old pattern alone is the oracle.
+  const SCHEMES = ['https', 'postgres', 'redis', 'git+ssh', 'x', 'H2', '1http', '_https', 'a.b-c+d', 'averyveryverylongscheme', 'fifteencharsxyz', 'sixteencharsxyzw'];
+  const BEFORE = ['', ' ', '"', '.', 'x', '9', '_', '=', '\n', '(', '-'];
+  it('finds what the single pattern found, at the same offsets', () => {
+    for (let trial = 0; trial < 20_000; trial++) {
+      const user = ['u', 'admin', '', 'a b', 'user@x'][randomInt(5)];
+      const password = ['Tq9vLm2Kx8Rw', 'ab', 's3cr3t:more', 'p/q', 'Zk2-mQ9.x_7', 'hunter-2-horse'][randomInt(6)];
+      const host = ['db.internal', 'example.com', '10.0.0.1', '', 'h'][randomInt(5)];
+      const text = `${BEFORE[randomInt(BEFORE.length)]}${SCHEMES[randomInt(SCHEMES.length)]}://${user}:${password}@${host}/path ${randomInt(2) ? 'and ftp://x:y@z' : ''}`;
+      const found = scanText(text, { operatorSecrets: [] }).filter((hit) => hit.rule === 'url-credentials').map((hit) => hit.start);
+      expect(found, JSON.stringify(text)).toEqual(oldUrlStarts(text));
+    }
+  });
+});
+
