@@ -5,12 +5,11 @@
  * (reading/container-walker.ts, loaded when one is met): held bytes are handed to it, and the build's
  * push-fed large files are spooled to a private temp file and walked at `finish`.
  */
-import { isAscii } from 'node:buffer';
 import path from 'node:path';
 import type { ContentScanner, Finding } from '../types.js';
 import { fingerprint } from './rules/fingerprint.js';
-import { ruleLiterals } from './rules/literals.js';
-import { hasBase64Run, literalRulesHit, holdsOperatorSecret, MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
+import { isPlainText, isQuietText as isQuietTextCore, SPECIAL_NAME_END } from './quiet-text.js';
+import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
 import { printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
@@ -68,38 +67,11 @@ export interface FileResult {
 const AGE_BINARY = 'age-encryption.org/v1\n';
 const AGE_ARMOR = '-----BEGIN AGE ENCRYPTED FILE-----';
 
-/**
- * Plain text for the rules: ASCII without NUL. One vectorized check each; a regex for "any byte
- * outside tab, LF, CR and printable ASCII" costs ten times more. Other control bytes (a form feed,
- * an escape sequence) leave a file text: it is still read whole by every rule.
- */
-function isPlainText(bytes: Buffer): boolean {
-  return isAscii(bytes) && bytes.indexOf(0) === -1;
-}
-
 const SSH_KEY_NAME = /^(?:ssh_host_[a-z0-9]+_key|id_(?:rsa|dsa|ecdsa|ed25519|ecdsa_sk|ed25519_sk|xmss))$/;
-/** A path whose basename may be an SSH key's or `.sops.yaml` (a superset of both, trailing slash allowed). */
-const SPECIAL_NAME_END = /(?:_key|id_[a-z0-9_]+|\.sops\.ya?ml)[/\\]?$/;
 
-/**
- * The common case in a tree of small files, decided without a scanner: plain ASCII text, not a
- * container, not named like a key or `.sops.yaml`, with nothing a rule, an operator secret or a SOPS
- * check could act on, in a file no `.sops.yaml` governs. For such a file `scanOwned` finds nothing;
- * anything else (or any doubt) takes the full path. The file is `bytes` from `start` to `end`, and
- * `name` its path (or inner path); nothing is allocated but the text view the rules need.
- */
+/** quiet-text.ts's check with the format registry: a file that starts like a container is asked. */
 export function isQuietText(bytes: Buffer, start: number, end: number, name: string, sopsGoverned: boolean | undefined, environment: ScanEnvironment): boolean {
-  if (sopsGoverned !== false || SPECIAL_NAME_END.test(name)) return false;
-  const view = bytes.subarray(start, end);
-  if (!isPlainText(view)) return false;
-  const text = bytes.toString('latin1', start, end);
-  if (mayHoldSopsMetadata(text) || hasBase64Run(text) || literalRulesHit(text, ruleLiterals(text))) return false;
-  if (environment.operatorSecrets.length > 0 && holdsOperatorSecret(text, environment.operatorSecrets)) return false;
-  // ASCII without NUL: of the known magics only bzip2's (`BZh91AY&SY`), zlib's (`x^`, `x\x01`),
-  // cpio's (`070701...`), lz4's (`\x04"M\x18`) and zip's (`PK\x03\x04`) can be (every other
-  // format has a NUL in its first bytes); for those the registry has the last word.
-  const first = bytes[start];
-  return !((first === 0x42 || first === 0x78 || first === 0x30 || first === 0x04 || first === 0x50) && detectContainer(bytes, start, end));
+  return isQuietTextCore(bytes, start, end, name, sopsGoverned, environment.operatorSecrets, (held, from, to) => detectContainer(held, from, to) !== undefined);
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * What the read-ahead worker and the scanning thread agree on: how a small file is read, and the
- * layout of the shared memory between them. Imports nothing of ours, so the worker boots fast.
+ * layout of the shared memory between them. Imports nothing of ours.
  */
 import { constants } from 'node:fs';
 
@@ -26,6 +26,11 @@ export const MAIN = 2;
 export const READY = 3;
 /** The worker opened it but leaves it to the scanning thread (empty, larger than a read, or an error). */
 export const DEFERRED = 4;
+/** Read and found quiet by the worker (quiet-text.ts): nothing held in the ring, its size in meta. */
+export const QUIET = 5;
+
+/** Int32 words per file in `meta`: ring offset, length held in the ring, bytes read. */
+export const META_WORDS = 3;
 
 /** Control words. */
 export const CONSUMED = 0; // files at the front the scanning thread is done with (their ring bytes are free)
@@ -46,6 +51,10 @@ export interface ReadAheadJob {
   paths: string;
   /** One Int32 state word per file. */
   state: SharedArrayBuffer;
-  /** Two Int32 per file: ring offset, length. */
+  /** META_WORDS Int32 per file: ring offset, length held in the ring, bytes read. */
   meta: SharedArrayBuffer;
+  /** One byte per file: 1 when the worker may decide it quiet (no `.sops.yaml` governs it). */
+  quietable: SharedArrayBuffer;
+  /** The operator's exact values (quiet means none of them occurs). */
+  operatorSecrets: string[];
 }

@@ -22,6 +22,8 @@ import {
   FREE,
   MAIN,
   MAIN_WAITING,
+  META_WORDS,
+  QUIET,
   READY,
   RING_BYTES,
   STOP,
@@ -56,8 +58,8 @@ export function startReadAhead(): ReadAhead | undefined {
   const init: ReadAheadInit = { ring: new SharedArrayBuffer(RING_BYTES), control: new SharedArrayBuffer(CONTROL_WORDS * 4) };
   let worker: Worker;
   try {
-    // The worker allocates little beyond its list of paths: a small young generation is plenty.
-    worker = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+    // The worker allocates its paths and a text view per file: a small young generation is plenty.
+    worker = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 16 } });
   } catch {
     return undefined; // no threads here (a sandbox, a resource limit): this thread reads every file
   }
@@ -91,8 +93,16 @@ export async function scanWithReadAhead(
 ): Promise<void> {
   const count = tasks.length;
   const state = new Int32Array(new SharedArrayBuffer(Math.max(1, count) * 4));
-  const meta = new Int32Array(new SharedArrayBuffer(Math.max(1, count) * 8));
-  const job: ReadAheadJob = { paths: tasks.map((task) => task.full).join('\0'), state: state.buffer as SharedArrayBuffer, meta: meta.buffer as SharedArrayBuffer };
+  const meta = new Int32Array(new SharedArrayBuffer(Math.max(1, count) * 4 * META_WORDS));
+  const quietable = new Uint8Array(new SharedArrayBuffer(Math.max(1, count)));
+  for (let index = 0; index < count; index++) quietable[index] = tasks[index]!.sopsGoverned ? 0 : 1;
+  const job: ReadAheadJob = {
+    paths: tasks.map((task) => task.full).join('\0'),
+    state: state.buffer as SharedArrayBuffer,
+    meta: meta.buffer as SharedArrayBuffer,
+    quietable: quietable.buffer as SharedArrayBuffer,
+    operatorSecrets: environment.operatorSecrets.map((secret) => secret.value),
+  };
   reader.worker.postMessage(job);
   const ring = Buffer.from(reader.ring);
   const control = reader.control;
@@ -118,10 +128,17 @@ export async function scanWithReadAhead(
       }
       // Most outcomes are plain values: no promise, no await (a microtask per file is measurable).
       const now = Atomics.load(state, front);
+      if (now === QUIET) {
+        // Decided by the worker: nothing held, nothing found.
+        release(front);
+        settle(front, NOTHING, meta[META_WORDS * front + 2]!);
+        front++;
+        continue;
+      }
       if (now === READY) {
         const task = tasks[front]!;
-        const start = meta[2 * front]!;
-        const end = start + meta[2 * front + 1]!;
+        const start = meta[META_WORDS * front]!;
+        const end = start + meta[META_WORDS * front + 1]!;
         if (isQuietText(ring, start, end, task.reported, task.sopsGoverned, environment)) {
           // Most files: decided where they lie in the ring, nothing allocated for them.
           release(front);

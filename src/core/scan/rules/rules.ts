@@ -425,31 +425,18 @@ function isBase64(text: string, index: number): boolean {
 
 /**
  * True when `text` has a run of at least `min` base64 characters (what the rule's pattern needs).
- * Only points of a grid of step min/5 are read first: a run that long covers at least five
- * consecutive points, while a 64-character hex digest (in every Nix file with a hash) covers at
- * most four, so ordinary text is ruled out without measuring a single run.
+ * A skip search: the character `min - 1` past the earliest place a run could start is read first;
+ * if it is not base64 no run can cover it, and the search jumps `min` ahead; if it is, the window
+ * before it is read backwards, and the first character that is not base64 moves the earliest start
+ * past itself. Ordinary text is ruled out reading a few characters per window, not every one.
  */
 export function hasBase64Run(text: string, min = 80): boolean {
-  const step = Math.max(1, Math.floor(min / 5));
-  const need = Math.floor(min / step);
-  let streak = 0;
-  for (let grid = step - 1; grid < text.length; grid += step) {
-    if (!isBase64(text, grid)) {
-      streak = 0;
-      continue;
-    }
-    if (++streak < need) continue;
-    // Points first..grid are base64: measure the run through the first of them.
-    const first = grid - (need - 1) * step;
-    let left = first;
-    while (left > 0 && isBase64(text, left - 1)) left--;
-    let right = first + 1;
-    while (right < text.length && isBase64(text, right)) right++;
-    if (right - left >= min) return true;
-    // Too short (a gap lies between the points): go on from the first point past its end.
-    streak = 0;
-    grid = first;
-    while (grid + step < right) grid += step;
+  let start = 0; // earliest start of a run still possible
+  for (let probe = min - 1; probe < text.length; probe = start + min - 1) {
+    let index = probe;
+    while (index >= start && isBase64(text, index)) index--;
+    if (index < start) return true; // text[start..probe] is all base64: min characters
+    start = index + 1;
   }
   return false;
 }

@@ -3,7 +3,9 @@
  * neither may lose a finding. Secrets are made fresh at test time.
  */
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bech32 } from 'bech32';
@@ -145,6 +147,40 @@ describe('read-ahead worker', () => {
     const ahead = await scanBuilt([root], { ...quiet, threads: 1, readAhead: true });
     expect(plain.files).toBe(2400);
     expect(plain.findings.length).toBeGreaterThanOrEqual(cases.length);
+    expect(ahead).toEqual(plain);
+  });
+
+  it('leaves to the scanning thread what only it can judge: operator secrets, SOPS-governed files, containers', async () => {
+    // The worker decides plain quiet files itself; each of these must still come out as without it.
+    const scanBuilt = await builtScanPaths();
+    const root = await tempDir();
+    const home = await tempDir();
+    const opaque = randomBytes(24).toString('base64url');
+    const plaintextSecrets = `api_token: ${randomBytes(16).toString('hex')}\n`;
+    const files: Record<string, string> = {};
+    // Over WORKER_MIN_FILES, so the worker runs, and enough for it to take hundreds from the front.
+    for (let index = 0; index < 3000; index++) {
+      let extra = '';
+      if (index % 101 === 5) extra = `    # pasted by mistake: ${opaque}\n`;
+      files[`hosts/h${index % 12}/module-${String(index).padStart(4, '0')}.nix`] = nixModule(index, extra);
+    }
+    // A .sops.yaml governs secrets/: its plaintext file must be reported as unencrypted.
+    files['secrets/.sops.yaml'] = 'creation_rules:\n  - path_regex: .*\\.yaml$\n    age: age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\n';
+    files['secrets/app.yaml'] = plaintextSecrets;
+    // A container among the text files: an odc cpio of a host key (an initrd's first archive).
+    const key = sshKey('ed25519').privateKey;
+    const staging = await tempDir();
+    await writeTree(staging, { 'etc/ssh/ssh_host_ed25519_key': key });
+    const cpio = execFileSync('cpio', ['-o', '-H', 'odc', '--quiet'], { cwd: staging, input: 'etc/ssh/ssh_host_ed25519_key\n' });
+    await writeTree(root, files);
+    mkdirSync(path.join(root, 'boot'));
+    await writeFile(path.join(root, 'boot/initrd.cpio'), cpio);
+    const options = { env: { GITHUB_TOKEN: opaque }, home, systemRoot: home, threads: 1 };
+    const plain = await scanBuilt([root], { ...options, readAhead: false });
+    const ahead = await scanBuilt([root], { ...options, readAhead: true });
+    expect(plain.findings.filter((finding) => finding.kind === 'operator-secret')).toHaveLength(30);
+    expect(plain.findings.some((finding) => finding.path === 'secrets/app.yaml')).toBe(true);
+    expect(plain.findings.some((finding) => finding.path === 'boot/initrd.cpio' && finding.inner === '/etc/ssh/ssh_host_ed25519_key')).toBe(true);
     expect(ahead).toEqual(plain);
   });
 
