@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { ContentScanner, Finding } from '../types.js';
 import { fingerprint } from './rules/fingerprint.js';
 import { isPlainText, isQuietText as isQuietTextCore, SPECIAL_NAME_END } from './quiet-text.js';
+import { binaryKeyFile } from './rules/key-files.js';
 import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
@@ -404,7 +405,8 @@ export class FileScanner implements ContentScanner {
     const latin1 = content.toString('latin1');
     let utf16: 'utf-16le' | 'utf-16be' | undefined;
     let binary = false;
-    if (!isPlainText(content)) {
+    const plain = isPlainText(content);
+    if (!plain) {
       const limit = Math.min(content.length, 65536);
       let texty = 0;
       for (let index = 0; index < limit; index++) texty += TEXTY[content[index]!]!;
@@ -414,6 +416,9 @@ export class FileScanner implements ContentScanner {
       utf16 = bom || (firstZero !== -1 && firstZero < 4096) ? detectUtf16(content) : undefined;
       binary = !utf16 && ((firstZero !== -1 && firstZero < 8192) || (limit === 0 ? 1 : texty / limit) < 0.9);
     }
+    // Binary key stores (DER, OpenPGP packets, GnuPG agent keys, keystores) by their structure.
+    const keyFile = plain ? undefined : binaryKeyFile(content);
+    if (keyFile) this.record(keyFile, 0);
     const text = utf16 ? decodeUtf16(content, utf16) : binary ? '' : latin1;
     if (binary) {
       this.scanBinary(content, 0, Number.POSITIVE_INFINITY);

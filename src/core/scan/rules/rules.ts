@@ -397,6 +397,32 @@ function wireguardRule(text: string, hits: RawHit[]): void {
 }
 
 /**
+ * GnuPG agent keys (`private-keys-v1.d/*.key`, where GnuPG 2.1+ keeps every secret key) in their
+ * text forms: the extended format (`Key: (private-key (ecc ... (d #...#)))`) and the advanced
+ * S-expression. Passphrase-protected ones (`protected-private-key`) are private keys too; a
+ * `shadowed-private-key` only names a smartcard and is not.
+ */
+function gpgAgentKeyRule(text: string, hits: RawHit[]): void {
+  const pattern = /\((protected-)?private-key\s*\(\s*(rsa|dsa|elg|ecc|ecdsa|eddsa)\b/g;
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    const body = text.slice(match.index, match.index + MAX_SECRET_SPAN);
+    // The secret part: `(d #hex#)` (or `(x`, for Elgamal/DSA) in the clear, `(protected ...` encrypted.
+    const secret = match[1] ? /\(\s*protected\s+openpgp-[\w-]+/.exec(body) : /\(\s*[dx]\s+#[0-9A-Fa-f\s]{32,}#/.exec(body);
+    if (!secret) continue;
+    const end = match.index + secret.index + secret[0].length;
+    hits.push({
+      rule: 'gpg-agent-private-key',
+      kind: 'private-key',
+      secret: body.slice(0, secret.index + secret[0].length),
+      start: match.index,
+      end,
+      note: `GnuPG agent key (${match[2]})${match[1] ? ', passphrase-protected' : ''}`,
+    });
+    pattern.lastIndex = end;
+  }
+}
+
+/**
  * Plaintext passwords in Nix options: `password = "...";`, `initialPassword = "...";` and other
  * `*Password = "...";` string literals. `hashedPassword`/`initialHashedPassword` (a crypt(3) hash meant
  * for the store) and `*PasswordFile` paths are not findings; neither are interpolations.
@@ -534,7 +560,10 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
   if (families & L.AWS_KEY_ID) awsKeyRule(text, hits);
   if (families & L.URL) urlCredentialRule(text, hits);
   if (families & L.NIX_CACHE_KEY) nixCacheKeyRule(text, hits);
-  if (families & L.PRIVATE_KEY) wireguardRule(text, hits);
+  if (families & L.PRIVATE_KEY) {
+    wireguardRule(text, hits);
+    if (text.includes('private-key')) gpgAgentKeyRule(text, hits);
+  }
   if (families & L.PASSWORD) nixPasswordRule(text, hits);
   serviceRules(text, hits, families);
 }
