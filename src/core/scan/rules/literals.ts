@@ -45,6 +45,14 @@ export const PRESHARED = 1 << 23;
 /** `PASSWORD`, `PASSPHRASE`, `_PASS`, `ACCOUNT_KEY` (environment-file names). */
 export const ENV_PASSWORD = 1 << 24;
 export const GITLAB = 1 << 25;
+/** `gsk_` (Groq), `r8_` (Replicate), `sk_live_`/`rk_live_` (Stripe), `glsa_`/`glc_` (Grafana), `do?_v1_` (DigitalOcean). */
+export const PROVIDER_UNDERSCORE = 1 << 26;
+/** `pplx-` (Perplexity), `xai-` (xAI). */
+export const PROVIDER_DASH = 1 << 27;
+/** `K10<hash>::server:` / `::node:` (k3s join tokens). */
+export const K3S = 1 << 28;
+/** `privkey:` / `nlpriv:` (Tailscale node and tailnet-lock private keys). */
+export const TAILSCALE_PRIVATE = 1 << 29;
 
 const lower = (code: number): number => code | 0x20;
 
@@ -73,6 +81,16 @@ function atUnderscore(text: string, at: number): number {
   else if (b1 === 0x62 && text.startsWith('github', at - 6)) mask |= GITHUB; // github_pat_
   if (b2 === 0x68 && b1 === 0x66) mask |= HUGGINGFACE; // hf_
   if (b3 === 0x6e && b2 === 0x70 && b1 === 0x6d) mask |= NPM; // npm_
+  if (
+    (b3 === 0x67 && b2 === 0x73 && b1 === 0x6b) || // gsk_
+    (b2 === 0x72 && b1 === 0x38) || // r8_
+    (b1 === 0x6b && (b2 === 0x73 || b2 === 0x72) && text.startsWith('live_', at + 1)) || // sk_live_, rk_live_
+    (b1 === 0x61 && text.startsWith('gls', at - 4)) || // glsa_
+    (b3 === 0x67 && b2 === 0x6c && b1 === 0x63) || // glc_
+    (b3 === 0x64 && b2 === 0x6f && (b1 === 0x6f || b1 === 0x70 || b1 === 0x72) && text.startsWith('v1_', at + 1)) // dop_v1_
+  ) {
+    mask |= PROVIDER_UNDERSCORE;
+  }
   return mask;
 }
 
@@ -97,6 +115,10 @@ function atDash(text: string, at: number): number {
       break;
     case 0x69: // i
       if (text.startsWith('pypi', at - 4)) mask |= PYPI;
+      else if (text.startsWith('xai', at - 3)) mask |= PROVIDER_DASH;
+      break;
+    case 0x78: // x
+      if (text.startsWith('pplx', at - 4)) mask |= PROVIDER_DASH;
       break;
     case 0x74: // t: every GitLab prefix ends in it
       for (const prefix of GITLAB_PREFIXES) {
@@ -127,6 +149,8 @@ function atColon(text: string, at: number): number {
   if (next === 0x2f && text.charCodeAt(at + 2) === 0x2f) mask |= URL;
   else if (next === 0x41 && text.charCodeAt(at + 2) === 0x41) mask |= TELEGRAM;
   if (text.charCodeAt(at + 87) === 0x3d && text.charCodeAt(at + 88) === 0x3d) mask |= NIX_CACHE_KEY;
+  if (next === 0x3a && at >= 67 && text.startsWith('K10', at - 67)) mask |= K3S;
+  if (text.startsWith('privkey', at - 7) || text.startsWith('nlpriv', at - 6)) mask |= TAILSCALE_PRIVATE;
   // "auth" : (the docker rule's pattern allows whitespace before the colon)
   let end = at;
   while (end > 0 && isSpace(text.charCodeAt(end - 1))) end--;

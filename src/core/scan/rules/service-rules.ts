@@ -112,6 +112,101 @@ const SERVICE_RULES: ServiceRule[] = [
     },
   },
   {
+    rule: 'kubernetes-token',
+    kind: 'kubernetes-token',
+    family: L.JWT,
+    // Service account tokens: JWTs a cluster signs, whose claims name it as the issuer.
+    pattern: /(?<![A-Za-z0-9_.-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_.-])/g,
+    valid: (secret) => {
+      const claims = jwtClaims(secret);
+      if (!claims) return false;
+      const issuer = claims.payload.iss;
+      return 'kubernetes.io' in claims.payload || issuer === 'kubernetes/serviceaccount' || (typeof issuer === 'string' && /kubernetes|k3s|rke2/.test(issuer) && typeof claims.payload.sub === 'string' && claims.payload.sub.startsWith('system:serviceaccount:'));
+    },
+  },
+  {
+    rule: 'groq-key',
+    kind: 'groq-key',
+    family: L.PROVIDER_UNDERSCORE,
+    pattern: /(?<![A-Za-z0-9_])gsk_[A-Za-z0-9]{52}(?![A-Za-z0-9_])/g,
+    valid: (secret) => !looksLikePlaceholder(secret.slice(4), 3.5),
+  },
+  {
+    rule: 'replicate-token',
+    kind: 'replicate-token',
+    family: L.PROVIDER_UNDERSCORE,
+    pattern: /(?<![A-Za-z0-9_])r8_[A-Za-z0-9]{37}(?![A-Za-z0-9_])/g,
+    valid: (secret) => !looksLikePlaceholder(secret.slice(3), 3.5),
+  },
+  {
+    rule: 'stripe-key',
+    kind: 'stripe-key',
+    family: L.PROVIDER_UNDERSCORE,
+    // Live secret and restricted keys; test-mode keys (`sk_test_`) fill Stripe's own documentation.
+    pattern: /(?<![A-Za-z0-9_])[sr]k_live_[A-Za-z0-9]{24,247}(?![A-Za-z0-9_])/g,
+    valid: (secret) => !looksLikePlaceholder(secret.slice(8), 3.5),
+  },
+  {
+    rule: 'grafana-token',
+    kind: 'grafana-token',
+    family: L.PROVIDER_UNDERSCORE,
+    // Service account tokens (`glsa_` + 32 + `_` + 8 hex) and Grafana Cloud tokens (`glc_` + base64 JSON with a key).
+    pattern: /(?<![A-Za-z0-9_])(?:glsa_[A-Za-z0-9]{32}_[0-9a-f]{8}|glc_[A-Za-z0-9+/]{32,400}={0,2})(?![A-Za-z0-9_+/=])/g,
+    valid: (secret) => {
+      if (secret.startsWith('glsa_')) return !looksLikePlaceholder(secret.slice(5, 37), 3.5);
+      try {
+        const claims = JSON.parse(Buffer.from(secret.slice(4), 'base64').toString('utf8')) as unknown;
+        return typeof claims === 'object' && claims !== null && typeof (claims as Record<string, unknown>).k === 'string';
+      } catch {
+        return false;
+      }
+    },
+  },
+  {
+    rule: 'digitalocean-token',
+    kind: 'digitalocean-token',
+    family: L.PROVIDER_UNDERSCORE,
+    pattern: /(?<![A-Za-z0-9_])do[opr]_v1_[0-9a-f]{64}(?![A-Za-z0-9_])/g,
+    valid: (secret) => entropy(secret.slice(7)) > 3.3,
+  },
+  {
+    rule: 'perplexity-key',
+    kind: 'perplexity-key',
+    family: L.PROVIDER_DASH,
+    pattern: /(?<![A-Za-z0-9_-])pplx-[A-Za-z0-9]{48}(?![A-Za-z0-9_-])/g,
+    valid: (secret) => !looksLikePlaceholder(secret.slice(5), 3.5),
+  },
+  {
+    rule: 'xai-key',
+    kind: 'xai-key',
+    family: L.PROVIDER_DASH,
+    pattern: /(?<![A-Za-z0-9_-])xai-[A-Za-z0-9]{80}(?![A-Za-z0-9_-])/g,
+    valid: (secret) => !looksLikePlaceholder(secret.slice(4), 3.5),
+  },
+  {
+    rule: 'deepseek-key',
+    kind: 'deepseek-key',
+    family: L.SK,
+    pattern: /(?<![A-Za-z0-9_-])sk-[0-9a-f]{32}(?![A-Za-z0-9_-])/g,
+    valid: (secret) => entropy(secret.slice(3)) > 3.2,
+  },
+  {
+    rule: 'k3s-token',
+    kind: 'k3s-token',
+    family: L.K3S,
+    // K10 + the cluster CA's sha256 + `::server:` or `::node:` + the password.
+    pattern: /(?<![A-Za-z0-9])K10[0-9a-f]{64}::(?:server|node):([A-Za-z0-9._~-]{6,})(?![A-Za-z0-9._~-])/g,
+    valid: (secret) => !isTemplateValue(secret) && !looksLikePlaceholder(secret.slice(secret.lastIndexOf(':') + 1), 2),
+  },
+  {
+    rule: 'tailscale-private-key',
+    kind: 'tailscale-key',
+    family: L.TAILSCALE_PRIVATE,
+    // Node keys and tailnet-lock keys; their public halves are `nodekey:` and `nlpub:`.
+    pattern: /(?<![A-Za-z0-9])(?:privkey|nlpriv):[0-9a-f]{64}(?![0-9a-f])/g,
+    valid: (secret) => entropy(secret.slice(secret.indexOf(':') + 1)) > 3.3,
+  },
+  {
     rule: 'azure-storage-key',
     kind: 'azure-storage-key',
     family: L.AZURE,

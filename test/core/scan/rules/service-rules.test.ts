@@ -4,11 +4,13 @@
  * filled in later are not.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scanText } from '../../../../src/core/scan/rules/rules.js';
 import { serviceCredentials } from '../../../helpers/service-credentials.js';
+import { randomString } from '../../../helpers/credentials.js';
 import { tempDir } from '../../../helpers/tmp.js';
 
 const rulesIn = (text: string) => scanText(text, { operatorSecrets: [] }).map((hit) => hit.rule);
@@ -46,6 +48,59 @@ describe('credentials of an AI workstation and homelab', () => {
     const hits = scanText(`RESTIC_PASSWORD=${fresh.resticPassword}\n`, { operatorSecrets: [] });
     expect(hits[0]?.note).not.toContain(fresh.resticPassword);
   });
+});
+
+describe('more providers and cluster credentials', () => {
+  const alnum = (length: number) => randomString(length);
+  const hex = (length: number) => randomBytes(length / 2).toString('hex');
+  const jwt = (header: object, payload: object) =>
+    `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${randomBytes(256).toString('base64url')}`;
+  const grafanaCloud = `glc_${Buffer.from(JSON.stringify({ o: '123456', n: 'stack-123-deploy', k: alnum(24), m: { r: 'prod-eu-west-0' } })).toString('base64')}`;
+  const cases: [string, string, string][] = [
+    ['Groq API key', `GROQ_API_KEY=gsk_${alnum(52)}\n`, 'groq-key'],
+    ['Replicate API token', `export REPLICATE_API_TOKEN=r8_${alnum(37)}\n`, 'replicate-token'],
+    ['Stripe live secret key', `stripe.secretKey = "sk_live_${alnum(99)}";\n`, 'stripe-key'],
+    ['Stripe restricted key', `STRIPE_KEY: rk_live_${alnum(24)}\n`, 'stripe-key'],
+    ['Grafana service account token', `GF_TOKEN=glsa_${alnum(32)}_${hex(8)}\n`, 'grafana-token'],
+    ['Grafana Cloud token', `grafana_cloud_token: ${grafanaCloud}\n`, 'grafana-token'],
+    ['DigitalOcean personal access token', `DIGITALOCEAN_TOKEN=dop_v1_${hex(64)}\n`, 'digitalocean-token'],
+    ['Perplexity API key', `{"perplexity": "pplx-${alnum(48)}"}`, 'perplexity-key'],
+    ['xAI API key', `XAI_API_KEY=xai-${alnum(80)}\n`, 'xai-key'],
+    ['DeepSeek API key', `deepseek_api_key = "sk-${hex(32)}"\n`, 'deepseek-key'],
+    ['k3s join token in Nix', `services.k3s.token = "K10${hex(64)}::server:${hex(32)}";\n`, 'k3s-token'],
+    ['Tailscale node private key (tailscaled state)', `{"_machinekey":"x","PrivateNodeKey":"privkey:${hex(64)}"}`, 'tailscale-private-key'],
+    ['Tailscale tailnet-lock key', `nlpriv:${hex(64)}`, 'tailscale-private-key'],
+    [
+      'Kubernetes service account token in a kubeconfig',
+      `users:\n- name: ci\n  user:\n    token: ${jwt({ alg: 'RS256', kid: alnum(43) }, { iss: 'kubernetes/serviceaccount', 'kubernetes.io/serviceaccount/namespace': 'default', sub: 'system:serviceaccount:default:ci' })}\n`,
+      'kubernetes-token',
+    ],
+    [
+      'bound Kubernetes service account token',
+      `token: ${jwt({ alg: 'RS256' }, { aud: ['https://kubernetes.default.svc'], iss: 'https://kubernetes.default.svc.cluster.local', sub: 'system:serviceaccount:kube-system:deployer', 'kubernetes.io': { namespace: 'kube-system' } })}`,
+      'kubernetes-token',
+    ],
+  ];
+  for (const [name, text, rule] of cases) {
+    it(`finds a ${name}`, () => {
+      expect(rulesIn(text)).toContain(rule);
+    });
+  }
+
+  const notFound: [string, string][] = [
+    ['a Stripe test key from the documentation', 'sk_test_4eC39HqLyjWDarjtT1zdp7dc'],
+    ['a Tailscale node public key', `nodekey:${hex(64)}`],
+    ['a tailnet-lock public key', `nlpub:${hex(64)}`],
+    ['a k3s token that is a placeholder', `services.k3s.token = "K10${hex(64)}::server:xxxxxxxxxxxx";`],
+    ['a JWT of another issuer', jwt({ alg: 'RS256' }, { iss: 'https://accounts.example.invalid', sub: 'user-1' })],
+    ['a Groq-shaped row of letters', `gsk_${'a'.repeat(52)}`],
+    ['a DigitalOcean-shaped row of zeros', `dop_v1_${'0'.repeat(64)}`],
+  ];
+  for (const [name, text] of notFound) {
+    it(`does not report ${name}`, () => {
+      expect(rulesIn(text)).toEqual([]);
+    });
+  }
 });
 
 describe('what only looks like a vendor token', () => {
