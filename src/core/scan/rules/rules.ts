@@ -363,9 +363,35 @@ function urlCredentialRule(text: string, hits: RawHit[]): void {
 }
 
 /** A Nix binary-cache secret key: `name:` + base64 of 64 bytes whose second half is the public key of the first. */
+const CACHE_KEY_BODY = /[A-Za-z0-9][A-Za-z0-9._-]{0,127}:([A-Za-z0-9+/]{86}==)(?![A-Za-z0-9+/=])/y;
+
+function isCacheKeyNameChar(code: number): boolean {
+  return (code >= 0x30 && code <= 0x39) || ((code | 0x20) >= 0x61 && (code | 0x20) <= 0x7a) || code === 0x2e || code === 0x5f || code === 0x2d;
+}
+
+function isAlphanumeric(code: number): boolean {
+  return (code >= 0x30 && code <= 0x39) || ((code | 0x20) >= 0x61 && (code | 0x20) <= 0x7a);
+}
+
+/**
+ * A Nix binary-cache secret key: `name:` + base64 of 64 bytes whose second half is the public key of
+ * the first. Anchored on each `:` with `==` 87 characters on (what the literal sweep saw); the name's
+ * start is the leftmost the pattern `(?<![A-Za-z0-9+/=])[A-Za-z0-9][A-Za-z0-9._-]{0,127}:` allows.
+ */
 function nixCacheKeyRule(text: string, hits: RawHit[]): void {
-  const pattern = /(?<![A-Za-z0-9+/=])[A-Za-z0-9][A-Za-z0-9._-]{0,127}:([A-Za-z0-9+/]{86}==)(?![A-Za-z0-9+/=])/g;
-  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+  for (let colon = text.indexOf(':'); colon !== -1; colon = text.indexOf(':', colon + 1)) {
+    if (text.charCodeAt(colon + 87) !== 0x3d || text.charCodeAt(colon + 88) !== 0x3d) continue;
+    let run = colon;
+    while (run > 0 && colon - run < 128 && isCacheKeyNameChar(text.charCodeAt(run - 1))) run--;
+    let start = run;
+    for (; start < colon; start++) {
+      const before = start === 0 ? 0x20 : text.charCodeAt(start - 1);
+      if (isAlphanumeric(text.charCodeAt(start)) && !isAlphanumeric(before) && before !== 0x2b && before !== 0x2f && before !== 0x3d) break;
+    }
+    if (start === colon) continue;
+    CACHE_KEY_BODY.lastIndex = start;
+    const match = CACHE_KEY_BODY.exec(text);
+    if (!match) continue;
     const bytes = Buffer.from(match[1]!, 'base64');
     if (bytes.length !== 64 || !ed25519PairMatches(bytes.subarray(0, 32), bytes.subarray(32))) continue;
     hits.push({ rule: 'nix-cache-secret-key', kind: 'nix-cache-secret-key', secret: bytes, start: match.index, end: match.index + match[0].length });
@@ -427,17 +453,40 @@ function gpgAgentKeyRule(text: string, hits: RawHit[]): void {
  * `*Password = "...";` string literals. `hashedPassword`/`initialHashedPassword` (a crypt(3) hash meant
  * for the store) and `*PasswordFile` paths are not findings; neither are interpolations.
  */
+const NIX_PASSWORD = /((?:[\w-]+\.)*([A-Za-z_]*[Pp]assword))\s*=\s*"([^"\\$]*)"\s*;/y;
+
+function isOptionPathChar(code: number): boolean {
+  return isAlphanumeric(code) || code === 0x5f || code === 0x2e || code === 0x2d;
+}
+
+/** What `\s` matches in a latin1 view. */
+function isRegexSpace(code: number): boolean {
+  return code === 0x20 || (code >= 0x09 && code <= 0x0d) || code === 0xa0;
+}
+
 function nixPasswordRule(text: string, hits: RawHit[]): void {
-  const pattern = /(?<![\w.-])((?:[\w-]+\.)*([A-Za-z_]*[Pp]assword))\s*=\s*"([^"\\$]*)"\s*;/g;
-  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+  // Anchored on each `assword` followed by `=`: the option path starts where its run of
+  // [\w.-] starts (the old pattern's lookbehind allowed no other start), so one sticky match there.
+  let scannedTo = 0;
+  for (let at = text.indexOf('assword'); at !== -1; at = text.indexOf('assword', at + 7)) {
+    let after = at + 7;
+    while (isRegexSpace(text.charCodeAt(after))) after++;
+    if (text.charCodeAt(after) !== 0x3d) continue;
+    let start = at - 1;
+    while (start > 0 && at - start < 4096 && isOptionPathChar(text.charCodeAt(start - 1))) start--;
+    if (start < scannedTo) continue;
+    NIX_PASSWORD.lastIndex = start;
+    const match = NIX_PASSWORD.exec(text);
+    if (!match) continue;
+    scannedTo = match.index + match[0].length;
     const name = match[2]!;
     const value = match[3]!;
     if (/hash|file|path|command|length|prompt|policy/i.test(name) || value === '' || isTemplateValue(value) || isDescriptivePlaceholder(value)) continue;
     if (/^(?:x+|\*+|\.+|…|changeme|password|example|placeholder|secret|hunter2)$/i.test(value)) continue;
     // A crypt(3) hash (`$6$salt$…`, or 13-character DES crypt marked `encrypted` nearby) is not plaintext.
     if (/^\$(?:1|2[abxy]?|5|6|y|gy|7|sha1|md5)\$/.test(value) || (/^[./A-Za-z0-9]{13}$/.test(value) && /encrypted/.test(text.slice(match.index, match.index + 300)))) continue;
-    const start = match.index + match[0].lastIndexOf(`"${value}"`) + 1;
-    hits.push({ rule: 'nix-plaintext-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: `option ${name}` });
+    const start2 = match.index + match[0].lastIndexOf(`"${value}"`) + 1;
+    hits.push({ rule: 'nix-plaintext-password', kind: 'plaintext-password', secret: value, start: start2, end: start2 + value.length, note: `option ${name}` });
   }
 }
 
@@ -450,34 +499,49 @@ function isBase64(text: string, index: number): boolean {
 }
 
 /**
- * True when `text` has a run of at least `min` base64 characters (what the rule's pattern needs).
- * A skip search: the character `min - 1` past the earliest place a run could start is read first;
- * if it is not base64 no run can cover it, and the search jumps `min` ahead; if it is, the window
- * before it is read backwards, and the first character that is not base64 moves the earliest start
- * past itself. Ordinary text is ruled out reading a few characters per window, not every one.
+ * The first maximal run of at least `min` base64 characters at or after `from` (where a run may
+ * start: `from` is 0 or follows a character that is not base64). A skip search: the character
+ * `min - 1` past the earliest place a run could start is read first; if it is not base64 no run can
+ * cover it, and the search jumps `min` ahead; if it is, the window before it is read backwards, and
+ * the first character that is not base64 moves the earliest start past itself. Ordinary text is
+ * ruled out reading a few characters per window, not every one.
  */
-export function hasBase64Run(text: string, min = 80): boolean {
-  let start = 0; // earliest start of a run still possible
-  for (let probe = min - 1; probe < text.length; probe = start + min - 1) {
+export function base64Run(text: string, from: number, min: number): { start: number; end: number } | undefined {
+  let start = from; // earliest start of a run still possible
+  for (let probe = start + min - 1; probe < text.length; probe = start + min - 1) {
     let index = probe;
     while (index >= start && isBase64(text, index)) index--;
-    if (index < start) return true; // text[start..probe] is all base64: min characters
-    start = index + 1;
+    if (index >= start) {
+      start = index + 1;
+      continue;
+    }
+    let end = probe + 1;
+    while (end < text.length && isBase64(text, end)) end++;
+    return { start, end };
   }
-  return false;
+  return undefined;
+}
+
+/** True when `text` has a run of at least `min` base64 characters (what the rule's pattern needs). */
+export function hasBase64Run(text: string, min = 80): boolean {
+  return base64Run(text, 0, min) !== undefined;
 }
 
 /** Base64 runs (a Kubernetes Secret's data) that decode to text are decoded and rescanned. */
 function base64WrappedRule(text: string, hits: RawHit[], context: TextScanContext): void {
   if ((context.depth ?? 0) >= 2) return;
-  if (!hasBase64Run(text)) return;
-  const pattern = /(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{80,}={0,2}/g;
-  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
-    const decoded = Buffer.from(match[0], 'base64');
+  // Each maximal run of 80+ base64 characters and up to two `=` (the pattern
+  // /(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{80,}={0,2}/g), found by the skip search.
+  for (let run = base64Run(text, 0, 80); run; run = base64Run(text, run.end, 80)) {
+    let end = run.end;
+    if (text.charCodeAt(end) === 0x3d) end++;
+    if (text.charCodeAt(end) === 0x3d) end++;
+    const decoded = Buffer.from(text.slice(run.start, end), 'base64');
+    run.end = end;
     if (textyRatio(decoded, 4096) < 0.95) continue;
     const inner = scanText(decoded.toString('latin1'), { ...context, depth: (context.depth ?? 0) + 1 });
     for (const hit of inner) {
-      hits.push({ ...hit, start: match.index, end: match.index + match[0].length, note: `${hit.note ? `${hit.note}, ` : ''}base64-wrapped` });
+      hits.push({ ...hit, start: run.start, end, note: `${hit.note ? `${hit.note}, ` : ''}base64-wrapped` });
     }
   }
 }

@@ -122,31 +122,49 @@ export interface Segments {
   byteStarts: number[];
 }
 
+/** The buffer the runs are gathered in, reused (a thread scans one file at a time). */
+let gathered = Buffer.allocUnsafe(64 * 1024);
+
 /**
  * Extracts printable runs of at least `minLength` bytes (like strings(1)) so the text rules can skip
- * the binary parts of a file; NUL joins the runs because no rule matches across it.
+ * the binary parts of a file; NUL joins the runs because no rule matches across it. A skip search,
+ * as in `hasBase64Run`: the byte `minLength - 1` past the earliest place a run could start is read
+ * first, and a byte that is not printable moves that place past itself, so the binary parts of a
+ * file (most of an ELF file) are read one byte in `minLength`. The runs are copied into one buffer
+ * and decoded once.
  */
 export function printableSegments(bytes: Uint8Array, minLength = 8): Segments {
-  const parts: string[] = [];
+  const input = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const textStarts: number[] = [];
   const byteStarts: number[] = [];
-  let textLength = 0;
-  const length = bytes.length;
-  let index = 0;
-  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  while (index < length) {
-    while (index < length && !TEXTY[bytes[index]!]) index++;
-    const start = index;
-    while (index < length && TEXTY[bytes[index]!]) index++;
-    if (index - start >= minLength) {
-      textStarts.push(textLength);
-      byteStarts.push(start);
-      const part = buffer.toString('latin1', start, index);
-      parts.push(part);
-      textLength += part.length + 1;
+  const length = input.length;
+  let written = 0;
+  let start = 0; // the earliest place a run may start
+  for (let probe = minLength - 1; probe < length; probe = start + minLength - 1) {
+    let index = probe;
+    while (index >= start && TEXTY[input[index]!] === 1) index--;
+    if (index >= start) {
+      start = index + 1; // no run can cover a byte that is not printable
+      continue;
     }
+    // input[start..probe] is printable, and input[start - 1] is not (or start is 0): a run.
+    let end = probe + 1;
+    while (end < length && TEXTY[input[end]!] === 1) end++;
+    if (gathered.length < written + (end - start) + 1) {
+      const grown = Buffer.allocUnsafe(Math.max(gathered.length * 2, written + (end - start) + 1));
+      gathered.copy(grown, 0, 0, written);
+      gathered = grown;
+    }
+    textStarts.push(written);
+    byteStarts.push(start);
+    written += input.copy(gathered, written, start, end);
+    gathered[written++] = 0;
+    start = end + 1;
   }
-  return { text: parts.join('\0'), textStarts, byteStarts };
+  const text = written === 0 ? '' : gathered.toString('latin1', 0, written - 1);
+  // A file with a large text part would keep a large buffer alive: let it go.
+  if (gathered.length > 16 * 1024 * 1024) gathered = Buffer.allocUnsafe(64 * 1024);
+  return { text, textStarts, byteStarts };
 }
 
 /** Maps an offset in `segments.text` back to a byte offset. */

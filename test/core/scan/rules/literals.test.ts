@@ -7,7 +7,7 @@
 import { randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import * as L from '../../../../src/core/scan/rules/literals.js';
-import { scanText } from '../../../../src/core/scan/rules/rules.js';
+import { base64Run, scanText } from '../../../../src/core/scan/rules/rules.js';
 
 const ORACLE: [string, number, RegExp][] = [
   ['AGE', L.AGE, /AGE-/],
@@ -124,3 +124,42 @@ describe('url-credentials', () => {
   });
 });
 
+
+/** Random texts around a needle: identifier characters, dots, spaces, quotes, `=`, `:` and base64. */
+function around(needles: string[]): string {
+  const pieces = ['a', 'b.', 'c-d', '_x', '.', ' ', '\t', '\n', '"', '=', ' = ', ';', ':', '9', '$', '\\', '+', '/', '==', 'Z'.repeat(randomInt(1, 90))];
+  let out = '';
+  const count = randomInt(1, 16);
+  for (let index = 0; index < count; index++) out += randomInt(3) === 0 ? needles[randomInt(needles.length)] : pieces[randomInt(pieces.length)];
+  return out;
+}
+
+describe('rules anchored on their literal find what their single patterns found', () => {
+  it('nix-plaintext-password', () => {
+    const old = /(?<![\w.-])((?:[\w-]+\.)*([A-Za-z_]*[Pp]assword))\s*=\s*"([^"\\$]*)"\s*;/g;
+    const values = ['Tq9vLm2Kx8Rw', 'correct horse', 'multi\nline value', 'a$b', ''];
+    for (let trial = 0; trial < 20_000; trial++) {
+      const text = around(['password', 'Password', 'users.users.x.initialPassword', 'passwordpassword', `password = "${values[randomInt(values.length)]}";`, `x.y.Password="${values[randomInt(values.length)]}" ;`]);
+      const expected = [...text.matchAll(old)].filter((match) => match[3] === 'Tq9vLm2Kx8Rw' || match[3] === 'correct horse' || match[3] === 'multi\nline value').map((match) => match.index + match[0].lastIndexOf(`"${match[3]}"`) + 1);
+      const found = scanText(text, { operatorSecrets: [] }).filter((hit) => hit.rule === 'nix-plaintext-password').map((hit) => hit.start);
+      expect(found, JSON.stringify(text)).toEqual(expected);
+    }
+  });
+
+  it('base64 runs: the skip search enumerates what the pattern matched', () => {
+    const old = /(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{80,}={0,2}/g;
+    for (let trial = 0; trial < 5000; trial++) {
+      const text = around(['A'.repeat(randomInt(70, 100)), 'QUJD'.repeat(randomInt(15, 30)), '==', '=']);
+      const expected = [...text.matchAll(old)].map((match) => [match.index, match.index + match[0].replace(/=+$/, '').length]);
+      const found: number[][] = [];
+      for (let run = base64Run(text, 0, 80); run; ) {
+        found.push([run.start, run.end]);
+        let end = run.end;
+        if (text.charCodeAt(end) === 0x3d) end++;
+        if (text.charCodeAt(end) === 0x3d) end++;
+        run = base64Run(text, end, 80);
+      }
+      expect(found, JSON.stringify(text)).toEqual(expected);
+    }
+  });
+});

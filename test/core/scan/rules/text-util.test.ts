@@ -1,0 +1,57 @@
+/**
+ * The skip search that gathers the printable runs of binary files must give exactly what reading
+ * every byte gives (the straightforward loop below is the oracle), for every run length.
+ */
+import { randomInt } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { printableSegments, TEXTY } from '../../../../src/core/scan/rules/text-util.js';
+
+function everyByte(bytes: Buffer, minLength: number) {
+  const parts: string[] = [];
+  const textStarts: number[] = [];
+  const byteStarts: number[] = [];
+  let textLength = 0;
+  let index = 0;
+  while (index < bytes.length) {
+    while (index < bytes.length && !TEXTY[bytes[index]!]) index++;
+    const start = index;
+    while (index < bytes.length && TEXTY[bytes[index]!]) index++;
+    if (index - start >= minLength) {
+      textStarts.push(textLength);
+      byteStarts.push(start);
+      parts.push(bytes.toString('latin1', start, index));
+      textLength += index - start + 1;
+    }
+  }
+  return { text: parts.join('\0'), textStarts, byteStarts };
+}
+
+/** Runs of printable and of other bytes (controls, NUL, high bytes), of random lengths. */
+function randomBinary(): Buffer {
+  const bytes = Buffer.alloc(randomInt(0, 400));
+  for (let index = 0; index < bytes.length; ) {
+    const run = randomInt(1, 24);
+    const printable = randomInt(2) === 1;
+    for (let step = 0; step < run && index < bytes.length; step++, index++) {
+      bytes[index] = printable ? [0x09, 0x0a, 0x0d][randomInt(12)] ?? 0x20 + randomInt(95) : [randomInt(0, 9), 0x7f, 0x80 + randomInt(128)][randomInt(3)]!;
+    }
+  }
+  return bytes;
+}
+
+describe('printableSegments', () => {
+  it('agrees with reading every byte, on random binaries and every minimum length', () => {
+    for (let trial = 0; trial < 20_000; trial++) {
+      const bytes = randomBinary();
+      const minLength = [8, 1, 2, 5, 16][trial % 5]!;
+      expect(printableSegments(bytes, minLength), `${minLength}: ${bytes.toString('hex')}`).toEqual(everyByte(bytes, minLength));
+    }
+  });
+
+  it('gathers runs larger than its starting buffer', () => {
+    const bytes = Buffer.concat([Buffer.from([0]), Buffer.alloc(200_000, 'a'), Buffer.from([1, 2]), Buffer.alloc(100_000, 'b')]);
+    const segments = printableSegments(bytes);
+    expect(segments.text).toBe(`${'a'.repeat(200_000)}\0${'b'.repeat(100_000)}`);
+    expect(segments.byteStarts).toEqual([1, 200_003]);
+  });
+});
