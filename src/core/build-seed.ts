@@ -33,11 +33,8 @@ import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
 import { readThrough } from './read-direct.js';
 import { createLeakGate, type AllowEntry, type LeakGateOptions } from './scan/index.js';
 import {
-  BlockPool,
-  CHUNK_SIZE,
-  COPY_BLOCKS,
+  copyPool,
   mediaWriteError,
-  READ_AHEAD,
   PRESCAN_LIMIT,
   readFileChunks,
   syncDirectory,
@@ -225,6 +222,12 @@ interface PayloadFile {
   size: number;
   /** The local file whose bytes are copied (read once per pass: check, then write). */
   source: string;
+  /**
+   * Read around the page cache (O_DIRECT): model files, large and usually not cached, whose
+   * copy through the cache would cost as much CPU as hashing them. Not the archive and inputs
+   * packed moments ago into the local temp folder, which are still cached.
+   */
+  direct?: boolean;
   expected?: ExpectedDigest;
 }
 
@@ -296,6 +299,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
             relPath: `models/${bundle.name}/${file.relPath}`,
             size: file.size,
             source: file.sourcePath,
+            direct: true,
             expected: file.expected,
           })),
         )
@@ -550,9 +554,10 @@ async function copyScanned(
   }
   let written: WrittenFile;
   try {
-    // The copy cycles through a few blocks (memory stays flat whatever the file's size).
-    const pool = new BlockPool(CHUNK_SIZE, COPY_BLOCKS);
-    written = await writeSeedFile({ ...common, chunks: readFileChunks(file.source, CHUNK_SIZE, READ_AHEAD, pool), recycle: (chunk) => pool.give(chunk), scanner, dryRun: extra.dryRun });
+    // The copy cycles through the process's few copy blocks: memory stays flat whatever the size.
+    const pool = copyPool();
+    const chunks = readFileChunks(file.source, { pool, direct: file.direct === true });
+    written = await writeSeedFile({ ...common, chunks, pool, scanner, dryRun: extra.dryRun });
   } catch (error) {
     const findings = await scanner.finish().catch(() => [] as Finding[]);
     const blocking = findings.filter((finding) => !finding.allowed);
