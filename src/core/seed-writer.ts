@@ -8,7 +8,7 @@ import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { PARTIAL_SUFFIX } from './manifest.js';
 import { CancelledError, isSeedError, UsageError, VerificationError } from '../errors.js';
-import { BlockPool, directWritesIn, openDirectWriter, openSource, readFullyAt, refusesDirect, DIRECT_ALIGN, type SourceFile } from './copy-io.js';
+import { BlockPool, ioBlocks, directWritesIn, openDirectWriter, openSource, readFullyAt, refusesDirect, DIRECT_ALIGN, type SourceFile } from './copy-io.js';
 
 export { BlockPool } from './copy-io.js';
 import { createExpectedDigestHasher } from './hf-cache.js';
@@ -43,20 +43,14 @@ export const READ_AHEAD = 3;
 export const DIRECT_WRITES_IN_FLIGHT = 2;
 
 /**
- * Blocks a copy cycles through: the reads ahead, the chunk being hashed and scanned, the chunk held
- * back for the scanner's verdict and the writes in flight, plus one spare so a read can start the
- * moment a write ends.
- */
-export const COPY_BLOCKS = READ_AHEAD + 3 + DIRECT_WRITES_IN_FLIGHT;
-
-let sharedPool: BlockPool | undefined;
-
-/**
- * The process's copy blocks (32 MiB, made on first use), shared by every copy: one file is read
- * at a time, and the last chunks of the file before it are given back as its flush completes.
+ * The blocks a copy cycles through: the reads ahead, the chunk being hashed and scanned, the chunk
+ * held back for the scanner's verdict and the writes in flight, plus one spare so a read can start
+ * the moment a write ends (READ_AHEAD + 3 + DIRECT_WRITES_IN_FLIGHT = 8). They are the thread's
+ * shared I/O blocks, shared by every copy: one file is read at a time, and the last chunks of the
+ * file before it come back as its flush completes.
  */
 export function copyPool(): BlockPool {
-  return (sharedPool ??= new BlockPool(CHUNK_SIZE, COPY_BLOCKS));
+  return ioBlocks();
 }
 
 export interface ReadChunksOptions {
