@@ -330,6 +330,11 @@ class MediaFile {
     );
   }
 
+  /** Throws the first write error seen so far, without waiting for writes in flight. */
+  throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
   /** Waits for every write (and a background flush) in flight; throws the first error. */
   async drain(): Promise<void> {
     while (this.writes.size > 0 || this.writeback) await Promise.all([...this.writes, this.writeback]);
@@ -413,7 +418,9 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
       size += chunk.length;
       if (previous) await write(previous);
     }
-    await media?.drain();
+    // The writes still in flight are not waited for: the next file's reads start meanwhile, and
+    // commit() waits for them (and reports their errors) before the flush.
+    media?.throwIfFailed();
     const sha256 = hash.digest('hex');
     if (options.expectedSize !== undefined && size !== options.expectedSize) {
       throw new UsageError(`${options.displayPath} changed while being copied: expected ${options.expectedSize} bytes, read ${size}. Rerun the build.`);
