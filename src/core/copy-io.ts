@@ -70,12 +70,12 @@ export class BlockPool {
 
 /** Size and number of a thread's shared I/O blocks (see ioBlocks). */
 export const IO_BLOCK = 4 * 1024 * 1024;
-export const IO_BLOCKS = 8;
+export const IO_BLOCKS = 6;
 
 let threadBlocks: BlockPool | undefined;
 
 /**
- * This thread's I/O blocks (8 x 4 MiB, page-aligned, pages touched only when used), shared by the
+ * This thread's I/O blocks (6 x 4 MiB, page-aligned, pages touched only when used), shared by the
  * copy and by reads of the media: a build's read-back verify reuses the memory its copy used.
  * Every user takes blocks and gives them back as it goes, and never waits for another user to
  * give one back while holding blocks another user waits for.

@@ -37,15 +37,14 @@ export type { ExpectedDigest } from './hf-cache.js';
 import type { ExpectedDigest } from './hf-cache.js';
 
 /** Reads kept in flight ahead of the consumer: the source disk stays busy while a chunk is hashed. */
-export const READ_AHEAD = 3;
+export const READ_AHEAD = 2;
 
 /** Writes kept in flight at once with O_DIRECT: the device always has the next one queued. */
 export const DIRECT_WRITES_IN_FLIGHT = 2;
 
 /**
  * The blocks a copy cycles through: the reads ahead, the chunk being hashed and scanned, the chunk
- * held back for the scanner's verdict and the writes in flight, plus one spare so a read can start
- * the moment a write ends (READ_AHEAD + 3 + DIRECT_WRITES_IN_FLIGHT = 8). They are the thread's
+ * held back for the scanner's verdict and the writes in flight (READ_AHEAD + 2 + DIRECT_WRITES_IN_FLIGHT = 6). They are the thread's
  * shared I/O blocks, shared by every copy: one file is read at a time, and the last chunks of the
  * file before it come back as its flush completes.
  */
