@@ -3,6 +3,7 @@
  * Entry point: parses flags, decides interactivity once, and holds the one catch that maps typed
  * errors to the exit codes of CONTRACT.md.
  */
+import './util/threadpool.js'; // first: sizes libuv's thread pool before anything uses it
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, isSeedError, CancelledError } from './errors.js';
 import { TOOL_VERSION } from './version.js';

@@ -33,6 +33,7 @@ import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
 import { readThrough } from './read-direct.js';
 import { createLeakGate, type AllowEntry, type LeakGateOptions } from './scan/index.js';
 import {
+  copyPool,
   mediaWriteError,
   PRESCAN_LIMIT,
   readFileChunks,
@@ -219,8 +220,14 @@ async function nearestExisting(target: string): Promise<string> {
 interface PayloadFile {
   relPath: string;
   size: number;
-  /** A fresh chunk stream of the file's bytes (may be called twice: check, then write). */
-  chunks: () => AsyncIterable<Buffer>;
+  /** The local file whose bytes are copied (read once per pass: check, then write). */
+  source: string;
+  /**
+   * Read around the page cache (O_DIRECT): model files, large and usually not cached, whose
+   * copy through the cache would cost as much CPU as hashing them. Not the archive and inputs
+   * packed moments ago into the local temp folder, which are still cached.
+   */
+  direct?: boolean;
   expected?: ExpectedDigest;
 }
 
@@ -282,16 +289,17 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     journal = await Journal.open(target, previous?.files ?? []);
 
     const payload: PayloadFile[] = [
-      { relPath: `source/${plan.source.fileName}`, size: archiveSize, chunks: () => readFileChunks(archivePath) },
-      { relPath: INSTALLER_NAME, size: (await stat(INSTALLER_SOURCE)).size, chunks: () => readFileChunks(INSTALLER_SOURCE) },
-      ...carried.files.map((file) => ({ relPath: file.relPath, size: file.size, chunks: () => readFileChunks(file.localPath) })),
+      { relPath: `source/${plan.source.fileName}`, size: archiveSize, source: archivePath },
+      { relPath: INSTALLER_NAME, size: (await stat(INSTALLER_SOURCE)).size, source: INSTALLER_SOURCE },
+      ...carried.files.map((file) => ({ relPath: file.relPath, size: file.size, source: file.localPath })),
       // Small files first: a leak in a config or tokenizer file stops the build before the big copies.
       ...plan.bundles
         .flatMap((bundle) =>
           bundle.files.map((file) => ({
             relPath: `models/${bundle.name}/${file.relPath}`,
             size: file.size,
-            chunks: () => readFileChunks(file.sourcePath),
+            source: file.sourcePath,
+            direct: true,
             expected: file.expected,
           })),
         )
@@ -535,7 +543,7 @@ async function copyScanned(
   if (!extra.dryRun && file.size <= PRESCAN_LIMIT) {
     // Small files are read, hashed and scanned in memory; only clean bytes reach the media.
     const parts: Buffer[] = [];
-    for await (const chunk of file.chunks()) parts.push(chunk);
+    for await (const chunk of readFileChunks(file.source)) parts.push(chunk);
     const whole = Buffer.concat(parts);
     scanner.update(whole);
     const findings = await scanner.finish();
@@ -546,7 +554,10 @@ async function copyScanned(
   }
   let written: WrittenFile;
   try {
-    written = await writeSeedFile({ ...common, chunks: file.chunks(), scanner, dryRun: extra.dryRun });
+    // The copy cycles through the process's few copy blocks: memory stays flat whatever the size.
+    const pool = copyPool();
+    const chunks = readFileChunks(file.source, { pool, direct: file.direct === true });
+    written = await writeSeedFile({ ...common, chunks, pool, scanner, dryRun: extra.dryRun });
   } catch (error) {
     const findings = await scanner.finish().catch(() => [] as Finding[]);
     const blocking = findings.filter((finding) => !finding.allowed);

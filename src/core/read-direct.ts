@@ -11,6 +11,7 @@ import { constants } from 'node:fs';
 import { open, statfs, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { run } from '../util/run.js';
+import { ioBlocks } from './copy-io.js';
 
 // Node's types leave out the WebAssembly global; only Memory is needed here.
 declare const WebAssembly: { Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer } };
@@ -75,6 +76,24 @@ export const VERIFY_CHUNK = 2 * 1024 * 1024;
 export const VERIFY_DEPTH = 4;
 
 /**
+ * The read ring: `depth` aligned chunks, cut from this thread's shared I/O blocks (the copy's blocks
+ * in a build), so that reading file after file allocates nothing and a build's read-back reuses
+ * the memory its copy used. Fresh per-file buffers were garbage outside the V8 heap that a verify
+ * of many files held tens of MB of.
+ */
+async function takeRing(chunkSize: number, depth: number): Promise<{ slots: Buffer[]; release: () => void }> {
+  const pool = ioBlocks();
+  if (pool.blockSize % chunkSize !== 0) {
+    const whole = alignedBuffer(chunkSize * depth);
+    return { slots: Array.from({ length: depth }, (_, slot) => whole.subarray(slot * chunkSize, (slot + 1) * chunkSize)), release: () => undefined };
+  }
+  const perBlock = pool.blockSize / chunkSize;
+  const blocks = await Promise.all(Array.from({ length: Math.ceil(depth / perBlock) }, () => pool.take()));
+  const slots = blocks.flatMap((block) => Array.from({ length: perBlock }, (_, slot) => block.subarray(slot * chunkSize, (slot + 1) * chunkSize))).slice(0, depth);
+  return { slots, release: () => blocks.forEach((block) => pool.give(block)) };
+}
+
+/**
  * Reads a whole file in large aligned chunks, calling `onChunk` for each in order; the chunk is
  * only valid during the call. `depth` reads are in flight while `onChunk` runs.
  */
@@ -85,10 +104,19 @@ export async function readThrough(
   chunkSize = VERIFY_CHUNK,
   depth = VERIFY_DEPTH,
 ): Promise<{ size: number; bypass: CacheBypass }> {
+  const ring = await takeRing(chunkSize, depth);
+  try {
+    return await readRing(file, bypassCache, onChunk, chunkSize, depth, ring.slots);
+  } finally {
+    ring.release();
+  }
+}
+
+async function readRing(file: string, bypassCache: boolean, onChunk: (chunk: Buffer) => void, chunkSize: number, depth: number, buffers: Buffer[]): Promise<{ size: number; bypass: CacheBypass }> {
   let { handle, bypass } = await openUncached(file, bypassCache);
   // Some filesystems (FUSE, network) accept O_DIRECT at open and refuse it at the first read.
   if (bypass === 'direct') {
-    const probe = alignedBuffer(4096);
+    const probe = buffers[0]!.subarray(0, 4096);
     const refused = await handle.read(probe, 0, 4096, 0).then(
       () => false,
       (error: NodeJS.ErrnoException) => {
@@ -106,7 +134,6 @@ export async function readThrough(
   }
   try {
     const { size: fileSize } = await handle.stat();
-    const buffers = Array.from({ length: depth }, () => alignedBuffer(chunkSize));
     const readAt = (slot: number, position: number) =>
       position >= fileSize ? Promise.resolve(0) : handle.read(buffers[slot]!, 0, chunkSize, position).then((result) => result.bytesRead);
     const pending: Promise<number>[] = buffers.map((_, slot) => readAt(slot, slot * chunkSize));
@@ -136,7 +163,7 @@ export async function readThrough(
     }
     return { size: position, bypass };
   } finally {
-    // FileHandle.close waits for reads still in flight after an error.
+    // FileHandle.close waits for reads still in flight after an error: the ring is free after it.
     await handle.close();
   }
 }

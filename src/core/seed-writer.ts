@@ -8,7 +8,9 @@ import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { PARTIAL_SUFFIX } from './manifest.js';
 import { CancelledError, isSeedError, UsageError, VerificationError } from '../errors.js';
-import { readFully } from '../util/read-fully.js';
+import { BlockPool, ioBlocks, directWritesIn, openDirectWriter, openSource, readFullyAt, refusesDirect, DIRECT_ALIGN, type SourceFile } from './copy-io.js';
+
+export { BlockPool } from './copy-io.js';
 import { createExpectedDigestHasher } from './hf-cache.js';
 import type { ContentScanner } from './types.js';
 
@@ -35,29 +37,63 @@ export type { ExpectedDigest } from './hf-cache.js';
 import type { ExpectedDigest } from './hf-cache.js';
 
 /** Reads kept in flight ahead of the consumer: the source disk stays busy while a chunk is hashed. */
-export const READ_AHEAD = 3;
+export const READ_AHEAD = 2;
+
+/** Writes kept in flight at once with O_DIRECT: the device always has the next one queued. */
+export const DIRECT_WRITES_IN_FLIGHT = 2;
 
 /**
- * Reads a file in large chunks with `READ_AHEAD` reads always in flight, so the caller's hashing,
- * scanning and writing overlap the next reads. Each yielded buffer is fresh (the caller may still
- * be writing an earlier one). Memory: at most `READ_AHEAD` chunks are buffered here.
+ * The blocks a copy cycles through: the reads ahead, the chunk being hashed and scanned, the chunk
+ * held back for the scanner's verdict and the writes in flight (READ_AHEAD + 2 + DIRECT_WRITES_IN_FLIGHT = 6). They are the thread's
+ * shared I/O blocks, shared by every copy: one file is read at a time, and the last chunks of the
+ * file before it come back as its flush completes.
  */
-export async function* readFileChunks(file: string, chunkSize = CHUNK_SIZE, readAhead = READ_AHEAD): AsyncGenerator<Buffer> {
-  const handle = await open(file, 'r').catch((error: unknown) => {
+export function copyPool(): BlockPool {
+  return ioBlocks();
+}
+
+export interface ReadChunksOptions {
+  chunkSize?: number;
+  readAhead?: number;
+  /**
+   * Every chunk is a block of this pool, which the caller gives back (`pool.give`) once done with
+   * it; reads wait for free blocks, so the pool bounds the memory. Without a pool each chunk is a
+   * fresh buffer the caller may keep.
+   */
+  pool?: BlockPool;
+  /** Read around the page cache (O_DIRECT, pool blocks only) where the filesystem allows. */
+  direct?: boolean;
+}
+
+/**
+ * Reads a file in large chunks with `readAhead` reads always in flight, so the caller's hashing,
+ * scanning and writing overlap the next reads.
+ */
+export async function* readFileChunks(file: string, options: ReadChunksOptions | number = {}): AsyncGenerator<Buffer> {
+  const { chunkSize = CHUNK_SIZE, readAhead = READ_AHEAD, pool, direct = false } = typeof options === 'number' ? { chunkSize: options } : options;
+  if (pool && pool.blockSize !== chunkSize) throw new Error(`readFileChunks: pool blocks of ${pool.blockSize} bytes for chunks of ${chunkSize}`);
+  const probe = direct && pool ? await pool.take() : undefined;
+  let source: SourceFile;
+  try {
+    source = await openSource(file, direct, probe);
+  } catch (error) {
     throw sourceReadError(error, file);
-  });
+  } finally {
+    if (probe) pool!.give(probe);
+  }
+  const queue: Promise<Buffer>[] = [];
   try {
     let next = 0;
     let ended = false;
     const readAt = async (at: number): Promise<Buffer> => {
-      const buffer = Buffer.allocUnsafeSlow(chunkSize);
+      const buffer = pool ? await pool.take() : Buffer.allocUnsafeSlow(chunkSize);
       try {
-        return buffer.subarray(0, await readFully(handle, buffer, at));
+        return buffer.subarray(0, await readFullyAt(source, buffer, at));
       } catch (error) {
+        pool?.give(buffer);
         throw sourceReadError(error, file);
       }
     };
-    const queue: Promise<Buffer>[] = [];
     const fill = () => {
       while (!ended && queue.length < readAhead) {
         const pending = readAt(next);
@@ -72,13 +108,21 @@ export async function* readFileChunks(file: string, chunkSize = CHUNK_SIZE, read
       const chunk = await queue.shift()!;
       // A short read is the end of the file; reads queued behind it return nothing.
       if (chunk.length < chunkSize) ended = true;
-      if (chunk.length === 0) return;
+      if (chunk.length === 0) {
+        pool?.give(chunk);
+        return;
+      }
       fill();
       yield chunk;
       if (ended && chunk.length < chunkSize) return;
     }
   } finally {
-    await handle.close();
+    // Reads still queued (the consumer stopped early, or the file ended) hand their blocks back.
+    for (const pending of queue.splice(0)) {
+      const chunk = await pending.catch(() => undefined);
+      if (chunk) pool?.give(chunk);
+    }
+    await source.handle.close();
   }
 }
 
@@ -151,6 +195,11 @@ export interface WriteSeedFileOptions {
   expected?: ExpectedDigest;
   /** Leak scanner fed every chunk before it is written. */
   scanner?: ContentScanner;
+  /**
+   * The pool `chunks` come from (readFileChunks with a pool): each chunk is given back once written
+   * (or, in a dry run, hashed and scanned), and chunks of it may be written with O_DIRECT.
+   */
+  pool?: BlockPool;
   /** Bytes written so far (for progress). */
   onBytes?: (bytes: number) => void;
   /** Hash and scan only; nothing is written (used to check whether a file on the media is current). */
@@ -174,6 +223,144 @@ export interface WrittenFile extends DigestResult {
 }
 
 /**
+ * One file being written on the media, with writes kept in flight so the device always has the
+ * next one. Pool chunks at block-aligned offsets go through an O_DIRECT handle where the filesystem
+ * does that well (see copy-io.ts): straight to the device, no copy into the page cache, no dirty
+ * backlog. Everything else (a file's unaligned tail, small files, other filesystems) goes through
+ * the ordinary handle, in slices, with writeback started every WRITEBACK_STEP bytes.
+ */
+class MediaFile {
+  private readonly writes = new Set<Promise<void>>();
+  private failure: unknown;
+  private writeback: Promise<void> | undefined;
+  private unflushed = 0;
+
+  private constructor(
+    private readonly plain: FileHandle,
+    private direct: FileHandle | undefined,
+    private readonly pool: BlockPool | undefined,
+  ) {}
+
+  static async create(file: string, pool: BlockPool | undefined): Promise<MediaFile> {
+    const plain = await open(file, 'w', 0o644);
+    try {
+      const direct = pool && (await directWritesIn(path.dirname(file))) ? await openDirectWriter(file) : undefined;
+      return new MediaFile(plain, direct, pool);
+    } catch (error) {
+      await plain.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /**
+   * Starts writing `chunk` at `at` once a slot is free; `done` runs when it is written or failed
+   * (the chunk's buffer is free from then on). Throws the first write error seen so far.
+   */
+  async write(chunk: Buffer, at: number, done: () => void): Promise<void> {
+    const direct = this.isDirect(chunk, at);
+    // Direct writes overlap each other; an ordinary one waits for them (the tail after the blocks).
+    const limit = direct ? DIRECT_WRITES_IN_FLIGHT : WRITES_IN_FLIGHT;
+    while (this.failure === undefined && this.writes.size >= (direct ? limit : 1)) await Promise.race(this.writes);
+    if (this.failure !== undefined) {
+      done();
+      throw this.failure;
+    }
+    const pending: Promise<void> = (direct ? this.writeDirect(chunk, at) : this.writePlain(chunk, at)).then(
+      () => {
+        this.writes.delete(pending);
+        done();
+      },
+      (error: unknown) => {
+        this.writes.delete(pending);
+        this.failure ??= error;
+        done();
+      },
+    );
+    this.writes.add(pending);
+  }
+
+  private isDirect(chunk: Buffer, at: number): boolean {
+    return this.direct !== undefined && this.pool !== undefined && this.pool.owns(chunk) && at % DIRECT_ALIGN === 0 && chunk.length >= DIRECT_ALIGN;
+  }
+
+  private async writeDirect(chunk: Buffer, at: number): Promise<void> {
+    const aligned = chunk.length - (chunk.length % DIRECT_ALIGN);
+    let written = 0;
+    try {
+      while (written < aligned) {
+        const { bytesWritten } = await this.direct!.write(chunk, written, aligned - written, at + written);
+        written += bytesWritten;
+        if (bytesWritten === 0 || written % DIRECT_ALIGN !== 0) break; // the rest goes the ordinary way
+      }
+    } catch (error) {
+      // Refused after all (a filesystem that took the open): this file is written the ordinary way.
+      if (!refusesDirect(error)) throw error;
+      this.direct = undefined;
+    }
+    if (written < chunk.length) await this.writePlain(chunk.subarray(written), at + written);
+  }
+
+  private async writePlain(chunk: Buffer, at: number): Promise<void> {
+    let written = 0;
+    while (written < chunk.length) {
+      const { bytesWritten } = await this.plain.write(chunk, written, Math.min(WRITE_SLICE, chunk.length - written), at + written);
+      written += bytesWritten;
+    }
+    this.unflushed += chunk.length;
+    this.kickWriteback();
+  }
+
+  /**
+   * Ordinary writes land in the page cache: their writeback is started every WRITEBACK_STEP bytes
+   * (fdatasync in the background), so the device works while the rest of the file is read instead
+   * of waiting for the flush at the end.
+   */
+  private kickWriteback(): void {
+    if (this.writeback || this.unflushed < WRITEBACK_STEP) return;
+    this.unflushed = 0;
+    this.writeback = this.plain.datasync().then(
+      () => {
+        this.writeback = undefined;
+      },
+      (error: unknown) => {
+        this.writeback = undefined;
+        this.failure ??= error;
+      },
+    );
+  }
+
+  /** Throws the first write error seen so far, without waiting for writes in flight. */
+  throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Waits for every write (and a background flush) in flight; throws the first error. */
+  async drain(): Promise<void> {
+    while (this.writes.size > 0 || this.writeback) await Promise.all([...this.writes, this.writeback]);
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Makes the bytes durable (fdatasync covers what either handle wrote) and closes. */
+  async flushAndClose(): Promise<void> {
+    await this.drain();
+    await this.plain.datasync();
+    await this.close();
+  }
+
+  /** Waits for writes in flight (their errors no longer matter) and closes. */
+  async abandon(): Promise<void> {
+    await Promise.allSettled([...this.writes, this.writeback]);
+    await this.close().catch(() => undefined);
+  }
+
+  private async close(): Promise<void> {
+    const direct = this.direct;
+    this.direct = undefined;
+    await Promise.all([this.plain.close(), direct?.close()]);
+  }
+}
+
+/**
  * Hashes, scans and writes one file under a temporary name. The caller commits it (flush, then
  * rename) once the scanner's verdict is in; the flush may run while the next file is copied, so
  * a file's flush overlaps the next file's reads. On any error the temporary file is removed.
@@ -183,86 +370,56 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
   // A blob named by its sha256 is checked against the main hash; git-sha1 needs a hash of its own.
   const gitSha1 = options.expected?.algorithm === 'git-sha1' ? createExpectedDigestHasher(options.expected, options.expectedSize ?? -1) : undefined;
   const partial = partialPathFor(options.destination);
-  let handle: FileHandle | undefined;
+  const give = (chunk: Buffer) => options.pool?.give(chunk);
+  let media: MediaFile | undefined;
   let size = 0;
-  let pendingWrite: Promise<void> = Promise.resolve();
+  // Each chunk is written only after the next one was scanned: a secret across a chunk boundary
+  // is seen before either half is written.
+  let held: { chunk: Buffer; at: number } | undefined;
   const discard = async () => {
-    await pendingWrite.catch(() => undefined);
-    if (!handle) return;
-    const open = handle;
-    handle = undefined;
-    await open.close().catch(() => undefined);
+    if (held) give(held.chunk);
+    held = undefined;
+    if (!media) return;
+    const open = media;
+    media = undefined;
+    await open.abandon();
     await unlink(partial).catch(() => undefined);
+  };
+  const write = async (item: { chunk: Buffer; at: number }) => {
+    if (!media) {
+      options.onBytes?.(item.chunk.length);
+      give(item.chunk);
+      return;
+    }
+    await media.write(item.chunk, item.at, () => {
+      options.onBytes?.(item.chunk.length);
+      give(item.chunk);
+    });
   };
   try {
     if (!options.dryRun) {
       await mkdir(path.dirname(options.destination), { recursive: true });
-      handle = await open(partial, 'w', 0o644);
+      media = await MediaFile.create(partial, options.pool);
     }
-    // Each chunk is written only after the next one was scanned: a secret across a chunk boundary
-    // is seen before either half is written.
-    let held: { chunk: Buffer; at: number } | undefined;
-    // Up to WRITES_IN_FLIGHT writes overlap the hashing and scanning of the next chunks.
-    const writes = new Set<Promise<void>>();
-    let writeFailure: unknown;
-    // Writeback starts early (fdatasync every WRITEBACK_STEP bytes, in the background): the device
-    // works while the rest of the file is read, instead of waiting for the flush at the end.
-    let writeback: Promise<void> | undefined;
-    let unflushed = 0;
-    const kickWriteback = () => {
-      if (writeback || !handle || unflushed < WRITEBACK_STEP) return;
-      unflushed = 0;
-      const target = handle;
-      writeback = target.datasync().then(
-        () => {
-          writeback = undefined;
-        },
-        (error: unknown) => {
-          writeback = undefined;
-          writeFailure ??= error;
-        },
-      );
-    };
-    const drainWrites = async () => {
-      await Promise.all([...writes]);
-      await writeback;
-      if (writeFailure) throw writeFailure;
-    };
-    const write = async (item: { chunk: Buffer; at: number }) => {
-      if (!handle) {
-        options.onBytes?.(item.chunk.length);
-        return;
-      }
-      if (writeFailure) throw writeFailure;
-      while (writes.size >= WRITES_IN_FLIGHT) await Promise.race(writes);
-      if (writeFailure) throw writeFailure;
-      const target = handle;
-      const pending: Promise<void> = writeFully(target, item.chunk, item.at).then(
-        () => {
-          writes.delete(pending);
-          unflushed += item.chunk.length;
-          options.onBytes?.(item.chunk.length);
-          kickWriteback();
-        },
-        (error: unknown) => {
-          writes.delete(pending);
-          writeFailure ??= error;
-        },
-      );
-      writes.add(pending);
-      pendingWrite = drainWrites().catch(() => undefined);
-    };
     for await (const chunk of options.chunks) {
-      if (options.signal?.aborted) throw new CancelledError('Build cancelled: no manifest was written; run the same build again to finish the seed.');
-      hash.update(chunk);
-      gitSha1?.update(chunk);
-      options.scanner?.update(chunk);
-      if (options.scanner?.blocked?.()) throw new ScannerBlocked(options.displayPath);
-      if (held) await write(held);
+      try {
+        if (options.signal?.aborted) throw new CancelledError('Build cancelled: no manifest was written; run the same build again to finish the seed.');
+        hash.update(chunk);
+        gitSha1?.update(chunk);
+        options.scanner?.update(chunk);
+        if (options.scanner?.blocked?.()) throw new ScannerBlocked(options.displayPath);
+      } catch (error) {
+        give(chunk);
+        throw error;
+      }
+      const previous = held;
       held = { chunk, at: size };
       size += chunk.length;
+      if (previous) await write(previous);
     }
-    await drainWrites();
+    // The writes still in flight are not waited for: the next file's reads start meanwhile, and
+    // commit() waits for them (and reports their errors) before the flush.
+    media?.throwIfFailed();
     const sha256 = hash.digest('hex');
     if (options.expectedSize !== undefined && size !== options.expectedSize) {
       throw new UsageError(`${options.displayPath} changed while being copied: expected ${options.expectedSize} bytes, read ${size}. Rerun the build.`);
@@ -274,23 +431,26 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
         [`expected ${expected.algorithm} ${expected.hex}`],
       );
     }
+    if (!media && held) {
+      // A dry run has nothing to hold back for.
+      await write(held);
+      held = undefined;
+    }
     return {
       size,
       sha256,
       discard,
       // The last chunk is written here, after the caller had the scanner's final verdict.
       commit: async () => {
-        if (!handle) return;
+        if (!media) return;
         try {
           if (held) {
             const last = held;
             held = undefined;
             await write(last);
           }
-          await drainWrites();
-          await handle.datasync();
-          await handle.close();
-          handle = undefined;
+          await media.flushAndClose();
+          media = undefined;
           await rename(partial, options.destination);
         } catch (error) {
           await discard();
@@ -301,14 +461,6 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
   } catch (error) {
     await discard();
     throw mediaWriteError(error, options.displayPath);
-  }
-}
-
-async function writeFully(handle: FileHandle, chunk: Buffer, position: number): Promise<void> {
-  let written = 0;
-  while (written < chunk.length) {
-    const { bytesWritten } = await handle.write(chunk, written, Math.min(WRITE_SLICE, chunk.length - written), position + written);
-    written += bytesWritten;
   }
 }
 

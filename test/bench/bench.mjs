@@ -325,7 +325,7 @@ if (cpSpread > 0.15) {
 }
 
 // The build's copy pass on the same stick, in-process: hash + write, then hash + scan + write.
-const { writeSeedFile, readFileChunks } = await import(path.join(ROOT, 'dist/core/seed-writer.js'));
+const { writeSeedFile, readFileChunks, copyPool } = await import(path.join(ROOT, 'dist/core/seed-writer.js'));
 const { createLeakGate } = await import(path.join(ROOT, 'dist/core/scan/index.js'));
 const gate = await createLeakGate({ operatorSecrets: false });
 const shards = readdirSync(bundle).filter((name) => name.endsWith('.safetensors')).map((name) => path.join(bundle, name));
@@ -335,7 +335,9 @@ async function copyPass(scan) {
   const started = process.hrtime.bigint();
   for (const shard of shards) {
     const scanner = scan ? gate.open({ path: path.basename(shard), size: statSync(shard).size }) : undefined;
-    const written = await writeSeedFile({ destination: path.join(mount, path.basename(shard)), displayPath: shard, chunks: readFileChunks(shard), scanner });
+    // As the build copies a model file: O_DIRECT reads and writes through the shared I/O blocks.
+    const pool = copyPool();
+    const written = await writeSeedFile({ destination: path.join(mount, path.basename(shard)), displayPath: shard, chunks: readFileChunks(shard, { pool, direct: true }), pool, scanner });
     await written.commit();
     if (scanner) await scanner.finish();
   }
