@@ -112,6 +112,7 @@ async function main(argv: string[]): Promise<number> {
     .option('--profile <name|file>', 'profile whose leak-scan allowlist applies')
     .option('--no-scan', 'skip the leak scan')
     .option('--signer <fingerprint|pubkey>', 'require a valid signature by this SSH key (SHA256:... fingerprint or .pub file)')
+    .option('--iso <file>', 'whole stick: also compare the installer image at its start with this image file')
     .option('--no-operator-secrets', "do not load the operator's own keys and tokens to match exactly")
     .option('--json', 'print one JSON document on stdout')
     .action(async (target: string, _options, command: Command) => {

@@ -2,6 +2,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { verifySeed, type VerifyReport } from '../core/verify-seed.js';
+import type { InstallerSection } from '../media/installer-verify.js';
 import { resolveExpectedSigner } from '../core/sign.js';
 import { UsageError } from '../errors.js';
 import { loadProfile } from '../profile.js';
@@ -16,6 +17,8 @@ export interface VerifyFlags {
   operatorSecrets?: boolean;
   /** Required signer: `SHA256:` fingerprint or a public key file. */
   signer?: string;
+  /** Whole-stick verify: compare the installer region with this image file too. */
+  iso?: string;
 }
 
 export async function runVerify(target: string, flags: VerifyFlags, context: CommandContext): Promise<number> {
@@ -33,7 +36,8 @@ export async function runVerify(target: string, flags: VerifyFlags, context: Com
       ...(progress ? { onProgress: progress.onProgress } : {}),
       signal: context.signal,
     });
-  let report: VerifyReport & { media?: { path: string; partition: string; filesystem: string; label: string | null; access: string } };
+  let report: VerifyReport & { media?: { path: string; partition: string; filesystem: string; label: string | null; access: string }; installer?: InstallerSection };
+  if (flags.iso !== undefined && info.isDirectory()) throw new UsageError('--iso compares the installer image at the start of a whole stick; pass the stick (/dev/sdX) or a whole-disk image file.');
   if (info.isDirectory()) {
     report = await run(full);
   } else {
@@ -43,9 +47,56 @@ export async function runVerify(target: string, flags: VerifyFlags, context: Com
       const inner = await run(root);
       return { ...inner, root: full, media: { path: full, partition: media.partition, filesystem: media.filesystem, label: media.label, access: media.access } };
     });
+    // A whole stick (or a whole-disk image): the installer image at its start is checked too.
+    const iso = flags.iso !== undefined ? path.resolve(context.cwd, flags.iso) : undefined;
+    if (iso !== undefined && !(await stat(iso).catch(() => undefined))?.isFile()) throw new UsageError(`--iso ${iso} is not a file; pass the installer image the stick was written from.`);
+    const { verifyInstaller } = await import('../media/installer-verify.js');
+    const installer = await verifyInstaller(full, {
+      record: report.manifest?.installer,
+      ...(iso ? { iso } : {}),
+      scan: flags.scan === false ? false : { allowlist: profile?.data.scan?.allow ?? [], operatorSecrets: flags.operatorSecrets ?? profile?.data.scan?.operatorSecrets ?? true },
+      signal: context.signal,
+    });
+    if (installer) report = withInstaller(report, installer);
+    else if (iso !== undefined) throw new UsageError(`${full} does not start with an installer image, so --iso has nothing to compare; pass the whole stick (/dev/sdX), not a partition.`);
   }
   context.output.result(verifyJson(report), () => formatVerifyReport(report));
   return verifyExitCode(report);
+}
+
+/** The report with the installer section folded in: its findings count as the seed's, a changed region is a problem (exit 3). */
+function withInstaller<T extends VerifyReport>(report: T, installer: InstallerSection): T & { installer: InstallerSection } {
+  const problems = [...report.problems];
+  const checked = [...report.checked];
+  const { expected, actual } = installer.sha256;
+  if (expected === null) checked.push(`installer image ${installer.volumeId}: the manifest has no record of it (built before records or without a stick), digest not compared`);
+  else if (expected === actual) checked.push(`installer image ${installer.volumeId}: ${installer.length} bytes match the manifest's sha256`);
+  else {
+    problems.push({
+      path: 'installer image',
+      kind: 'installer',
+      message: `the installer image ${installer.volumeId} (the first ${installer.length} bytes of ${installer.disk}) differs from the one the manifest records`,
+      action: 'rewrite the installer image (build --device ... --iso FILE) or use another stick',
+      expected,
+      actual,
+    });
+  }
+  if (installer.file) {
+    if (installer.file.ok) checked.push(`installer image matches ${installer.file.path}`);
+    else {
+      problems.push({
+        path: 'installer image',
+        kind: 'installer',
+        message: `the installer image on ${installer.disk} differs from ${installer.file.path}`,
+        action: 'write that image again (build --device ... --iso FILE), or pass the image the stick was written from',
+        expected: installer.file.sha256,
+        actual,
+      });
+    }
+  }
+  if (installer.scanned) checked.push(`installer image ${installer.volumeId}: leak-scanned inside out (ISO, EFI image, squashfs, initrds)`);
+  const findings = [...report.findings, ...installer.findings];
+  return { ...report, problems, checked, findings, ok: report.ok && problems.length === 0 && findings.length === 0, installer } as T & { installer: InstallerSection };
 }
 
 export function verifyExitCode(report: VerifyReport): number {
@@ -76,6 +127,11 @@ export function formatVerifyReport(report: VerifyReport): string {
     const source = report.manifest.source;
     lines.push(`  source  ${source.file}  ${source.commit ? `commit ${source.commit.slice(0, 12)}` : 'plain folder'}${source.dirty ? ', built from a dirty tree' : ''}`);
     for (const bundle of report.manifest.bundles) lines.push(`  model   ${bundle.dir}  ${bundle.files} files, ${formatBytes(bundle.bytes)}`);
+  }
+  const installer = (report as { installer?: InstallerSection }).installer;
+  if (installer) {
+    const state = installer.sha256.expected === null ? 'no record in the manifest' : installer.sha256.expected === installer.sha256.actual ? 'matches the manifest' : 'DIFFERS from the manifest';
+    lines.push(`  installer ${installer.volumeId}, ${formatBytes(installer.length)} at the start of ${installer.disk}: ${state}${installer.scanned ? `, ${installer.findings.length} credential finding(s) inside` : ''}`);
   }
   if (report.signature) lines.push(formatSignatureStatus(report.signature));
   for (const item of report.checked ?? []) lines.push(`  checked ${item}`);

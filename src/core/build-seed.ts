@@ -27,6 +27,7 @@ import {
   renderManifest,
   type Manifest,
   type ManifestFile,
+  type ManifestInstaller,
 } from './manifest.js';
 import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
 import { readThrough } from './read-direct.js';
@@ -72,6 +73,8 @@ export interface BuildOptions {
   label?: string;
   /** Leak gate settings. */
   scan: { allowlist: AllowEntry[]; operatorSecrets: boolean; limits?: LeakGateOptions['limits'] };
+  /** The installer image on the stick (a device build), recorded in the manifest before it is written (and signed). */
+  installer?: ManifestInstaller;
   /** Read the whole seed back and verify it after writing. */
   verify: boolean;
   /**
@@ -263,7 +266,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     if (blocking.length > 0) throw secretsError(blocking, 'the source archive');
     const archiveSize = (await stat(archivePath)).size;
     // Carried flake inputs are packed, proved and scanned in the same local temp folder.
-    const carried = await carryFlakeInputs(plan, workDir, options);
+    const carried = await carryFlakeInputs(plan, workDir, options, sopsSources);
     allowed.push(...carried.allowed);
     options.onStep?.('archive', 'done', `${plural(plan.source.entries.length, 'entry', 'entries')}, ${formatBytes(archiveSize)}${carried.files.length > 0 ? `; ${plural(carried.files.length, 'flake input')} carried` : ''}`);
     checkCancelled();
@@ -298,7 +301,8 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     let done = 0;
     const report = (file: string) => (bytes: number) => {
       done += bytes;
-      options.onProgress?.({ phase: 'copy', bytes: done, total, path: file });
+      // The read-back verify reads every byte again: the copy's ETA includes it.
+      options.onProgress?.({ phase: 'copy', bytes: done, total, path: file, ...(options.verify ? { following: total } : {}) });
     };
 
     // 3. Copy: hash, scan and write in one pass; keep files an interrupted run already completed.
@@ -358,7 +362,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     manifestFiles.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     const checksums = renderChecksums(manifestFiles);
     await writeAtomic(path.join(target, CHECKSUMS_NAME), checksums);
-    const manifestText = renderManifest({ ...makeManifest(options, plan, manifestFiles, checksums), ...flakeManifest(plan.flake, carried.files, options.flakeInputs) });
+    const manifestText = renderManifest({ ...makeManifest(options, plan, manifestFiles, checksums), ...flakeManifest(plan.flake, carried.files, options.flakeInputs), ...(options.installer ? { installer: options.installer } : {}) });
     const manifest = parseManifest(manifestText).manifest!;
     await writeAtomic(path.join(target, MANIFEST_NAME), manifestText);
     await journal.close();
@@ -426,7 +430,12 @@ async function signPhase(options: BuildOptions, target: string, manifestText: st
  * against the lock's narHash and feeding every file to a leak gate that knows the input's own
  * `.sops.yaml`. A blocking finding throws SecretsFoundError before anything reaches the media.
  */
-async function carryFlakeInputs(plan: BuildPlan, workDir: string, options: BuildOptions): Promise<{ files: CarriedFile[]; allowed: Finding[] }> {
+async function carryFlakeInputs(
+  plan: BuildPlan,
+  workDir: string,
+  options: BuildOptions,
+  repositorySopsSources: { path: string; label: string }[],
+): Promise<{ files: CarriedFile[]; allowed: Finding[] }> {
   const files: CarriedFile[] = [];
   const allowed: Finding[] = [];
   if (plan.flake.carried.length === 0) return { files, allowed };
@@ -439,11 +448,13 @@ async function carryFlakeInputs(plan: BuildPlan, workDir: string, options: Build
     const localPath = path.join(workDir, relPath);
     const result = await packCarriedInput(carried, localPath, {
       workDir,
-      gate: (sopsConfig) =>
+      // The repository's SOPS values and the input's own are needles in the input's files.
+      gate: (sopsConfig, root) =>
         createLeakGate({
           allowlist: options.scan.allowlist,
           operatorSecrets: options.scan.operatorSecrets,
           sopsConfig,
+          sopsSources: [...repositorySopsSources, { path: root, label: `${INPUTS_DIR}/${carried.name}` }],
           ...(options.scan.limits ? { limits: options.scan.limits } : {}),
           ...(options.signal ? { signal: options.signal } : {}),
         }),

@@ -71,6 +71,21 @@ export const manifestFlakeSchema = z.object({
   inputs: z.array(manifestFlakeInputSchema),
 });
 
+/**
+ * The installer image at the start of the stick (manifest key `installer`, added after format 1
+ * shipped: optional, so seeds without it still parse, and older readers strip it as an unknown key).
+ * `length` is the ISO's own length from its primary volume descriptor (volume space size × logical
+ * block size); `sha256` covers those bytes from offset 0 of the whole disk with MBR partition entries
+ * 3 and 4 (bytes 478-509, where the seed partition is added) read as zeros.
+ */
+export const manifestInstallerSchema = z.object({
+  volumeId: z.string(),
+  length: z.number().int().positive(),
+  sha256: sha256Hex,
+});
+
+export type ManifestInstaller = z.infer<typeof manifestInstallerSchema>;
+
 export const manifestSchema = z.object({
   format: z.literal(FORMAT_VERSION),
   tool: z.object({ name: z.literal('dubnium-seed'), version: z.string() }),
@@ -110,6 +125,7 @@ export const manifestSchema = z.object({
   selfSha256: sha256Hex,
   totals: z.object({ files: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() }),
   flake: manifestFlakeSchema.optional(),
+  installer: manifestInstallerSchema.optional(),
 });
 
 export type Manifest = z.infer<typeof manifestSchema>;

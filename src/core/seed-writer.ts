@@ -15,22 +15,40 @@ import type { ContentScanner } from './types.js';
 /** Reads of this size keep sha256 near its peak speed and syscalls few. */
 export const CHUNK_SIZE = 4 * 1024 * 1024;
 
+/** Writes kept in flight at once (each a chunk): they overlap the hashing and scanning of the next. */
+export const WRITES_IN_FLIGHT = 1;
+
+/**
+ * A chunk is written in slices of this size. Measured on a loop-mounted ext4 (2 cores, Linux 6.18):
+ * 4 MiB writes copied 1 GiB in ~10 s, 512 KiB writes in ~4 s, `cp` (128 KiB writes) in ~3-4 s; huge
+ * writes hold the inode lock through long dirty-page throttling pauses.
+ */
+export const WRITE_SLICE = 512 * 1024;
+
+/** A large file's writeback is started every this many bytes, so the device never sits idle. */
+export const WRITEBACK_STEP = Number(process.env.DUBNIUM_WRITEBACK_STEP ?? 256 * 1024 * 1024);
+
 /** Files up to this size are read, hashed and scanned in memory before a byte reaches the media. */
 export const PRESCAN_LIMIT = 16 * 1024 * 1024;
 
 export type { ExpectedDigest } from './hf-cache.js';
 import type { ExpectedDigest } from './hf-cache.js';
 
+/** Reads kept in flight ahead of the consumer: the source disk stays busy while a chunk is hashed. */
+export const READ_AHEAD = 3;
+
 /**
- * Reads a file in large chunks with one read always in flight, so the caller's hashing overlaps
- * the next read. Each yielded buffer is fresh (the caller may still be writing the previous one).
+ * Reads a file in large chunks with `READ_AHEAD` reads always in flight, so the caller's hashing,
+ * scanning and writing overlap the next reads. Each yielded buffer is fresh (the caller may still
+ * be writing an earlier one). Memory: at most `READ_AHEAD` chunks are buffered here.
  */
-export async function* readFileChunks(file: string, chunkSize = CHUNK_SIZE): AsyncGenerator<Buffer> {
+export async function* readFileChunks(file: string, chunkSize = CHUNK_SIZE, readAhead = READ_AHEAD): AsyncGenerator<Buffer> {
   const handle = await open(file, 'r').catch((error: unknown) => {
     throw sourceReadError(error, file);
   });
   try {
-    let position = 0;
+    let next = 0;
+    let ended = false;
     const readAt = async (at: number): Promise<Buffer> => {
       const buffer = Buffer.allocUnsafeSlow(chunkSize);
       try {
@@ -39,16 +57,25 @@ export async function* readFileChunks(file: string, chunkSize = CHUNK_SIZE): Asy
         throw sourceReadError(error, file);
       }
     };
-    // The read ahead may fail while the consumer stops early (a write error): never unhandled.
-    let pending = readAt(position);
-    pending.catch(() => undefined);
-    for (;;) {
-      const chunk = await pending;
+    const queue: Promise<Buffer>[] = [];
+    const fill = () => {
+      while (!ended && queue.length < readAhead) {
+        const pending = readAt(next);
+        // A read ahead may fail while the consumer stops early (a write error): never unhandled.
+        pending.catch(() => undefined);
+        queue.push(pending);
+        next += chunkSize;
+      }
+    };
+    fill();
+    while (queue.length > 0) {
+      const chunk = await queue.shift()!;
+      // A short read is the end of the file; reads queued behind it return nothing.
+      if (chunk.length < chunkSize) ended = true;
       if (chunk.length === 0) return;
-      position += chunk.length;
-      pending = chunk.length < chunkSize ? Promise.resolve(Buffer.alloc(0)) : readAt(position);
-      pending.catch(() => undefined);
+      fill();
       yield chunk;
+      if (ended && chunk.length < chunkSize) return;
     }
   } finally {
     await handle.close();
@@ -175,15 +202,55 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
     // Each chunk is written only after the next one was scanned: a secret across a chunk boundary
     // is seen before either half is written.
     let held: { chunk: Buffer; at: number } | undefined;
+    // Up to WRITES_IN_FLIGHT writes overlap the hashing and scanning of the next chunks.
+    const writes = new Set<Promise<void>>();
+    let writeFailure: unknown;
+    // Writeback starts early (fdatasync every WRITEBACK_STEP bytes, in the background): the device
+    // works while the rest of the file is read, instead of waiting for the flush at the end.
+    let writeback: Promise<void> | undefined;
+    let unflushed = 0;
+    const kickWriteback = () => {
+      if (writeback || !handle || unflushed < WRITEBACK_STEP) return;
+      unflushed = 0;
+      const target = handle;
+      writeback = target.datasync().then(
+        () => {
+          writeback = undefined;
+        },
+        (error: unknown) => {
+          writeback = undefined;
+          writeFailure ??= error;
+        },
+      );
+    };
+    const drainWrites = async () => {
+      await Promise.all([...writes]);
+      await writeback;
+      if (writeFailure) throw writeFailure;
+    };
     const write = async (item: { chunk: Buffer; at: number }) => {
       if (!handle) {
         options.onBytes?.(item.chunk.length);
         return;
       }
-      // One write in flight: it overlaps the hashing of the next chunk and the read after it.
-      await pendingWrite;
+      if (writeFailure) throw writeFailure;
+      while (writes.size >= WRITES_IN_FLIGHT) await Promise.race(writes);
+      if (writeFailure) throw writeFailure;
       const target = handle;
-      pendingWrite = writeFully(target, item.chunk, item.at).then(() => options.onBytes?.(item.chunk.length));
+      const pending: Promise<void> = writeFully(target, item.chunk, item.at).then(
+        () => {
+          writes.delete(pending);
+          unflushed += item.chunk.length;
+          options.onBytes?.(item.chunk.length);
+          kickWriteback();
+        },
+        (error: unknown) => {
+          writes.delete(pending);
+          writeFailure ??= error;
+        },
+      );
+      writes.add(pending);
+      pendingWrite = drainWrites().catch(() => undefined);
     };
     for await (const chunk of options.chunks) {
       if (options.signal?.aborted) throw new CancelledError('Build cancelled: no manifest was written; run the same build again to finish the seed.');
@@ -195,7 +262,7 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
       held = { chunk, at: size };
       size += chunk.length;
     }
-    await pendingWrite;
+    await drainWrites();
     const sha256 = hash.digest('hex');
     if (options.expectedSize !== undefined && size !== options.expectedSize) {
       throw new UsageError(`${options.displayPath} changed while being copied: expected ${options.expectedSize} bytes, read ${size}. Rerun the build.`);
@@ -219,8 +286,8 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
             const last = held;
             held = undefined;
             await write(last);
-            await pendingWrite;
           }
+          await drainWrites();
           await handle.datasync();
           await handle.close();
           handle = undefined;
@@ -240,7 +307,7 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
 async function writeFully(handle: FileHandle, chunk: Buffer, position: number): Promise<void> {
   let written = 0;
   while (written < chunk.length) {
-    const { bytesWritten } = await handle.write(chunk, written, chunk.length - written, position + written);
+    const { bytesWritten } = await handle.write(chunk, written, Math.min(WRITE_SLICE, chunk.length - written), position + written);
     written += bytesWritten;
   }
 }

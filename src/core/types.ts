@@ -12,6 +12,11 @@ export interface Progress {
   bytes: number;
   total: number;
   path?: string;
+  /**
+   * Bytes later phases of the same run will still process (the build's read-back verify while it
+   * copies), so an ETA covers the whole run and "ETA 0 s" means done.
+   */
+  following?: number;
 }
 
 export type ProgressHook = (progress: Progress) => void;

@@ -34,7 +34,8 @@ export type ProblemKind =
   | 'archive'
   | 'bundle'
   | 'signature'
-  | 'flake-input';
+  | 'flake-input'
+  | 'installer';
 
 export interface VerifyProblem {
   path: string;
@@ -63,7 +64,7 @@ export interface VerifyReport {
   root: string;
   ok: boolean;
   complete: boolean;
-  manifest?: Pick<Manifest, 'format' | 'tool' | 'createdAt' | 'profile' | 'modelStore' | 'source' | 'bundles' | 'totals'>;
+  manifest?: Pick<Manifest, 'format' | 'tool' | 'createdAt' | 'profile' | 'modelStore' | 'source' | 'bundles' | 'totals' | 'installer'>;
   files: number;
   bytes: number;
   durationMs: number;
@@ -172,7 +173,7 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
     complete: !problems.some((problem) => problem.kind === 'incomplete'),
     // A manifest with a credential in it is not summarized: the report would repeat the secret.
     ...(manifest && !findings.some((finding) => finding.path === MANIFEST_NAME)
-      ? { manifest: { format: manifest.format, tool: manifest.tool, createdAt: manifest.createdAt, profile: manifest.profile, modelStore: manifest.modelStore, source: manifest.source, bundles: manifest.bundles, totals: manifest.totals } }
+      ? { manifest: { format: manifest.format, tool: manifest.tool, createdAt: manifest.createdAt, profile: manifest.profile, modelStore: manifest.modelStore, source: manifest.source, bundles: manifest.bundles, totals: manifest.totals, ...(manifest.installer ? { installer: manifest.installer } : {}) } }
       : {}),
     files: checkedFiles,
     bytes: checkedBytes,

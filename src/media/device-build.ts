@@ -13,7 +13,7 @@
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { UsageError } from '../errors.js';
+import { SecretsFoundError, UsageError } from '../errors.js';
 import { buildSeed, type BuildOptions, type BuildResult, type BuildStep } from '../core/build-seed.js';
 import { checkFilesystemLimits, isSeedEntry } from '../core/target.js';
 import type { ProgressHook } from '../core/types.js';
@@ -24,14 +24,14 @@ import { formatBytes } from '../util/format.js';
 import { run } from '../util/run.js';
 import { withSeedFolder } from './seed-access.js';
 import { copySeedIntoFat, fatRootEntries, formatFat } from './fat.js';
-import { writeIso } from './iso-write.js';
+import { recordInstaller, writeIso } from './iso-write.js';
 import { mountPrivate, partitionNode, refreshPartitions } from './mount.js';
 import { appendPartition, createSeedTable, planAppend, readTable } from './partition-table.js';
 import { MiB, estimateSeed, partitionBytesFor, roundUp } from './sizes.js';
 
 export type SeedFilesystem = 'ext4' | 'exfat' | 'fat';
 /** Steps of a device build: the build's own steps plus the media work around them. */
-export type DeviceStep = BuildStep | 'installer' | 'partition' | 'format' | 'mount' | 'unmount';
+export type DeviceStep = BuildStep | 'installer-scan' | 'installer' | 'installer-record' | 'partition' | 'format' | 'mount' | 'unmount';
 
 /** What every media build takes: the seed partition's label and filesystem, the build, the hooks. */
 export interface SeedMediaOptions {
@@ -131,6 +131,12 @@ export async function buildOnDevice(options: DeviceBuildOptions): Promise<Device
 
   let installer: DeviceBuildResult['installer'];
   if (options.iso) {
+    // The installer image is installer media too: scanned inside out (ISO, El Torito EFI image,
+    // squashfs store, initrds) before a byte goes to the stick. A finding or anything unreadable
+    // (`unscanned`) stops the build with the stick untouched.
+    step('installer-scan', 'start', options.iso);
+    await scanInstallerImage(options.iso, options);
+    step('installer-scan', 'done', 'no credentials');
     step('installer', 'start', options.iso);
     installer = await writeIso(disk, options.iso, { onProgress: options.onProgress, signal: options.signal });
     if (installer.written) await refreshPartitions(disk);
@@ -174,7 +180,12 @@ export async function buildOnDevice(options: DeviceBuildOptions): Promise<Device
   if (!created && filesystem !== options.filesystem) {
     options.onWarning?.(`${partition.path} (${options.label}) is ${filesystem}; it is reused as it is, not reformatted as ${options.filesystem}.`);
   }
-  const buildOptions = { ...options.build, label: options.label, onStep: options.onStep, onProgress: options.onProgress, signal: options.signal };
+  // The installer image the build wrote, or found at the start of the stick, goes into the manifest
+  // (which may be signed right after it is written: it is never rewritten).
+  step('installer-record', 'start');
+  const record = await recordInstaller(disk);
+  step('installer-record', 'done', record ? `${record.volumeId}, ${formatBytes(record.length)}` : 'no installer image on the stick');
+  const buildOptions = { ...options.build, ...(record ? { installer: record } : {}), label: options.label, onStep: options.onStep, onProgress: options.onProgress, signal: options.signal };
 
   let result: BuildResult;
   if (filesystem === 'fat') {
@@ -201,6 +212,28 @@ export async function buildOnDevice(options: DeviceBuildOptions): Promise<Device
   }
   const verify = result.verify ? { ...result.verify, root: partition.path } : undefined;
   return { ...result, ...(verify ? { verify } : {}), target: partition.path, device: disk, partition: partition.path, created, filesystem, ...(installer ? { installer } : {}) };
+}
+
+/** Leak-scans the installer image `iso` with the build's scan settings; throws SecretsFoundError (exit 4) on any finding. */
+export async function scanInstallerImage(iso: string, options: Pick<SeedMediaOptions, 'build' | 'onProgress' | 'signal'>): Promise<void> {
+  const { scanPaths } = await import('../core/scan/index.js');
+  const { scan } = options.build;
+  const report = await scanPaths([iso], {
+    allowlist: scan.allowlist,
+    operatorSecrets: scan.operatorSecrets,
+    ...(scan.limits ? { limits: scan.limits } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  if (report.findings.length === 0) return;
+  const location = (finding: (typeof report.findings)[number]) => [finding.path, ...(finding.chain ?? (finding.inner ? [finding.inner] : []))].join(' › ');
+  const first = report.findings[0]!;
+  const error = new SecretsFoundError(
+    `Credentials found in the installer image ${iso}: ${first.kind} in ${location(first)}${report.findings.length > 1 ? ` and ${report.findings.length - 1} more` : ''}. Nothing was written to the stick; rebuild the image without the secret (or allowlist its fingerprint in the profile with a reason).`,
+    report.findings.map((finding) => `${finding.kind} (${finding.rule}) in ${location(finding)}${finding.line ? `:${finding.line}` : ''} fingerprint ${finding.fingerprint}${finding.note ? `: ${finding.note}` : ''}`),
+  );
+  (error as SecretsFoundError & { findings: unknown[] }).findings = report.findings;
+  throw error;
 }
 
 async function buildFat(partition: string, buildOptions: Omit<BuildOptions, 'target'>, options: DeviceBuildOptions, created: boolean): Promise<BuildResult> {

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import { CancelledError, VerificationError } from '../errors.js';
 import { readFileChunks } from '../core/seed-writer.js';
+import type { ManifestInstaller } from '../core/manifest.js';
 import type { ProgressHook } from '../core/types.js';
 import { run } from '../util/run.js';
 
@@ -97,4 +98,46 @@ export async function writeIso(device: string, iso: string, hooks: { onProgress?
     throw new VerificationError(`The installer image read back from ${device} differs from ${iso}: the stick lost writes or is failing. Try another stick.`, [`expected sha256 ${expected}`, `actual   sha256 ${actual}`]);
   }
   return { bytes: size, sha256: expected, written: true };
+}
+
+const DESCRIPTORS_START = 16 * 2048;
+const HEAD = 64 * 1024;
+/** MBR entries 3 and 4 read as zeros: the seed partition added beside the image does not change its digest. */
+const ZERO_SEED_ENTRIES = Buffer.alloc(512);
+
+/**
+ * The ISO 9660 image at the start of `disk` (a whole disk or a whole-disk image file): its volume id
+ * and length from the primary volume descriptor (volume space size × logical block size), or
+ * undefined when the disk does not start with an ISO.
+ */
+export async function readInstallerVolume(disk: string): Promise<{ volumeId: string; length: number } | undefined> {
+  const handle = await open(disk, 'r');
+  let head: Buffer;
+  try {
+    head = Buffer.alloc(HEAD);
+    const { bytesRead } = await handle.read(head, 0, HEAD, 0);
+    head = head.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+  for (let offset = DESCRIPTORS_START; offset + 2048 <= head.length; offset += 2048) {
+    const type = head[offset];
+    if (head.toString('latin1', offset + 1, offset + 6) !== 'CD001' || type === 255) return undefined;
+    if (type !== 1) continue;
+    const length = head.readUInt32LE(offset + 80) * head.readUInt16LE(offset + 128);
+    return length > 0 ? { volumeId: head.toString('latin1', offset + 40, offset + 72).trim(), length } : undefined;
+  }
+  return undefined;
+}
+
+/** sha256 of the installer region of `disk` (`length` bytes from 0, MBR entries 3 and 4 read as zeros): what the manifest records. */
+export function installerRegionSha256(disk: string, length: number, onBytes?: (bytes: number) => void): Promise<string> {
+  return hashDeviceHead(disk, length, ZERO_SEED_ENTRIES, onBytes);
+}
+
+/** The manifest's record of the installer image at the start of `disk`, or undefined when there is none. */
+export async function recordInstaller(disk: string, onBytes?: (bytes: number) => void): Promise<ManifestInstaller | undefined> {
+  const volume = await readInstallerVolume(disk);
+  if (!volume) return undefined;
+  return { ...volume, sha256: await installerRegionSha256(disk, volume.length, onBytes) };
 }

@@ -26,7 +26,8 @@ export function plainProgress(log: (line: string) => void, intervalMs = 5000) {
       lastAt = now;
       const elapsed = now - phaseStarted;
       const rate = progress.bytes / Math.max(elapsed, 1);
-      const eta = rate > 0 ? (progress.total - progress.bytes) / rate : 0;
+      // Later phases (the build's read-back) count too: "ETA 0 s" means the whole run is done.
+      const eta = rate > 0 ? (progress.total - progress.bytes + (progress.following ?? 0)) / rate : 0;
       log(
         `    ${progress.phase} ${formatBytes(progress.bytes)} / ${formatBytes(progress.total)} (${Math.floor((progress.bytes / progress.total) * 100)}%), ${formatRate(progress.bytes, elapsed)}, ETA ${formatDuration(eta)}`,
       );

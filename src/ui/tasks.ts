@@ -52,7 +52,8 @@ function deferred<T>(): Deferred<T> {
 export function formatProgressLine(progress: Progress, elapsedMs: number): string {
   const percent = progress.total > 0 ? Math.min(100, Math.floor((progress.bytes / progress.total) * 100)) : 100;
   const rate = progress.bytes / Math.max(elapsedMs, 1);
-  const eta = rate > 0 && progress.total > progress.bytes ? formatDuration((progress.total - progress.bytes) / rate) : '-';
+  const remaining = progress.total - progress.bytes + (progress.following ?? 0);
+  const eta = rate > 0 && remaining > 0 ? formatDuration(remaining / rate) : '-';
   const file = progress.path ? `  ${progress.path.length > 60 ? `...${progress.path.slice(-57)}` : progress.path}` : '';
   return `${formatBytes(progress.bytes)} of ${formatBytes(progress.total)} (${percent}%), ${formatRate(progress.bytes, elapsedMs)}, ETA ${eta}${file}`;
 }

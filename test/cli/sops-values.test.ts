@@ -48,14 +48,15 @@ async function fixture(options: { quote?: boolean; sshRecipient?: string } = {})
     'docs/restore.md': '# Restore\n\nAsk the operator for the repository password.\n',
   };
   if (options.quote !== false) {
-    files['docs/restore.md'] = `# Restore\n\n    export RESTIC_PASSWORD='${values.backup}'\n    restic restore latest\n`;
+    // Quoted as prose: no pattern rule knows this shape; only the SOPS value can find it.
+    files['docs/restore.md'] = `# Restore\n\nThe repository password is ${values.backup} (ask before you rotate it).\n`;
     files['k8s/ldap-secret.yaml'] = `apiVersion: v1\nkind: Secret\nmetadata:\n  name: ldap\ndata:\n  bindPassword: ${Buffer.from(values.ldap).toString('base64')}\n`;
   }
   const repo = await gitRepo(files);
   if (options.quote !== false) {
     // A backup of the Wi-Fi settings, as a tar.gz made by the real tar.
     const staging = await tempDir();
-    await writeTree(staging, { 'etc/NetworkManager/system-connections/home.nmconnection': `[wifi-security]\nkey-mgmt=wpa-psk\npsk=${values.wifi}\n` });
+    await writeTree(staging, { 'etc/NetworkManager/system-connections/home.nmconnection': `[wifi-security]\nkey-mgmt=wpa-psk\n# passphrase: ${values.wifi}\n` });
     mkdirSync(path.join(repo, 'backups'), { recursive: true });
     execFileSync('tar', ['-czf', path.join(repo, 'backups/nm.tar.gz'), '-C', staging, 'etc']);
     execFileSync('git', ['add', '-A'], { cwd: repo });
@@ -82,7 +83,7 @@ describe('scan with the operator\'s SOPS values', () => {
     expect(result.stdout).toContain(`Operator secrets matched exactly: SOPS_AGE_KEY_FILE (${keyFile}), 3 values from 2 SOPS files.`);
     expect(result.stdout).toMatch(/FOUND {4}sops-value in docs\/restore\.md:3 .*the value of secrets\/hosts\/workstation\.yaml: backup\/repo_password$/m);
     expect(result.stdout).toMatch(/FOUND {4}sops-value in k8s\/ldap-secret\.yaml:6 .*the value of secrets\/hosts\/workstation\.yaml: ldap\/bind_password \(base64\)$/m);
-    expect(result.stdout).toMatch(/FOUND {4}sops-value in backups\/nm\.tar\.gz!etc\/NetworkManager\/system-connections\/home\.nmconnection:3 .*the value of secrets\/wifi\.env: WIFI_PSK$/m);
+    expect(result.stdout).toMatch(/FOUND {4}sops-value in backups\/nm\.tar\.gz › etc\/NetworkManager\/system-connections\/home\.nmconnection:3 .*the value of secrets\/wifi\.env: WIFI_PSK$/m);
     expect(result.stdout).not.toMatch(/FOUND .* in secrets\//);
     expectNoValue(result, values);
 

@@ -88,7 +88,7 @@ export function puttyKeys(): { v2: string; v3: string } {
   });
 }
 
-const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+export const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const ALNUM = BASE62;
 
 export function randomString(length: number, alphabet = ALNUM): string {
@@ -98,7 +98,8 @@ export function randomString(length: number, alphabet = ALNUM): string {
   return out;
 }
 
-function crc32(text: string): number {
+/** CRC-32 (IEEE) of a string's char codes, as GitHub and npm tokens checksum their bodies. */
+export function crc32(text: string): number {
   let crc = 0xffffffff;
   for (let index = 0; index < text.length; index++) {
     crc ^= text.charCodeAt(index);

@@ -10,7 +10,7 @@
  * its process ended.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { mkdir, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -178,7 +178,7 @@ export async function startFaultDevice(options: { sizeMiB: number; faults?: Faul
     pid: child.pid!,
     setFaults: (settings) => writeFileSync(control, controlLine(settings)),
     clearFaults: () => writeFileSync(control, 'clear\n'),
-    status: () => JSON.parse(readFileSync(control, 'utf8')) as FaultStatus,
+    status: () => readStatus(control),
     mount: (node, fstype = 'ext4') => {
       const target = path.join(dir, `mnt-${mounts.length}`);
       mkdirSync(target, { recursive: true });
@@ -212,4 +212,20 @@ export async function faultyExt4(options: { sizeMiB: number; label?: string }): 
   const fault = await startFaultDevice({ sizeMiB: options.sizeMiB, partitions: false });
   sh('mkfs.ext4', ['-q', '-F', '-m', '0', '-L', options.label ?? 'FAULTY', fault.device]);
   return { fault, root: fault.mount(fault.device) };
+}
+
+/**
+ * One snapshot of the device's counters. The control file is made afresh on every read call, so a
+ * read in several calls (readFileSync) could join the head of one snapshot to the tail of a later
+ * one: read it with a single call at offset 0.
+ */
+function readStatus(control: string): FaultStatus {
+  const fd = openSync(control, 'r');
+  try {
+    const buffer = Buffer.alloc(64 * 1024);
+    const length = readSync(fd, buffer, 0, buffer.length, 0);
+    return JSON.parse(buffer.toString('utf8', 0, length)) as FaultStatus;
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -79,4 +79,11 @@ describe('formatProgressLine', () => {
       '512 MiB of 2.0 GiB (25%), 128 MiB/s, ETA 12.0 s  models/m/model.safetensors',
     );
   });
+
+  it("counts the read-back verify still to come, so the copy's ETA is the whole run's", () => {
+    // 1.5 GiB left to copy and 2 GiB to read back at 128 MiB/s: 28 s, not 12 s.
+    expect(formatProgressLine({ phase: 'copy', bytes: 512 * 1024 * 1024, total: 2048 * 1024 * 1024, following: 2048 * 1024 * 1024 }, 4000)).toBe('512 MiB of 2.0 GiB (25%), 128 MiB/s, ETA 28.0 s');
+    // The read-back at its last byte: nothing is left.
+    expect(formatProgressLine({ phase: 'verify', bytes: 2048 * 1024 * 1024, total: 2048 * 1024 * 1024 }, 16000)).toMatch(/ETA -$/);
+  });
 });

@@ -206,7 +206,8 @@ export interface PackOptions {
   /** A scratch folder on local disk (clones are exported there). */
   workDir: string;
   /** Makes the leak gate for this input, given the input's own `.sops.yaml` text when it has one. */
-  gate: (sopsConfig: string | undefined) => Promise<LeakGate>;
+  /** The gate for one input's files, given its `.sops.yaml` and the folder its files are read from. */
+  gate: (sopsConfig: string | undefined, root: string) => Promise<LeakGate>;
   onBytes?: (bytes: number) => void;
 }
 
@@ -231,7 +232,7 @@ export async function packCarriedInput(carried: CarriedInput, destination: strin
     root = carried.source.path;
   }
   const sopsConfig = await readFile(path.join(root, '.sops.yaml'), 'utf8').catch(() => undefined);
-  const gate = await options.gate(sopsConfig);
+  const gate = await options.gate(sopsConfig, root);
   const reported = `${INPUTS_DIR}/${carried.fileName}`;
   const findings: Finding[] = [];
   const hasher = new NarHasher();

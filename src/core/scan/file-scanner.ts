@@ -13,6 +13,7 @@ import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
 import { printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
 import { detectContainer } from './formats/container-kind.js';
+import { detectFormat } from './formats/index.js';
 import { HEAD_BYTES } from './formats/types.js';
 import { SyncSpool } from './reading/byte-source.js';
 import type { ScanLimits } from './reading/container-walker.js';
@@ -85,10 +86,12 @@ export function isQuietText(bytes: Buffer, start: number, end: number, name: str
   // Separate passes: one pattern for all three is slower (its alternatives start on common letters).
   if (NOT_TEXTY.test(text) || ANY_RULE_LITERAL.test(text) || mayHoldSopsMetadata(text) || hasBase64Run(text)) return false;
   if (environment.operatorSecrets.length > 0 && holdsOperatorSecret(text, environment.operatorSecrets)) return false;
-  // Printable ASCII only: of the known magics only bzip2's (`BZh91AY&SY`) and zlib's (`x^`) are
-  // printable; the containers themselves never are, but the registry has the last word.
+  // Printable ASCII only: of the known magics only bzip2's (`BZh91AY&SY`), zlib's (`x^`), cpio's
+  // (`070701...`: a newc/odc archive of text files is all printable) and a git bundle's (`# v2 git
+  // bundle`, whose packfile never is printable) are; the other containers never are (an ISO's CD001
+  // sits behind 32 KiB of zeros), but the registry has the last word.
   const first = bytes[start];
-  if ((first === 0x42 || first === 0x78) && detectContainer(bytes, start, end)) return false;
+  if ((first === 0x42 || first === 0x78 || first === 0x30) && detectContainer(bytes, start, end)) return false;
   return true;
 }
 
@@ -245,7 +248,9 @@ export class FileScanner implements ContentScanner {
     this.head = undefined;
     if (!parts || parts.length === 0) return;
     const bytes = Buffer.concat(parts);
-    if (!detectContainer(bytes.subarray(0, HEAD_BYTES))) return;
+    const format = detectFormat(bytes.subarray(0, HEAD_BYTES));
+    // A model shard is not copied to a temp file to be walked (see FormatHandler.inPlaceOnly).
+    if (!format || format.inPlaceOnly) return;
     this.spool = new SyncSpool();
     this.spool.write(bytes);
   }

@@ -3,6 +3,7 @@
  * per-file streaming scanner it feeds in the same pass as hashing; `scanPaths` scans folders, files and
  * archives for `dubnium-seed scan` and `verify`. See README "Leak gate" for what is found and why.
  */
+import { blockDeviceSizeSync } from './formats/byte-source.js';
 import { lstatSync, readdirSync, readlinkSync, type Dirent } from 'node:fs';
 import { availableParallelism, homedir } from 'node:os';
 import path from 'node:path';
@@ -261,6 +262,10 @@ function walkRoots(paths: string[], roots: string[], files: WalkEntry[], problem
     if (stats.isSymbolicLink()) problems.push({ path: paths[index]!, message: 'is a symlink; not followed (scan its target instead)' });
     else if (stats.isDirectory()) walk(root, index, files, problems, sopsDirs, onLarge);
     else if (stats.isFile()) files.push(new WalkEntry(root.slice(0, root.length - path.basename(root).length), path.basename(root), index, stats.size, true));
+    // A whole stick or one partition: read like an image file, everything on it walked (an ISO, the
+    // partition table, FAT); a partition of a filesystem the walker does not open (ext4, exFAT) is
+    // still streamed through the flat scan, which finds what the filesystem stores uncompressed.
+    else if (stats.isBlockDevice()) files.push(new WalkEntry(root.slice(0, root.length - path.basename(root).length), path.basename(root), index, blockDeviceSizeSync(stats.rdev) ?? 0, true));
     else problems.push({ path: paths[index]!, message: 'not a regular file or folder; not read' });
   }
 }

@@ -78,7 +78,7 @@ describe('scanPaths: every class', () => {
       'tokens/ts.nix': `{ authKey = "${tokens.tailscale}"; }\n`,
       'tokens/slack.yaml': `slack: ${tokens.slack}\n`,
       'tokens/aws.ini': `[default]\naws_access_key_id = ${tokens.awsKeyId}\naws_secret_access_key = ${tokens.awsSecret}\n`,
-      'tokens/.git-credentials': `https://alice:${randomString(20)}@git.example.invalid\n`,
+      'tokens/.git-credentials': `https://alice:${randomString(20)}@git.dubnium-corp.net\n`,
       'nix/nix.conf': `access-tokens = github.com=${randomString(40)}\n`,
       'nix/cache-priv-key.pem': `${cache.secret}\n`,
       'nix/wg.conf': `[Interface]\nPrivateKey = ${wg}\nListenPort = 51820\n`,
@@ -171,6 +171,7 @@ describe('scanPaths: every class', () => {
         // Documentation hosts (RFC 2606): whatever the password looks like, it is an example.
         `const url = new URL('https://abc:xyz@example.com'); // https://deploy:${randomBytes(9).toString('hex')}@git.example.org/repo`,
         `curl https://bot:${randomBytes(9).toString('hex')}@api.example/v1`,
+        `fetch https://deploy:${randomBytes(9).toString('hex')}@gitlab.example.invalid/x.tar.gz`,
         `recipient ${age.recipient}`,
         `trusted-public-keys = ${cache.public}`,
       ].join('\n'),
@@ -187,7 +188,7 @@ describe('scanPaths: every class', () => {
 
   it('a credential URL to a real-looking host next to the documentation ones is still found', async () => {
     const root = await tempDir();
-    await writeTree(root, { 'notes.md': `see https://abc:xyz@example.com and https://deploy:${randomBytes(9).toString('hex')}@git.example-corp.invalid/repo\n` });
+    await writeTree(root, { 'notes.md': `see https://abc:xyz@example.com and https://deploy:${randomBytes(9).toString('hex')}@git.example-corp.net/repo\n` });
     const report = await scanPaths([root], quiet);
     expect(report.findings.map((finding) => finding.rule)).toEqual(['url-credentials']);
   });

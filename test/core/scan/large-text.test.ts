@@ -32,7 +32,7 @@ async function scanInChunks(content: Buffer, chunk = CHUNK): Promise<Finding[]> 
 }
 
 const password = () => `hunter-${randomBytes(6).toString('hex')}`;
-const url = (secret: string) => ` "https://deploy:${secret}@git.example.invalid/repo" `;
+const url = (secret: string) => ` "https://deploy:${secret}@git.dubnium-corp.net/repo" `;
 
 describe('large text files', () => {
   for (const [label, line] of [

@@ -4,6 +4,7 @@
  * file, a FAT cluster chain). None of them copies bytes ahead of a read, so an image of any size is
  * read with memory bounded by the largest single read.
  */
+import { readFileSync } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { FormatError, type ByteSource } from './types.js';
 
@@ -55,6 +56,25 @@ class HandleSource implements FileSource {
   async close(): Promise<void> {
     await this.handle.close();
   }
+}
+
+/**
+ * The size in bytes of the block device `rdev` (a stat's rdev) from sysfs, synchronously (for a walk
+ * that stats synchronously); undefined without sysfs.
+ */
+export function blockDeviceSizeSync(rdev: number): number | undefined {
+  const { major, minor } = deviceNumbers(rdev);
+  try {
+    const sectors = Number(readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8').trim());
+    return Number.isSafeInteger(sectors) && sectors >= 0 ? sectors * 512 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function deviceNumbers(rdev: number): { major: number; minor: number } {
+  // Linux encodes dev_t as major in bits 8-19 (plus 32-43), minor in bits 0-7 and 20-31.
+  return { major: ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff), minor: (rdev & 0xff) | ((rdev >>> 12) & 0xfff00) };
 }
 
 async function blockDeviceSize(handle: FileHandle, rdev: number): Promise<number> {

@@ -3,16 +3,33 @@
  * first). Detection is by content only, never by name. Adding a format is one file and one line here.
  */
 import { compressed } from './compressed.js';
+import { cpio } from './cpio.js';
+import { fat } from './fat.js';
+import { gguf } from './gguf.js';
+import { gitBundle } from './git-bundle.js';
 import { gitObject } from './git-object.js';
 import { gitPack } from './git-pack.js';
+import { iso9660 } from './iso9660.js';
+import { nar } from './nar.js';
+import { partitions } from './partitions.js';
+import { safetensors } from './safetensors.js';
+import { sqlite } from './sqlite.js';
+import { squashfs } from './squashfs.js';
 import { tar } from './tar.js';
 import { HEAD_BYTES, type FormatHandler } from './types.js';
 import { zip } from './zip.js';
 
 export { FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type FormatHandler, type Member, type UnscannedReason } from './types.js';
 
-/** Detection order: exact magic first; zlib (two weak bytes, confirmed by inflating) last. */
-export const FORMATS: readonly FormatHandler[] = [zip, tar, gitPack, compressed, gitObject];
+/**
+ * Detection order: exact magic at offset 0 first (each a few byte compares, so a plain text file
+ * costs nothing). The installer-image formats: squashfs and cpio by their magic at byte 0; iso9660
+ * (CD001 at 32769, which says no for a whole stick) before partitions (MBR/GPT, which hands the ISO
+ * region back as a member) before fat (a boot sector shaped like an MBR, which partitions rejects).
+ * safetensors (a length and a `{`, checked against the size) after every exact magic; zlib (two weak
+ * bytes, confirmed by inflating) last.
+ */
+export const FORMATS: readonly FormatHandler[] = [zip, tar, gitPack, gitBundle, sqlite, nar, gguf, squashfs, cpio, iso9660, partitions, fat, compressed, safetensors, gitObject];
 
 /**
  * The format of a file or member from its first bytes (`head`, up to HEAD_BYTES) and its size when

@@ -94,6 +94,14 @@ export interface FormatHandler {
    * user thinks of it, not under the decompressed middle (`x.tar`). A plain member keeps its name.
    */
   readonly transparent?: boolean;
+  /**
+   * Walked only where its bytes can be read in place (a file the scan command opens, a member that
+   * has a `source`), never spooled: a multi-GiB model shard (safetensors, GGUF) is not copied to a
+   * temp file by the build's and verify's push-fed scanner, nor when it is a member of a tar. There
+   * its bytes get the flat scan as any large file's (every rule on the first MiB, the sampled scan
+   * after): found all the same, named by the file and offset rather than by the tensor.
+   */
+  readonly inPlaceOnly?: boolean;
   /** From the first bytes (HEAD_BYTES, fewer when the file is shorter) and the total size when known. Cheap and exact: never by name. */
   detect(head: Buffer, size: number | undefined): boolean;
   /** Yields the members in order. Throwing (FormatError or any error) means the container could not be read whole from there on. */

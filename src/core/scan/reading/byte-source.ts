@@ -7,6 +7,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileSource } from '../formats/byte-source.js';
 import type { ByteSource } from '../formats/types.js';
 
 export class BufferSource implements ByteSource {
@@ -29,10 +30,12 @@ export class FileSource implements ByteSource {
     private readonly offset = 0,
   ) {}
 
-  static async open(file: string): Promise<FileSource & { close(): Promise<void> }> {
-    const handle = await open(file, 'r');
-    const size = (await handle.stat()).size;
-    return Object.assign(new FileSource(handle, size), { close: () => handle.close() });
+  /**
+   * The whole of `file`, a regular file or a block device (a stick, one partition): one opener for
+   * both, formats/byte-source's, which sizes a block device from sysfs (its st_size is 0).
+   */
+  static async open(file: string): Promise<ByteSource & { close(): Promise<void> }> {
+    return fileSource(file);
   }
 
   async read(position: number, length: number): Promise<Buffer> {

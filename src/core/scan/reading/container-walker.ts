@@ -382,6 +382,8 @@ async function scanBytes(
       return scanner.finalize(result, inner);
     }
     let format = detectFormat(headOf(held), size);
+    // A model shard inside a stream (a tar member) is not spooled: its bytes get the flat scan (see FormatHandler.inPlaceOnly).
+    if (format?.inPlaceOnly && !source) format = undefined;
     let inner: FileResult | undefined;
     if (format && level + 1 > walk.limits.maxDepth) {
       inner = depthFinding(owner, format, walk.limits);

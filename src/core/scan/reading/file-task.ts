@@ -7,6 +7,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { CancelledError } from '../../../errors.js';
 import { unscannedFinding } from './unscanned.js';
 import { OPEN_FLAGS, SMALL_READ } from './read-ahead-shared.js';
+import { blockDeviceSizeSync } from '../formats/byte-source.js';
 import { FileScanner, FULL_SCAN_LIMIT, isQuietText, type FileResult, type Problem, type ScanEnvironment } from '../file-scanner.js';
 
 /** What a thread needs to know about one file of the walk (plain data: it crosses to workers). */
@@ -59,6 +60,8 @@ function readSmall(file: string): SmallRead {
     const first = readSync(fd, readBuffer, 0, SMALL_READ, 0);
     if (first > 0 && first < SMALL_READ) return { content: readBuffer.subarray(0, first), borrowed: true, size: first };
     const stats = fstatSync(fd);
+    // A stick or one partition (`scan /dev/sdX`): streamed whole like a large file, its size from sysfs.
+    if (stats.isBlockDevice()) return { borrowed: false, size: blockDeviceSizeSync(stats.rdev) ?? FULL_SCAN_LIMIT + 1 };
     if (!stats.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EINVAL' });
     if (stats.size > FULL_SCAN_LIMIT) return { borrowed: false, size: stats.size };
     if (first === 0 && stats.size === 0) return { content: readBuffer.subarray(0, 0), borrowed: true, size: 0 };

@@ -324,10 +324,11 @@ function awsKeyRule(text: string, hits: RawHit[]): void {
 const URL_PLACEHOLDER = /^(?:pass(?:word)?|passwd|secret|token|pat|x-oauth-basic|x-access-token|user|username|\*+|x+|\.+|-+|_+)$/i;
 
 /**
- * Hosts reserved for documentation (RFC 2606, RFC 6761): example.com, example.net, example.org and
- * the .example TLD. Credentials in a URL to one of them are an example, whatever they look like.
+ * Hosts reserved for documentation (RFC 2606, RFC 6761): example.com, example.net, example.org, the
+ * .example TLD, and the .invalid TLD, which can never resolve. Credentials in a URL to one of them
+ * are an example, whatever they look like.
  */
-const DOCUMENTATION_HOST = /(?:^|\.)(?:example\.(?:com|net|org)|example)$/i;
+const DOCUMENTATION_HOST = /(?:^|\.)(?:example\.(?:com|net|org)|example|invalid)$/i;
 
 function urlCredentialRule(text: string, hits: RawHit[]): void {
   const pattern = /\b[a-z][a-z0-9+.-]{1,15}:\/\/([^\s:@/"'`<>(){}[\]\\]{1,128}):([^\s@/"'`<>(){}[\]\\]{3,256})@([A-Za-z0-9._-]+)/gi;

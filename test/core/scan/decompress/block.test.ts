@@ -79,8 +79,21 @@ describe.each(KINDS)('decompressBlock %s', (kind) => {
   it('reports a cut or damaged block (a raw LZ4 block has no checksum: its damage shows in the output)', async () => {
     const data = content();
     const block = make(kind, data);
-    const cut = await failure(decompressBlock(kind, block.subarray(0, Math.floor(block.length / 2)), 1 << 20));
-    expect(['truncated', 'corrupt']).toContain(cut.reason);
+    const half = block.subarray(0, Math.floor(block.length / 2));
+    if (kind === 'lz4-block') {
+      // A raw LZ4 block carries no length: cut where a literal run ends, it decodes to a valid
+      // shorter output. Either it fails, or what comes out is not the data (the caller, squashfs,
+      // knows the block's size and checks it).
+      const cut = await decompressBlock(kind, half, 1 << 20).then(
+        (output) => output,
+        (e: unknown) => e,
+      );
+      if (Buffer.isBuffer(cut)) expect(cut.length).toBeLessThan(data.length);
+      else expect(['truncated', 'corrupt']).toContain((cut as FormatError).reason);
+    } else {
+      const cut = await failure(decompressBlock(kind, half, 1 << 20));
+      expect(['truncated', 'corrupt']).toContain(cut.reason);
+    }
     const damaged = Buffer.from(block);
     for (let i = 20; i < damaged.length - 20; i += 97) damaged[i] = damaged[i]! ^ 0xa5;
     const result = await decompressBlock(kind, damaged, 1 << 20).then(

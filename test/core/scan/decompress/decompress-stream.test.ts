@@ -249,7 +249,9 @@ describe('abort and responsiveness', () => {
     // The machine running the suite is shared and loaded (load average above 20 on 2 cores), so the
     // bound is wide; a decoder that held the loop for the whole 1 GiB would exceed it many times over.
     expect(maxGap, `event loop held ${maxGap} ms (run took ${Date.now() - started} ms)`).toBeLessThan(1500);
-    expect(ticks).toBeGreaterThan(3);
+    // The loop ran during the decode. How often depends on the codec's speed: zstd decodes 64 MiB of
+    // zeros in a few of the ticker's periods, so the bound on the longest gap above is the real test.
+    expect(ticks).toBeGreaterThan(0);
   }, 900_000);
 
   it('an already aborted signal throws its reason before reading', async () => {

@@ -39,7 +39,7 @@ function samples(): Record<string, { text: string; rule: string }> {
     huggingface: { text: `    token = "${tokens.huggingFace}";\n`, rule: 'huggingface-token' },
     openai: { text: `    key = "${tokens.openAiProject}";\n`, rule: 'openai-key' },
     aws: { text: `    aws_secret_access_key = "${tokens.awsSecret}";\n`, rule: 'aws-secret-access-key' },
-    url: { text: `    url = "https://deploy:${randomBytes(12).toString('hex')}@git.example.invalid/repo";\n`, rule: 'url-credentials' },
+    url: { text: `    url = "https://deploy:${randomBytes(12).toString('hex')}@git.dubnium-corp.net/repo";\n`, rule: 'url-credentials' },
     password: { text: `    initialPassword = "${randomBytes(9).toString('base64url')}";\n`, rule: 'nix-plaintext-password' },
     wireguard: { text: `    privateKey = "${wireguardKey()}";\n`, rule: 'wireguard-private-key' },
     wrapped: { text: `    data = "${Buffer.from(pem).toString('base64')}";\n`, rule: 'pem-private-key' },
