@@ -146,6 +146,9 @@ export class XzStep implements StepDecoder {
           return { used: 0, need: parsed.need };
         }
       }
+      // A piece may hold nothing the decoder is given (a block's check, verified here): it is used up
+      // without calling the decoder, since an empty supply tells it the input is over.
+      if (segments.length === 0 && this.at !== At.End) return { used: length };
       // After the footer the decoder is given nothing more, then told the input is over: the build in
       // the package would otherwise go on into a concatenated stream.
       let fed = 0;
