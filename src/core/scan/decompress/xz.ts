@@ -545,62 +545,72 @@ function newBlockHash(type: number): BlockHash {
   }
 }
 
-/** CRC-64/XZ (ECMA-182, reflected), slicing by 4 over two 32-bit halves. */
-const CRC64_LO = new Uint32Array(256 * 4);
-const CRC64_HI = new Uint32Array(256 * 4);
+/**
+ * CRC-64/XZ (ECMA-182, reflected), slicing by 8 over two 32-bit halves. Int32Array tables and int32
+ * state keep V8 on small integers (Uint32Array loads above 2^31 would become doubles): this runs at
+ * several hundred MB/s, faster than the check inside the WebAssembly decoder it replaces.
+ */
+const CRC64_LO = new Int32Array(256 * 8);
+const CRC64_HI = new Int32Array(256 * 8);
 {
-  const polyLo = 0xd7870f42;
-  const polyHi = 0xc96c5795;
+  const polyLo = 0xd7870f42 | 0;
+  const polyHi = 0xc96c5795 | 0;
   for (let n = 0; n < 256; n++) {
     let lo = n;
     let hi = 0;
     for (let k = 0; k < 8; k++) {
       const bit = lo & 1;
-      lo = ((lo >>> 1) | (hi << 31)) >>> 0;
+      lo = (lo >>> 1) | (hi << 31);
       hi >>>= 1;
       if (bit) {
-        lo = (lo ^ polyLo) >>> 0;
-        hi = (hi ^ polyHi) >>> 0;
+        lo ^= polyLo;
+        hi ^= polyHi;
       }
     }
     CRC64_LO[n] = lo;
     CRC64_HI[n] = hi;
   }
-  for (let t = 1; t < 4; t++) {
+  // Table t: the CRC of byte n followed by t zero bytes.
+  for (let t = 1; t < 8; t++) {
     for (let n = 0; n < 256; n++) {
       const lo = CRC64_LO[(t - 1) * 256 + n]!;
       const hi = CRC64_HI[(t - 1) * 256 + n]!;
       const idx = lo & 0xff;
-      CRC64_LO[t * 256 + n] = (((lo >>> 8) | (hi << 24)) ^ CRC64_LO[idx]!) >>> 0;
-      CRC64_HI[t * 256 + n] = ((hi >>> 8) ^ CRC64_HI[idx]!) >>> 0;
+      CRC64_LO[t * 256 + n] = ((lo >>> 8) | (hi << 24)) ^ CRC64_LO[idx]!;
+      CRC64_HI[t * 256 + n] = (hi >>> 8) ^ CRC64_HI[idx]!;
     }
   }
 }
 
 export class Crc64 {
-  private lo = 0xffffffff;
-  private hi = 0xffffffff;
+  private lo = -1;
+  private hi = -1;
 
   update(data: Uint8Array): void {
     let lo = this.lo;
     let hi = this.hi;
     const n = data.length;
-    let i = 0;
     const L = CRC64_LO;
     const H = CRC64_HI;
-    for (; i + 4 <= n; i += 4) {
-      const x = lo ^ (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24));
-      const a = 768 + (x & 0xff);
-      const b = 512 + ((x >>> 8) & 0xff);
-      const c = 256 + ((x >>> 16) & 0xff);
-      const d = x >>> 24;
-      lo = (hi ^ L[a]! ^ L[b]! ^ L[c]! ^ L[d]!) >>> 0;
-      hi = (H[a]! ^ H[b]! ^ H[c]! ^ H[d]!) >>> 0;
+    let i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const a = lo ^ (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24));
+      const b = hi ^ (data[i + 4]! | (data[i + 5]! << 8) | (data[i + 6]! << 16) | (data[i + 7]! << 24));
+      const i7 = 1792 + (a & 0xff);
+      const i6 = 1536 + ((a >>> 8) & 0xff);
+      const i5 = 1280 + ((a >>> 16) & 0xff);
+      const i4 = 1024 + (a >>> 24);
+      const i3 = 768 + (b & 0xff);
+      const i2 = 512 + ((b >>> 8) & 0xff);
+      const i1 = 256 + ((b >>> 16) & 0xff);
+      const i0 = b >>> 24;
+      lo = L[i7]! ^ L[i6]! ^ L[i5]! ^ L[i4]! ^ L[i3]! ^ L[i2]! ^ L[i1]! ^ L[i0]!;
+      hi = H[i7]! ^ H[i6]! ^ H[i5]! ^ H[i4]! ^ H[i3]! ^ H[i2]! ^ H[i1]! ^ H[i0]!;
     }
     for (; i < n; i++) {
       const idx = (lo ^ data[i]!) & 0xff;
-      lo = (((lo >>> 8) | (hi << 24)) ^ L[idx]!) >>> 0;
-      hi = ((hi >>> 8) ^ H[idx]!) >>> 0;
+      lo = ((lo >>> 8) | (hi << 24)) ^ L[idx]!;
+      hi = (hi >>> 8) ^ H[idx]!;
     }
     this.lo = lo;
     this.hi = hi;
@@ -608,8 +618,8 @@ export class Crc64 {
 
   digest(): Buffer {
     const out = Buffer.alloc(8);
-    out.writeUInt32LE((~this.lo) >>> 0, 0);
-    out.writeUInt32LE((~this.hi) >>> 0, 4);
+    out.writeInt32LE(~this.lo, 0);
+    out.writeInt32LE(~this.hi, 4);
     return out;
   }
 }
