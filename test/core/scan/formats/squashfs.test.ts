@@ -13,6 +13,8 @@ import { sshKey } from '../../../helpers/credentials.js';
 import { collect, fileSource, mksquashfs, nixLikeTree, treeHashes } from '../../../helpers/squashfs-image.js';
 import { tempDir } from '../../../helpers/tmp.js';
 
+const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+
 async function roundTrip(args: string[]) {
   const dir = await tempDir();
   const root = path.join(dir, 'root');
@@ -62,6 +64,14 @@ describe('squashfs', () => {
     copyFileSync('/usr/lib/x86_64-linux-gnu/libc.so.6', path.join(root, 'bin', 'libc.so.6'));
     const image = path.join(dir, 'image.squashfs');
     mksquashfs(root, image, ['-comp', 'xz', '-Xbcj', bcj, '-Xdict-size', '100%']);
+    // Each block is an xz stream; the first filter of its first block header says whether mksquashfs
+    // kept the x86 filter (ID 4) for it: the machine code above must have made some such blocks.
+    const bytes = readFileSync(image);
+    let filtered = 0;
+    for (let at = bytes.indexOf(XZ_MAGIC); at >= 0; at = bytes.indexOf(XZ_MAGIC, at + 1)) {
+      if ((bytes[at + 13]! & 3) === 1 && bytes[at + 14] === 0x04) filtered++;
+    }
+    expect(filtered).toBeGreaterThan(0);
     const source = await fileSource(image);
     try {
       const got = await collect(squashfs, source, { needle: key });
