@@ -3,6 +3,13 @@
  * context ourselves instead of its web ReadableStream: the context tells exactly how much input each
  * call used, so a stream's end (and `consumed`) is exact, and every call is bounded to one 64 KiB
  * input buffer and one output buffer.
+ *
+ * xz-embedded's build in the package reads LZMA2 only, so the container is parsed here, ahead of it:
+ * each block header with BCJ or Delta filters before LZMA2 is rewritten to an LZMA2-only header of
+ * the same size, and the filters (bcj.ts) run over its output, their state carried across output
+ * chunks, never holding a block. The decoder is told the stream has no checks (it would check the
+ * unfiltered bytes, and it cannot check SHA-256): each block's check is verified here on the final
+ * bytes, and the index is rewritten to match (unpadded sizes without the check field).
  */
 import { createRequire } from 'node:module';
 import zlib from 'node:zlib';
