@@ -66,10 +66,7 @@ interface StepState {
  * Runs buildOnDevice under a listr2 task list. Rejects with the core's own typed error
  * (SecretsFoundError for a leaking image: exit 4, nothing written), never a listr wrapper.
  */
-export async function runDeviceBuildTasks(
-  options: DeviceBuildOptions,
-  settings: BuildTaskSettings & { buildOnDevice?: (options: DeviceBuildOptions) => Promise<DeviceBuildResult> },
-): Promise<DeviceBuildResult> {
+export async function runDeviceBuildTasks(options: DeviceBuildOptions, settings: BuildTaskSettings): Promise<DeviceBuildResult> {
   const titles = deviceTaskTitles(options.iso);
   const steps = ORDER.filter(
     (step) =>
@@ -120,8 +117,8 @@ export async function runDeviceBuildTasks(
     task.output = step === 'installer-scan' ? formatImageScanLine(progress, elapsed) : formatProgressLine(progress, elapsed);
   };
 
-  const run = settings.buildOnDevice ?? (await import('../media/device-build.js')).buildOnDevice;
-  const build = run({ ...options, onStep, onProgress, signal: settings.signal });
+  const { buildOnDevice } = await import('../media/device-build.js');
+  const build = buildOnDevice({ ...options, onStep, onProgress, signal: settings.signal });
   build.then(
     () => {
       settled = { ok: true };
