@@ -11,7 +11,8 @@ import type { MemberBatch, MemberReply } from './member-pool.js';
 const environment = (workerData as { environment: ScanEnvironment }).environment;
 
 parentPort!.on('message', (batch: MemberBatch) => {
-  void scanBatch(batch).then((reply) => parentPort!.postMessage(reply));
+  // The buffer goes back to be reused (see MemberPool.flush).
+  void scanBatch(batch).then((reply) => parentPort!.postMessage({ ...reply, bytes: batch.bytes }, [batch.bytes]));
 });
 
 async function scanBatch(batch: MemberBatch): Promise<MemberReply> {
