@@ -35,12 +35,11 @@ export interface MemberBatch {
   bytes: ArrayBuffer;
 }
 
-/** A worker's answer: results by index in the batch (null for a clean file), and the batch's buffer back. */
+/** A worker's answer: results by index in the batch; null for a clean file (nothing to report). */
 export interface MemberReply {
   id: number;
   results?: (FileResult | null)[];
   error?: string;
-  bytes?: ArrayBuffer;
 }
 
 interface Queued {
@@ -85,12 +84,10 @@ export class MemberPool {
   }
 
   /**
-   * A pool of `threads` workers (default: one per core beside the walker's own, at least one: the
-   * walker keeps a core busy reading, unpacking and scanning the image's own bytes; each worker also
-   * costs RSS), or undefined where workers are not to be
+   * A pool of `threads` workers (default: one per core), or undefined where workers are not to be
    * had: TypeScript sources (no built worker script), a worker thread already, or `threads` < 1.
    */
-  static start(environment: ScanEnvironment, threads = Math.max(1, availableParallelism() - 1)): MemberPool | undefined {
+  static start(environment: ScanEnvironment, threads = availableParallelism()): MemberPool | undefined {
     const url = workerUrl();
     if (!url || !isMainThread || threads < 1) return undefined;
     const { Worker } = createRequire(import.meta.url)('node:worker_threads') as typeof import('node:worker_threads');
@@ -144,11 +141,9 @@ export class MemberPool {
       return;
     }
     const slot = live.reduce((best, candidate) => (candidate.inFlight < best.inFlight ? candidate : best));
-    // One buffer, transferred (never the members' own, which may share memory with others) and
-    // transferred back with the answer, to be reused: a fresh buffer per batch would pile up in the
-    // workers as garbage their small heaps seldom collect (hundreds of MB of RSS).
-    const bytes = this.buffer(size);
-    const view = new Uint8Array(bytes, 0, size);
+    // One fresh buffer, transferred: never the members' own, which may share memory with others.
+    const bytes = new ArrayBuffer(size);
+    const view = new Uint8Array(bytes);
     const ends: number[] = [];
     let offset = 0;
     for (const item of items) {
@@ -164,14 +159,6 @@ export class MemberPool {
     slot.worker.postMessage(batch, [bytes]);
   }
 
-  private spare: ArrayBuffer[] = [];
-
-  private buffer(size: number): ArrayBuffer {
-    const at = this.spare.findIndex((buffer) => buffer.byteLength >= size);
-    if (at >= 0) return this.spare.splice(at, 1)[0]!;
-    return new ArrayBuffer(Math.max(size, BATCH_BYTES * 2));
-  }
-
   private release(bytes: number): void {
     this.inFlight -= bytes;
     const waiters = this.waiters.splice(0);
@@ -183,7 +170,6 @@ export class MemberPool {
     if (!batch) return;
     slot.batches.delete(reply.id);
     const { items, size } = batch;
-    if (reply.bytes && this.spare.length < 8) this.spare.push(reply.bytes);
     slot.inFlight -= size;
     this.release(size);
     items.forEach((item, index) => {

@@ -11,8 +11,7 @@ import type { MemberBatch, MemberReply } from './member-pool.js';
 const environment = (workerData as { environment: ScanEnvironment }).environment;
 
 parentPort!.on('message', (batch: MemberBatch) => {
-  // The buffer goes back to be reused (see MemberPool.flush).
-  void scanBatch(batch).then((reply) => parentPort!.postMessage({ ...reply, bytes: batch.bytes }, [batch.bytes]));
+  void scanBatch(batch).then((reply) => parentPort!.postMessage(reply));
 });
 
 async function scanBatch(batch: MemberBatch): Promise<MemberReply> {
