@@ -16,7 +16,6 @@ import { detectFormat, FormatError, HEAD_BYTES, type ByteSource, type FormatCont
 import { fingerprint, nodeCrypto } from '../rules/fingerprint.js';
 import { mustBeEncrypted, parseSopsConfig } from '../rules/sops.js';
 import { BufferSource, FileSource, Spool } from './byte-source.js';
-import { MemberPool } from './member-pool.js';
 import { chainOf, unscannedFinding } from './unscanned.js';
 
 const GiB = 1024 ** 3;
@@ -66,8 +65,6 @@ class Walk {
   /** See WalkProgress; set by scanLargeFile. */
   position = 0;
   onProgress: ((progress: WalkProgress) => void) | undefined;
-  /** Worker threads that rule-scan held members which are not containers (see member-pool.ts). */
-  pool: MemberPool | undefined;
   /** The limit finding, once a limit was hit: the walk then stops everywhere. */
   tripped: ReturnType<typeof unscannedFinding> | undefined;
   reported = false;
@@ -338,33 +335,13 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
   if (format.access === 'random') handlerInput = 'source' in input ? input.source : 'buffer' in input ? new BufferSource(input.buffer) : undefined!;
   else handlerInput = 'stream' in input ? input.stream : 'buffer' in input ? slices(input.buffer) : sourceStream(input.source);
   let current: FileTarget | undefined;
-  /** Members being scanned on the pool's workers: their slots in `members` are filled when they finish. */
-  const later: Promise<void>[] = [];
   try {
     if (!handlerInput) throw new FormatError('unsupported', `${format.name} needs random access`);
     for await (const member of format.members(handlerInput, context)) {
       walk.checkSignal();
       current = child(target, member.name, member.size);
-      // Members of a container read from a stream or in place (an ISO, a squashfs store, a cpio) may
-      // be scanned on the pool's workers; those of a small container held whole (a .gz in the store)
-      // are scanned here: waiting on a worker for each one would serialize the walk.
-      const scanned = await scanBytes(walk, current, member.size, walk.count(member.stream(), current), member.source, level, format.transparent ? target : current, !('buffer' in input));
-      if ('later' in scanned) {
-        const slot: MemberResult = { name: member.name, result: empty() };
-        const where = current;
-        members.push(slot);
-        later.push(
-          scanned.later.then(
-            (result) => {
-              slot.result = result;
-            },
-            // Fail closed: a member whose scan did not come back is reported, never passed.
-            (error: unknown) => {
-              slot.result = { ...empty(), findings: [unscannedFinding(where, 'read-error', `the member's scan did not finish: ${(error as Error)?.message ?? String(error)}`)] };
-            },
-          ),
-        );
-      } else members.push({ name: member.name, result: scanned });
+      const result = await scanBytes(walk, current, member.size, walk.count(member.stream(), current), member.source, level, format.transparent ? target : current);
+      members.push({ name: member.name, result });
       if (!format.transparent) walk.progress(undefined, current);
       current = undefined;
       if (walk.tripped) break;
@@ -379,11 +356,6 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
       out.findings.push(unscannedFinding(where, reason, message.startsWith(`${format.name}:`) ? message : `${format.name}: ${message}`));
     }
   }
-  if (later.length > 0) {
-    walk.pool?.flush();
-    await Promise.all(later);
-  }
-  walk.checkSignal();
   if (walk.tripped && !walk.reported) {
     walk.reported = true;
     out.findings.push(walk.tripped);
@@ -411,9 +383,7 @@ async function scanBytes(
   level: number,
   /** Under whose name the members of a container in these bytes are reported (see FormatHandler.transparent). */
   owner: FileTarget = target,
-  /** Held bytes that are not a container may be scanned on the member pool (the result comes `later`). */
-  deferrable = false,
-): Promise<FileResult | { later: Promise<FileResult> }> {
+): Promise<FileResult> {
   const scanner = new FileScanner(walk.environment, target);
   const iterator = chunks[Symbol.asyncIterator]();
   const held: Buffer[] = [];
@@ -433,18 +403,8 @@ async function scanBytes(
     if (ended && heldBytes <= FULL_SCAN_LIMIT) {
       const content = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
       held.length = 0;
-      const format = content.length >= 2 ? detectFormat(content, content.length) : undefined;
-      if (walk.pool && deferrable && owner === target) {
-        // The same scan on a worker while this thread reads on. A member that is a container (a .gz
-        // in the store) takes along what is left of the limits: the levels below it, and the bytes
-        // still to expand. (What it expands to there is not counted back into this walk's total.)
-        const limits: ScanLimits | null = format
-          ? { maxDepth: walk.limits.maxDepth - level, maxExpandedBytes: Math.max(1, walk.limits.maxExpandedBytes - walk.expanded), maxRatio: walk.limits.maxRatio }
-          : null;
-        await walk.pool.reserve(content.length);
-        return { later: walk.pool.scan(target, content, limits) };
-      }
       const result = scanner.scanFlat(content);
+      const format = content.length >= 2 ? detectFormat(content, content.length) : undefined;
       const inner = format ? await openHeld(walk, format, content, owner, level + 1) : undefined;
       return scanner.finalize(result, inner);
     }
@@ -549,15 +509,12 @@ export async function scanLargeFile(
   onProgress?: (progress: WalkProgress) => void,
 ): Promise<FileResult> {
   const source = await FileSource.open(file);
-  const walk = new Walk(environment, Math.max(size, source.size), signal);
   try {
+    const walk = new Walk(environment, Math.max(size, source.size), signal);
     walk.onProgress = onProgress;
-    walk.pool = MemberPool.start(environment);
     const tracked = onProgress ? new TrackedSource(source, walk) : source;
-    const scanned = await scanBytes(walk, { ...target, size: source.size }, source.size, fileChunks(file, walk), tracked, 0);
-    return 'later' in scanned ? await scanned.later : scanned;
+    return await scanBytes(walk, { ...target, size: source.size }, source.size, fileChunks(file, walk), tracked, 0);
   } finally {
-    await walk.pool?.close();
     await source.close();
   }
 }
