@@ -112,7 +112,7 @@ describe('scan an installer image', () => {
     expect(finding?.chain?.at(-1)?.toLowerCase()).toBe('/loader/keys/id_ed25519');
   });
 
-  it('scans a large image (over 8 MiB, members on worker threads): every file counted, a key in a file and in a .gz in the store named', async () => {
+  it('scans a large image (over 8 MiB, streamed from inside): every file counted, a key in a file and in a .gz in the store named', async () => {
     const work = path.join(dir, 'large');
     const root = path.join(work, 'store-root');
     const tree: Record<string, string | Buffer> = { [`${store.slice(1)}/${KEY_NAME}`]: key };
