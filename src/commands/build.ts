@@ -20,6 +20,12 @@ export async function runBuild(flags: BuildFlags, context: CommandContext): Prom
   const hooks = { signal: context.signal, ...(progress ? { onProgress: progress.onProgress, onStep: progress.onStep } : {}) };
 
   if (target.kind === 'device') {
+    if (!flags.yes && context.interactive) {
+      // In a terminal the wizard shows the plan, asks once, and runs the device task list (the
+      // installer image's scan a task of its own).
+      const { runWizard } = await import('./wizard.js');
+      return runWizard(context, flags);
+    }
     if (!flags.yes) throw new UsageError(`Writing ${target.path} changes its partition table and formats a partition: pass --yes to confirm (or run \`dubnium-seed\` in a terminal for the guided wizard).`);
     const { buildOnDevice } = await import('../media/device-build.js');
     const result = await buildOnDevice({

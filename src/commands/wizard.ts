@@ -23,6 +23,8 @@ import {
   askSigningKey,
   askTarget,
   confirmBuild,
+  confirmDeviceBuild,
+  formatDevicePlan,
   formatPlan,
   offerSaveProfile,
   portablePath,
@@ -64,7 +66,8 @@ export async function runWizard(context: CommandContext, flags: BuildFlags = {},
   let profile: LoadedProfile | undefined;
   if (flags.profile !== undefined) {
     profile = await loadProfile(flags.profile, cwd);
-  } else {
+  } else if (resolveBuild(flags, undefined, cwd).missing.length > 0) {
+    // Flags that already say everything (`build --device` in a terminal) need no profile.
     profile = await askProfile(prompts, await discoverProfiles(cwd, deps.shippedProfiles ?? PACKAGE_PROFILES));
   }
   const resolved = resolveBuild(flags, profile, cwd);
@@ -91,7 +94,14 @@ export async function runWizard(context: CommandContext, flags: BuildFlags = {},
     write(`Model bundles: ${models.map((model) => model.path).join(', ')}${from}`);
   }
 
-  // 4. Target.
+  // 4. Target. A whole stick (`--device`, or target.device in the profile) is built by the device
+  // task list, its installer image (`--iso`) scanned first as a task of its own.
+  if (resolved.target?.kind === 'device') {
+    const iso = flags.iso !== undefined ? path.resolve(cwd, flags.iso) : undefined;
+    write(`Target: ${resolved.target.path}${iso ? `, installer image ${iso} written first` : ''}${from}`);
+    return runDeviceWizard(context, prompts, write, { ...resolved, device: resolved.target.path, repo, models, ...(iso ? { iso } : {}) }, flags, deps.renderer ?? 'default');
+  }
+  if (flags.iso !== undefined) throw new UsageError('--iso writes an installer image onto a whole disk; it goes with --device.');
   let target: TargetAnswer;
   if (resolved.target) {
     if (resolved.target.kind !== 'folder') {
@@ -166,6 +176,47 @@ export async function runWizard(context: CommandContext, flags: BuildFlags = {},
   else if (profile && !asked) write(`  ${scriptedCommand(answers, { profileName: profile.name })}`);
   write(`  ${scriptedCommand(answers)}`);
   return exitCode;
+}
+
+/**
+ * The wizard's end for a whole stick: what will be written, one confirmation (default no: the stick's
+ * partition table changes), then the device task list. A leaking installer image fails its scan task
+ * (SecretsFoundError, exit 4) before a byte is written.
+ */
+async function runDeviceWizard(
+  context: CommandContext,
+  prompts: WizardPrompts,
+  write: (text: string) => void,
+  chosen: ReturnType<typeof resolveBuild> & { device: string; repo: string; models: ModelRequest[]; iso?: string },
+  flags: BuildFlags,
+  renderer: TaskRenderer,
+): Promise<number> {
+  const { sign: _sign, ...rest } = chosen.options;
+  const sign = flags.sign === false ? undefined : chosen.options.sign;
+  const build = { ...rest, ...(sign !== undefined ? { sign } : {}), source: { ...chosen.options.source, repo: chosen.repo }, models: chosen.models };
+  write(formatDevicePlan({ device: chosen.device, label: chosen.label, filesystem: chosen.filesystem, models: chosen.models.map((model) => model.path), ...(chosen.iso ? { iso: chosen.iso } : {}) }));
+  if (!(await confirmDeviceBuild(prompts, { device: chosen.device, ...(chosen.iso ? { iso: chosen.iso } : {}) }))) {
+    throw new CancelledError('Not confirmed: nothing was written.');
+  }
+  write('');
+  const { runDeviceBuildTasks } = await import('../ui/device-tasks.js');
+  const result = await runDeviceBuildTasks(
+    {
+      device: chosen.device,
+      ...(chosen.iso ? { iso: chosen.iso } : {}),
+      label: chosen.label,
+      filesystem: chosen.filesystem,
+      allowFixedDisk: Boolean(flags.allowFixedDisk),
+      allowLarge: Boolean(flags.allowLarge),
+      build,
+      onWarning: (message) => write(`warning: ${message}`),
+    },
+    { renderer, signal: context.signal },
+  );
+  write('');
+  write(`Seed partition ${result.partition} (${result.filesystem}, label ${chosen.label}) on ${result.device}${result.created ? ', created now' : ', reused'}.`);
+  write(formatBuildResult(result));
+  return buildExitCode(result);
 }
 
 function buildExitCode(result: BuildResult): number {

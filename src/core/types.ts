@@ -12,6 +12,8 @@ export interface Progress {
   bytes: number;
   total: number;
   path?: string;
+  /** Files scanned so far, members inside containers (an installer image's) included, when counted. */
+  files?: number;
   /**
    * Bytes later phases of the same run will still process (the build's read-back verify while it
    * copies), so an ETA covers the whole run and "ETA 0 s" means done.

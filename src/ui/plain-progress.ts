@@ -29,7 +29,7 @@ export function plainProgress(log: (line: string) => void, intervalMs = 5000) {
       // Later phases (the build's read-back) count too: "ETA 0 s" means the whole run is done.
       const eta = rate > 0 ? (progress.total - progress.bytes + (progress.following ?? 0)) / rate : 0;
       log(
-        `    ${progress.phase} ${formatBytes(progress.bytes)} / ${formatBytes(progress.total)} (${Math.floor((progress.bytes / progress.total) * 100)}%), ${formatRate(progress.bytes, elapsed)}, ETA ${formatDuration(eta)}`,
+        `    ${progress.phase} ${formatBytes(progress.bytes)} / ${formatBytes(progress.total)} (${Math.floor((progress.bytes / progress.total) * 100)}%)${progress.files !== undefined ? `, ${progress.files} files` : ''}, ${formatRate(progress.bytes, elapsed)}, ETA ${formatDuration(eta)}`,
       );
     },
   };

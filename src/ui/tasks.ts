@@ -19,7 +19,8 @@ export interface BuildTaskSettings {
   progressIntervalMs?: number;
 }
 
-const TITLES: Record<Exclude<BuildStep, 'plan'>, string> = {
+/** The titles of the build's own tasks (the device build's task list shows them too). */
+export const BUILD_TASK_TITLES: Record<Exclude<BuildStep, 'plan'>, string> = {
   archive: 'Pack and scan the source archive',
   copy: 'Copy, hash and scan model bundles and the installer',
   finalize: 'Write SHA256SUMS and the manifest',
@@ -107,7 +108,7 @@ export async function runBuildTasks(options: BuildOptions, plan: BuildPlan, sett
 
   const list = new Listr<unknown, TaskRenderer, 'simple'>(
     steps.map((step) => ({
-      title: TITLES[step],
+      title: BUILD_TASK_TITLES[step],
       task: async (_context, task) => {
         await started.get(step)!.promise;
         running.set(step, task);
@@ -115,7 +116,7 @@ export async function runBuildTasks(options: BuildOptions, plan: BuildPlan, sett
         try {
           const detail = await finished.get(step)!.promise;
           const elapsed = formatDuration(Date.now() - begin);
-          task.title = `${TITLES[step]}: ${detail ? `${detail}, ` : ''}${elapsed}`;
+          task.title = `${BUILD_TASK_TITLES[step]}: ${detail ? `${detail}, ` : ''}${elapsed}`;
         } finally {
           running.delete(step);
         }

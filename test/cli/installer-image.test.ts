@@ -5,6 +5,7 @@
  * xorriso, cpio, zstd, mkfs.vfat and losetup; keys made by ssh-keygen at test time.
  */
 import { execFileSync } from 'node:child_process';
+import { gzipSync } from 'node:zlib';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -109,6 +110,35 @@ describe('scan an installer image', () => {
     const finding = result.findings.find((item) => item.rule === 'openssh-private-key');
     expect(finding?.chain?.[0]).toBe('/boot/efi.img');
     expect(finding?.chain?.at(-1)?.toLowerCase()).toBe('/loader/keys/id_ed25519');
+  });
+
+  it('scans a large image (over 8 MiB, streamed from inside): every file counted, a key in a file and in a .gz in the store named', async () => {
+    const work = path.join(dir, 'large');
+    const root = path.join(work, 'store-root');
+    const tree: Record<string, string | Buffer> = { [`${store.slice(1)}/${KEY_NAME}`]: key };
+    for (let index = 0; index < 2000; index++) tree[`nix/store/${storeHash()}-pkg-${index}/share/doc/README`] = `package ${index} documentation\n`.repeat(30);
+    tree[`${store.slice(1)}/share/doc/notes.txt.gz`] = gzipSync(Buffer.from(`notes\n${key}`));
+    await writeTree(root, tree);
+    const image = path.join(work, 'nix-store.squashfs');
+    mksquashfs(root, image, ['-comp', 'zstd']);
+    const initrdRoot = path.join(work, 'initrd-root');
+    await writeTree(initrdRoot, { init: '#!/bin/sh\n' });
+    const initrd = execFileSync('zstd', ['-q', '-c'], { input: cpioOf(initrdRoot) });
+    const { iso } = await makeInstallerIso(work, { store: image, initrd, extra: { 'boot/firmware.bin': Buffer.alloc(9 * 1024 * 1024, 0x5a) } });
+    const result = await runCli(['scan', '--json', iso]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(4);
+    const report = JSON.parse(result.stdout) as { files: number; findings: JsonFinding[] };
+    // The ISO, its files (squashfs, initrd, EFI image, firmware, ...), the store's 2,002 files and what is inside them.
+    expect(report.files).toBeGreaterThan(2002);
+    const keys = report.findings.filter((item) => item.rule === 'openssh-private-key');
+    expect(keys.map((item) => item.chain?.slice(0, 2))).toEqual(
+      expect.arrayContaining([
+        ['/nix-store.squashfs', `${store}/${KEY_NAME}`],
+        ['/nix-store.squashfs', `${store}/share/doc/notes.txt.gz`],
+      ]),
+    );
+    expect(report.findings.filter((item) => item.rule.startsWith('unscanned'))).toEqual([]);
   });
 
   it('passes a clean installer ISO (exit 0)', async () => {

@@ -7,13 +7,13 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeBundle } from '../helpers/bundles.js';
 import { runCli } from '../helpers/cli.js';
 import { sshKey } from '../helpers/credentials.js';
-import { makeInstallerIso, writeTree } from '../helpers/installer-image.js';
+import { makeInstallerIso, makeStick, writeTree } from '../helpers/installer-image.js';
 import { mksquashfs, storeHash } from '../helpers/squashfs-image.js';
 import { gitRepo, tempDir } from '../helpers/tmp.js';
 import { loopDisk } from './media-fixture.js';
@@ -111,5 +111,34 @@ describe('build --device --iso on a loop device', () => {
     const report = JSON.parse(verified.stdout) as { manifest: { installer?: { length: number } }; installer: { recorded: boolean; ok: boolean } };
     expect(report.manifest.installer?.length).toBe((await stat(iso)).size);
     expect(report.installer).toMatchObject({ recorded: true, ok: true });
+  });
+
+  it('says so when the seed has no record of the installer image in front of it (human report and --json)', async () => {
+    const dir = await tempDir('dubnium-whole-stick-unrecorded-');
+    const iso = await installerIso(dir, {});
+    // A seed built into a folder (no stick, so no installer record), put beside the image on a stick.
+    const folder = path.join(dir, 'seed');
+    const built = await runCli(['build', ...(await seedArgs()), '--target', folder, '--json']);
+    expect(built.code).toBe(0);
+    const tree: Record<string, Buffer> = {};
+    for (const relative of (await readdir(folder, { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile())) {
+      const full = path.join(relative.parentPath, relative.name);
+      tree[path.relative(folder, full)] = await readFile(full);
+    }
+    expect(JSON.parse(tree['dubnium-seed.json']!.toString('utf8')).installer).toBeUndefined();
+    const { stick } = await makeStick(dir, iso, tree);
+
+    const human = await runCli(['verify', stick]);
+    expect(human.stderr).not.toMatch(/internal error/);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/installer NIXOS_ISO.*no record in the manifest/);
+    expect(human.stdout).toContain('the manifest has no record of it');
+    const json = await runCli(['verify', stick, '--json']);
+    expect(json.code).toBe(0);
+    const report = JSON.parse(json.stdout) as { ok: boolean; manifest: { installer?: unknown }; installer: { recorded: boolean; ok: boolean; scanned: boolean; sha256: { expected: string | null; actual: string } }; checked: string[] };
+    expect(report.manifest.installer).toBeUndefined();
+    expect(report.installer).toMatchObject({ recorded: false, ok: true, scanned: true, sha256: { expected: null } });
+    expect(report.installer.sha256.actual).toMatch(/^[0-9a-f]{64}$/);
+    expect(report.checked.join('\n')).toMatch(/installer image NIXOS_ISO: the manifest has no record of it/);
   });
 });

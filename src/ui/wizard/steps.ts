@@ -362,6 +362,27 @@ export async function confirmBuild(prompts: WizardPrompts, options: { plan: Buil
   });
 }
 
+/** The plan of a whole-stick build: what goes where, and that the installer image is scanned first. */
+export function formatDevicePlan(options: { device: string; iso?: string; label: string; filesystem: string; models: string[] }): string {
+  const lines = ['', 'The plan'];
+  if (options.iso) {
+    lines.push(`  installer ${options.iso}`);
+    lines.push(`            scanned inside out first (ISO, EFI image, squashfs store, initrds): a credential stops the build before a byte is written`);
+    lines.push(`            then written to the start of ${options.device} and read back`);
+  }
+  lines.push(`  seed      partition "${options.label}" (${options.filesystem}) on ${options.device}, after the installer image; reused when it is there`);
+  lines.push(`  models    ${options.models.length > 0 ? options.models.join(', ') : 'none'}`);
+  return lines.join('\n');
+}
+
+/** Confirms a whole-stick build; the default is no (its partition table changes). */
+export async function confirmDeviceBuild(prompts: WizardPrompts, options: { device: string; iso?: string }): Promise<boolean> {
+  return prompts.confirm({
+    message: `Write ${options.iso ? `the installer image ${path.basename(options.iso)} and ` : ''}the seed partition to ${options.device}?`,
+    default: false,
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Saving the answers
 

@@ -45,9 +45,26 @@ function describeBytes(bytes: number): string {
   return bytes >= GiB ? `${+(bytes / GiB).toFixed(1)} GiB` : `${+(bytes / 1024 ** 2).toFixed(1)} MiB`;
 }
 
+/**
+ * Where the scan of one large top-level file is: `position` is the end of the last bytes read from the
+ * file (the flat pass and every container read in place move it; a later pass starts over), `files`
+ * the members scanned so far, every level counted, and `path` the chain of the last one.
+ */
+export interface WalkProgress {
+  position: number;
+  size: number;
+  files: number;
+  path?: string;
+}
+
 /** The state of one top-level file's walk. */
 class Walk {
   expanded = 0;
+  /** Members scanned so far, every level counted. */
+  files = 0;
+  /** See WalkProgress; set by scanLargeFile. */
+  position = 0;
+  onProgress: ((progress: WalkProgress) => void) | undefined;
   /** The limit finding, once a limit was hit: the walk then stops everywhere. */
   tripped: ReturnType<typeof unscannedFinding> | undefined;
   reported = false;
@@ -55,7 +72,7 @@ class Walk {
 
   constructor(
     readonly environment: ScanEnvironment,
-    private readonly topSize: number,
+    readonly topSize: number,
     readonly signal: AbortSignal | undefined,
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...environment.limits };
@@ -63,6 +80,15 @@ class Walk {
 
   checkSignal(): void {
     if (this.signal?.aborted) throw new CancelledError('Scan cancelled.');
+  }
+
+  /** The top-level file was read up to `position`, or (`member` given) one more member was scanned. */
+  progress(position: number | undefined, member?: FileTarget): void {
+    if (position !== undefined) this.position = position;
+    if (member) this.files += 1;
+    if (!this.onProgress) return;
+    const path = member ? [member.path, ...(chainOf(member) ?? [])].join(' › ') : undefined;
+    this.onProgress({ position: this.position, size: this.topSize, files: this.files, ...(path ? { path } : {}) });
   }
 
   private trip(target: FileTarget, message: string): never {
@@ -316,6 +342,7 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
       current = child(target, member.name, member.size);
       const result = await scanBytes(walk, current, member.size, walk.count(member.stream(), current), member.source, level, format.transparent ? target : current);
       members.push({ name: member.name, result });
+      if (!format.transparent) walk.progress(undefined, current);
       current = undefined;
       if (walk.tripped) break;
     }
@@ -438,10 +465,31 @@ export async function walkSpooled(environment: ScanEnvironment, target: FileTarg
   }
 }
 
-async function* fileChunks(file: string, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
+async function* fileChunks(file: string, walk: Walk): AsyncGenerator<Buffer> {
+  let position = 0;
   for await (const chunk of createReadStream(file, { highWaterMark: READ_CHUNK })) {
-    if (signal?.aborted) throw new CancelledError('Scan cancelled.');
+    walk.checkSignal();
+    position += (chunk as Buffer).length;
+    walk.progress(position);
     yield chunk as Buffer;
+  }
+}
+
+/** The top-level file read in place by the containers in it, each read moving the walk's position. */
+class TrackedSource implements ByteSource {
+  constructor(
+    private readonly inner: ByteSource,
+    private readonly walk: Walk,
+  ) {}
+
+  get size(): number {
+    return this.inner.size;
+  }
+
+  async read(position: number, length: number): Promise<Buffer> {
+    const bytes = await this.inner.read(position, length);
+    this.walk.progress(position + bytes.length);
+    return bytes;
   }
 }
 
@@ -449,12 +497,23 @@ async function* fileChunks(file: string, signal: AbortSignal | undefined): Async
  * Scans a large file (over FULL_SCAN_LIMIT) completely: its bytes streamed through the flat scan and
  * every container inside it walked, in one read (a 'random' format reads the file again in place).
  * Read errors and whatever could not be unpacked are `unscanned` findings; only cancellation throws.
+ * `onProgress` hears where the walk is in the file and how many members it scanned.
  */
-export async function scanLargeFile(environment: ScanEnvironment, target: FileTarget, file: string, size: number, signal?: AbortSignal): Promise<FileResult> {
+export async function scanLargeFile(
+  environment: ScanEnvironment,
+  target: FileTarget,
+  file: string,
+  size: number,
+  signal?: AbortSignal,
+  /** Progress inside the file (an installer image takes minutes): its position and the members scanned. */
+  onProgress?: (progress: WalkProgress) => void,
+): Promise<FileResult> {
   const source = await FileSource.open(file);
   try {
     const walk = new Walk(environment, Math.max(size, source.size), signal);
-    return await scanBytes(walk, { ...target, size: source.size }, source.size, fileChunks(file, signal), source, 0);
+    walk.onProgress = onProgress;
+    const tracked = onProgress ? new TrackedSource(source, walk) : source;
+    return await scanBytes(walk, { ...target, size: source.size }, source.size, fileChunks(file, walk), tracked, 0);
   } finally {
     await source.close();
   }

@@ -13,6 +13,7 @@ import type { Worker } from 'node:worker_threads';
 import type { ProgressHook } from '../../types.js';
 import { CancelledError } from '../../../errors.js';
 import type { FileResult, ScanEnvironment } from '../file-scanner.js';
+import type { WalkProgress } from './container-walker.js';
 import { isNothing, NOTHING, runTask, type FileTask, type TaskOutcome } from './file-task.js';
 import { scanWithReadAhead, type ReadAhead } from './read-ahead.js';
 
@@ -57,6 +58,7 @@ export async function runLane(
   onBatch: (batch: number, outcomes: TaskOutcome[]) => void,
   signal?: AbortSignal,
   onFile?: (task: FileTask, bytes: number) => void,
+  onInside?: (task: FileTask, progress: WalkProgress) => void,
 ): Promise<void> {
   for (let batch = 0; batch < owners.length; batch++) {
     if (Atomics.load(owners, batch) !== 0 || Atomics.compareExchange(owners, batch, 0, me) !== 0) continue;
@@ -65,7 +67,7 @@ export async function runLane(
     for (let index = batch * BATCH; index < end; index++) {
       if (signal?.aborted) throw new CancelledError('Scan cancelled.');
       const task = tasks[index]!;
-      const pending = runTask(task, environment, signal);
+      const pending = runTask(task, environment, signal, onInside ? (progress) => onInside(task, progress) : undefined);
       const outcome = pending instanceof Promise ? await pending : pending;
       outcomes.push(outcome);
       onFile?.(task, outcome.bytes);
@@ -185,11 +187,26 @@ export async function scanTasks(
   }
 
   try {
+    let files = 0;
     const lane = () =>
-      runLane(tasks, owners, MAIN, environment, store, options.signal, (task, bytes) => {
-        done += bytes;
-        progress(task);
-      });
+      runLane(
+        tasks,
+        owners,
+        MAIN,
+        environment,
+        store,
+        options.signal,
+        (task, bytes) => {
+          done += bytes;
+          files += 1;
+          progress(task);
+        },
+        // A large file (an installer image) reports from inside: where it is and the members scanned.
+        options.onProgress
+          ? (task, inside) =>
+              options.onProgress!({ phase: 'scan', bytes: done + Math.min(inside.position, inside.size), total: options.total, path: inside.path ?? task.reported, files: files + inside.files })
+          : undefined,
+      );
     await lane();
     const signal = options.signal;
     await new Promise<void>((resolve, reject) => {

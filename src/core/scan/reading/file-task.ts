@@ -8,6 +8,7 @@ import { CancelledError } from '../../../errors.js';
 import { unscannedFinding } from './unscanned.js';
 import { OPEN_FLAGS, SMALL_READ } from './read-ahead-shared.js';
 import { blockDeviceSizeSync } from '../formats/byte-source.js';
+import type { WalkProgress } from './container-walker.js';
 import { FileScanner, FULL_SCAN_LIMIT, isQuietText, type FileResult, type Problem, type ScanEnvironment } from '../file-scanner.js';
 
 /** What a thread needs to know about one file of the walk (plain data: it crosses to workers). */
@@ -78,10 +79,13 @@ function readSmall(file: string): SmallRead {
   }
 }
 
-async function streamLarge(task: FileTask, size: number, environment: ScanEnvironment, signal?: AbortSignal): Promise<TaskOutcome> {
+/** Progress inside one large file (see container-walker's WalkProgress). */
+export type InsideProgress = (progress: WalkProgress) => void;
+
+async function streamLarge(task: FileTask, size: number, environment: ScanEnvironment, signal?: AbortSignal, onInside?: InsideProgress): Promise<TaskOutcome> {
   // Loaded on first use: a tree of small files never needs the walker or the archive readers.
   const { scanLargeFile } = await import('./container-walker.js');
-  const result = await scanLargeFile(environment, { path: task.reported, size, sopsGoverned: task.sopsGoverned }, task.full, size, signal);
+  const result = await scanLargeFile(environment, { path: task.reported, size, sopsGoverned: task.sopsGoverned }, task.full, size, signal, onInside);
   return { result, bytes: size };
 }
 
@@ -101,7 +105,7 @@ export function unreadableFile(reported: string, error: unknown): FileResult {
  * Reads and scans one file. Synchronous (a plain outcome) for small files that are not containers,
  * a promise otherwise. Read errors become an `unscanned` (read-error) result; only cancellation throws.
  */
-export function runTask(task: FileTask, environment: ScanEnvironment, signal?: AbortSignal): TaskOutcome | Promise<TaskOutcome> {
+export function runTask(task: FileTask, environment: ScanEnvironment, signal?: AbortSignal, onInside?: InsideProgress): TaskOutcome | Promise<TaskOutcome> {
   let small: SmallRead;
   try {
     small = readSmall(task.full);
@@ -110,7 +114,7 @@ export function runTask(task: FileTask, environment: ScanEnvironment, signal?: A
   }
   const content = small.content;
   if (content && isQuietText(content, 0, content.length, task.reported, task.sopsGoverned, environment)) return { result: NOTHING, bytes: content.length };
-  return scanRead(task, small, environment, signal);
+  return scanRead(task, small, environment, signal, onInside);
 }
 
 /**
@@ -122,7 +126,7 @@ export function scanReadAhead(task: FileTask, content: Buffer, environment: Scan
   return scanRead(task, { content, borrowed: true, size: content.length }, environment, signal);
 }
 
-function scanRead(task: FileTask, small: SmallRead, environment: ScanEnvironment, signal?: AbortSignal): TaskOutcome | Promise<TaskOutcome> {
+function scanRead(task: FileTask, small: SmallRead, environment: ScanEnvironment, signal?: AbortSignal, onInside?: InsideProgress): TaskOutcome | Promise<TaskOutcome> {
   let outcome: FileResult | Promise<FileResult> | undefined;
   try {
     if (small.content) {
@@ -134,7 +138,7 @@ function scanRead(task: FileTask, small: SmallRead, environment: ScanEnvironment
   }
   const bytes = small.content?.length ?? 0;
   if (outcome && !(outcome instanceof Promise)) return { result: outcome, bytes };
-  const pending = outcome ? outcome.then((result) => ({ result, bytes })) : streamLarge(task, small.size, environment, signal);
+  const pending = outcome ? outcome.then((result) => ({ result, bytes })) : streamLarge(task, small.size, environment, signal, onInside);
   return pending.catch((error: unknown) => {
     if (error instanceof CancelledError) throw error;
     return { result: unreadableFile(task.reported, error), bytes: 0 };
