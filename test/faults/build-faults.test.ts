@@ -214,10 +214,15 @@ describe("build when the operator's disk fails", () => {
     // Remount, so that the shard is read from the device, not from the page cache.
     fault.unmount(disk);
     const models = fault.mount(fault.device);
-    const extent = /^\s*0:\s+0\.\.\s*\d+:\s+(\d+)\.\./m.exec(sh('filefrag', ['-e', '-b1024', path.join(models, 'tiny', bundle.shards[1]!)]))!;
-    const shardStart = Number(extent[1]) * 1024;
-    // The second half of the shard: past its header, which planning reads.
-    fault.setFaults({ readEio: [shardStart + 12 * MiB, shardStart + 13 * MiB] });
+    // Where the shard's byte 12 MiB lies on the device: the second half of the shard, past its
+    // header (which planning reads). The shard may be in several extents (ext4 interleaves files
+    // written side by side), so the extent holding that byte is looked up.
+    const extents = [...sh('filefrag', ['-e', '-b1024', path.join(models, 'tiny', bundle.shards[1]!)]).matchAll(/^\s*\d+:\s+(\d+)\.\.\s*(\d+):\s+(\d+)\.\.\s*(\d+):/gm)].map(
+      (match) => ({ logical: Number(match[1]) * 1024, end: (Number(match[2]) + 1) * 1024, physical: Number(match[3]) * 1024 }),
+    );
+    const holding = extents.find((extent) => extent.logical <= 12 * MiB && 12 * MiB < extent.end)!;
+    const faultAt = holding.physical + (12 * MiB - holding.logical);
+    fault.setFaults({ readEio: [faultAt, faultAt + Math.min(MiB, holding.end - 12 * MiB)] });
 
     const target = path.join(await tempDir(), 'seed');
     const failed = await runCli(['build', '--repo', repo, '--model', path.join(models, 'tiny'), '--target', target]);
