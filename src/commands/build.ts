@@ -21,10 +21,11 @@ export async function runBuild(flags: BuildFlags, context: CommandContext): Prom
 
   if (target.kind === 'device') {
     if (!flags.yes && context.interactive) {
-      // In a terminal the wizard shows the plan, asks once, and runs the device task list (the
-      // installer image's scan a task of its own).
+      // In a terminal (never scripted: CONTRACT.md asks --yes there) the device plan is shown and
+      // confirmed once, nothing else is asked, and the device task list runs (the installer
+      // image's scan a task of its own).
       const { runWizard } = await import('./wizard.js');
-      return runWizard(context, flags);
+      return runWizard(context, flags, { confirmOnly: true });
     }
     if (!flags.yes) throw new UsageError(`Writing ${target.path} changes its partition table and formats a partition: pass --yes to confirm (or run \`dubnium-seed\` in a terminal for the guided wizard).`);
     const { buildOnDevice } = await import('../media/device-build.js');

@@ -48,6 +48,11 @@ export interface WizardDependencies {
   shippedProfiles?: string;
   /** Passed to drive classification; default: detected live. */
   systemDisks?: string[];
+  /**
+   * `build --device` in a terminal without `--yes`: the flags decided everything, so nothing is
+   * asked but the device plan's confirmation (`build` otherwise never prompts: CONTRACT.md).
+   */
+  confirmOnly?: boolean;
 }
 
 /**
@@ -86,7 +91,7 @@ export async function runWizard(context: CommandContext, flags: BuildFlags = {},
   // 3. Model bundles.
   let models: ModelRequest[] = resolved.options.models;
   const modelsGiven = (flags.model?.length ?? 0) > 0 || (profile?.data.models?.length ?? 0) > 0;
-  if (!modelsGiven) {
+  if (!modelsGiven && !deps.confirmOnly) {
     const searched = [...(profile?.data.modelFolders ?? []).map((folder) => resolvePath(folder, profileBase)), hfCacheDir(env)];
     models = await askModels(prompts, await discoverModelBundles([...new Set(searched)]), { cwd, searched });
     asked = true;
