@@ -138,8 +138,8 @@ function atDash(text: string, at: number): number {
   return mask;
 }
 
-/** What `\s` matches in a latin1 view: the regexes these guards stand for allow it there. */
-function isSpace(code: number): boolean {
+/** What `\s` matches in a latin1 view (the rules' patterns allow it where this is asked). */
+export function isRegexSpace(code: number): boolean {
   return code === 0x20 || (code >= 0x09 && code <= 0x0d) || code === 0xa0;
 }
 
@@ -153,7 +153,7 @@ function atColon(text: string, at: number): number {
   if (text.startsWith('privkey', at - 7) || text.startsWith('nlpriv', at - 6)) mask |= TAILSCALE_PRIVATE;
   // "auth" : (the docker rule's pattern allows whitespace before the colon)
   let end = at;
-  while (end > 0 && isSpace(text.charCodeAt(end - 1))) end--;
+  while (end > 0 && isRegexSpace(text.charCodeAt(end - 1))) end--;
   if (text.charCodeAt(end - 1) === 0x22 && text.startsWith('"auth"', end - 6)) mask |= DOCKER_AUTH;
   return mask;
 }

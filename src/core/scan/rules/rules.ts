@@ -362,15 +362,15 @@ function urlCredentialRule(text: string, hits: RawHit[]): void {
   }
 }
 
-/** A Nix binary-cache secret key: `name:` + base64 of 64 bytes whose second half is the public key of the first. */
 const CACHE_KEY_BODY = /[A-Za-z0-9][A-Za-z0-9._-]{0,127}:([A-Za-z0-9+/]{86}==)(?![A-Za-z0-9+/=])/y;
-
-function isCacheKeyNameChar(code: number): boolean {
-  return (code >= 0x30 && code <= 0x39) || ((code | 0x20) >= 0x61 && (code | 0x20) <= 0x7a) || code === 0x2e || code === 0x5f || code === 0x2d;
-}
 
 function isAlphanumeric(code: number): boolean {
   return (code >= 0x30 && code <= 0x39) || ((code | 0x20) >= 0x61 && (code | 0x20) <= 0x7a);
+}
+
+/** [A-Za-z0-9._-]: a cache key's name, a Nix option path. */
+function isNameChar(code: number): boolean {
+  return isAlphanumeric(code) || code === 0x5f || code === 0x2e || code === 0x2d;
 }
 
 /**
@@ -382,7 +382,7 @@ function nixCacheKeyRule(text: string, hits: RawHit[]): void {
   for (let colon = text.indexOf(':'); colon !== -1; colon = text.indexOf(':', colon + 1)) {
     if (text.charCodeAt(colon + 87) !== 0x3d || text.charCodeAt(colon + 88) !== 0x3d) continue;
     let run = colon;
-    while (run > 0 && colon - run < 128 && isCacheKeyNameChar(text.charCodeAt(run - 1))) run--;
+    while (run > 0 && colon - run < 128 && isNameChar(text.charCodeAt(run - 1))) run--;
     let start = run;
     for (; start < colon; start++) {
       const before = start === 0 ? 0x20 : text.charCodeAt(start - 1);
@@ -448,34 +448,25 @@ function gpgAgentKeyRule(text: string, hits: RawHit[]): void {
   }
 }
 
+const NIX_PASSWORD = /((?:[\w-]+\.)*([A-Za-z_]*[Pp]assword))\s*=\s*"([^"\\$]*)"\s*;/y;
+
 /**
  * Plaintext passwords in Nix options: `password = "...";`, `initialPassword = "...";` and other
  * `*Password = "...";` string literals. `hashedPassword`/`initialHashedPassword` (a crypt(3) hash meant
- * for the store) and `*PasswordFile` paths are not findings; neither are interpolations.
+ * for the store) and `*PasswordFile` paths are not findings; neither are interpolations. Anchored on
+ * each `assword` followed by `=`: the option path starts where its run of [\w.-] starts (the
+ * pattern's old lookbehind allowed no other start), so one sticky match there.
  */
-const NIX_PASSWORD = /((?:[\w-]+\.)*([A-Za-z_]*[Pp]assword))\s*=\s*"([^"\\$]*)"\s*;/y;
-
-function isOptionPathChar(code: number): boolean {
-  return isAlphanumeric(code) || code === 0x5f || code === 0x2e || code === 0x2d;
-}
-
-/** What `\s` matches in a latin1 view. */
-function isRegexSpace(code: number): boolean {
-  return code === 0x20 || (code >= 0x09 && code <= 0x0d) || code === 0xa0;
-}
-
 function nixPasswordRule(text: string, hits: RawHit[]): void {
-  // Anchored on each `assword` followed by `=`: the option path starts where its run of
-  // [\w.-] starts (the old pattern's lookbehind allowed no other start), so one sticky match there.
   let scannedTo = 0;
   for (let at = text.indexOf('assword'); at !== -1; at = text.indexOf('assword', at + 7)) {
     let after = at + 7;
-    while (isRegexSpace(text.charCodeAt(after))) after++;
+    while (L.isRegexSpace(text.charCodeAt(after))) after++;
     if (text.charCodeAt(after) !== 0x3d) continue;
-    let start = at - 1;
-    while (start > 0 && at - start < 4096 && isOptionPathChar(text.charCodeAt(start - 1))) start--;
-    if (start < scannedTo) continue;
-    NIX_PASSWORD.lastIndex = start;
+    let pathStart = at - 1;
+    while (pathStart > 0 && at - pathStart < 4096 && isNameChar(text.charCodeAt(pathStart - 1))) pathStart--;
+    if (pathStart < scannedTo) continue;
+    NIX_PASSWORD.lastIndex = pathStart;
     const match = NIX_PASSWORD.exec(text);
     if (!match) continue;
     scannedTo = match.index + match[0].length;
@@ -485,8 +476,8 @@ function nixPasswordRule(text: string, hits: RawHit[]): void {
     if (/^(?:x+|\*+|\.+|…|changeme|password|example|placeholder|secret|hunter2)$/i.test(value)) continue;
     // A crypt(3) hash (`$6$salt$…`, or 13-character DES crypt marked `encrypted` nearby) is not plaintext.
     if (/^\$(?:1|2[abxy]?|5|6|y|gy|7|sha1|md5)\$/.test(value) || (/^[./A-Za-z0-9]{13}$/.test(value) && /encrypted/.test(text.slice(match.index, match.index + 300)))) continue;
-    const start2 = match.index + match[0].lastIndexOf(`"${value}"`) + 1;
-    hits.push({ rule: 'nix-plaintext-password', kind: 'plaintext-password', secret: value, start: start2, end: start2 + value.length, note: `option ${name}` });
+    const start = match.index + match[0].lastIndexOf(`"${value}"`) + 1;
+    hits.push({ rule: 'nix-plaintext-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: `option ${name}` });
   }
 }
 
@@ -532,12 +523,12 @@ function base64WrappedRule(text: string, hits: RawHit[], context: TextScanContex
   if ((context.depth ?? 0) >= 2) return;
   // Each maximal run of 80+ base64 characters and up to two `=` (the pattern
   // /(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{80,}={0,2}/g), found by the skip search.
-  for (let run = base64Run(text, 0, 80); run; run = base64Run(text, run.end, 80)) {
-    let end = run.end;
+  let end = 0;
+  for (let run = base64Run(text, 0, 80); run; run = base64Run(text, end, 80)) {
+    end = run.end;
     if (text.charCodeAt(end) === 0x3d) end++;
     if (text.charCodeAt(end) === 0x3d) end++;
     const decoded = Buffer.from(text.slice(run.start, end), 'base64');
-    run.end = end;
     if (textyRatio(decoded, 4096) < 0.95) continue;
     const inner = scanText(decoded.toString('latin1'), { ...context, depth: (context.depth ?? 0) + 1 });
     for (const hit of inner) {
