@@ -12,6 +12,7 @@
  */
 import { constants } from 'node:fs';
 import { open, statfs, type FileHandle } from 'node:fs/promises';
+import { readFully } from '../util/read-fully.js';
 
 // Node's types leave out the WebAssembly global; only Memory is needed here.
 declare const WebAssembly: { Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer } };
@@ -114,20 +115,9 @@ export async function openSource(file: string, direct: boolean, probe: Buffer | 
   return { handle: await open(file, 'r'), direct: false };
 }
 
-/**
- * Fills `buffer` from `position`, reading again after short reads; returns the bytes read (fewer
- * than asked only at the end of the file). Direct reads stop at a short read that ends off the
- * block grid: only the end of the file does that, and an unaligned read after it would be refused.
- */
-export async function readFullyAt(source: SourceFile, buffer: Buffer, position: number): Promise<number> {
-  let filled = 0;
-  while (filled < buffer.length) {
-    const { bytesRead } = await source.handle.read(buffer, filled, buffer.length - filled, position + filled);
-    if (bytesRead === 0) break;
-    filled += bytesRead;
-    if (source.direct && filled % DIRECT_ALIGN !== 0) break;
-  }
-  return filled;
+/** `readFully` of a source file: direct reads stop at a short read off the block grid (its end). */
+export function readFullyAt(source: SourceFile, buffer: Buffer, position: number): Promise<number> {
+  return readFully(source.handle, buffer, position, source.direct ? DIRECT_ALIGN : undefined);
 }
 
 /** statfs magic numbers of filesystems whose O_DIRECT writes are plain and fast (ext2/3/4, XFS, Btrfs, F2FS). */
