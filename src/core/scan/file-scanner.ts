@@ -37,6 +37,11 @@ export interface ScanEnvironment {
   sopsConfig?: SopsConfig;
   /** Bounds on container expansion (defaults: DEFAULT_LIMITS); plain data, it crosses to workers. */
   limits?: Partial<ScanLimits>;
+  /**
+   * Threads that decode and scan an image's members (see reading/member-pool.ts); default one per
+   * core, 0 reads them on the walking thread. Results are the same whatever the count.
+   */
+  memberThreads?: number;
 }
 
 export interface FileTarget {
@@ -402,7 +407,6 @@ export class FileScanner implements ContentScanner {
     // Text, UTF-16 or binary, decided as detectUtf16 + the texty ratio of the head would. Most files
     // are plain text with no byte outside TEXTY: one native regex test proves it, no JS byte loop
     // (which costs most while the JIT is still cold, that is, for the whole of a short scan).
-    const latin1 = content.toString('latin1');
     let utf16: 'utf-16le' | 'utf-16be' | undefined;
     let binary = false;
     const plain = isPlainText(content);
@@ -419,7 +423,9 @@ export class FileScanner implements ContentScanner {
     // Binary key stores (DER, OpenPGP packets, GnuPG agent keys, keystores) by their structure.
     const keyFile = plain ? undefined : binaryKeyFile(content);
     if (keyFile) this.record(keyFile, 0);
-    const text = utf16 ? decodeUtf16(content, utf16) : binary ? '' : latin1;
+    // The latin1 view only for text: a binary's bytes (most of an image's store) never become a string.
+    const latin1 = binary || utf16 ? '' : content.toString('latin1');
+    const text = utf16 ? decodeUtf16(content, utf16) : latin1;
     if (binary) {
       this.scanBinary(content, 0, Number.POSITIVE_INFINITY);
     } else {

@@ -91,6 +91,8 @@ export interface ScanOptions extends LeakGateOptions {
    * thousands of files, else 1. Results are the same, in the same order, whatever the count.
    */
   threads?: number;
+  /** Threads that decode and scan the members of an image (squashfs); default one per core, 0 none. */
+  memberThreads?: number;
   /**
    * With one scanning thread, let a worker read small files ahead (see read-ahead.ts). Default: on
    * when the machine has more than one core and the scan has thousands of files.
@@ -277,6 +279,7 @@ function walkRoots(paths: string[], roots: string[], files: WalkEntry[], problem
  */
 export async function scanPaths(paths: string[], options: ScanOptions = {}): Promise<ScanReport> {
   const { environment, loaded, identities } = await buildEnvironment(options);
+  if (options.memberThreads !== undefined) environment.memberThreads = options.memberThreads;
   const files: WalkEntry[] = [];
   const problems: Problem[] = [];
   const sopsDirs = new Set<string>();

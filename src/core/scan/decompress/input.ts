@@ -64,6 +64,32 @@ export class ByteReader {
     return piece;
   }
 
+  /**
+   * All the input that is left, as one buffer, when it is at most `limit` bytes; undefined (and
+   * nothing used) when there is more. Lets a decoder of a small member work in one call.
+   */
+  async takeRest(limit: number): Promise<Buffer | undefined> {
+    let have = 0;
+    for (const piece of this.pending) have += piece.length;
+    while (!this.finished && have <= limit) {
+      if (this.signal?.aborted) throw this.signal.reason;
+      const next = await this.iterator.next();
+      if (next.done) {
+        this.finished = true;
+        break;
+      }
+      if (next.value.length > 0) {
+        this.pending.push(next.value);
+        have += next.value.length;
+      }
+    }
+    if (have > limit || have === 0) return undefined;
+    const rest = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, have);
+    this.pending.length = 0;
+    this.consumed += have;
+    return rest;
+  }
+
   /** Gives back bytes taken last (the unused tail of a piece): they are handed out again next. */
   unread(bytes: Buffer): void {
     if (bytes.length === 0) return;

@@ -16,7 +16,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { createBlockPool, decompressBlock } from '../decompress/index.js';
-import { FormatError, type ByteSource, type FormatContext, type FormatHandler, type Member } from './types.js';
+import { FormatError, type BlockDecoder, type ByteSource, type FormatContext, type FormatHandler, type JobPart, type Member, type MemberJob } from './types.js';
 
 type BlockKind = 'zlib' | 'lzma' | 'lzo' | 'xz' | 'lz4-block' | 'zstd';
 
@@ -31,7 +31,7 @@ const METADATA_CACHE_BLOCKS = 512; // 4 MiB of decompressed tables
 const FRAGMENT_CACHE = 8;
 const MAX_DEPTH = 1024;
 const READAHEAD_FILES = 2048;
-const READAHEAD_BYTES = 48 * 1024 * 1024;
+const READAHEAD_BYTES = 24 * 1024 * 1024;
 const READ_WINDOW = 1024 * 1024;
 
 const enum InodeType {
@@ -380,11 +380,8 @@ async function* pieces(image: Image, inode: FileInode): AsyncGenerator<Piece> {
   }
 }
 
-/** The block decompressor: the decompress module's worker pool. */
-interface BlockPool {
-  decompress(kind: BlockKind, input: Buffer, maxOutput: number): Promise<Buffer>;
-  close(): Promise<void> | void;
-}
+/** The block decompressor: the walker's member pool, or the decompress module's own worker pool. */
+type BlockPool = BlockDecoder;
 
 interface Job {
   data: Promise<Buffer>;
@@ -421,6 +418,8 @@ class ReadAhead {
     private readonly walk: AsyncGenerator<FileEntry>,
     private readonly maxJobs: number,
     private readonly signal: AbortSignal | undefined,
+    /** Files up to this size go out as jobs (see squashfsMembers): nothing is decoded for them here. */
+    private readonly jobsUpTo = -1,
   ) {}
 
   /** Runs one more round of scheduling after any running one. */
@@ -491,8 +490,10 @@ class ReadAhead {
           this.walkDone = true;
           return;
         }
-        file = { entry: next.value, pieces: undefined, jobs: [], done: false, dropped: false };
+        file = { entry: next.value, pieces: undefined, jobs: [], done: next.value.inode.size <= this.jobsUpTo, dropped: false };
         this.queue.push(file);
+        // A job's blocks are read by squashfsMembers, not here: its block list is read once, there.
+        if (file.done) continue;
       }
       file.pieces ??= pieces(this.image, file.entry.inode);
       let piece: IteratorResult<Piece>;
@@ -562,7 +563,7 @@ class ReadAhead {
    * Stored bytes of a data block. Blocks of consecutive files lie back to back, so they are read in
    * windows of up to READ_WINDOW bytes: one positioned read serves many blocks.
    */
-  private readData(position: number, length: number): Promise<Buffer> {
+  readData(position: number, length: number): Promise<Buffer> {
     const window = this.window;
     if (window !== undefined && position >= window.start && position + length <= window.end) {
       return window.bytes.then((bytes) => {
@@ -592,6 +593,67 @@ class ReadAhead {
   }
 }
 
+let images = 0;
+
+/**
+ * A file's compressed parts as a job another thread decodes on its own (see MemberJob): data blocks
+ * read as stored, its tail's fragment block as stored (named so a thread decodes it once for the
+ * many small files whose tails share it).
+ */
+async function memberJob(image: Image, ahead: ReadAhead, inode: FileInode, fragments: Map<number, Promise<{ stored: Buffer; compressed: boolean }>>, key: string): Promise<MemberJob> {
+  const { blockSize, kind } = image.superblock;
+  const parts: JobPart[] = [];
+  for await (const piece of pieces(image, inode)) {
+    if (piece.kind === 'sparse') parts.push({ type: 'sparse', length: piece.length });
+    else if (piece.kind === 'block') {
+      const stored = await ahead.readData(piece.position, piece.word & DATA_SIZE_MASK);
+      parts.push({ type: 'block', stored, compressed: (piece.word & DATA_UNCOMPRESSED) === 0, length: piece.length });
+    } else {
+      let block = fragments.get(piece.index);
+      if (block === undefined) {
+        block = (async () => {
+          const { start, word } = await image.fragmentEntry(piece.index);
+          const stored = word & DATA_SIZE_MASK;
+          if (stored === 0 || stored > blockSize || start + stored > image.superblock.bytesUsed) throw corrupt(`fragment ${piece.index} is invalid`);
+          return { stored: await readStored(image.source, start, stored), compressed: (word & DATA_UNCOMPRESSED) === 0 };
+        })();
+        block.catch(() => undefined);
+        fragments.set(piece.index, block);
+        if (fragments.size > FRAGMENT_CACHE) fragments.delete(fragments.keys().next().value!);
+      }
+      const { stored, compressed } = await block;
+      parts.push({ type: 'fragment', key: `${key}:${piece.index}`, stored, compressed, offset: piece.offset, length: piece.length });
+    }
+  }
+  return { compression: kind, maxBlock: blockSize, parts };
+}
+
+/** A job's bytes decoded here, part by part: a member's `stream()` when the walker does not take the job. */
+async function* decodeJob(job: MemberJob, pool: BlockPool): AsyncGenerator<Buffer> {
+  for (const part of job.parts) {
+    if (part.type === 'sparse') {
+      yield Buffer.alloc(part.length);
+      continue;
+    }
+    const what = part.type === 'block' ? 'a data block' : `fragment ${part.key.split(':').pop()}`;
+    let out = part.stored;
+    if (part.compressed) {
+      try {
+        out = await pool.decompress(job.compression, part.stored, job.maxBlock);
+      } catch (error) {
+        throw new FormatError(error instanceof FormatError ? error.reason : 'corrupt', `squashfs: ${what} does not decompress: ${(error as Error).message}`);
+      }
+    }
+    if (part.type === 'fragment') {
+      if (part.offset + part.length > out.length) throw corrupt(`a file's tail lies outside ${what}`);
+      yield out.subarray(part.offset, part.offset + part.length);
+    } else {
+      if (out.length !== part.length) throw corrupt(`${what} holds ${out.length} bytes where ${part.length} belong`);
+      yield out;
+    }
+  }
+}
+
 async function readStored(source: ByteSource, position: number, length: number): Promise<Buffer> {
   const raw = await source.read(position, length);
   if (raw.length < length) throw new FormatError('truncated', 'squashfs: a data block is cut short');
@@ -607,9 +669,13 @@ async function* squashfsMembers(input: ByteSource | AsyncIterable<Buffer>, conte
   const superblock = parseSuperblock(await input.read(0, SUPERBLOCK_SIZE), input.size);
   const image = new Image(input, superblock);
   const threads = Math.max(1, availableParallelism());
-  const pool: BlockPool = createBlockPool(threads);
+  const own = context.decoder ? undefined : createBlockPool(threads);
+  const pool: BlockPool = context.decoder ?? own!;
   const walk = walkFiles(image, context.signal);
-  const ahead = new ReadAhead(image, pool, walk, Math.max(8, threads * 6), context.signal);
+  const jobsUpTo = context.jobsUpTo ?? -1;
+  const ahead = new ReadAhead(image, pool, walk, Math.max(8, threads * 6), context.signal, jobsUpTo);
+  const storedFragments = new Map<number, Promise<{ stored: Buffer; compressed: boolean }>>();
+  const key = `squashfs${++images}`;
   try {
     for (;;) {
       if (context.signal?.aborted) throw context.signal.reason;
@@ -617,6 +683,37 @@ async function* squashfsMembers(input: ByteSource | AsyncIterable<Buffer>, conte
       if (file === undefined) return;
       const { name, inode } = file.entry;
       let streamed = false;
+      if (inode.size <= jobsUpTo) {
+        // Small enough to hold: offered as a job, decoded and scanned on one of the walker's threads.
+        let job: MemberJob | undefined;
+        let failure: unknown;
+        try {
+          job = await memberJob(image, ahead, inode, storedFragments, key);
+        } catch (error) {
+          if (context.signal?.aborted) throw context.signal.reason;
+          failure = error;
+        }
+        yield {
+          name,
+          size: inode.size,
+          ...(job ? { job } : {}),
+          stream: () => {
+            if (streamed) throw new Error(`squashfs: ${name} was already streamed`);
+            streamed = true;
+            return (async function* stream() {
+              try {
+                if (failure !== undefined) throw failure;
+                yield* decodeJob(job!, pool);
+              } catch (error) {
+                if (context.signal?.aborted) throw context.signal.reason;
+                context.unreadable(name, error instanceof FormatError ? error.reason : 'corrupt', (error as Error).message);
+              }
+            })();
+          },
+        };
+        ahead.release(file);
+        continue;
+      }
       yield {
         name,
         size: inode.size,
@@ -649,7 +746,7 @@ async function* squashfsMembers(input: ByteSource | AsyncIterable<Buffer>, conte
     }
   } finally {
     await walk.return(undefined).catch(() => undefined);
-    await pool.close();
+    await own?.close();
   }
 }
 
@@ -661,4 +758,5 @@ export const squashfs: FormatHandler = {
     return head.length >= SUPERBLOCK_SIZE && head.readUInt32LE(0) === 0x73717368 && head.readUInt16LE(28) === 4 && head.readUInt16LE(30) === 0;
   },
   members: squashfsMembers,
+  offersJobs: true,
 };

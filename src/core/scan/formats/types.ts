@@ -5,6 +5,7 @@
  * (`reading/`) recurses into members, counts depth and expanded bytes, and turns whatever a format
  * could not read into an `unscanned` finding. Adding a format is one file here plus its test.
  */
+import type { BlockCompression } from '../decompress/block.js';
 
 /** Random access to bytes: a file, a region of one (an ISO extent), or a spooled stream. */
 export interface ByteSource {
@@ -32,6 +33,34 @@ export interface Member {
   source?: ByteSource;
   /** The member's bytes, in order. Called at most once; must be consumed (or returned) before the next member. */
   stream(): AsyncIterable<Buffer>;
+  /**
+   * The member's still-compressed bytes as a job another thread can decode by itself (see
+   * reading/member-pool.ts), offered only when the walker said it takes jobs (`FormatContext.jobsUpTo`).
+   * `stream()` still works: it decodes the same parts here.
+   */
+  job?: MemberJob;
+}
+
+/**
+ * A member's bytes as compressed blocks that need nothing from the container to be decoded: each
+ * part in order, `length` bytes once decoded. A fragment (squashfs packs the tails of small files
+ * into shared blocks) names its block by `key` so a thread can keep it decoded for the next member.
+ */
+export interface MemberJob {
+  compression: BlockCompression;
+  /** No part decodes to more than this. */
+  maxBlock: number;
+  parts: JobPart[];
+}
+
+export type JobPart =
+  | { type: 'block'; stored: Buffer; compressed: boolean; length: number }
+  | { type: 'sparse'; length: number }
+  | { type: 'fragment'; key: string; stored: Buffer; compressed: boolean; offset: number; length: number };
+
+/** The decompressors a walk shares among its containers (the member pool's threads). */
+export interface BlockDecoder {
+  decompress(kind: BlockCompression, input: Buffer, maxOutput: number): Promise<Buffer>;
 }
 
 /** Why bytes could not be scanned: the reason of an `unscanned` finding. */
@@ -75,6 +104,13 @@ export interface FormatContext {
   unreadable(name: string | undefined, reason: UnscannedReason, message: string): void;
   /** A remark that is not a finding: a symlink that points outside the container, say. */
   problem(name: string, message: string): void;
+  /**
+   * Set when the walker scans members on other threads: a member of at most this many bytes may come
+   * with a `job` (its compressed bytes), which the walker hands to a thread that decodes and scans it.
+   */
+  jobsUpTo?: number;
+  /** Block decompressors on the walker's threads, for a format to use instead of starting its own. */
+  decoder?: BlockDecoder;
 }
 
 /** How much of a file `detect` is shown: ISO 9660's volume descriptors start at 32 KiB. */
@@ -102,6 +138,11 @@ export interface FormatHandler {
    * after): found all the same, named by the file and offset rather than by the tensor.
    */
   readonly inPlaceOnly?: boolean;
+  /**
+   * Offers members as `MemberJob`s when the walker asks (`FormatContext.jobsUpTo`): their compressed
+   * blocks, which another thread decodes and scans (squashfs, whose members are most of an image).
+   */
+  readonly offersJobs?: boolean;
   /** From the first bytes (HEAD_BYTES, fewer when the file is shorter) and the total size when known. Cheap and exact: never by name. */
   detect(head: Buffer, size: number | undefined): boolean;
   /** Yields the members in order. Throwing (FormatError or any error) means the container could not be read whole from there on. */

@@ -4,7 +4,7 @@
  * decompressors. An encrypted entry, or one in another method, is reported unreadable and skipped.
  */
 import { Readable } from 'node:stream';
-import { createInflateRaw } from 'node:zlib';
+import { createInflateRaw, inflateRawSync } from 'node:zlib';
 import type yauzl from 'yauzl';
 import { decompressStream, type Compression } from '../decompress/index.js';
 import { FormatError, type ByteSource, type FormatContext, type FormatHandler, type Member } from './types.js';
@@ -82,12 +82,47 @@ async function* entryBytes(stream: AsyncIterable<Buffer>): AsyncGenerator<Buffer
   }
 }
 
+/** Entries this small (most of a jar's classes) are inflated in one call (see inflatedSmall). */
+const SMALL_INPUT = 1024 * 1024;
+const SMALL_OUTPUT = 8 * 1024 * 1024;
+
+/**
+ * A small deflated entry in one synchronous call: a stream per entry costs thread-pool round trips
+ * and a 1 MiB output buffer each, and the jars of an installer image hold tens of thousands of them.
+ */
+async function* inflatedSmall(raw: Readable, expected: number, name: string): AsyncGenerator<Buffer> {
+  const parts: Buffer[] = [];
+  try {
+    for await (const chunk of raw) parts.push(chunk as Buffer);
+  } catch (error) {
+    throw formatError(error);
+  } finally {
+    raw.destroy();
+  }
+  let out: Buffer;
+  try {
+    // One byte more than the entry says, to tell "more than it says" from "as much".
+    out = inflateRawSync(parts.length === 1 ? parts[0]! : Buffer.concat(parts), { maxOutputLength: expected + 1 });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ERR_BUFFER_TOO_LARGE') throw new FormatError('corrupt', `zip: ${name} inflates to more than the ${expected} bytes its entry says`);
+    throw new FormatError(code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt', `zip: ${name}: ${(error as Error).message}`);
+  }
+  if (out.length > expected) throw new FormatError('corrupt', `zip: ${name} inflates to more than the ${expected} bytes its entry says`);
+  if (out.length !== expected) throw new FormatError('truncated', `zip: ${name} inflates to ${out.length} bytes, not the ${expected} its entry says`);
+  if (out.length > 0) yield out;
+}
+
 /**
  * A deflated entry, inflated here rather than by yauzl: 1 MiB output chunks instead of zlib's 16 KiB
  * (each chunk is a thread-pool round trip, which a loaded machine makes slow), and the size the
  * central directory gives is checked.
  */
-async function* inflated(raw: Readable, expected: number, name: string): AsyncGenerator<Buffer> {
+async function* inflated(raw: Readable, expected: number, name: string, compressed: number): AsyncGenerator<Buffer> {
+  if (compressed <= SMALL_INPUT && expected <= SMALL_OUTPUT) {
+    yield* inflatedSmall(raw, expected, name);
+    return;
+  }
   const inflater = createInflateRaw({ chunkSize: 1024 * 1024 });
   raw.on('error', (error) => inflater.destroy(error));
   raw.pipe(inflater);
@@ -153,7 +188,7 @@ export const zip: FormatHandler = {
           size: entry.uncompressedSize,
           stream: () => {
             used = true;
-            if (entry!.compressionMethod === 8) return inflated(stream, entry!.uncompressedSize, entry!.fileName);
+            if (entry!.compressionMethod === 8) return inflated(stream, entry!.uncompressedSize, entry!.fileName, entry!.compressedSize);
             const bytes = entryBytes(stream as AsyncIterable<Buffer>);
             return via ? decompressStream(via, bytes, context.signal ? { signal: context.signal } : {}) : bytes;
           },

@@ -17,6 +17,7 @@ import { fingerprint, nodeCrypto } from '../rules/fingerprint.js';
 import { mustBeEncrypted, parseSopsConfig } from '../rules/sops.js';
 import { BufferSource, FileSource, Spool } from './byte-source.js';
 import { chainOf, unscannedFinding } from './unscanned.js';
+import { MemberPool } from './member-pool.js';
 
 const GiB = 1024 ** 3;
 
@@ -119,6 +120,25 @@ class Walk {
       this.add(chunk.length, target);
       yield chunk;
     }
+  }
+
+  /** The threads members are scanned on: started with the first container that offers jobs (null: none to be had). */
+  private pool: MemberPool | null | undefined;
+
+  memberPool(): MemberPool | undefined {
+    if (this.pool === undefined) this.pool = MemberPool.start(this.environment, this.environment.memberThreads) ?? null;
+    return this.pool ?? undefined;
+  }
+
+  /** What is left of the limits for the containers inside a member at nesting `level`, scanned on another thread. */
+  limitsLeft(level: number): Partial<ScanLimits> {
+    return { maxDepth: this.limits.maxDepth - level, maxExpandedBytes: Math.max(0, this.limits.maxExpandedBytes - this.expanded), maxRatio: this.limits.maxRatio };
+  }
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = null;
+    await pool?.close();
   }
 
   /**
@@ -288,6 +308,8 @@ type Input = { buffer: Buffer } | { stream: AsyncIterable<Buffer> } | { source: 
 interface MemberResult {
   name: string;
   result: FileResult;
+  /** A member scanned on another thread: its result, once there. */
+  pending?: Promise<FileResult>;
 }
 
 /** Applies `.sops.yaml` files found among a container's members to the members they govern. */
@@ -331,6 +353,11 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
     unreadable: (name, reason, message) => out.findings.push(unscannedFinding(name === undefined ? target : child(target, name), reason, message)),
     problem: (name, message) => out.problems.push({ path: target.path, inner: joinInner(target.inner, name), message }),
   };
+  const pool = format.offersJobs ? walk.memberPool() : undefined;
+  if (pool) {
+    context.jobsUpTo = FULL_SCAN_LIMIT;
+    context.decoder = pool;
+  }
   let handlerInput: ByteSource | AsyncIterable<Buffer>;
   if (format.access === 'random') handlerInput = 'source' in input ? input.source : 'buffer' in input ? new BufferSource(input.buffer) : undefined!;
   else handlerInput = 'stream' in input ? input.stream : 'buffer' in input ? slices(input.buffer) : sourceStream(input.source);
@@ -340,6 +367,22 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
     for await (const member of format.members(handlerInput, context)) {
       walk.checkSignal();
       current = child(target, member.name, member.size);
+      if (pool && member.job && member.size !== undefined && !format.transparent) {
+        // Decoded and scanned on a worker; the results are gathered at the end of the container.
+        walk.add(member.size, current);
+        await pool.reserve(member.size);
+        const where = current;
+        const pending = pool.scan(where, member.job, walk.limitsLeft(level), member.size).catch((error: unknown): FileResult => {
+          const result = empty();
+          result.files = 1;
+          result.findings.push(unscannedFinding(where, 'read-error', `${format.name}: the member was not scanned: ${(error as Error)?.message ?? String(error)}`));
+          return result;
+        });
+        members.push({ name: member.name, result: empty(), pending });
+        walk.progress(undefined, current);
+        current = undefined;
+        continue;
+      }
       const result = await scanBytes(walk, current, member.size, walk.count(member.stream(), current), member.source, level, format.transparent ? target : current);
       members.push({ name: member.name, result });
       if (!format.transparent) walk.progress(undefined, current);
@@ -355,6 +398,15 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
       const where = current && !format.transparent ? current : target;
       out.findings.push(unscannedFinding(where, reason, message.startsWith(`${format.name}:`) ? message : `${format.name}: ${message}`));
     }
+  }
+  if (pool) {
+    pool.flush();
+    for (const member of members) {
+      if (!member.pending) continue;
+      member.result = await member.pending;
+      member.pending = undefined;
+    }
+    walk.checkSignal();
   }
   if (walk.tripped && !walk.reported) {
     walk.reported = true;
@@ -449,7 +501,12 @@ async function scanBytes(
 export async function walkHeld(environment: ScanEnvironment, target: FileTarget, content: Buffer, signal?: AbortSignal): Promise<FileResult | undefined> {
   const format = detectFormat(content, content.length);
   if (!format) return undefined;
-  return openContainer(new Walk(environment, content.length, signal), format, { buffer: content }, target, 1);
+  const walk = new Walk(environment, content.length, signal);
+  try {
+    return await openContainer(walk, format, { buffer: content }, target, 1);
+  } finally {
+    await walk.close();
+  }
 }
 
 /** The containers in a spooled file (the build's large files), already scanned flat. */
@@ -459,7 +516,11 @@ export async function walkSpooled(environment: ScanEnvironment, target: FileTarg
     const format = detectFormat(await source.read(0, HEAD_BYTES), source.size);
     if (!format) return undefined;
     const walk = new Walk(environment, source.size, signal);
-    return await openContainer(walk, format, format.access === 'random' ? { source } : { stream: sourceStream(source) }, target, 1);
+    try {
+      return await openContainer(walk, format, format.access === 'random' ? { source } : { stream: sourceStream(source) }, target, 1);
+    } finally {
+      await walk.close();
+    }
   } finally {
     await source.close();
   }
@@ -513,7 +574,11 @@ export async function scanLargeFile(
     const walk = new Walk(environment, Math.max(size, source.size), signal);
     walk.onProgress = onProgress;
     const tracked = onProgress ? new TrackedSource(source, walk) : source;
-    return await scanBytes(walk, { ...target, size: source.size }, source.size, fileChunks(file, walk), tracked, 0);
+    try {
+      return await scanBytes(walk, { ...target, size: source.size }, source.size, fileChunks(file, walk), tracked, 0);
+    } finally {
+      await walk.close();
+    }
   } finally {
     await source.close();
   }

@@ -205,6 +205,40 @@ describe('concatenated members', () => {
   });
 });
 
+// Members whose input is at most 1 MiB are inflated in one call (deflate.ts, inflateSmall); their
+// output over 8 MiB, or more input, goes through the streamed path instead. Both must agree.
+describe('gzip members small enough for one call', () => {
+  const small = (seed: number) => Buffer.from(Array.from({ length: 3000 }, (_, i) => `member ${seed} line ${i}\n`).join(''));
+
+  it('decodes back-to-back small members, stops exactly after the first with single, and takes bytes one at a time', async () => {
+    const members = [0, 1, 2].map((seed) => compress('gzip', ['-6'], small(seed)));
+    const joined = Buffer.concat([...members, Buffer.alloc(16)]);
+    const all = await collect('gzip', chunks(joined, 1));
+    expect(all.output.equals(Buffer.concat([0, 1, 2].map(small)))).toBe(true);
+    const first = await collect('gzip', chunks(Buffer.concat([members[0]!, Buffer.from('after')]), 7), { single: true });
+    expect(first.output.equals(small(0))).toBe(true);
+    expect(first.consumed).toBe(members[0]!.length);
+  });
+
+  it('streams a member whose few input bytes inflate past the one-call bound (20 MiB of zeros)', async () => {
+    const zeros = Buffer.alloc(20 * 1024 * 1024);
+    const packed = compress('gzip', ['-9'], zeros);
+    expect(packed.length).toBeLessThan(1024 * 1024);
+    const got = await collect('gzip', chunks(Buffer.concat([packed, Buffer.from('tail')])), { single: true });
+    expect(got.output.length).toBe(zeros.length);
+    expect(got.output.equals(zeros)).toBe(true);
+    expect(got.consumed).toBe(packed.length);
+  });
+
+  it('reports a cut small member as truncated and a damaged one as corrupt', async () => {
+    const packed = compress('gzip', ['-6'], small(7));
+    expect((await failure(collect('gzip', chunks(packed.subarray(0, packed.length - 20))))).reason).toBe('truncated');
+    const damaged = Buffer.from(packed);
+    damaged[damaged.length - 6]! ^= 0xff; // the CRC-32
+    expect((await failure(collect('gzip', chunks(damaged)))).reason).toBe('corrupt');
+  });
+});
+
 describe('abort and responsiveness', () => {
   it.each(['gzip', 'xz', 'zstd', 'bzip2', 'lz4'] as const)('%s: an aborted signal ends a long stream promptly, and the event loop keeps running', async (kind) => {
     // 1 GiB of zeros: long enough that decoding all of it would take far longer than the abort allows.
