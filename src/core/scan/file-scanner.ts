@@ -411,14 +411,13 @@ export class FileScanner implements ContentScanner {
     let binary = false;
     const plain = isPlainText(content);
     if (!plain) {
-      const limit = Math.min(content.length, 65536);
-      let texty = 0;
-      for (let index = 0; index < limit; index++) texty += TEXTY[content[index]!]!;
       const firstZero = content.indexOf(0);
       const bom = content.length >= 4 && ((content[0] === 0xff && content[1] === 0xfe) || (content[0] === 0xfe && content[1] === 0xff));
       // UTF-16 without a BOM needs zero bytes in its first 4 KiB.
       utf16 = bom || (firstZero !== -1 && firstZero < 4096) ? detectUtf16(content) : undefined;
-      binary = !utf16 && ((firstZero !== -1 && firstZero < 8192) || (limit === 0 ? 1 : texty / limit) < 0.9);
+      // A zero in the first 8 KiB settles it (an ELF file's is at byte 7): the head's texty ratio,
+      // a loop over 64 KiB in JS, is only counted when it can decide.
+      if (!utf16) binary = (firstZero !== -1 && firstZero < 8192) || textyRatio(content) < 0.9;
     }
     // Binary key stores (DER, OpenPGP packets, GnuPG agent keys, keystores) by their structure.
     const keyFile = plain ? undefined : binaryKeyFile(content);
@@ -487,6 +486,15 @@ export function unencryptedFinding(filePath: string, inner: string | undefined, 
     fingerprint: contentFingerprint,
     note: `.sops.yaml creation_rules require ${repoPath} to be SOPS-encrypted, but it has no sops metadata (a decrypted secrets file?)`,
   };
+}
+
+/** The share of TEXTY bytes in the first 64 KiB (1 for no bytes). */
+function textyRatio(content: Buffer): number {
+  const limit = Math.min(content.length, 65536);
+  if (limit === 0) return 1;
+  let texty = 0;
+  for (let index = 0; index < limit; index++) texty += TEXTY[content[index]!]!;
+  return texty / limit;
 }
 
 function detectUtf16(content: Buffer): 'utf-16le' | 'utf-16be' | undefined {
