@@ -5,13 +5,15 @@
  * of the installed flake succeeds there, and fails without the seed's input.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cliEnv, runCli } from '../helpers/cli.js';
-import { sshKey } from '../helpers/credentials.js';
+import { ageKeyFile, sshKey } from '../helpers/credentials.js';
+import { sopsEncrypt } from '../helpers/sops-encrypt.js';
 import { tempDir } from '../helpers/tmp.js';
 import { fixedOutputSourcePath } from '../../src/core/flake/store-path.js';
 import { makeFlakeFixture, type FlakeFixture } from '../core/flake/flake-fixture.js';
@@ -182,6 +184,41 @@ describe('private flake inputs on the seed', () => {
     expect(built.code).toBe(4);
     expect(built.stderr).toMatch(/Credentials found in flake input secrets/);
     expect(built.stderr).toMatch(/openssh-private-key/);
+    expect(existsSync(path.join(seed, 'dubnium-seed.json'))).toBe(false);
+    expect(existsSync(path.join(seed, 'inputs'))).toBe(false);
+  });
+
+  it('a SOPS value quoted inside the private input (its own file\'s, or the repository\'s) makes build exit 4, naming the key path, never the value', async () => {
+    const dir = await tempDir();
+    const key = ageKeyFile();
+    const own = `input-${randomBytes(8).toString('hex')}`;
+    const repoValue = `repo-${randomBytes(8).toString('hex')}`;
+    const inputSecrets = await sopsEncrypt({ api: { token: own } }, { recipients: [key.recipient], format: 'yaml' });
+    // The private input: its own SOPS file, and notes quoting both values as prose (no pattern rule knows them).
+    const fixture = await makeFlakeFixture(dir, {
+      'secrets/api.yaml': inputSecrets.text,
+      'docs/notes.md': `Rotate the API token ${own} monthly; the backup password is ${repoValue}.\n`,
+    });
+    const repoSecrets = await sopsEncrypt({ backup: { password: repoValue } }, { recipients: [key.recipient], format: 'yaml' });
+    await mkdir(path.join(fixture.configRepo, 'secrets'), { recursive: true });
+    await writeFile(path.join(fixture.configRepo, 'secrets/host.yaml'), repoSecrets.text);
+    execFileSync('git', ['add', '-A'], { cwd: fixture.configRepo });
+    execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.invalid', 'commit', '-qm', 'secrets'], { cwd: fixture.configRepo });
+    const keyFile = path.join(dir, 'age-keys.txt');
+    await writeFile(keyFile, key.file, { mode: 0o600 });
+    const seed = path.join(dir, 'seed');
+    const built = await runCli(['build', '--repo', fixture.configRepo, '--json', '--target', seed, '--nix-store', fixture.store], {
+      env: cliEnv({ HOME: fixture.nix.env.HOME, SOPS_AGE_KEY_FILE: keyFile }),
+    });
+    expect(built.code, built.stderr).toBe(4);
+    expect(built.stderr).toMatch(/Credentials found in flake input secrets/);
+    expect(built.stderr).toMatch(/sops-value/);
+    expect(built.stderr).toContain('secrets/api.yaml: api/token');
+    expect(built.stderr).toContain('secrets/host.yaml: backup/password');
+    for (const value of [own, repoValue]) {
+      expect(built.stdout).not.toContain(value);
+      expect(built.stderr).not.toContain(value);
+    }
     expect(existsSync(path.join(seed, 'dubnium-seed.json'))).toBe(false);
     expect(existsSync(path.join(seed, 'inputs'))).toBe(false);
   });
