@@ -506,12 +506,15 @@ function detectUtf16(content: Buffer): 'utf-16le' | 'utf-16be' | undefined {
   let evenZero = 0;
   let oddZero = 0;
   let textLike = 0;
+  const pairs = sample / 2;
   for (let index = 0; index < sample; index += 2) {
     if (content[index] === 0) evenZero++;
     if (content[index + 1] === 0) oddZero++;
     if (TEXTY[content[index]!] || TEXTY[content[index + 1]!]) textLike++;
+    // Stop once neither byte order can reach its share of zeros (most binaries, early on).
+    const left = pairs - (index + 2) / 2;
+    if (oddZero + left <= pairs * 0.7 && evenZero + left <= pairs * 0.7) return undefined;
   }
-  const pairs = sample / 2;
   if (oddZero > pairs * 0.7 && evenZero < pairs * 0.1 && textLike > pairs * 0.9) return 'utf-16le';
   if (evenZero > pairs * 0.7 && oddZero < pairs * 0.1 && textLike > pairs * 0.9) return 'utf-16be';
   return undefined;

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { CancelledError } from '../../../errors.js';
 import { FileScanner, FULL_SCAN_LIMIT, unencryptedFinding, type FileResult, type FileTarget, type ScanEnvironment } from '../file-scanner.js';
 import { detectFormat, FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type FormatHandler, type UnscannedReason } from '../formats/index.js';
-import { fingerprint, nodeCrypto } from '../rules/fingerprint.js';
+import { fingerprint, sha256Hex } from '../rules/fingerprint.js';
 import { mustBeEncrypted, parseSopsConfig } from '../rules/sops.js';
 import { BufferSource, FileSource, Spool } from './byte-source.js';
 import { chainOf, unscannedFinding } from './unscanned.js';
@@ -180,7 +180,7 @@ function relabel(result: FileResult, from: FileTarget, to: FileTarget, allow: Re
 /** A held container: walked once per content, copies reuse the first walk (see Walk.seen). */
 async function openHeld(walk: Walk, format: FormatHandler, content: Buffer, owner: FileTarget, level: number): Promise<FileResult> {
   if (level > walk.limits.maxDepth) return depthFinding(owner, format, walk.limits);
-  const key = `${format.name}:${nodeCrypto().createHash('sha256').update(content).digest('hex')}`;
+  const key = `${format.name}:${sha256Hex(content)}`;
   const seen = walk.seen.get(key);
   if (seen) {
     walk.add(seen.expanded, owner);

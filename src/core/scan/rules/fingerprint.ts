@@ -17,5 +17,14 @@ export function nodeCrypto(): typeof import('node:crypto') {
 
 /** `rule:0123456789abcdef`, from the secret's bytes (text is hashed as UTF-8). */
 export function fingerprint(rule: string, secret: string | Buffer): string {
-  return `${rule}:${nodeCrypto().createHash('sha256').update(secret).digest('hex').slice(0, 16)}`;
+  return `${rule}:${sha256Hex(secret).slice(0, 16)}`;
+}
+
+/**
+ * The SHA-256 of `data` (text as UTF-8) in hex: one call (`crypto.hash`, Node 20.12 and later)
+ * where there is one, no Hash object per file: every member of an image is fingerprinted.
+ */
+export function sha256Hex(data: string | Buffer): string {
+  const crypto = nodeCrypto() as typeof import('node:crypto') & { hash?: (algorithm: string, data: string | Buffer, encoding: 'hex') => string };
+  return crypto.hash ? crypto.hash('sha256', data, 'hex') : crypto.createHash('sha256').update(data).digest('hex');
 }
