@@ -199,7 +199,8 @@ describe('scan PATH...', () => {
     await writeTree(home, { '.ssh/id_ed25519': userKey.privateKey, 'keys/sops.txt': sopsKey.file });
     // The identity pasted into a nix string, and one line of the SSH key in a comment.
     const keyLine = userKey.privateKey.split('\n')[2]!;
-    await writeTree(dir, { 'a.nix': `{ x = "${sopsKey.identity}"; }\n`, 'b.txt': `# ${keyLine}\n` });
+    // ...and the whole key file copied in: one finding, saying once whose key it is.
+    await writeTree(dir, { 'a.nix': `{ x = "${sopsKey.identity}"; }\n`, 'b.txt': `# ${keyLine}\n`, 'c/id_ed25519': userKey.privateKey });
     const env = cliEnv({ HOME: home, SOPS_AGE_KEY_FILE: path.join(home, 'keys/sops.txt') });
     const json = await runCli(['scan', '--json', dir], { env });
     expect(json.code).toBe(4);
@@ -208,6 +209,7 @@ describe('scan PATH...', () => {
     expect(report.findings.map((finding) => [finding.path, finding.rule, finding.note])).toEqual([
       ['a.nix', 'age-identity', `the operator's own secret (SOPS_AGE_KEY_FILE (${path.join(home, 'keys/sops.txt')}))`],
       ['b.txt', 'operator-secret', `matches ${path.join(home, '.ssh/id_ed25519')}`],
+      ['c/id_ed25519', 'openssh-private-key', `ssh-ed25519; the operator's own secret (${path.join(home, '.ssh/id_ed25519')})`],
     ]);
     expectNoSecret(json, [sopsKey.identity, keyLine]);
   });

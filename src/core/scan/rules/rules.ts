@@ -570,7 +570,9 @@ function operatorRule(text: string, hits: RawHit[], context: TextScanContext): v
       // Inside another exact match (a SOPS value's trimmed form inside the whole): one finding.
       if (covered && exactRules.has(covered.rule)) continue;
       if (covered) {
-        covered.note = `${covered.note ? `${covered.note}; ` : ''}the operator's own secret (${secret.label})`;
+        // A key is matched by several needles (its lines, its body): said once per secret.
+        const mark = `the operator's own secret (${secret.label})`;
+        if (!covered.note?.includes(mark)) covered.note = `${covered.note ? `${covered.note}; ` : ''}${mark}`;
         continue;
       }
       hits.push({
