@@ -39,7 +39,7 @@ export interface ScanEnvironment {
   limits?: Partial<ScanLimits>;
   /**
    * Threads that decode and scan an image's members (see reading/member-pool.ts); default one per
-   * core, 0 reads them on the walking thread. Results are the same whatever the count.
+   * core but one (at least one), 0 reads them on the walking thread. Results are the same whatever the count.
    */
   memberThreads?: number;
 }

@@ -91,7 +91,7 @@ export interface ScanOptions extends LeakGateOptions {
    * thousands of files, else 1. Results are the same, in the same order, whatever the count.
    */
   threads?: number;
-  /** Threads that decode and scan the members of an image (squashfs); default one per core, 0 none. */
+  /** Threads that decode and scan the members of an image (squashfs); default one per core but one (at least one), 0 none. */
   memberThreads?: number;
   /**
    * With one scanning thread, let a worker read small files ahead (see read-ahead.ts). Default: on
