@@ -19,7 +19,7 @@ import { tar } from './tar.js';
 import { HEAD_BYTES, type FormatHandler } from './types.js';
 import { zip } from './zip.js';
 
-export { FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type FormatHandler, type Member, type UnscannedReason } from './types.js';
+export { FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type FormatHandler, type Member, type UnscannedReason, type BlockDecoder } from './types.js';
 
 /**
  * Detection order: exact magic at offset 0 first (each a few byte compares, so a plain text file

@@ -12,7 +12,8 @@ import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { CancelledError } from '../../../errors.js';
 import { FileScanner, FULL_SCAN_LIMIT, unencryptedFinding, type FileResult, type FileTarget, type ScanEnvironment } from '../file-scanner.js';
-import { detectFormat, FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type FormatHandler, type UnscannedReason } from '../formats/index.js';
+import { decompressBlock } from '../decompress/block.js';
+import { detectFormat, FormatError, HEAD_BYTES, type BlockDecoder, type ByteSource, type FormatContext, type FormatHandler, type UnscannedReason } from '../formats/index.js';
 import { fingerprint, sha256Hex } from '../rules/fingerprint.js';
 import { mustBeEncrypted, parseSopsConfig } from '../rules/sops.js';
 import { BufferSource, FileSource, Spool } from './byte-source.js';
@@ -20,6 +21,9 @@ import { chainOf, unscannedFinding } from './unscanned.js';
 import { MemberPool } from './member-pool.js';
 
 const GiB = 1024 ** 3;
+
+/** Blocks decoded on the calling thread. */
+const LOCAL_DECODER: BlockDecoder = { decompress: (kind, input, maxOutput) => decompressBlock(kind, input, maxOutput) };
 
 /** Bounds on what one top-level file may expand to. Hitting one is an `unscanned` finding (reason `limit`). */
 export interface ScanLimits {
@@ -356,7 +360,9 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
   const pool = format.offersJobs ? walk.memberPool() : undefined;
   if (pool) {
     context.jobsUpTo = FULL_SCAN_LIMIT;
-    context.decoder = pool;
+    // The large members' blocks: on the workers when there are several; a lone worker is busy with
+    // batches of members, and a block queued behind them would keep the main thread waiting.
+    context.decoder = pool.threads > 1 ? pool : LOCAL_DECODER;
   }
   let handlerInput: ByteSource | AsyncIterable<Buffer>;
   if (format.access === 'random') handlerInput = 'source' in input ? input.source : 'buffer' in input ? new BufferSource(input.buffer) : undefined!;

@@ -143,6 +143,11 @@ export class MemberPool implements BlockDecoder {
     return workers.length > 0 ? new MemberPool(workers) : undefined;
   }
 
+  /** Workers running now. */
+  get threads(): number {
+    return this.live().length;
+  }
+
   private live(): Slot[] {
     return this.slots.filter((slot) => !slot.dead);
   }

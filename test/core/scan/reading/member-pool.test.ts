@@ -24,7 +24,7 @@ async function builtScanPaths(): Promise<typeof scanPaths> {
 const quiet = { operatorSecrets: false } as const;
 
 /** A store-like tree with keys in a plain file, a gzip file, a fragment-sized file and a big one. */
-function tree(root: string): { key: string; token: string; gzPath: string; smallPath: string } {
+function tree(root: string): { key: string; token: string; gzPath: string; smallPath: string; largePath: string } {
   const key = sshKey('ed25519').privateKey;
   nixLikeTree(root, key);
   const token = githubToken();
@@ -38,7 +38,11 @@ function tree(root: string): { key: string; token: string; gzPath: string; small
   writeFileSync(plain, Buffer.concat([compressibleText(20000, 'man'), Buffer.from(key)]));
   execFileSync('gzip', ['-9', plain]);
   for (let index = 0; index < 200; index++) writeFileSync(path.join(root, share, `page-${index}.txt`), compressibleText(index * 37 % 3000, `page${index}`));
-  return { key, token, gzPath: `${share}/man/keys.txt.gz`, smallPath };
+  // Over the 8 MiB a worker holds: streamed on the walking thread, its blocks decoded by the pool (or there).
+  const largePath = `/nix/store/${storeHash()}-large/share/large.txt`;
+  mkdirSync(path.dirname(path.join(root, largePath)), { recursive: true });
+  writeFileSync(path.join(root, largePath), Buffer.concat([compressibleText(9 * 1024 * 1024, 'large'), Buffer.from(`\nGITHUB_TOKEN=${token}\n`)]));
+  return { key, token, gzPath: `${share}/man/keys.txt.gz`, smallPath, largePath };
 }
 
 /** What a report says, the notes left out (a broken block's message names its position on one path only). */
@@ -58,17 +62,21 @@ describe('member pool', () => {
     const scan = await builtScanPaths();
     const dir = await tempDir();
     const root = path.join(dir, 'root');
-    const { gzPath, smallPath } = tree(root);
+    const { gzPath, smallPath, largePath } = tree(root);
     const image = path.join(dir, 'store.squashfs');
     mksquashfs(root, image, args);
     const alone = await scan([image], { ...quiet, memberThreads: 0 });
-    const pooled = await scan([image], { ...quiet, memberThreads: 2 });
-    expect(shape(pooled.findings)).toEqual(shape(alone.findings));
-    expect(pooled.files).toBe(alone.files);
-    const chains = pooled.findings.map((finding) => (finding.chain ?? []).join(' › '));
-    expect(chains).toContain(`${gzPath} › keys.txt`);
-    expect(chains).toContain(smallPath);
-    expect(pooled.findings.filter((finding) => finding.kind === 'unscanned')).toEqual([]);
+    // Two workers decode the large file's blocks too; a lone worker leaves them to the walking thread.
+    for (const memberThreads of [1, 2]) {
+      const pooled = await scan([image], { ...quiet, memberThreads });
+      expect(shape(pooled.findings)).toEqual(shape(alone.findings));
+      expect(pooled.files).toBe(alone.files);
+      const chains = pooled.findings.map((finding) => (finding.chain ?? []).join(' › '));
+      expect(chains).toContain(`${gzPath} › keys.txt`);
+      expect(chains).toContain(smallPath);
+      expect(chains).toContain(largePath);
+      expect(pooled.findings.filter((finding) => finding.kind === 'unscanned')).toEqual([]);
+    }
   });
 
   it('reports a member whose blocks do not decode as unscanned, as the walking thread does, and scans the rest', async () => {
