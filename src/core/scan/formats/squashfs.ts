@@ -580,11 +580,8 @@ class ReadAhead {
   }
 
   private async fragment(index: number): Promise<Buffer> {
-    const { start, word } = await this.image.fragmentEntry(index);
-    const stored = word & DATA_SIZE_MASK;
-    if (stored === 0 || stored > this.image.superblock.blockSize || start + stored > this.image.superblock.bytesUsed) throw corrupt(`fragment ${index} is invalid`);
-    const raw = await readStored(this.image.source, start, stored);
-    if ((word & DATA_UNCOMPRESSED) !== 0) return raw;
+    const { stored: raw, compressed } = await storedFragment(this.image, index);
+    if (!compressed) return raw;
     try {
       return await this.pool.decompress(this.image.superblock.kind, raw, this.image.superblock.blockSize);
     } catch (error) {
@@ -594,6 +591,14 @@ class ReadAhead {
 }
 
 let images = 0;
+
+/** Fragment block `index` as stored, checked against the image. */
+async function storedFragment(image: Image, index: number): Promise<{ stored: Buffer; compressed: boolean }> {
+  const { start, word } = await image.fragmentEntry(index);
+  const stored = word & DATA_SIZE_MASK;
+  if (stored === 0 || stored > image.superblock.blockSize || start + stored > image.superblock.bytesUsed) throw corrupt(`fragment ${index} is invalid`);
+  return { stored: await readStored(image.source, start, stored), compressed: (word & DATA_UNCOMPRESSED) === 0 };
+}
 
 /**
  * A file's compressed parts as a job another thread decodes on its own (see MemberJob): data blocks
@@ -611,12 +616,7 @@ async function memberJob(image: Image, ahead: ReadAhead, inode: FileInode, fragm
     } else {
       let block = fragments.get(piece.index);
       if (block === undefined) {
-        block = (async () => {
-          const { start, word } = await image.fragmentEntry(piece.index);
-          const stored = word & DATA_SIZE_MASK;
-          if (stored === 0 || stored > blockSize || start + stored > image.superblock.bytesUsed) throw corrupt(`fragment ${piece.index} is invalid`);
-          return { stored: await readStored(image.source, start, stored), compressed: (word & DATA_UNCOMPRESSED) === 0 };
-        })();
+        block = storedFragment(image, piece.index);
         block.catch(() => undefined);
         fragments.set(piece.index, block);
         if (fragments.size > FRAGMENT_CACHE) fragments.delete(fragments.keys().next().value!);

@@ -95,6 +95,9 @@ const NONE = Object.freeze([]) as never[];
 /** One clean file: shared, never mutated (the walker only reads members' results). */
 const CLEAN: FileResult = Object.freeze({ findings: NONE, problems: NONE, sopsConfigs: NONE, files: 1 }) as FileResult;
 
+/** What a queued member's job becomes once its bytes are in a batch. */
+const SENT: MemberJob = Object.freeze({ compression: 'zstd', maxBlock: 0, parts: [] }) as MemberJob;
+
 function expand(result: FileResult | string | null | undefined): FileResult {
   if (result === null || result === undefined) return CLEAN;
   if (typeof result === 'string') return { findings: NONE, problems: NONE, sopsConfigs: NONE, files: 1, unencrypted: { fingerprint: result } };
@@ -230,6 +233,8 @@ export class MemberPool implements BlockDecoder {
         return { type: 'fragment', key: part.key, at, stored: part.stored.length, compressed: part.compressed, offset: part.offset, length: part.length };
       });
       jobs.push({ target: item.target, limits: item.limits, compression: item.job.compression, maxBlock: item.job.maxBlock, parts });
+      // Its stored bytes are copied into the batch: let go of the read buffers they are views of.
+      item.job = SENT;
     }
     const bytes = new ArrayBuffer(size);
     const view = new Uint8Array(bytes);
