@@ -30,6 +30,7 @@ import {
   type ManifestInstaller,
 } from './manifest.js';
 import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
+import { HashPool, type HashOutcome } from './hash-pool.js';
 import { readThrough } from './read-direct.js';
 import { createLeakGate, type AllowEntry, type LeakGateOptions } from './scan/index.js';
 import {
@@ -265,6 +266,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
   const written: string[] = [];
   const reused: string[] = [];
   let journal: Journal | undefined;
+  let readBackPool: HashPool | undefined;
   try {
     const archivePath = path.join(workDir, plan.source.fileName);
     const archiveFindings = await packSourceArchive(plan.source, archivePath, gate, options);
@@ -307,10 +309,30 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     ];
     const total = payload.reduce((sum, file) => sum + file.size, 0);
     let done = 0;
+    let readBackDone = 0;
     const report = (file: string) => (bytes: number) => {
       done += bytes;
-      // The read-back verify reads every byte again: the copy's ETA includes it.
-      options.onProgress?.({ phase: 'copy', bytes: done, total, path: file, ...(options.verify ? { following: total } : {}) });
+      // The read-back verify reads every byte again (what it has not yet): the copy's ETA includes it.
+      options.onProgress?.({ phase: 'copy', bytes: done, total, path: file, ...(options.verify ? { following: Math.max(0, total - readBackDone) } : {}) });
+    };
+    // With the read-back verify, each file is read back from the media (past the page cache,
+    // hashed and leak-scanned, as verify does) on a worker thread while the copy goes on: a large
+    // file chunk by chunk behind its own copy, as its O_DIRECT writes reach the device (the rest
+    // once it is flushed and renamed), a small one once it is flushed and renamed. The verify
+    // then has only what is left. Without a worker (tests against src/), the verify reads it all.
+    readBackPool = options.verify ? new HashPool({ allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets }, undefined, options.signal) : undefined;
+    readBackPool?.setCallerHashes(false);
+    const readBack = new Map<string, Promise<HashOutcome>>();
+    const countReadBack = (bytes: number) => {
+      readBackDone += bytes;
+    };
+    const keepReadBack = (relPath: string, read: Promise<HashOutcome>) => {
+      // Read by the verify below (a failure there is the verify's problem to report), never unhandled.
+      read.catch(() => undefined);
+      readBack.set(relPath, read);
+    };
+    const startReadBack = (entry: ManifestFile) => {
+      if (readBackPool?.hasWorkers) keepReadBack(entry.path, readBackPool.run({ file: path.join(target, entry.path), relPath: entry.path, bypassCache: true, scan: true, size: entry.size }, countReadBack));
     };
 
     // 3. Copy: hash, scan and write in one pass; keep files an interrupted run already completed.
@@ -340,7 +362,19 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
           }
         }
         await unlink(destination).catch(() => undefined);
-        const result = await copyScanned(gate, file, destination, { onBytes: report(file.relPath), signal: options.signal });
+        const follower = file.size > PRESCAN_LIMIT ? readBackPool?.follow({ relPath: file.relPath, bypassCache: true, scan: true, size: file.size }, countReadBack) : undefined;
+        if (follower) keepReadBack(file.relPath, follower.result);
+        let result: Awaited<ReturnType<typeof copyScanned>>;
+        try {
+          result = await copyScanned(gate, file, destination, {
+            onBytes: report(file.relPath),
+            signal: options.signal,
+            ...(follower ? { onDevice: (partial: string, bytes: number) => follower.written(partial, bytes) } : {}),
+          });
+        } catch (error) {
+          follower?.abort('the copy stopped');
+          throw error;
+        }
         allowed.push(...result.allowed);
         written.push(file.relPath);
         bytesWritten += result.size;
@@ -348,7 +382,16 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
         manifestFiles.push(entry);
         const activeJournal = journal;
         // Recording the file in the journal is the last step of finishing it: its errors name it too.
-        const flush = result.commit().then(() => activeJournal.record(entry).catch((error: unknown) => Promise.reject(mediaWriteError(error, entry.path))));
+        const flush = result
+          .commit()
+          .then(() => activeJournal.record(entry).catch((error: unknown) => Promise.reject(mediaWriteError(error, entry.path))))
+          .then(
+            () => (follower ? follower.final(destination, entry.size) : startReadBack(entry)),
+            (error: unknown) => {
+              follower?.abort('the flush failed');
+              throw error;
+            },
+          );
         // A flush may fail (the stick failed) while the next file is copied: awaited below, never unhandled.
         flush.catch(() => undefined);
         flushing.push(flush);
@@ -383,7 +426,15 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     let verify: VerifyReport | undefined;
     if (options.verify) {
       options.onStep?.('verify', 'start');
-      verify = await verifySeed({ root: target, scan: { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets }, onProgress: options.onProgress, signal: options.signal, ...(signature ? { signer: signature.fingerprint } : {}) });
+      readBackPool?.setCallerHashes(true);
+      verify = await verifySeed({
+        root: target,
+        scan: { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets },
+        onProgress: options.onProgress,
+        signal: options.signal,
+        ...(readBackPool ? { pool: readBackPool, readBack } : {}),
+        ...(signature ? { signer: signature.fingerprint } : {}),
+      });
       options.onStep?.('verify', 'done', verify.ok ? 'ok' : `${verify.problems.length} problems`);
     }
     return {
@@ -413,6 +464,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     }
     throw error;
   } finally {
+    await readBackPool?.close();
     await rm(workDir, { recursive: true, force: true });
   }
 }
@@ -532,7 +584,7 @@ async function copyScanned(
   gate: LeakGate,
   file: PayloadFile,
   destination: string,
-  extra: { dryRun?: boolean; onBytes?: (bytes: number) => void; signal?: AbortSignal },
+  extra: { dryRun?: boolean; onBytes?: (bytes: number) => void; onDevice?: (partialPath: string, bytes: number) => void; signal?: AbortSignal },
 ): Promise<WrittenFile & { allowed: Finding[] }> {
   const scanner = gate.open({ path: file.relPath, size: file.size });
   // The source archive's entries were scanned (and their allowed findings reported) while it was
@@ -557,7 +609,7 @@ async function copyScanned(
     // The copy cycles through the process's few copy blocks: memory stays flat whatever the size.
     const pool = copyPool();
     const chunks = readFileChunks(file.source, { pool, direct: file.direct === true });
-    written = await writeSeedFile({ ...common, chunks, pool, scanner, dryRun: extra.dryRun });
+    written = await writeSeedFile({ ...common, chunks, pool, scanner, dryRun: extra.dryRun, ...(extra.onDevice ? { onDevice: extra.onDevice } : {}) });
   } catch (error) {
     const findings = await scanner.finish().catch(() => [] as Finding[]);
     const blocking = findings.filter((finding) => !finding.allowed);

@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CancelledError } from '../errors.js';
-import { readThrough, type CacheBypass } from './read-direct.js';
+import { readFollowing, readThrough, type CacheBypass, type FollowedFile } from './read-direct.js';
 import { createLeakGate, type Gate, type LeakGateOptions } from './scan/index.js';
 import type { Finding } from './types.js';
 
@@ -50,12 +50,13 @@ export function lazyGate(options: LeakGateOptions | undefined): () => Promise<Ga
   return () => (gate ??= createLeakGate(options));
 }
 
-/** One pass over the file: sha256 and (optionally) the leak scanner. */
-export async function hashAndScanFile(job: HashJob, gate: () => Promise<Gate>, onProgress?: (bytes: number) => void, signal?: AbortSignal): Promise<HashOutcome> {
+/** One pass over the file: sha256 and (optionally) the leak scanner. With `follow`, behind its writer. */
+export async function hashAndScanFile(job: HashJob, gate: () => Promise<Gate>, onProgress?: (bytes: number) => void, signal?: AbortSignal, follow?: FollowedFile): Promise<HashOutcome> {
   const hash = createHash('sha256');
   let scanner: ReturnType<Gate['open']> | undefined;
   if (job.scan) scanner = (await gate()).open({ path: job.relPath, size: job.size });
-  const { size, bypass } = await readThrough(job.file, job.bypassCache, (chunk) => {
+  const read = follow ? (onChunk: (chunk: Buffer) => void) => readFollowing(follow, job.bypassCache, onChunk) : (onChunk: (chunk: Buffer) => void) => readThrough(job.file, job.bypassCache, onChunk, undefined, undefined, job.size);
+  const { size, bypass } = await read((chunk) => {
     // Checked per chunk (2 MiB): a cancelled verify stops within one read, whatever the file's size.
     if (signal?.aborted) throw new CancelledError();
     hash.update(chunk);
@@ -66,15 +67,72 @@ export async function hashAndScanFile(job: HashJob, gate: () => Promise<Gate>, o
   return { size, sha256: hash.digest('hex'), bypass, findings };
 }
 
+/** What a writer tells the thread that reads its file back: more is on the device, or it is final. */
+export type FollowUpdate = { path: string; written: number } | { path: string; finalSize: number } | { aborted: string };
+
+/** The reading side of a followed file: updates come in as messages (see HashPool.follow). */
+export class FollowState implements FollowedFile {
+  path: string | undefined;
+  written = 0;
+  finalSize: number | undefined;
+  private aborted: Error | undefined;
+  private waiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
+
+  update(update: FollowUpdate): void {
+    if ('aborted' in update) this.aborted = new Error(update.aborted);
+    else if ('finalSize' in update) {
+      this.path = update.path;
+      this.finalSize = update.finalSize;
+    } else {
+      this.path ??= update.path;
+      this.written = Math.max(this.written, update.written);
+    }
+    for (const waiter of this.waiters.splice(0)) {
+      if (this.aborted) waiter.reject(this.aborted);
+      else waiter.resolve();
+    }
+  }
+
+  changed(): Promise<void> {
+    if (this.aborted) return Promise.reject(this.aborted);
+    if (this.finalSize !== undefined) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+}
+
+/** The writer's side of a file read back behind it (HashPool.follow). */
+export interface Follower {
+  /** `bytes` from the file's start (at `path`) are on the device. */
+  written(path: string, bytes: number): void;
+  /** The file is flushed and renamed to `path`, `size` bytes: the rest is read and the result given. */
+  final(path: string, size: number): void;
+  /** The file is gone (the copy failed or was stopped): the read-back stops and its result rejects. */
+  abort(reason: string): void;
+  result: Promise<HashOutcome>;
+}
+
+type PoolEntry = { job: HashJob; resolve: (outcome: HashOutcome) => void; reject: (error: Error) => void; onProgress?: (bytes: number) => void };
+
+type WorkerMessage = { id: number; progress?: number; result?: HashOutcome; error?: { message: string; code?: string } };
+
 export class HashPool {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
-  private readonly queue: { job: HashJob; resolve: (outcome: HashOutcome) => void; reject: (error: Error) => void; onProgress?: (bytes: number) => void }[] = [];
-  private readonly running = new Map<number, (typeof this.queue)[number]>();
+  private readonly queue: PoolEntry[] = [];
+  private readonly running = new Map<number, PoolEntry>();
+  /** Read-backs that follow a writer: they run beside a worker's other work, not in its turn. */
+  private readonly following = new Map<number, { worker: Worker; entry: PoolEntry }>();
+  private nextFollower = 0;
   /** Which job each busy worker is on. */
   private readonly busy = new Map<Worker, number>();
   private nextId = 1;
   private inThread = 0;
+  /**
+   * Whether the calling thread takes files too. A build turns it off while it copies (its main
+   * thread is busy reading, scanning and writing; the read-back of finished files runs on the
+   * workers beside it) and on again for the verify that follows.
+   */
+  private callerHashes = true;
 
   /** The calling thread's gate, for its share of the files and for anything else the caller scans. */
   readonly gate: () => Promise<Gate>;
@@ -92,7 +150,17 @@ export class HashPool {
     if (existsSync(workerFile) && import.meta.url.endsWith('.js')) {
       for (let index = 0; index < workerCount; index += 1) {
         const worker = new Worker(workerFile, { workerData: { gate: gateOptions }, resourceLimits: WORKER_LIMITS });
-        worker.on('message', (message: { id: number; progress?: number; result?: HashOutcome; error?: { message: string; code?: string } }) => {
+        worker.on('message', (message: WorkerMessage) => {
+          const followed = this.following.get(message.id);
+          if (followed) {
+            if (message.progress !== undefined) followed.entry.onProgress?.(message.progress);
+            else {
+              this.following.delete(message.id);
+              if (message.error) followed.entry.reject(Object.assign(new Error(message.error.message), { code: message.error.code }));
+              else followed.entry.resolve(message.result!);
+            }
+            return;
+          }
           const entry = this.running.get(message.id);
           if (!entry) return;
           if (message.progress !== undefined) {
@@ -108,6 +176,11 @@ export class HashPool {
         });
         // A worker that dies fails only the file it was on; the others and the calling thread go on.
         worker.on('error', (error) => {
+          for (const [id, followed] of this.following) {
+            if (followed.worker !== worker) continue;
+            this.following.delete(id);
+            followed.entry.reject(error);
+          }
           const id = this.busy.get(worker);
           this.busy.delete(worker);
           const idleAt = this.idle.indexOf(worker);
@@ -126,8 +199,9 @@ export class HashPool {
   }
 
   private readonly cancel = (): void => {
-    const entries = [...this.queue.splice(0), ...this.running.values()];
+    const entries = [...this.queue.splice(0), ...this.running.values(), ...[...this.following.values()].map((followed) => followed.entry)];
     this.running.clear();
+    this.following.clear();
     this.busy.clear();
     this.idle.length = 0;
     for (const worker of this.workers) void worker.terminate();
@@ -152,7 +226,7 @@ export class HashPool {
     }
     // The calling thread is one of the hashers too: it has nothing else to do meanwhile, and one
     // isolate fewer keeps peak memory down.
-    if (this.inThread === 0 && this.queue.length > 0) {
+    if (this.callerHashes && this.inThread === 0 && this.queue.length > 0) {
       const entry = this.queue.shift()!;
       this.inThread += 1;
       hashAndScanFile(entry.job, this.gate, entry.onProgress, this.signal)
@@ -162,6 +236,42 @@ export class HashPool {
           this.pump();
         });
     }
+  }
+
+  /**
+   * Reads a file back behind its writer, on a worker thread (round robin, beside whatever that
+   * worker is doing): the writer reports what is on the device as it goes, and the file's final
+   * name and size once flushed and renamed. Undefined without workers (the caller reads the file
+   * once it is final instead).
+   */
+  follow(job: Omit<HashJob, 'id' | 'file'>, onProgress?: (bytes: number) => void): Follower | undefined {
+    const worker = this.workers[this.nextFollower++ % Math.max(this.workers.length, 1)];
+    if (!worker || this.signal?.aborted) return undefined;
+    const id = this.nextId++;
+    const send = (update: FollowUpdate) => {
+      if (this.following.has(id)) worker.postMessage({ follow: id, update });
+    };
+    const result = new Promise<HashOutcome>((resolve, reject) => {
+      this.following.set(id, { worker, entry: { job: { ...job, file: '', id }, resolve, reject, onProgress } });
+    });
+    worker.postMessage({ ...job, file: '', id, follow: true });
+    return {
+      written: (path, bytes) => send({ path, written: bytes }),
+      final: (path, size) => send({ path, finalSize: size }),
+      abort: (reason) => send({ aborted: reason }),
+      result,
+    };
+  }
+
+  /** Lets the calling thread take files (again), or not; see callerHashes. */
+  setCallerHashes(on: boolean): void {
+    this.callerHashes = on;
+    this.pump();
+  }
+
+  /** Whether any worker thread runs (without one, files wait for the calling thread). */
+  get hasWorkers(): boolean {
+    return this.workers.length > 0;
   }
 
   async close(): Promise<void> {

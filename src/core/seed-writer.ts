@@ -202,6 +202,11 @@ export interface WriteSeedFileOptions {
   pool?: BlockPool;
   /** Bytes written so far (for progress). */
   onBytes?: (bytes: number) => void;
+  /**
+   * Called as the file's first `bytes` are on the device (written with O_DIRECT, no page cache in
+   * between), with the temporary file's path: a read-back can follow the copy.
+   */
+  onDevice?: (partialPath: string, bytes: number) => void;
   /** Hash and scan only; nothing is written (used to check whether a file on the media is current). */
   dryRun?: boolean;
   signal?: AbortSignal;
@@ -234,18 +239,23 @@ class MediaFile {
   private failure: unknown;
   private writeback: Promise<void> | undefined;
   private unflushed = 0;
+  /** Writes in the order they were started, until every one before them is done too. */
+  private readonly order: { end: number; done: boolean; direct: boolean }[] = [];
+  /** Bytes from the start that direct writes put on the device (none written the ordinary way). */
+  private onDevice = 0;
 
   private constructor(
     private readonly plain: FileHandle,
     private direct: FileHandle | undefined,
     private readonly pool: BlockPool | undefined,
+    private readonly onDurable: ((bytes: number) => void) | undefined,
   ) {}
 
-  static async create(file: string, pool: BlockPool | undefined): Promise<MediaFile> {
+  static async create(file: string, pool: BlockPool | undefined, onDurable?: (bytes: number) => void): Promise<MediaFile> {
     const plain = await open(file, 'w', 0o644);
     try {
       const direct = pool && (await directWritesIn(path.dirname(file))) ? await openDirectWriter(file) : undefined;
-      return new MediaFile(plain, direct, pool);
+      return new MediaFile(plain, direct, pool, onDurable);
     } catch (error) {
       await plain.close().catch(() => undefined);
       throw error;
@@ -265,9 +275,14 @@ class MediaFile {
       done();
       throw this.failure;
     }
-    const pending: Promise<void> = (direct ? this.writeDirect(chunk, at) : this.writePlain(chunk, at)).then(
-      () => {
+    const record = { end: at + chunk.length, done: false, direct };
+    this.order.push(record);
+    const pending: Promise<void> = (direct ? this.writeDirect(chunk, at) : this.writePlain(chunk, at).then(() => false)).then(
+      (allDirect) => {
         this.writes.delete(pending);
+        record.done = true;
+        record.direct = allDirect;
+        this.advance();
         done();
       },
       (error: unknown) => {
@@ -283,7 +298,19 @@ class MediaFile {
     return this.direct !== undefined && this.pool !== undefined && this.pool.owns(chunk) && at % DIRECT_ALIGN === 0 && chunk.length >= DIRECT_ALIGN;
   }
 
-  private async writeDirect(chunk: Buffer, at: number): Promise<void> {
+  /**
+   * The bytes on the device from the file's start: a prefix of finished direct writes (an ordinary
+   * write stops it: its bytes sit in the page cache until the flush). Reported to onDurable, so a
+   * read-back can follow the copy.
+   */
+  private advance(): void {
+    const before = this.onDevice;
+    while (this.order[0]?.done && this.order[0].direct) this.onDevice = this.order.shift()!.end;
+    if (this.onDevice > before) this.onDurable?.(this.onDevice);
+  }
+
+  /** Writes the chunk with O_DIRECT; true when all of it went that way. */
+  private async writeDirect(chunk: Buffer, at: number): Promise<boolean> {
     const aligned = chunk.length - (chunk.length % DIRECT_ALIGN);
     let written = 0;
     try {
@@ -297,7 +324,9 @@ class MediaFile {
       if (!refusesDirect(error)) throw error;
       this.direct = undefined;
     }
-    if (written < chunk.length) await this.writePlain(chunk.subarray(written), at + written);
+    if (written === chunk.length) return true;
+    await this.writePlain(chunk.subarray(written), at + written);
+    return false;
   }
 
   private async writePlain(chunk: Buffer, at: number): Promise<void> {
@@ -399,7 +428,8 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
   try {
     if (!options.dryRun) {
       await mkdir(path.dirname(options.destination), { recursive: true });
-      media = await MediaFile.create(partial, options.pool);
+      const onDevice = options.onDevice;
+      media = await MediaFile.create(partial, options.pool, onDevice ? (bytes) => onDevice(partial, bytes) : undefined);
     }
     for await (const chunk of options.chunks) {
       try {
