@@ -237,6 +237,19 @@ interface PayloadFile {
  * files written in this run are removed, no manifest is written, and SecretsFoundError is thrown.
  */
 export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): Promise<BuildResult> {
+  // Worker threads, started first so they are up by the time the copy begins: they hash the copy's
+  // chunks (the main thread reads, scans and writes) and, with the read-back verify, read each file
+  // back behind the copy. The main thread takes no files of its own until the verify.
+  const workers = new HashPool(options.verify ? { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets } : undefined, undefined, options.signal);
+  workers.setCallerHashes(false);
+  try {
+    return await buildSeedWith(workers, options, givenPlan);
+  } finally {
+    await workers.close();
+  }
+}
+
+async function buildSeedWith(workers: HashPool, options: BuildOptions, givenPlan?: BuildPlan): Promise<BuildResult> {
   const started = Date.now();
   options.onStep?.('plan', 'start');
   const plan = givenPlan ?? (await planBuild(options));
@@ -266,7 +279,6 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
   const written: string[] = [];
   const reused: string[] = [];
   let journal: Journal | undefined;
-  let readBackPool: HashPool | undefined;
   try {
     const archivePath = path.join(workDir, plan.source.fileName);
     const archiveFindings = await packSourceArchive(plan.source, archivePath, gate, options);
@@ -320,8 +332,7 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     // file chunk by chunk behind its own copy, as its O_DIRECT writes reach the device (the rest
     // once it is flushed and renamed), a small one once it is flushed and renamed. The verify
     // then has only what is left. Without a worker (tests against src/), the verify reads it all.
-    readBackPool = options.verify ? new HashPool({ allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets }, undefined, options.signal) : undefined;
-    readBackPool?.setCallerHashes(false);
+    const readBackPool = options.verify ? workers : undefined;
     const readBack = new Map<string, Promise<HashOutcome>>();
     const countReadBack = (bytes: number) => {
       readBackDone += bytes;
@@ -367,6 +378,8 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
         let result: Awaited<ReturnType<typeof copyScanned>>;
         try {
           result = await copyScanned(gate, file, destination, {
+            hashers: workers,
+            readingBack: options.verify,
             onBytes: report(file.relPath),
             signal: options.signal,
             ...(follower ? { onDevice: (partial: string, bytes: number) => follower.written(partial, bytes) } : {}),
@@ -464,7 +477,6 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     }
     throw error;
   } finally {
-    await readBackPool?.close();
     await rm(workDir, { recursive: true, force: true });
   }
 }
@@ -584,7 +596,7 @@ async function copyScanned(
   gate: LeakGate,
   file: PayloadFile,
   destination: string,
-  extra: { dryRun?: boolean; onBytes?: (bytes: number) => void; onDevice?: (partialPath: string, bytes: number) => void; signal?: AbortSignal },
+  extra: { dryRun?: boolean; onBytes?: (bytes: number) => void; onDevice?: (partialPath: string, bytes: number) => void; signal?: AbortSignal; hashers?: HashPool; readingBack?: boolean },
 ): Promise<WrittenFile & { allowed: Finding[] }> {
   const scanner = gate.open({ path: file.relPath, size: file.size });
   // The source archive's entries were scanned (and their allowed findings reported) while it was
@@ -609,7 +621,11 @@ async function copyScanned(
     // The copy cycles through the process's few copy blocks: memory stays flat whatever the size.
     const pool = copyPool();
     const chunks = readFileChunks(file.source, { pool, direct: file.direct === true });
-    written = await writeSeedFile({ ...common, chunks, pool, scanner, dryRun: extra.dryRun, ...(extra.onDevice ? { onDevice: extra.onDevice } : {}) });
+    // A worker hashes the chunks once it is up (a file begun before then is hashed here), unless
+    // the only worker reads the copy back: the two sha256 passes then take a core each.
+    const hashers = extra.hashers;
+    const hasher = hashers?.ready && (!extra.readingBack || hashers.workerCount > 1) ? hashers.hasher() : undefined;
+    written = await writeSeedFile({ ...common, chunks, pool, scanner, dryRun: extra.dryRun, ...(extra.onDevice ? { onDevice: extra.onDevice } : {}), ...(hasher ? { hasher } : {}) });
   } catch (error) {
     const findings = await scanner.finish().catch(() => [] as Finding[]);
     const blocking = findings.filter((finding) => !finding.allowed);

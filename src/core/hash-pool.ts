@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CancelledError } from '../errors.js';
+import { isShared } from './copy-io.js';
 import { readFollowing, readThrough, type CacheBypass, type FollowedFile } from './read-direct.js';
 import { createLeakGate, type Gate, type LeakGateOptions } from './scan/index.js';
 import type { Finding } from './types.js';
@@ -111,9 +112,34 @@ export interface Follower {
   result: Promise<HashOutcome>;
 }
 
+function copyShared(chunk: Buffer): Buffer {
+  const copy = Buffer.from(new SharedArrayBuffer(chunk.length));
+  chunk.copy(copy);
+  return copy;
+}
+
 type PoolEntry = { job: HashJob; resolve: (outcome: HashOutcome) => void; reject: (error: Error) => void; onProgress?: (bytes: number) => void };
 
-type WorkerMessage = { id: number; progress?: number; result?: HashOutcome; error?: { message: string; code?: string } };
+type WorkerMessage =
+  | { id: number; progress?: number; result?: HashOutcome; error?: { message: string; code?: string } }
+  | { stream: number; hashed?: true; sha256?: string; error?: { message: string } };
+
+/**
+ * sha256 of a stream of chunks, on a worker thread. The chunks must lie in shared memory (pool
+ * blocks, see copy-io.ts): the worker hashes them where they are, and `update` resolves once it
+ * has, after which the chunk's memory may be reused.
+ */
+export interface StreamHasher {
+  update(chunk: Buffer): Promise<void>;
+  digest(): Promise<string>;
+}
+
+interface HashStream {
+  worker: Worker;
+  /** Resolvers of updates the worker has not acknowledged yet, in order. */
+  pending: { resolve: () => void; reject: (error: Error) => void }[];
+  digest?: { resolve: (sha256: string) => void; reject: (error: Error) => void };
+}
 
 export class HashPool {
   private readonly workers: Worker[] = [];
@@ -123,6 +149,8 @@ export class HashPool {
   /** Read-backs that follow a writer: they run beside a worker's other work, not in its turn. */
   private readonly following = new Map<number, { worker: Worker; entry: PoolEntry }>();
   private nextFollower = 0;
+  private readonly streams = new Map<number, HashStream>();
+  private readyWorkers = 0;
   /** Which job each busy worker is on. */
   private readonly busy = new Map<Worker, number>();
   private nextId = 1;
@@ -150,7 +178,15 @@ export class HashPool {
     if (existsSync(workerFile) && import.meta.url.endsWith('.js')) {
       for (let index = 0; index < workerCount; index += 1) {
         const worker = new Worker(workerFile, { workerData: { gate: gateOptions }, resourceLimits: WORKER_LIMITS });
-        worker.on('message', (message: WorkerMessage) => {
+        worker.on('message', (message: WorkerMessage | { ready: true }) => {
+          if ('ready' in message) {
+            this.readyWorkers += 1;
+            return;
+          }
+          if ('stream' in message) {
+            this.streamMessage(message);
+            return;
+          }
           const followed = this.following.get(message.id);
           if (followed) {
             if (message.progress !== undefined) followed.entry.onProgress?.(message.progress);
@@ -176,6 +212,7 @@ export class HashPool {
         });
         // A worker that dies fails only the file it was on; the others and the calling thread go on.
         worker.on('error', (error) => {
+          for (const [id, stream] of this.streams) if (stream.worker === worker) this.failStream(id, error);
           for (const [id, followed] of this.following) {
             if (followed.worker !== worker) continue;
             this.following.delete(id);
@@ -199,6 +236,7 @@ export class HashPool {
   }
 
   private readonly cancel = (): void => {
+    for (const id of [...this.streams.keys()]) this.failStream(id, new CancelledError());
     const entries = [...this.queue.splice(0), ...this.running.values(), ...[...this.following.values()].map((followed) => followed.entry)];
     this.running.clear();
     this.following.clear();
@@ -245,7 +283,9 @@ export class HashPool {
    * once it is final instead).
    */
   follow(job: Omit<HashJob, 'id' | 'file'>, onProgress?: (bytes: number) => void): Follower | undefined {
-    const worker = this.workers[this.nextFollower++ % Math.max(this.workers.length, 1)];
+    // The first worker is the hasher's (see hasher); read-backs go to the others where there are any.
+    const others = this.workers.length > 1 ? this.workers.slice(1) : this.workers;
+    const worker = others[this.nextFollower++ % Math.max(others.length, 1)];
     if (!worker || this.signal?.aborted) return undefined;
     const id = this.nextId++;
     const send = (update: FollowUpdate) => {
@@ -263,10 +303,70 @@ export class HashPool {
     };
   }
 
+  /**
+   * A sha256 of chunks in shared memory, computed on the first worker thread, so the calling
+   * thread only reads, scans and writes. Undefined without workers.
+   */
+  hasher(): StreamHasher | undefined {
+    const worker = this.workers[0];
+    if (!worker || this.signal?.aborted) return undefined;
+    const id = this.nextId++;
+    const stream: HashStream = { worker, pending: [] };
+    this.streams.set(id, stream);
+    let failed: Error | undefined;
+    return {
+      update: (chunk) => {
+        if (failed || !this.streams.has(id)) return Promise.reject(failed ?? new CancelledError());
+        return new Promise<void>((resolve, reject) => {
+          stream.pending.push({ resolve, reject });
+          // A chunk outside shared memory (not a pool block) is copied into some first.
+          const shared = isShared(chunk) ? chunk : copyShared(chunk);
+          worker.postMessage({ stream: id, memory: shared.buffer, offset: shared.byteOffset, length: shared.length });
+        });
+      },
+      digest: () => {
+        if (!this.streams.has(id)) return Promise.reject(new CancelledError());
+        return new Promise<string>((resolve, reject) => {
+          stream.digest = { resolve, reject };
+          worker.postMessage({ stream: id, digest: true });
+        });
+      },
+    };
+  }
+
+  private streamMessage(message: Extract<WorkerMessage, { stream: number }>): void {
+    const stream = this.streams.get(message.stream);
+    if (!stream) return;
+    if (message.error) this.failStream(message.stream, new Error(message.error.message));
+    else if (message.hashed) stream.pending.shift()?.resolve();
+    else if (message.sha256 !== undefined) {
+      this.streams.delete(message.stream);
+      stream.digest?.resolve(message.sha256);
+    }
+  }
+
+  private failStream(id: number, error: Error): void {
+    const stream = this.streams.get(id);
+    if (!stream) return;
+    this.streams.delete(id);
+    for (const waiter of stream.pending.splice(0)) waiter.reject(error);
+    stream.digest?.reject(error);
+  }
+
   /** Lets the calling thread take files (again), or not; see callerHashes. */
   setCallerHashes(on: boolean): void {
     this.callerHashes = on;
     this.pump();
+  }
+
+  /** Whether every worker thread has loaded its modules (work given earlier waits for them). */
+  get ready(): boolean {
+    return this.workers.length > 0 && this.readyWorkers >= this.workers.length;
+  }
+
+  /** How many worker threads run. */
+  get workerCount(): number {
+    return this.workers.length;
   }
 
   /** Whether any worker thread runs (without one, files wait for the calling thread). */

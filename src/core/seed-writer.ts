@@ -9,6 +9,7 @@ import path from 'node:path';
 import { PARTIAL_SUFFIX } from './manifest.js';
 import { CancelledError, isSeedError, UsageError, VerificationError } from '../errors.js';
 import { BlockPool, ioBlocks, directWritesIn, openDirectWriter, openSource, readFullyAt, refusesDirect, DIRECT_ALIGN, type SourceFile } from './copy-io.js';
+import type { StreamHasher } from './hash-pool.js';
 
 export { BlockPool } from './copy-io.js';
 import { createExpectedDigestHasher } from './hf-cache.js';
@@ -209,6 +210,11 @@ export interface WriteSeedFileOptions {
   onDevice?: (partialPath: string, bytes: number) => void;
   /** Hash and scan only; nothing is written (used to check whether a file on the media is current). */
   dryRun?: boolean;
+  /**
+   * Computes the file's sha256 on another thread (HashPool.hasher) instead of this one, which then
+   * only reads, scans and writes. A chunk's block is given back once it is hashed and written.
+   */
+  hasher?: StreamHasher;
   signal?: AbortSignal;
 }
 
@@ -399,7 +405,20 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
   // A blob named by its sha256 is checked against the main hash; git-sha1 needs a hash of its own.
   const gitSha1 = options.expected?.algorithm === 'git-sha1' ? createExpectedDigestHasher(options.expected, options.expectedSize ?? -1) : undefined;
   const partial = partialPathFor(options.destination);
-  const give = (chunk: Buffer) => options.pool?.give(chunk);
+  const hasher = options.hasher;
+  /** Chunks the hasher thread may still be reading: their blocks wait for it. */
+  const hashing = new Map<Buffer, Promise<void>>();
+  const give = (chunk: Buffer) => {
+    const pool = options.pool;
+    if (!pool) return;
+    const pending = hashing.get(chunk);
+    if (!pending) return pool.give(chunk);
+    hashing.delete(chunk);
+    void pending.then(
+      () => pool.give(chunk),
+      () => pool.give(chunk),
+    );
+  };
   let media: MediaFile | undefined;
   let size = 0;
   // Each chunk is written only after the next one was scanned: a secret across a chunk boundary
@@ -434,7 +453,12 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
     for await (const chunk of options.chunks) {
       try {
         if (options.signal?.aborted) throw new CancelledError('Build cancelled: no manifest was written; run the same build again to finish the seed.');
-        hash.update(chunk);
+        if (hasher) {
+          const hashed = hasher.update(chunk);
+          // Its failure is the digest's (awaited below); the block comes back either way.
+          hashed.catch(() => undefined);
+          hashing.set(chunk, hashed);
+        } else hash.update(chunk);
         gitSha1?.update(chunk);
         options.scanner?.update(chunk);
         if (options.scanner?.blocked?.()) throw new ScannerBlocked(options.displayPath);
@@ -450,7 +474,7 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
     // The writes still in flight are not waited for: the next file's reads start meanwhile, and
     // commit() waits for them (and reports their errors) before the flush.
     media?.throwIfFailed();
-    const sha256 = hash.digest('hex');
+    const sha256 = hasher ? await hasher.digest() : hash.digest('hex');
     if (options.expectedSize !== undefined && size !== options.expectedSize) {
       throw new UsageError(`${options.displayPath} changed while being copied: expected ${options.expectedSize} bytes, read ${size}. Rerun the build.`);
     }
