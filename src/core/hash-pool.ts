@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { CancelledError } from '../errors.js';
 import { isShared } from './copy-io.js';
 import { readFollowing, readThrough, type CacheBypass, type FollowedFile } from './read-direct.js';
-import { createLeakGate, type Gate, type LeakGateOptions } from './scan/index.js';
+import type { Gate, LeakGateOptions } from './scan/index.js';
 import type { Finding } from './types.js';
 
 export interface HashJob {
@@ -48,7 +48,8 @@ const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 96 
  */
 export function lazyGate(options: LeakGateOptions | undefined): () => Promise<Gate> {
   let gate: Promise<Gate> | undefined;
-  return () => (gate ??= createLeakGate(options));
+  // Imported on first use: a worker that only hashes (a build's copy) never loads the rules.
+  return () => (gate ??= import('./scan/index.js').then(({ createLeakGate }) => createLeakGate(options)));
 }
 
 /** One pass over the file: sha256 and (optionally) the leak scanner. With `follow`, behind its writer. */

@@ -58,3 +58,6 @@ parentPort!.on('message', (message: (HashJob & { follow?: true }) | { follow: nu
 
 // Modules loaded: the pool hands this thread work that cannot wait (the copy's hashing) from now on.
 parentPort!.postMessage({ ready: true });
+// A pool that scans loads the leak gate now, while the caller is still busy elsewhere (its first
+// file's scan then need not wait); its failure is reported by the first job that needs it.
+if (options.gate) gate().catch(() => undefined);

@@ -10,7 +10,6 @@
 import { constants } from 'node:fs';
 import { open, statfs, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { run } from '../util/run.js';
 import { ioBlocks } from './copy-io.js';
 
 // Node's types leave out the WebAssembly global; only Memory is needed here.
@@ -27,6 +26,8 @@ export function alignedBuffer(size = DIRECT_CHUNK): Buffer {
 
 async function dropCache(file: string): Promise<boolean> {
   // dd with count=0 and iflag=nocache only advises the kernel to drop the file's clean pages.
+  // The subprocess library is loaded here, where it is needed: a hashing worker starts without it.
+  const { run } = await import('../util/run.js');
   const result = await run('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none'], { cwd: path.dirname(file), timeout: 30_000, reject: false }).catch(() => undefined);
   return result?.exitCode === 0;
 }
