@@ -77,7 +77,7 @@ export class FollowState implements FollowedFile {
   path: string | undefined;
   written = 0;
   finalSize: number | undefined;
-  private aborted: Error | undefined;
+  aborted: Error | undefined;
   private waiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
 
   update(update: FollowUpdate): void {
@@ -119,6 +119,9 @@ function copyShared(chunk: Buffer): Buffer {
   return copy;
 }
 
+/** How long close() lets read-backs that were told to stop close their files. */
+const CLOSE_GRACE_MS = 2000;
+
 type PoolEntry = { job: HashJob; resolve: (outcome: HashOutcome) => void; reject: (error: Error) => void; onProgress?: (bytes: number) => void };
 
 type WorkerMessage =
@@ -148,7 +151,7 @@ export class HashPool {
   private readonly queue: PoolEntry[] = [];
   private readonly running = new Map<number, PoolEntry>();
   /** Read-backs that follow a writer: they run beside a worker's other work, not in its turn. */
-  private readonly following = new Map<number, { worker: Worker; entry: PoolEntry }>();
+  private readonly following = new Map<number, { worker: Worker; entry: PoolEntry; settled: Promise<unknown> }>();
   private nextFollower = 0;
   private readonly streams = new Map<number, HashStream>();
   private readyWorkers = 0;
@@ -292,9 +295,11 @@ export class HashPool {
     const send = (update: FollowUpdate) => {
       if (this.following.has(id)) worker.postMessage({ follow: id, update });
     };
+    let entry: PoolEntry | undefined;
     const result = new Promise<HashOutcome>((resolve, reject) => {
-      this.following.set(id, { worker, entry: { job: { ...job, file: '', id }, resolve, reject, onProgress } });
+      entry = { job: { ...job, file: '', id }, resolve, reject, onProgress };
     });
+    this.following.set(id, { worker, entry: entry!, settled: result.catch(() => undefined) });
     worker.postMessage({ ...job, file: '', id, follow: true });
     return {
       written: (path, bytes) => send({ path, written: bytes }),
@@ -375,8 +380,22 @@ export class HashPool {
     return this.workers.length > 0;
   }
 
+  /**
+   * Stops the workers. Read-backs still running (a build that failed) are told to stop first and
+   * given a moment to close their files: the seed's filesystem may be unmounted next.
+   */
   async close(): Promise<void> {
     this.signal?.removeEventListener('abort', this.cancel);
+    const running = [...this.following.entries()];
+    for (const [id, followed] of running) followed.worker.postMessage({ follow: id, update: { aborted: 'the build stopped' } });
+    if (running.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled(running.map(([, followed]) => followed.settled)),
+        new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS))),
+      ]);
+      clearTimeout(timer);
+    }
     await Promise.all(this.workers.map((worker) => worker.terminate()));
   }
 }

@@ -201,6 +201,8 @@ export interface FollowedFile {
   readonly path: string | undefined;
   readonly written: number;
   readonly finalSize: number | undefined;
+  /** Set when the writer gave up on the file: the reader stops at its next chunk. */
+  readonly aborted?: Error;
   /** Resolves when `written` or `finalSize` changes (or at once when final). */
   changed(): Promise<void>;
 }
@@ -244,6 +246,7 @@ export async function readFollowing(
       let slots = 0;
       let position = 0;
       for (;;) {
+        if (file.aborted) throw file.aborted;
         // A read is issued once its whole chunk is on the device, or once the file is final.
         while (queue.length < depth && (file.finalSize === undefined ? file.written >= issued + chunkSize : issued < file.finalSize)) {
           const slot = slots % depth;

@@ -318,17 +318,18 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
   let done = 0;
   const pool = options.pool ?? new HashPool(options.scan ? { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets } : undefined, undefined, options.signal);
   const readOne = async (rel: string, size: number | undefined) => {
-    const earlier = options.readBack?.get(rel);
-    const outcome = earlier
-      ? await earlier.then((read) => {
-          done += read.size;
-          options.onProgress?.({ phase: 'verify', bytes: done, total, path: rel });
-          return read;
-        })
-      : await pool.run({ file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false, size }, (bytes) => {
+    const progress = (bytes: number) => {
       done += bytes;
       options.onProgress?.({ phase: 'verify', bytes: done, total, path: rel });
-    });
+    };
+    const earlier = options.readBack?.get(rel);
+    let outcome: HashOutcome;
+    if (earlier) {
+      outcome = await earlier;
+      progress(outcome.size);
+    } else {
+      outcome = await pool.run({ file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false, size }, progress);
+    }
     bypasses.push(outcome.bypass);
     checkedFiles += 1;
     checkedBytes += outcome.size;

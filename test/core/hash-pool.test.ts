@@ -4,6 +4,7 @@
  * use the build (npm run build), as the CLI tests do.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -110,4 +111,43 @@ describe('HashPool.follow', () => {
     follower.abort('the copy stopped');
     await expect(follower.result).rejects.toThrow('the copy stopped');
   });
+
+  it('closing the pool stops a read-back that waits for more bytes, and its file is closed first', async () => {
+    const { HashPool } = await built();
+    const pool = new HashPool(undefined, 1);
+    const dir = await mountedExt4(32);
+    // A file its writer has put 4 MiB of on the device, and then stopped writing (a failed build).
+    const partial = path.join(dir, '.shard.bin.dubnium-partial');
+    await writeFile(partial, randomBytes(4 * 1024 * 1024));
+    const follower = pool.follow({ relPath: 'shard.bin', bypassCache: true, scan: false, size: 8 * 1024 * 1024 })!;
+    follower.written(partial, 4 * 1024 * 1024);
+    const outcome = follower.result.then(
+      () => 'resolved',
+      (error: Error) => error.message,
+    );
+    // Wait until the worker has the file open (it then reads the 4 MiB and waits for more).
+    for (let tries = 0; openFilesUnder(dir).length === 0; tries += 1) {
+      if (tries > 500) throw new Error('the read-back never opened the file');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const started = Date.now();
+    await pool.close();
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(await outcome).toBe('the build stopped');
+    expect(openFilesUnder(dir)).toEqual([]);
+  });
 });
+
+/** Files under `dir` this process has open. */
+function openFilesUnder(dir: string): string[] {
+  const open: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith(`${dir}/`)) open.push(target);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return open;
+}
