@@ -30,6 +30,7 @@ import {
   type ManifestInstaller,
 } from './manifest.js';
 import { resolveModelBundle, type ModelBundle } from './model-bundle.js';
+import { HashPool, type HashOutcome } from './hash-pool.js';
 import { readThrough } from './read-direct.js';
 import { createLeakGate, type AllowEntry, type LeakGateOptions } from './scan/index.js';
 import {
@@ -236,6 +237,19 @@ interface PayloadFile {
  * files written in this run are removed, no manifest is written, and SecretsFoundError is thrown.
  */
 export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): Promise<BuildResult> {
+  // Worker threads, started first so they are up by the time the copy begins: they hash the copy's
+  // chunks (the main thread reads, scans and writes) and, with the read-back verify, read each file
+  // back behind the copy. The main thread takes no files of its own until the verify.
+  const workers = new HashPool(options.verify ? { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets } : undefined, undefined, options.signal);
+  workers.setCallerHashes(false);
+  try {
+    return await buildSeedWith(workers, options, givenPlan);
+  } finally {
+    await workers.close();
+  }
+}
+
+async function buildSeedWith(workers: HashPool, options: BuildOptions, givenPlan?: BuildPlan): Promise<BuildResult> {
   const started = Date.now();
   options.onStep?.('plan', 'start');
   const plan = givenPlan ?? (await planBuild(options));
@@ -307,10 +321,29 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     ];
     const total = payload.reduce((sum, file) => sum + file.size, 0);
     let done = 0;
+    let readBackDone = 0;
     const report = (file: string) => (bytes: number) => {
       done += bytes;
-      // The read-back verify reads every byte again: the copy's ETA includes it.
-      options.onProgress?.({ phase: 'copy', bytes: done, total, path: file, ...(options.verify ? { following: total } : {}) });
+      // The read-back verify reads every byte again (what it has not yet): the copy's ETA includes it.
+      options.onProgress?.({ phase: 'copy', bytes: done, total, path: file, ...(options.verify ? { following: Math.max(0, total - readBackDone) } : {}) });
+    };
+    // With the read-back verify, each file is read back from the media (past the page cache,
+    // hashed and leak-scanned, as verify does) on a worker thread while the copy goes on: a large
+    // file chunk by chunk behind its own copy, as its O_DIRECT writes reach the device (the rest
+    // once it is flushed and renamed), a small one once it is flushed and renamed. The verify
+    // then has only what is left. Without a worker (tests against src/), the verify reads it all.
+    const readBackPool = options.verify ? workers : undefined;
+    const readBack = new Map<string, Promise<HashOutcome>>();
+    const countReadBack = (bytes: number) => {
+      readBackDone += bytes;
+    };
+    const keepReadBack = (relPath: string, read: Promise<HashOutcome>) => {
+      // Read by the verify below (a failure there is the verify's problem to report), never unhandled.
+      read.catch(() => undefined);
+      readBack.set(relPath, read);
+    };
+    const startReadBack = (entry: ManifestFile) => {
+      if (readBackPool?.hasWorkers) keepReadBack(entry.path, readBackPool.run({ file: path.join(target, entry.path), relPath: entry.path, bypassCache: true, scan: true, size: entry.size }, countReadBack));
     };
 
     // 3. Copy: hash, scan and write in one pass; keep files an interrupted run already completed.
@@ -340,7 +373,21 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
           }
         }
         await unlink(destination).catch(() => undefined);
-        const result = await copyScanned(gate, file, destination, { onBytes: report(file.relPath), signal: options.signal });
+        const follower = file.size > PRESCAN_LIMIT ? readBackPool?.follow({ relPath: file.relPath, bypassCache: true, scan: true, size: file.size }, countReadBack) : undefined;
+        if (follower) keepReadBack(file.relPath, follower.result);
+        let result: Awaited<ReturnType<typeof copyScanned>>;
+        try {
+          result = await copyScanned(gate, file, destination, {
+            hashers: workers,
+            readingBack: options.verify,
+            onBytes: report(file.relPath),
+            signal: options.signal,
+            ...(follower ? { onDevice: (partial: string, bytes: number) => follower.written(partial, bytes) } : {}),
+          });
+        } catch (error) {
+          follower?.abort('the copy stopped');
+          throw error;
+        }
         allowed.push(...result.allowed);
         written.push(file.relPath);
         bytesWritten += result.size;
@@ -348,7 +395,16 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
         manifestFiles.push(entry);
         const activeJournal = journal;
         // Recording the file in the journal is the last step of finishing it: its errors name it too.
-        const flush = result.commit().then(() => activeJournal.record(entry).catch((error: unknown) => Promise.reject(mediaWriteError(error, entry.path))));
+        const flush = result
+          .commit()
+          .then(() => activeJournal.record(entry).catch((error: unknown) => Promise.reject(mediaWriteError(error, entry.path))))
+          .then(
+            () => (follower ? follower.final(destination, entry.size) : startReadBack(entry)),
+            (error: unknown) => {
+              follower?.abort('the flush failed');
+              throw error;
+            },
+          );
         // A flush may fail (the stick failed) while the next file is copied: awaited below, never unhandled.
         flush.catch(() => undefined);
         flushing.push(flush);
@@ -366,7 +422,9 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     checkCancelled();
     const keep = new Set(manifestFiles.map((file) => file.path));
     const removed = await removeStale(target, keep);
-    for (const dir of new Set(manifestFiles.map((file) => path.dirname(path.join(target, file.path))))) await syncDirectory(dir);
+    // The folders' renames are flushed together: one journal commit on ext4 instead of one per folder
+    // (each costs a round trip to a slow stick); all are durable before SHA256SUMS is written.
+    await Promise.all([...new Set(manifestFiles.map((file) => path.dirname(path.join(target, file.path))))].map((dir) => syncDirectory(dir)));
     manifestFiles.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     const checksums = renderChecksums(manifestFiles);
     await writeAtomic(path.join(target, CHECKSUMS_NAME), checksums);
@@ -383,7 +441,15 @@ export async function buildSeed(options: BuildOptions, givenPlan?: BuildPlan): P
     let verify: VerifyReport | undefined;
     if (options.verify) {
       options.onStep?.('verify', 'start');
-      verify = await verifySeed({ root: target, scan: { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets }, onProgress: options.onProgress, signal: options.signal, ...(signature ? { signer: signature.fingerprint } : {}) });
+      readBackPool?.setCallerHashes(true);
+      verify = await verifySeed({
+        root: target,
+        scan: { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets },
+        onProgress: options.onProgress,
+        signal: options.signal,
+        ...(readBackPool ? { pool: readBackPool, readBack } : {}),
+        ...(signature ? { signer: signature.fingerprint } : {}),
+      });
       options.onStep?.('verify', 'done', verify.ok ? 'ok' : `${verify.problems.length} problems`);
     }
     return {
@@ -532,7 +598,7 @@ async function copyScanned(
   gate: LeakGate,
   file: PayloadFile,
   destination: string,
-  extra: { dryRun?: boolean; onBytes?: (bytes: number) => void; signal?: AbortSignal },
+  extra: { dryRun?: boolean; onBytes?: (bytes: number) => void; onDevice?: (partialPath: string, bytes: number) => void; signal?: AbortSignal; hashers?: HashPool; readingBack?: boolean },
 ): Promise<WrittenFile & { allowed: Finding[] }> {
   const scanner = gate.open({ path: file.relPath, size: file.size });
   // The source archive's entries were scanned (and their allowed findings reported) while it was
@@ -557,7 +623,11 @@ async function copyScanned(
     // The copy cycles through the process's few copy blocks: memory stays flat whatever the size.
     const pool = copyPool();
     const chunks = readFileChunks(file.source, { pool, direct: file.direct === true });
-    written = await writeSeedFile({ ...common, chunks, pool, scanner, dryRun: extra.dryRun });
+    // A worker hashes the chunks once it is up (a file begun before then is hashed here), unless
+    // the only worker reads the copy back: the two sha256 passes then take a core each.
+    const hashers = extra.hashers;
+    const hasher = hashers?.ready && (!extra.readingBack || hashers.workerCount > 1) ? hashers.hasher() : undefined;
+    written = await writeSeedFile({ ...common, chunks, pool, scanner, dryRun: extra.dryRun, ...(extra.onDevice ? { onDevice: extra.onDevice } : {}), ...(hasher ? { hasher } : {}) });
   } catch (error) {
     const findings = await scanner.finish().catch(() => [] as Finding[]);
     const blocking = findings.filter((finding) => !finding.allowed);

@@ -15,7 +15,7 @@ import { open, statfs, type FileHandle } from 'node:fs/promises';
 import { readFully } from '../util/read-fully.js';
 
 // Node's types leave out the WebAssembly global; only Memory is needed here.
-declare const WebAssembly: { Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer } };
+declare const WebAssembly: { Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => { buffer: ArrayBufferLike } };
 
 /** O_DIRECT offsets and lengths are multiples of this (the largest logical block size in use). */
 export const DIRECT_ALIGN = 4096;
@@ -27,10 +27,11 @@ const WASM_PAGE = 65536;
  * chunk cost a page fault per 4 KiB and, worse, live outside the V8 heap until a garbage collection
  * notices them (a 4 GiB copy held 200 MB of dead chunks at its peak). The blocks live in one
  * WebAssembly memory (page-aligned, so O_DIRECT can read and write them), made on first use; pages
- * never touched cost nothing.
+ * never touched cost nothing. The memory is shared (a SharedArrayBuffer) where the platform allows,
+ * so a worker thread can hash a chunk where it lies, without a copy.
  */
 export class BlockPool {
-  private arena: ArrayBuffer | undefined;
+  private arena: ArrayBufferLike | undefined;
   private readonly free: number[] = [];
   private readonly waiting: ((block: Buffer) => void)[] = [];
 
@@ -42,7 +43,7 @@ export class BlockPool {
   }
 
   private block(index: number): Buffer {
-    this.arena ??= new WebAssembly.Memory({ initial: (this.blockSize / WASM_PAGE) * this.blocks }).buffer;
+    this.arena ??= makeArena((this.blockSize / WASM_PAGE) * this.blocks);
     return Buffer.from(this.arena, index * this.blockSize, this.blockSize);
   }
 
@@ -67,6 +68,19 @@ export class BlockPool {
     if (next) next(this.block(index));
     else this.free.push(index);
   }
+}
+
+function makeArena(pages: number): ArrayBufferLike {
+  try {
+    return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer;
+  } catch {
+    return new WebAssembly.Memory({ initial: pages }).buffer;
+  }
+}
+
+/** Whether `chunk` lies in memory another thread can read where it is (a pool block's). */
+export function isShared(chunk: Buffer): boolean {
+  return typeof SharedArrayBuffer !== 'undefined' && chunk.buffer instanceof SharedArrayBuffer;
 }
 
 /** Size and number of a thread's shared I/O blocks (see ioBlocks). */

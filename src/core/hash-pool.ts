@@ -9,8 +9,9 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CancelledError } from '../errors.js';
-import { readThrough, type CacheBypass } from './read-direct.js';
-import { createLeakGate, type Gate, type LeakGateOptions } from './scan/index.js';
+import { isShared } from './copy-io.js';
+import { readFollowing, readThrough, type CacheBypass, type FollowedFile } from './read-direct.js';
+import type { Gate, LeakGateOptions } from './scan/index.js';
 import type { Finding } from './types.js';
 
 export interface HashJob {
@@ -47,15 +48,17 @@ const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 96 
  */
 export function lazyGate(options: LeakGateOptions | undefined): () => Promise<Gate> {
   let gate: Promise<Gate> | undefined;
-  return () => (gate ??= createLeakGate(options));
+  // Imported on first use: a worker that only hashes (a build's copy) never loads the rules.
+  return () => (gate ??= import('./scan/index.js').then(({ createLeakGate }) => createLeakGate(options)));
 }
 
-/** One pass over the file: sha256 and (optionally) the leak scanner. */
-export async function hashAndScanFile(job: HashJob, gate: () => Promise<Gate>, onProgress?: (bytes: number) => void, signal?: AbortSignal): Promise<HashOutcome> {
+/** One pass over the file: sha256 and (optionally) the leak scanner. With `follow`, behind its writer. */
+export async function hashAndScanFile(job: HashJob, gate: () => Promise<Gate>, onProgress?: (bytes: number) => void, signal?: AbortSignal, follow?: FollowedFile): Promise<HashOutcome> {
   const hash = createHash('sha256');
   let scanner: ReturnType<Gate['open']> | undefined;
   if (job.scan) scanner = (await gate()).open({ path: job.relPath, size: job.size });
-  const { size, bypass } = await readThrough(job.file, job.bypassCache, (chunk) => {
+  const read = follow ? (onChunk: (chunk: Buffer) => void) => readFollowing(follow, job.bypassCache, onChunk) : (onChunk: (chunk: Buffer) => void) => readThrough(job.file, job.bypassCache, onChunk, undefined, undefined, job.size);
+  const { size, bypass } = await read((chunk) => {
     // Checked per chunk (2 MiB): a cancelled verify stops within one read, whatever the file's size.
     if (signal?.aborted) throw new CancelledError();
     hash.update(chunk);
@@ -66,15 +69,102 @@ export async function hashAndScanFile(job: HashJob, gate: () => Promise<Gate>, o
   return { size, sha256: hash.digest('hex'), bypass, findings };
 }
 
+/** What a writer tells the thread that reads its file back: more is on the device, or it is final. */
+export type FollowUpdate = { path: string; written: number } | { path: string; finalSize: number } | { aborted: string };
+
+/** The reading side of a followed file: updates come in as messages (see HashPool.follow). */
+export class FollowState implements FollowedFile {
+  path: string | undefined;
+  written = 0;
+  finalSize: number | undefined;
+  aborted: Error | undefined;
+  private waiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
+
+  update(update: FollowUpdate): void {
+    if ('aborted' in update) this.aborted = new Error(update.aborted);
+    else if ('finalSize' in update) {
+      this.path = update.path;
+      this.finalSize = update.finalSize;
+    } else {
+      this.path ??= update.path;
+      this.written = Math.max(this.written, update.written);
+    }
+    for (const waiter of this.waiters.splice(0)) {
+      if (this.aborted) waiter.reject(this.aborted);
+      else waiter.resolve();
+    }
+  }
+
+  changed(): Promise<void> {
+    if (this.aborted) return Promise.reject(this.aborted);
+    if (this.finalSize !== undefined) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+}
+
+/** The writer's side of a file read back behind it (HashPool.follow). */
+export interface Follower {
+  /** `bytes` from the file's start (at `path`) are on the device. */
+  written(path: string, bytes: number): void;
+  /** The file is flushed and renamed to `path`, `size` bytes: the rest is read and the result given. */
+  final(path: string, size: number): void;
+  /** The file is gone (the copy failed or was stopped): the read-back stops and its result rejects. */
+  abort(reason: string): void;
+  result: Promise<HashOutcome>;
+}
+
+function copyShared(chunk: Buffer): Buffer {
+  const copy = Buffer.from(new SharedArrayBuffer(chunk.length));
+  chunk.copy(copy);
+  return copy;
+}
+
+/** How long close() lets read-backs that were told to stop close their files. */
+const CLOSE_GRACE_MS = 2000;
+
+type PoolEntry = { job: HashJob; resolve: (outcome: HashOutcome) => void; reject: (error: Error) => void; onProgress?: (bytes: number) => void };
+
+type WorkerMessage =
+  | { id: number; progress?: number; result?: HashOutcome; error?: { message: string; code?: string } }
+  | { stream: number; hashed?: true; sha256?: string; error?: { message: string } };
+
+/**
+ * sha256 of a stream of chunks, on a worker thread. The chunks must lie in shared memory (pool
+ * blocks, see copy-io.ts): the worker hashes them where they are, and `update` resolves once it
+ * has, after which the chunk's memory may be reused.
+ */
+export interface StreamHasher {
+  update(chunk: Buffer): Promise<void>;
+  digest(): Promise<string>;
+}
+
+interface HashStream {
+  worker: Worker;
+  /** Resolvers of updates the worker has not acknowledged yet, in order. */
+  pending: { resolve: () => void; reject: (error: Error) => void }[];
+  digest?: { resolve: (sha256: string) => void; reject: (error: Error) => void };
+}
+
 export class HashPool {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
-  private readonly queue: { job: HashJob; resolve: (outcome: HashOutcome) => void; reject: (error: Error) => void; onProgress?: (bytes: number) => void }[] = [];
-  private readonly running = new Map<number, (typeof this.queue)[number]>();
+  private readonly queue: PoolEntry[] = [];
+  private readonly running = new Map<number, PoolEntry>();
+  /** Read-backs that follow a writer: they run beside a worker's other work, not in its turn. */
+  private readonly following = new Map<number, { worker: Worker; entry: PoolEntry; settled: Promise<unknown> }>();
+  private nextFollower = 0;
+  private readonly streams = new Map<number, HashStream>();
+  private readyWorkers = 0;
   /** Which job each busy worker is on. */
   private readonly busy = new Map<Worker, number>();
   private nextId = 1;
   private inThread = 0;
+  /**
+   * Whether the calling thread takes files too. A build turns it off while it copies (its main
+   * thread is busy reading, scanning and writing; the read-back of finished files runs on the
+   * workers beside it) and on again for the verify that follows.
+   */
+  private callerHashes = true;
 
   /** The calling thread's gate, for its share of the files and for anything else the caller scans. */
   readonly gate: () => Promise<Gate>;
@@ -92,7 +182,25 @@ export class HashPool {
     if (existsSync(workerFile) && import.meta.url.endsWith('.js')) {
       for (let index = 0; index < workerCount; index += 1) {
         const worker = new Worker(workerFile, { workerData: { gate: gateOptions }, resourceLimits: WORKER_LIMITS });
-        worker.on('message', (message: { id: number; progress?: number; result?: HashOutcome; error?: { message: string; code?: string } }) => {
+        worker.on('message', (message: WorkerMessage | { ready: true }) => {
+          if ('ready' in message) {
+            this.readyWorkers += 1;
+            return;
+          }
+          if ('stream' in message) {
+            this.streamMessage(message);
+            return;
+          }
+          const followed = this.following.get(message.id);
+          if (followed) {
+            if (message.progress !== undefined) followed.entry.onProgress?.(message.progress);
+            else {
+              this.following.delete(message.id);
+              if (message.error) followed.entry.reject(Object.assign(new Error(message.error.message), { code: message.error.code }));
+              else followed.entry.resolve(message.result!);
+            }
+            return;
+          }
           const entry = this.running.get(message.id);
           if (!entry) return;
           if (message.progress !== undefined) {
@@ -108,6 +216,12 @@ export class HashPool {
         });
         // A worker that dies fails only the file it was on; the others and the calling thread go on.
         worker.on('error', (error) => {
+          for (const [id, stream] of this.streams) if (stream.worker === worker) this.failStream(id, error);
+          for (const [id, followed] of this.following) {
+            if (followed.worker !== worker) continue;
+            this.following.delete(id);
+            followed.entry.reject(error);
+          }
           const id = this.busy.get(worker);
           this.busy.delete(worker);
           const idleAt = this.idle.indexOf(worker);
@@ -126,8 +240,10 @@ export class HashPool {
   }
 
   private readonly cancel = (): void => {
-    const entries = [...this.queue.splice(0), ...this.running.values()];
+    for (const id of [...this.streams.keys()]) this.failStream(id, new CancelledError());
+    const entries = [...this.queue.splice(0), ...this.running.values(), ...[...this.following.values()].map((followed) => followed.entry)];
     this.running.clear();
+    this.following.clear();
     this.busy.clear();
     this.idle.length = 0;
     for (const worker of this.workers) void worker.terminate();
@@ -152,7 +268,7 @@ export class HashPool {
     }
     // The calling thread is one of the hashers too: it has nothing else to do meanwhile, and one
     // isolate fewer keeps peak memory down.
-    if (this.inThread === 0 && this.queue.length > 0) {
+    if (this.callerHashes && this.inThread === 0 && this.queue.length > 0) {
       const entry = this.queue.shift()!;
       this.inThread += 1;
       hashAndScanFile(entry.job, this.gate, entry.onProgress, this.signal)
@@ -164,8 +280,122 @@ export class HashPool {
     }
   }
 
+  /**
+   * Reads a file back behind its writer, on a worker thread (round robin, beside whatever that
+   * worker is doing): the writer reports what is on the device as it goes, and the file's final
+   * name and size once flushed and renamed. Undefined without workers (the caller reads the file
+   * once it is final instead).
+   */
+  follow(job: Omit<HashJob, 'id' | 'file'>, onProgress?: (bytes: number) => void): Follower | undefined {
+    // The first worker is the hasher's (see hasher); read-backs go to the others where there are any.
+    const others = this.workers.length > 1 ? this.workers.slice(1) : this.workers;
+    const worker = others[this.nextFollower++ % Math.max(others.length, 1)];
+    if (!worker || this.signal?.aborted) return undefined;
+    const id = this.nextId++;
+    const send = (update: FollowUpdate) => {
+      if (this.following.has(id)) worker.postMessage({ follow: id, update });
+    };
+    let entry: PoolEntry | undefined;
+    const result = new Promise<HashOutcome>((resolve, reject) => {
+      entry = { job: { ...job, file: '', id }, resolve, reject, onProgress };
+    });
+    this.following.set(id, { worker, entry: entry!, settled: result.catch(() => undefined) });
+    worker.postMessage({ ...job, file: '', id, follow: true });
+    return {
+      written: (path, bytes) => send({ path, written: bytes }),
+      final: (path, size) => send({ path, finalSize: size }),
+      abort: (reason) => send({ aborted: reason }),
+      result,
+    };
+  }
+
+  /**
+   * A sha256 of chunks in shared memory, computed on the first worker thread, so the calling
+   * thread only reads, scans and writes. Undefined without workers.
+   */
+  hasher(): StreamHasher | undefined {
+    const worker = this.workers[0];
+    if (!worker || this.signal?.aborted) return undefined;
+    const id = this.nextId++;
+    const stream: HashStream = { worker, pending: [] };
+    this.streams.set(id, stream);
+    let failed: Error | undefined;
+    return {
+      update: (chunk) => {
+        if (failed || !this.streams.has(id)) return Promise.reject(failed ?? new CancelledError());
+        return new Promise<void>((resolve, reject) => {
+          stream.pending.push({ resolve, reject });
+          // A chunk outside shared memory (not a pool block) is copied into some first.
+          const shared = isShared(chunk) ? chunk : copyShared(chunk);
+          worker.postMessage({ stream: id, memory: shared.buffer, offset: shared.byteOffset, length: shared.length });
+        });
+      },
+      digest: () => {
+        if (!this.streams.has(id)) return Promise.reject(new CancelledError());
+        return new Promise<string>((resolve, reject) => {
+          stream.digest = { resolve, reject };
+          worker.postMessage({ stream: id, digest: true });
+        });
+      },
+    };
+  }
+
+  private streamMessage(message: Extract<WorkerMessage, { stream: number }>): void {
+    const stream = this.streams.get(message.stream);
+    if (!stream) return;
+    if (message.error) this.failStream(message.stream, new Error(message.error.message));
+    else if (message.hashed) stream.pending.shift()?.resolve();
+    else if (message.sha256 !== undefined) {
+      this.streams.delete(message.stream);
+      stream.digest?.resolve(message.sha256);
+    }
+  }
+
+  private failStream(id: number, error: Error): void {
+    const stream = this.streams.get(id);
+    if (!stream) return;
+    this.streams.delete(id);
+    for (const waiter of stream.pending.splice(0)) waiter.reject(error);
+    stream.digest?.reject(error);
+  }
+
+  /** Lets the calling thread take files (again), or not; see callerHashes. */
+  setCallerHashes(on: boolean): void {
+    this.callerHashes = on;
+    this.pump();
+  }
+
+  /** Whether every worker thread has loaded its modules (work given earlier waits for them). */
+  get ready(): boolean {
+    return this.workers.length > 0 && this.readyWorkers >= this.workers.length;
+  }
+
+  /** How many worker threads run. */
+  get workerCount(): number {
+    return this.workers.length;
+  }
+
+  /** Whether any worker thread runs (without one, files wait for the calling thread). */
+  get hasWorkers(): boolean {
+    return this.workers.length > 0;
+  }
+
+  /**
+   * Stops the workers. Read-backs still running (a build that failed) are told to stop first and
+   * given a moment to close their files: the seed's filesystem may be unmounted next.
+   */
   async close(): Promise<void> {
     this.signal?.removeEventListener('abort', this.cancel);
+    const running = [...this.following.entries()];
+    for (const [id, followed] of running) followed.worker.postMessage({ follow: id, update: { aborted: 'the build stopped' } });
+    if (running.length > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled(running.map(([, followed]) => followed.settled)),
+        new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS))),
+      ]);
+      clearTimeout(timer);
+    }
     await Promise.all(this.workers.map((worker) => worker.terminate()));
   }
 }

@@ -1,17 +1,63 @@
 /**
  * Worker thread for verify: reads a file once (bypassing the page cache), hashes it and runs the
- * leak scanner over the same bytes. The pool in hash-pool.ts runs one per core.
+ * leak scanner over the same bytes. The pool in hash-pool.ts runs one per core. In a build it
+ * also reads files back behind the copy, and hashes the copy's chunks in the copy's shared blocks.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
-import { hashAndScanFile, lazyGate, type HashJob } from './hash-pool.js';
+import { FollowState, hashAndScanFile, lazyGate, type FollowUpdate, type HashJob } from './hash-pool.js';
 import type { LeakGateOptions } from './scan/index.js';
 
 const options = workerData as { gate?: LeakGateOptions };
 const gate = lazyGate(options.gate);
 
-parentPort!.on('message', (job: HashJob) => {
-  hashAndScanFile(job, gate, (bytes) => parentPort!.postMessage({ id: job.id, progress: bytes })).then(
+/** Files read back behind their writer (HashPool.follow), by job id. */
+const followed = new Map<number, FollowState>();
+
+/** sha256 streams of chunks in the caller's shared memory (HashPool.hasher), by id. */
+const streams = new Map<number, Hash>();
+
+type StreamMessage = { stream: number; memory?: SharedArrayBuffer; offset?: number; length?: number; digest?: true };
+
+function onStream(message: StreamMessage): void {
+  let hash = streams.get(message.stream);
+  if (!hash) streams.set(message.stream, (hash = createHash('sha256')));
+  try {
+    if (message.digest) {
+      streams.delete(message.stream);
+      parentPort!.postMessage({ stream: message.stream, sha256: hash.digest('hex') });
+      return;
+    }
+    hash.update(Buffer.from(message.memory!, message.offset!, message.length!));
+    parentPort!.postMessage({ stream: message.stream, hashed: true });
+  } catch (error) {
+    streams.delete(message.stream);
+    parentPort!.postMessage({ stream: message.stream, error: { message: (error as Error).message } });
+  }
+}
+
+parentPort!.on('message', (message: (HashJob & { follow?: true }) | { follow: number; update: FollowUpdate } | StreamMessage) => {
+  if ('stream' in message) {
+    onStream(message);
+    return;
+  }
+  if (typeof message.follow === 'number') {
+    followed.get(message.follow)?.update((message as { update: FollowUpdate }).update);
+    return;
+  }
+  const job = message as HashJob & { follow?: true };
+  const follow = job.follow ? new FollowState() : undefined;
+  if (follow) followed.set(job.id, follow);
+  hashAndScanFile(job, gate, (bytes) => parentPort!.postMessage({ id: job.id, progress: bytes }), undefined, follow)
+    .finally(() => followed.delete(job.id))
+    .then(
     (result) => parentPort!.postMessage({ id: job.id, result }),
     (error: NodeJS.ErrnoException) => parentPort!.postMessage({ id: job.id, error: { message: error.message, code: error.code } }),
   );
 });
+
+// Modules loaded: the pool hands this thread work that cannot wait (the copy's hashing) from now on.
+parentPort!.postMessage({ ready: true });
+// A pool that scans loads the leak gate now, while the caller is still busy elsewhere (its first
+// file's scan then need not wait); its failure is reported by the first job that needs it.
+if (options.gate) gate().catch(() => undefined);

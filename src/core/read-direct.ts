@@ -10,7 +10,6 @@
 import { constants } from 'node:fs';
 import { open, statfs, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { run } from '../util/run.js';
 import { ioBlocks } from './copy-io.js';
 
 // Node's types leave out the WebAssembly global; only Memory is needed here.
@@ -27,6 +26,8 @@ export function alignedBuffer(size = DIRECT_CHUNK): Buffer {
 
 async function dropCache(file: string): Promise<boolean> {
   // dd with count=0 and iflag=nocache only advises the kernel to drop the file's clean pages.
+  // The subprocess library is loaded here, where it is needed: a hashing worker starts without it.
+  const { run } = await import('../util/run.js');
   const result = await run('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none'], { cwd: path.dirname(file), timeout: 30_000, reject: false }).catch(() => undefined);
   return result?.exitCode === 0;
 }
@@ -76,6 +77,12 @@ export const VERIFY_CHUNK = 2 * 1024 * 1024;
 export const VERIFY_DEPTH = 4;
 
 /**
+ * Reads in flight behind a writer (readFollowing): the data was just written, so these only need
+ * to keep up with the copy, and a read-back running beside another one's tail takes one block.
+ */
+export const FOLLOW_DEPTH = 2;
+
+/**
  * The read ring: `depth` aligned chunks, cut from this thread's shared I/O blocks (the copy's blocks
  * in a build), so that reading file after file allocates nothing and a build's read-back reuses
  * the memory its copy used. Fresh per-file buffers were garbage outside the V8 heap that a verify
@@ -103,7 +110,11 @@ export async function readThrough(
   onChunk: (chunk: Buffer) => void,
   chunkSize = VERIFY_CHUNK,
   depth = VERIFY_DEPTH,
+  sizeHint?: number,
 ): Promise<{ size: number; bypass: CacheBypass }> {
+  // A file known to be small reads through no more slots than it has chunks (a few read back
+  // at once must not touch more blocks than they need); a wrong hint costs speed, not bytes.
+  if (sizeHint !== undefined) depth = Math.max(1, Math.min(depth, Math.ceil(sizeHint / chunkSize)));
   const ring = await takeRing(chunkSize, depth);
   try {
     return await readRing(file, bypassCache, onChunk, chunkSize, depth, ring.slots);
@@ -112,11 +123,14 @@ export async function readThrough(
   }
 }
 
-async function readRing(file: string, bypassCache: boolean, onChunk: (chunk: Buffer) => void, chunkSize: number, depth: number, buffers: Buffer[]): Promise<{ size: number; bypass: CacheBypass }> {
+/**
+ * Opens `file` as verify reads it: O_DIRECT where the filesystem takes it, tried with a first read
+ * into `probe` (some filesystems, FUSE or network, accept O_DIRECT at open and refuse it at the
+ * first read); otherwise the cached pages are dropped and the file read normally.
+ */
+async function openForRead(file: string, bypassCache: boolean, probe: Buffer): Promise<OpenedForVerify> {
   let { handle, bypass } = await openUncached(file, bypassCache);
-  // Some filesystems (FUSE, network) accept O_DIRECT at open and refuse it at the first read.
   if (bypass === 'direct') {
-    const probe = buffers[0]!.subarray(0, 4096);
     const refused = await handle.read(probe, 0, 4096, 0).then(
       () => false,
       (error: NodeJS.ErrnoException) => {
@@ -132,6 +146,11 @@ async function readRing(file: string, bypassCache: boolean, onChunk: (chunk: Buf
       ({ handle, bypass } = await openDropped(file));
     }
   }
+  return { handle, bypass };
+}
+
+async function readRing(file: string, bypassCache: boolean, onChunk: (chunk: Buffer) => void, chunkSize: number, depth: number, buffers: Buffer[]): Promise<{ size: number; bypass: CacheBypass }> {
+  const { handle, bypass } = await openForRead(file, bypassCache, buffers[0]!.subarray(0, 4096));
   try {
     const { size: fileSize } = await handle.stat();
     const readAt = (slot: number, position: number) =>
@@ -150,12 +169,7 @@ async function readRing(file: string, bypassCache: boolean, onChunk: (chunk: Buf
       // followed by reads of what remains, in order.
       if (bytesRead < chunkSize) {
         for (let rest = 1; rest < depth; rest += 1) await pending[(slot + rest) % depth]!.catch(() => 0);
-        for (;;) {
-          const more = await handle.read(buffers[slot]!, 0, chunkSize, position).then((result) => result.bytesRead);
-          if (more === 0) break;
-          onChunk(buffers[slot]!.subarray(0, more));
-          position += more;
-        }
+        position = await readRest(handle, buffers[slot]!, position, onChunk);
         break;
       }
       pending[slot] = readAt(slot, (index + depth) * chunkSize);
@@ -165,5 +179,105 @@ async function readRing(file: string, bypassCache: boolean, onChunk: (chunk: Buf
   } finally {
     // FileHandle.close waits for reads still in flight after an error: the ring is free after it.
     await handle.close();
+  }
+}
+
+/** Reads from `position` to the end, one read at a time; returns the end. */
+async function readRest(handle: FileHandle, buffer: Buffer, position: number, onChunk: (chunk: Buffer) => void): Promise<number> {
+  for (;;) {
+    const more = await handle.read(buffer, 0, buffer.length, position).then((result) => result.bytesRead);
+    if (more === 0) return position;
+    onChunk(buffer.subarray(0, more));
+    position += more;
+  }
+}
+
+/**
+ * A file still being written, read back behind its writer: `written` bytes from its start are on
+ * the device already (written with O_DIRECT, so past any page cache), and `finalSize` is set once
+ * the writer flushed it and renamed it into place. `path` is where to open it now.
+ */
+export interface FollowedFile {
+  readonly path: string | undefined;
+  readonly written: number;
+  readonly finalSize: number | undefined;
+  /** Set when the writer gave up on the file: the reader stops at its next chunk. */
+  readonly aborted?: Error;
+  /** Resolves when `written` or `finalSize` changes (or at once when final). */
+  changed(): Promise<void>;
+}
+
+/**
+ * Opens a followed file where it is now: under its temporary name while it is written, or, when
+ * that name is gone (renamed into place meanwhile), under its final name once the writer says so.
+ */
+async function openFollowed(file: FollowedFile, bypassCache: boolean, probe: Buffer): Promise<OpenedForVerify> {
+  const final = file.finalSize !== undefined;
+  try {
+    return await openForRead(file.path!, bypassCache, probe);
+  } catch (error) {
+    if (final || (error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  while (file.finalSize === undefined) await file.changed();
+  return openForRead(file.path!, bypassCache, probe);
+}
+
+/**
+ * readThrough of a file while it is written: each chunk is read (past the page cache, as verify
+ * reads) as soon as the writer has it on the device, so reading back a large file overlaps its
+ * copy instead of following it. Bytes the writer did not report on the device (an unaligned tail,
+ * a file written through the page cache) are read only once the file is final (flushed, renamed).
+ */
+export async function readFollowing(
+  file: FollowedFile,
+  bypassCache: boolean,
+  onChunk: (chunk: Buffer) => void,
+  chunkSize = VERIFY_CHUNK,
+  depth = FOLLOW_DEPTH,
+): Promise<{ size: number; bypass: CacheBypass }> {
+  while (file.path === undefined || (file.finalSize === undefined && file.written < chunkSize)) await file.changed();
+  const ring = await takeRing(chunkSize, depth);
+  try {
+    const buffers = ring.slots;
+    const { handle, bypass } = await openFollowed(file, bypassCache, buffers[0]!.subarray(0, 4096));
+    try {
+      const queue: { slot: number; read: Promise<number> }[] = [];
+      let issued = 0;
+      let slots = 0;
+      let position = 0;
+      for (;;) {
+        if (file.aborted) throw file.aborted;
+        // A read is issued once its whole chunk is on the device, or once the file is final.
+        while (queue.length < depth && (file.finalSize === undefined ? file.written >= issued + chunkSize : issued < file.finalSize)) {
+          const slot = slots % depth;
+          slots += 1;
+          const read = handle.read(buffers[slot]!, 0, chunkSize, issued).then((result) => result.bytesRead);
+          read.catch(() => undefined);
+          queue.push({ slot, read });
+          issued += chunkSize;
+        }
+        const next = queue.shift();
+        if (!next) {
+          if (file.finalSize !== undefined) break;
+          await file.changed();
+          continue;
+        }
+        const bytesRead = await next.read;
+        if (bytesRead > 0) onChunk(buffers[next.slot]!.subarray(0, bytesRead));
+        position += bytesRead;
+        if (bytesRead < chunkSize) {
+          // The end (or a file that changed under us): once final, what remains is read in order.
+          for (const rest of queue.splice(0)) await rest.read.catch(() => 0);
+          while (file.finalSize === undefined) await file.changed();
+          position = await readRest(handle, buffers[next.slot]!, position, onChunk);
+          break;
+        }
+      }
+      return { size: position, bypass };
+    } finally {
+      await handle.close();
+    }
+  } finally {
+    ring.release();
   }
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { PARTIAL_SUFFIX } from './manifest.js';
 import { CancelledError, isSeedError, UsageError, VerificationError } from '../errors.js';
 import { BlockPool, ioBlocks, directWritesIn, openDirectWriter, openSource, readFullyAt, refusesDirect, DIRECT_ALIGN, type SourceFile } from './copy-io.js';
+import type { StreamHasher } from './hash-pool.js';
 
 export { BlockPool } from './copy-io.js';
 import { createExpectedDigestHasher } from './hf-cache.js';
@@ -202,8 +203,18 @@ export interface WriteSeedFileOptions {
   pool?: BlockPool;
   /** Bytes written so far (for progress). */
   onBytes?: (bytes: number) => void;
+  /**
+   * Called as the file's first `bytes` are on the device (written with O_DIRECT, no page cache in
+   * between), with the temporary file's path: a read-back can follow the copy.
+   */
+  onDevice?: (partialPath: string, bytes: number) => void;
   /** Hash and scan only; nothing is written (used to check whether a file on the media is current). */
   dryRun?: boolean;
+  /**
+   * Computes the file's sha256 on another thread (HashPool.hasher) instead of this one, which then
+   * only reads, scans and writes. A chunk's block is given back once it is hashed and written.
+   */
+  hasher?: StreamHasher;
   signal?: AbortSignal;
 }
 
@@ -234,18 +245,23 @@ class MediaFile {
   private failure: unknown;
   private writeback: Promise<void> | undefined;
   private unflushed = 0;
+  /** Writes in the order they were started, until every one before them is done too. */
+  private readonly order: { end: number; done: boolean; direct: boolean }[] = [];
+  /** Bytes from the start that direct writes put on the device (none written the ordinary way). */
+  private onDevice = 0;
 
   private constructor(
     private readonly plain: FileHandle,
     private direct: FileHandle | undefined,
     private readonly pool: BlockPool | undefined,
+    private readonly onDurable: ((bytes: number) => void) | undefined,
   ) {}
 
-  static async create(file: string, pool: BlockPool | undefined): Promise<MediaFile> {
+  static async create(file: string, pool: BlockPool | undefined, onDurable?: (bytes: number) => void): Promise<MediaFile> {
     const plain = await open(file, 'w', 0o644);
     try {
       const direct = pool && (await directWritesIn(path.dirname(file))) ? await openDirectWriter(file) : undefined;
-      return new MediaFile(plain, direct, pool);
+      return new MediaFile(plain, direct, pool, onDurable);
     } catch (error) {
       await plain.close().catch(() => undefined);
       throw error;
@@ -265,9 +281,14 @@ class MediaFile {
       done();
       throw this.failure;
     }
-    const pending: Promise<void> = (direct ? this.writeDirect(chunk, at) : this.writePlain(chunk, at)).then(
-      () => {
+    const record = { end: at + chunk.length, done: false, direct };
+    this.order.push(record);
+    const pending: Promise<void> = (direct ? this.writeDirect(chunk, at) : this.writePlain(chunk, at).then(() => false)).then(
+      (allDirect) => {
         this.writes.delete(pending);
+        record.done = true;
+        record.direct = allDirect;
+        this.advance();
         done();
       },
       (error: unknown) => {
@@ -283,7 +304,19 @@ class MediaFile {
     return this.direct !== undefined && this.pool !== undefined && this.pool.owns(chunk) && at % DIRECT_ALIGN === 0 && chunk.length >= DIRECT_ALIGN;
   }
 
-  private async writeDirect(chunk: Buffer, at: number): Promise<void> {
+  /**
+   * The bytes on the device from the file's start: a prefix of finished direct writes (an ordinary
+   * write stops it: its bytes sit in the page cache until the flush). Reported to onDurable, so a
+   * read-back can follow the copy.
+   */
+  private advance(): void {
+    const before = this.onDevice;
+    while (this.order[0]?.done && this.order[0].direct) this.onDevice = this.order.shift()!.end;
+    if (this.onDevice > before) this.onDurable?.(this.onDevice);
+  }
+
+  /** Writes the chunk with O_DIRECT; true when all of it went that way. */
+  private async writeDirect(chunk: Buffer, at: number): Promise<boolean> {
     const aligned = chunk.length - (chunk.length % DIRECT_ALIGN);
     let written = 0;
     try {
@@ -297,7 +330,9 @@ class MediaFile {
       if (!refusesDirect(error)) throw error;
       this.direct = undefined;
     }
-    if (written < chunk.length) await this.writePlain(chunk.subarray(written), at + written);
+    if (written === chunk.length) return true;
+    await this.writePlain(chunk.subarray(written), at + written);
+    return false;
   }
 
   private async writePlain(chunk: Buffer, at: number): Promise<void> {
@@ -370,7 +405,20 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
   // A blob named by its sha256 is checked against the main hash; git-sha1 needs a hash of its own.
   const gitSha1 = options.expected?.algorithm === 'git-sha1' ? createExpectedDigestHasher(options.expected, options.expectedSize ?? -1) : undefined;
   const partial = partialPathFor(options.destination);
-  const give = (chunk: Buffer) => options.pool?.give(chunk);
+  const hasher = options.hasher;
+  /** Chunks the hasher thread may still be reading: their blocks wait for it. */
+  const hashing = new Map<Buffer, Promise<void>>();
+  const give = (chunk: Buffer) => {
+    const pool = options.pool;
+    if (!pool) return;
+    const pending = hashing.get(chunk);
+    if (!pending) return pool.give(chunk);
+    hashing.delete(chunk);
+    void pending.then(
+      () => pool.give(chunk),
+      () => pool.give(chunk),
+    );
+  };
   let media: MediaFile | undefined;
   let size = 0;
   // Each chunk is written only after the next one was scanned: a secret across a chunk boundary
@@ -399,12 +447,18 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
   try {
     if (!options.dryRun) {
       await mkdir(path.dirname(options.destination), { recursive: true });
-      media = await MediaFile.create(partial, options.pool);
+      const onDevice = options.onDevice;
+      media = await MediaFile.create(partial, options.pool, onDevice ? (bytes) => onDevice(partial, bytes) : undefined);
     }
     for await (const chunk of options.chunks) {
       try {
         if (options.signal?.aborted) throw new CancelledError('Build cancelled: no manifest was written; run the same build again to finish the seed.');
-        hash.update(chunk);
+        if (hasher) {
+          const hashed = hasher.update(chunk);
+          // Its failure is the digest's (awaited below); the block comes back either way.
+          hashed.catch(() => undefined);
+          hashing.set(chunk, hashed);
+        } else hash.update(chunk);
         gitSha1?.update(chunk);
         options.scanner?.update(chunk);
         if (options.scanner?.blocked?.()) throw new ScannerBlocked(options.displayPath);
@@ -420,7 +474,7 @@ export async function writeSeedFile(options: WriteSeedFileOptions): Promise<Writ
     // The writes still in flight are not waited for: the next file's reads start meanwhile, and
     // commit() waits for them (and reports their errors) before the flush.
     media?.throwIfFailed();
-    const sha256 = hash.digest('hex');
+    const sha256 = hasher ? await hasher.digest() : hash.digest('hex');
     if (options.expectedSize !== undefined && size !== options.expectedSize) {
       throw new UsageError(`${options.displayPath} changed while being copied: expected ${options.expectedSize} bytes, read ${size}. Rerun the build.`);
     }

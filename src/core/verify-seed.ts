@@ -11,7 +11,7 @@ import { plural } from '../util/format.js';
 import { readFully } from '../util/read-fully.js';
 import { checkSourceArchive } from './archive-safety.js';
 import { checkCarriedInput } from './flake/verify-inputs.js';
-import { HashPool } from './hash-pool.js';
+import { HashPool, type HashOutcome } from './hash-pool.js';
 import { resolveModelBundle } from './model-bundle.js';
 import { CHECKSUMS_NAME, FORMAT_VERSION, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, SIGNATURE_NAME, parseChecksums, parseManifest, type Manifest } from './manifest.js';
 import { checkSignature, MAX_SIGNATURE_BYTES, signatureProblem, type SignatureReport } from './sign.js';
@@ -58,6 +58,18 @@ export interface VerifyOptions {
   onProgress?: ProgressHook;
   /** Aborting stops the reads at once (within one chunk) and rejects with CancelledError. */
   signal?: AbortSignal;
+  /**
+   * A hash pool to use (and leave open) instead of one of its own: a build's, whose workers read
+   * its files back while it copied. Its gate must have been made with the same scan settings.
+   */
+  pool?: HashPool;
+  /**
+   * Files already read back from the media by `pool` (a build reads each one back once it is
+   * flushed and renamed into place, while the next is copied): the outcome of that read (size,
+   * sha256 and leak scan of the bytes the device returned, past the page cache) stands for this
+   * verify's own read of the file.
+   */
+  readBack?: ReadonlyMap<string, Promise<HashOutcome>>;
 }
 
 export interface VerifyReport {
@@ -304,12 +316,20 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
   const unlistedBytes = [...unlistedSize.values()].reduce((sum, size) => sum + size, 0);
   const total = unlistedBytes + [...expected.values()].reduce((sum, file) => sum + Math.max(file.size, 0), 0);
   let done = 0;
-  const pool = new HashPool(options.scan ? { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets } : undefined, undefined, options.signal);
+  const pool = options.pool ?? new HashPool(options.scan ? { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets } : undefined, undefined, options.signal);
   const readOne = async (rel: string, size: number | undefined) => {
-    const outcome = await pool.run({ file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false, size }, (bytes) => {
+    const progress = (bytes: number) => {
       done += bytes;
       options.onProgress?.({ phase: 'verify', bytes: done, total, path: rel });
-    });
+    };
+    const earlier = options.readBack?.get(rel);
+    let outcome: HashOutcome;
+    if (earlier) {
+      outcome = await earlier;
+      progress(outcome.size);
+    } else {
+      outcome = await pool.run({ file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false, size }, progress);
+    }
     bypasses.push(outcome.bypass);
     checkedFiles += 1;
     checkedBytes += outcome.size;
@@ -399,7 +419,7 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
       }),
     );
   } finally {
-    await pool.close();
+    if (pool !== options.pool) await pool.close();
   }
   checked.push(`${checkedFiles} files: size and sha256${options.scan === false ? '' : ', and a leak scan of every byte'}`);
   if (options.signal?.aborted) throw new CancelledError();
