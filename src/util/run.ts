@@ -2,7 +2,7 @@
  * The one wrapper for subprocesses: array arguments, no shell, explicit cwd, a timeout,
  * stdin ignored unless given, one typed error carrying the command, exit code and stderr tail.
  */
-import { execa } from 'execa';
+import type { execa as Execa } from 'execa';
 import { CommandError } from '../errors.js';
 
 export interface RunOptions {
@@ -25,6 +25,17 @@ export interface RunResult {
   stderr: string;
 }
 
+let execaModule: Promise<typeof Execa> | undefined;
+
+/**
+ * execa, loaded on first use: with its dependencies it is 136 modules (~0.12 s of start-up), which a
+ * verify of a folder or a scan never needs.
+ */
+function loadExeca(): Promise<typeof Execa> {
+  execaModule ??= import('execa').then((module) => module.execa);
+  return execaModule;
+}
+
 /** execa 9 returns Uint8Array (not Buffer) for `encoding: 'buffer'`, and strings otherwise. */
 function asBuffer(value: unknown): Buffer {
   if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
@@ -36,6 +47,7 @@ function tail(text: string, lines = 3): string {
 }
 
 export async function run(command: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
+  const execa = await loadExeca();
   const result = await execa(command, args, {
     cwd: options.cwd,
     timeout: options.timeout ?? 120_000,
@@ -64,6 +76,7 @@ export async function run(command: string, args: readonly string[], options: Run
 
 /** True when `command` can be found on PATH. */
 export async function hasCommand(command: string): Promise<boolean> {
+  const execa = await loadExeca();
   const result = await execa('sh', ['-c', 'command -v "$1"', 'sh', command], { reject: false, stdin: 'ignore' });
   return result.exitCode === 0;
 }
