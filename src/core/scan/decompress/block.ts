@@ -5,7 +5,7 @@
  */
 import zlib from 'node:zlib';
 import { promisify } from 'node:util';
-import { FormatError } from '../formats/types.js';
+import { FormatError, type UnscannedReason } from '../formats/types.js';
 import { zstdExports } from './zstd.js';
 import { xzSharedInstance, XzStep } from './xz.js';
 import { lz4DecodeBlock } from './lz4.js';
@@ -102,4 +102,31 @@ async function xzBlock(input: Buffer, maxOutput: number): Promise<Buffer> {
     step.dispose();
   }
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
+}
+
+/** What a worker sends back for a block: its output, or why it could not be decoded. */
+export interface BlockReply {
+  id: number;
+  output?: ArrayBuffer;
+  error?: { reason: UnscannedReason; message: string };
+}
+
+/** An error as a worker reports it: a FormatError's reason, anything else `corrupt`. */
+export function failureOf(error: unknown): { reason: UnscannedReason; message: string } {
+  return { reason: error instanceof FormatError ? error.reason : 'corrupt', message: (error as Error)?.message ?? String(error) };
+}
+
+/**
+ * Decodes a block sent to a worker thread (see decompressBlock) and makes the reply to post back,
+ * with what to transfer: the output's own memory when it owns all of it, else a copy of its bytes.
+ */
+export async function blockReply(id: number, kind: BlockCompression, input: ArrayBuffer, maxOutput: number): Promise<{ reply: BlockReply; transfer: ArrayBuffer[] }> {
+  try {
+    const output = await decompressBlock(kind, Buffer.from(input), maxOutput);
+    const owned = output.byteOffset === 0 && output.byteLength === output.buffer.byteLength && output.buffer instanceof ArrayBuffer;
+    const buffer = owned ? (output.buffer as ArrayBuffer) : (output.buffer.slice(output.byteOffset, output.byteOffset + output.byteLength) as ArrayBuffer);
+    return { reply: { id, output: buffer }, transfer: [buffer] };
+  } catch (error) {
+    return { reply: { id, error: failureOf(error) }, transfer: [] };
+  }
 }

@@ -9,8 +9,8 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { FormatError, type UnscannedReason } from '../formats/types.js';
-import { decompressBlock, type BlockCompression } from './block.js';
+import { FormatError } from '../formats/types.js';
+import { decompressBlock, type BlockCompression, type BlockReply } from './block.js';
 
 export interface BlockPool {
   /** Decodes one block (see decompressBlock) on a worker, or on this thread when none runs. */
@@ -34,10 +34,12 @@ interface Slot {
   busy: Map<number, Pending>;
 }
 
-interface Reply {
-  id: number;
-  output?: ArrayBuffer;
-  error?: { reason: UnscannedReason; message: string };
+/**
+ * The parent's Node options for a worker, less those that would stop a worker started from a file
+ * (`--input-type`, `-e`).
+ */
+export function workerExecArgv(): string[] {
+  return process.execArgv.filter((arg) => !arg.startsWith('--input-type') && arg !== '-e' && arg !== '--eval');
 }
 
 /** Blocks in flight per worker: one decoding, one waiting, so a worker never idles between messages. */
@@ -89,13 +91,12 @@ export function createBlockPool(threads = availableParallelism()): BlockPool {
     for (let i = 0; i < threads; i++) {
       let worker: Worker;
       try {
-        // Not the parent's options: `--input-type` or `-e` there would stop a worker started from a file.
-        worker = new Worker(script, { execArgv: process.execArgv.filter((arg) => !arg.startsWith('--input-type') && arg !== '-e' && arg !== '--eval') });
+        worker = new Worker(script, { execArgv: workerExecArgv() });
       } catch {
         break;
       }
       const slot: Slot = { worker, busy: new Map() };
-      worker.on('message', (reply: Reply) => {
+      worker.on('message', (reply: BlockReply) => {
         const task = slot.busy.get(reply.id);
         if (!task) return;
         slot.busy.delete(reply.id);

@@ -23,7 +23,7 @@ import { MemberPool } from './member-pool.js';
 const GiB = 1024 ** 3;
 
 /** Blocks decoded on the calling thread. */
-const LOCAL_DECODER: BlockDecoder = { decompress: (kind, input, maxOutput) => decompressBlock(kind, input, maxOutput) };
+const LOCAL_DECODER: BlockDecoder = { decompress: decompressBlock };
 
 /** Bounds on what one top-level file may expand to. Hitting one is an `unscanned` finding (reason `limit`). */
 export interface ScanLimits {

@@ -17,8 +17,9 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, Worker } from 'node:worker_threads';
 import type { FileResult, FileTarget, ScanEnvironment } from '../file-scanner.js';
-import type { BlockCompression } from '../decompress/block.js';
-import { FormatError, type BlockDecoder, type MemberJob, type UnscannedReason } from '../formats/types.js';
+import type { BlockCompression, BlockReply } from '../decompress/block.js';
+import { workerExecArgv } from '../decompress/pool.js';
+import { FormatError, type BlockDecoder, type MemberJob } from '../formats/types.js';
 import type { ScanLimits } from './container-walker.js';
 
 /** Decoded member bytes queued or being scanned, across all workers: the pool's memory. */
@@ -49,15 +50,12 @@ export type PoolMessage =
   | { type: 'block'; id: number; kind: BlockCompression; input: ArrayBuffer; maxOutput: number }
   | { type: 'batch'; id: number; jobs: WireJob[]; bytes: ArrayBuffer };
 
-export interface PoolReply {
-  id: number;
-  output?: ArrayBuffer;
+export interface PoolReply extends BlockReply {
   /**
    * Per job of a batch: null when the member is one clean file with nothing to remember, a string
    * when it is clean but for the `unencrypted` fingerprint (that fingerprint).
    */
   results?: (FileResult | string | null)[];
-  error?: { reason: UnscannedReason; message: string };
 }
 
 interface Queued {
@@ -135,10 +133,8 @@ export class MemberPool implements BlockDecoder {
     const workers: Worker[] = [];
     for (let index = 0; index < Math.min(threads, 8); index++) {
       try {
-        // Not the parent's options: `--input-type` or `-e` there would stop a worker started from a file.
-        const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--input-type') && arg !== '-e' && arg !== '--eval');
         // A small young generation: a member's bytes live outside the heap, and every MB here is RSS.
-        workers.push(new Worker(url, { workerData: { environment }, execArgv, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } }));
+        workers.push(new Worker(url, { workerData: { environment }, execArgv: workerExecArgv(), resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } }));
       } catch {
         break;
       }

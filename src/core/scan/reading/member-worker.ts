@@ -6,9 +6,9 @@
  * pool's mirror of it.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { decompressBlock } from '../decompress/block.js';
+import { blockReply, decompressBlock, failureOf } from '../decompress/block.js';
 import { FileScanner, type FileResult, type ScanEnvironment } from '../file-scanner.js';
-import { FormatError, type UnscannedReason } from '../formats/types.js';
+import { FormatError } from '../formats/types.js';
 import { isNothing } from './file-task.js';
 import { FRAGMENT_SLOTS, type PoolMessage, type PoolReply, type WireJob } from './member-pool.js';
 import { unscannedFinding } from './unscanned.js';
@@ -28,17 +28,7 @@ parentPort!.on('message', (message: PoolMessage) => {
 
 async function handle(message: PoolMessage): Promise<void> {
   if (message.type === 'block') {
-    let reply: PoolReply;
-    const transfer: ArrayBuffer[] = [];
-    try {
-      const output = await decompressBlock(message.kind, Buffer.from(message.input), message.maxOutput);
-      const owned = output.byteOffset === 0 && output.byteLength === output.buffer.byteLength && output.buffer instanceof ArrayBuffer;
-      const buffer = owned ? (output.buffer as ArrayBuffer) : (output.buffer.slice(output.byteOffset, output.byteOffset + output.byteLength) as ArrayBuffer);
-      transfer.push(buffer);
-      reply = { id: message.id, output: buffer };
-    } catch (error) {
-      reply = { id: message.id, error: failure(error) };
-    }
+    const { reply, transfer } = await blockReply(message.id, message.kind, message.input, message.maxOutput);
     parentPort!.postMessage(reply, transfer);
     return;
   }
@@ -48,12 +38,8 @@ async function handle(message: PoolMessage): Promise<void> {
     for (const job of message.jobs) results.push(await scanJob(job, bytes));
     parentPort!.postMessage({ id: message.id, results } satisfies PoolReply);
   } catch (error) {
-    parentPort!.postMessage({ id: message.id, error: failure(error) } satisfies PoolReply);
+    parentPort!.postMessage({ id: message.id, error: failureOf(error) } satisfies PoolReply);
   }
-}
-
-function failure(error: unknown): { reason: UnscannedReason; message: string } {
-  return { reason: error instanceof FormatError ? error.reason : 'corrupt', message: (error as Error)?.message ?? String(error) };
 }
 
 /** The decoded fragment `key`, decoding it when its stored bytes came along; cache kept in step with the pool. */
