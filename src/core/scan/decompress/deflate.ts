@@ -112,10 +112,26 @@ async function gzipHeader(reader: ByteReader): Promise<void> {
   if (flags & 2) await readExact(reader, 2, 'header');
 }
 
-/** Members whose input left is at most this are inflated in one call (man pages, changelogs). */
-const SMALL_INPUT = 1024 * 1024;
-/** ...as long as their output stays under this; a bigger one is streamed instead. */
-const SMALL_OUTPUT = 8 * 1024 * 1024;
+/** Deflate data of at most this many bytes is inflated in one call (man pages, changelogs, jar classes)... */
+export const ONE_CALL_INPUT = 1024 * 1024;
+/** ...as long as its output stays under this; a bigger one is streamed instead. */
+export const ONE_CALL_OUTPUT = 8 * 1024 * 1024;
+
+/**
+ * Raw deflate data inflated in one synchronous call: the output and how many input bytes the
+ * deflate stream used, or undefined when the output would pass `maxOutput`. Throws FormatError
+ * ('truncated' for cut data, else 'corrupt'), its message led by `label`.
+ */
+export function inflateRawWhole(input: Buffer, maxOutput: number, label: string): { output: Buffer; used: number } | undefined {
+  try {
+    const result = zlib.inflateRawSync(input, { info: true, maxOutputLength: maxOutput }) as unknown as { buffer: Buffer; engine: zlib.InflateRaw };
+    return { output: result.buffer, used: result.engine.bytesWritten };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ERR_BUFFER_TOO_LARGE') return undefined;
+    throw new FormatError(code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt', `${label}: ${(error as Error).message}`);
+  }
+}
 /** Output of the one-call path is handed on in pieces of this size, like the streamed path's. */
 const OUT_PIECE = 256 * 1024;
 
@@ -127,21 +143,11 @@ const OUT_PIECE = 256 * 1024;
  * kept the garbage collector busy for a fifth of a scan.
  */
 async function inflateSmall(reader: ByteReader): Promise<Buffer | undefined> {
-  const rest = await reader.takeRest(SMALL_INPUT);
+  const rest = await reader.takeRest(ONE_CALL_INPUT);
   if (!rest) return undefined;
-  let result: { buffer: Buffer; engine: zlib.InflateRaw };
-  try {
-    result = zlib.inflateRawSync(rest, { info: true, maxOutputLength: SMALL_OUTPUT }) as unknown as { buffer: Buffer; engine: zlib.InflateRaw };
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ERR_BUFFER_TOO_LARGE') {
-      reader.unread(rest);
-      return undefined;
-    }
-    throw new FormatError(code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt', `gzip: ${(error as Error).message}`);
-  }
-  reader.unread(rest.subarray(result.engine.bytesWritten));
-  return result.buffer;
+  const whole = inflateRawWhole(rest, ONE_CALL_OUTPUT, 'gzip');
+  reader.unread(whole ? rest.subarray(whole.used) : rest);
+  return whole?.output;
 }
 
 /** One gzip member: header, deflate data, and a trailer checked against the output. */

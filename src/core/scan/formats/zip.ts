@@ -4,8 +4,9 @@
  * decompressors. An encrypted entry, or one in another method, is reported unreadable and skipped.
  */
 import { Readable } from 'node:stream';
-import { createInflateRaw, inflateRawSync } from 'node:zlib';
+import { createInflateRaw } from 'node:zlib';
 import type yauzl from 'yauzl';
+import { inflateRawWhole, ONE_CALL_INPUT, ONE_CALL_OUTPUT } from '../decompress/deflate.js';
 import { decompressStream, type Compression } from '../decompress/index.js';
 import { FormatError, type ByteSource, type FormatContext, type FormatHandler, type Member } from './types.js';
 
@@ -82,10 +83,6 @@ async function* entryBytes(stream: AsyncIterable<Buffer>): AsyncGenerator<Buffer
   }
 }
 
-/** Entries this small (most of a jar's classes) are inflated in one call (see inflatedSmall). */
-const SMALL_INPUT = 1024 * 1024;
-const SMALL_OUTPUT = 8 * 1024 * 1024;
-
 /**
  * A small deflated entry in one synchronous call: a stream per entry costs thread-pool round trips
  * and a 1 MiB output buffer each, and the jars of an installer image hold tens of thousands of them.
@@ -99,16 +96,9 @@ async function* inflatedSmall(raw: Readable, expected: number, name: string): As
   } finally {
     raw.destroy();
   }
-  let out: Buffer;
-  try {
-    // One byte more than the entry says, to tell "more than it says" from "as much".
-    out = inflateRawSync(parts.length === 1 ? parts[0]! : Buffer.concat(parts), { maxOutputLength: expected + 1 });
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ERR_BUFFER_TOO_LARGE') throw new FormatError('corrupt', `zip: ${name} inflates to more than the ${expected} bytes its entry says`);
-    throw new FormatError(code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt', `zip: ${name}: ${(error as Error).message}`);
-  }
-  if (out.length > expected) throw new FormatError('corrupt', `zip: ${name} inflates to more than the ${expected} bytes its entry says`);
+  // One byte more than the entry says, to tell "more than it says" from "as much".
+  const out = inflateRawWhole(parts.length === 1 ? parts[0]! : Buffer.concat(parts), expected + 1, `zip: ${name}`)?.output;
+  if (!out || out.length > expected) throw new FormatError('corrupt', `zip: ${name} inflates to more than the ${expected} bytes its entry says`);
   if (out.length !== expected) throw new FormatError('truncated', `zip: ${name} inflates to ${out.length} bytes, not the ${expected} its entry says`);
   if (out.length > 0) yield out;
 }
@@ -119,7 +109,7 @@ async function* inflatedSmall(raw: Readable, expected: number, name: string): As
  * central directory gives is checked.
  */
 async function* inflated(raw: Readable, expected: number, name: string, compressed: number): AsyncGenerator<Buffer> {
-  if (compressed <= SMALL_INPUT && expected <= SMALL_OUTPUT) {
+  if (compressed <= ONE_CALL_INPUT && expected <= ONE_CALL_OUTPUT) {
     yield* inflatedSmall(raw, expected, name);
     return;
   }
