@@ -628,32 +628,6 @@ async function memberJob(image: Image, ahead: ReadAhead, inode: FileInode, fragm
   return { compression: kind, maxBlock: blockSize, parts };
 }
 
-/** A job's bytes decoded here, part by part: a member's `stream()` when the walker does not take the job. */
-async function* decodeJob(job: MemberJob, pool: BlockPool): AsyncGenerator<Buffer> {
-  for (const part of job.parts) {
-    if (part.type === 'sparse') {
-      yield Buffer.alloc(part.length);
-      continue;
-    }
-    const what = part.type === 'block' ? 'a data block' : `fragment ${part.key.split(':').pop()}`;
-    let out = part.stored;
-    if (part.compressed) {
-      try {
-        out = await pool.decompress(job.compression, part.stored, job.maxBlock);
-      } catch (error) {
-        throw new FormatError(error instanceof FormatError ? error.reason : 'corrupt', `squashfs: ${what} does not decompress: ${(error as Error).message}`);
-      }
-    }
-    if (part.type === 'fragment') {
-      if (part.offset + part.length > out.length) throw corrupt(`a file's tail lies outside ${what}`);
-      yield out.subarray(part.offset, part.offset + part.length);
-    } else {
-      if (out.length !== part.length) throw corrupt(`${what} holds ${out.length} bytes where ${part.length} belong`);
-      yield out;
-    }
-  }
-}
-
 async function readStored(source: ByteSource, position: number, length: number): Promise<Buffer> {
   const raw = await source.read(position, length);
   if (raw.length < length) throw new FormatError('truncated', 'squashfs: a data block is cut short');
@@ -698,16 +672,10 @@ async function* squashfsMembers(input: ByteSource | AsyncIterable<Buffer>, conte
           size: inode.size,
           ...(job ? { job } : {}),
           stream: () => {
-            if (streamed) throw new Error(`squashfs: ${name} was already streamed`);
-            streamed = true;
-            return (async function* stream() {
-              try {
-                if (failure !== undefined) throw failure;
-                yield* decodeJob(job!, pool);
-              } catch (error) {
-                if (context.signal?.aborted) throw context.signal.reason;
-                context.unreadable(name, error instanceof FormatError ? error.reason : 'corrupt', (error as Error).message);
-              }
+            // A walker that asks for jobs scans every job it is offered (see FormatContext.jobsUpTo).
+            if (job) throw new Error(`squashfs: ${name} was offered as a job, not as a stream`);
+            return (async function* unreadable() {
+              context.unreadable(name, failure instanceof FormatError ? failure.reason : 'corrupt', (failure as Error).message);
             })();
           },
         };

@@ -35,8 +35,8 @@ export interface Member {
   stream(): AsyncIterable<Buffer>;
   /**
    * The member's still-compressed bytes as a job another thread can decode by itself (see
-   * reading/member-pool.ts), offered only when the walker said it takes jobs (`FormatContext.jobsUpTo`).
-   * `stream()` still works: it decodes the same parts here.
+   * reading/member-pool.ts), offered only when the walker said it takes jobs (`FormatContext.jobsUpTo`);
+   * the walker then scans it from the job, and `stream()` is not called.
    */
   job?: MemberJob;
 }
@@ -106,7 +106,8 @@ export interface FormatContext {
   problem(name: string, message: string): void;
   /**
    * Set when the walker scans members on other threads: a member of at most this many bytes may come
-   * with a `job` (its compressed bytes), which the walker hands to a thread that decodes and scans it.
+   * with a `job` (its compressed bytes), which the walker hands to a thread that decodes and scans it
+   * (every job: a format need not make such a member streamable too).
    */
   jobsUpTo?: number;
   /** Block decompressors on the walker's threads, for a format to use instead of starting its own. */

@@ -373,12 +373,13 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
     for await (const member of format.members(handlerInput, context)) {
       walk.checkSignal();
       current = child(target, member.name, member.size);
-      if (pool && member.job && member.size !== undefined && !format.transparent) {
+      if (pool && member.job) {
         // Decoded and scanned on a worker; the results are gathered at the end of the container.
-        walk.add(member.size, current);
-        await pool.reserve(member.size);
+        const size = member.job.parts.reduce((sum, part) => sum + part.length, 0);
+        walk.add(size, current);
+        await pool.reserve(size);
         const where = current;
-        const pending = pool.scan(where, member.job, walk.limitsLeft(level), member.size).catch((error: unknown): FileResult => {
+        const pending = pool.scan(where, member.job, walk.limitsLeft(level), size).catch((error: unknown): FileResult => {
           const result = empty();
           result.files = 1;
           result.findings.push(unscannedFinding(where, 'read-error', `${format.name}: the member was not scanned: ${(error as Error)?.message ?? String(error)}`));
