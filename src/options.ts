@@ -6,7 +6,8 @@ import path from 'node:path';
 import { UsageError } from './errors.js';
 import type { BuildOptions, ModelRequest } from './core/build-seed.js';
 import { DEFAULT_MODEL_STORE } from './core/manifest.js';
-import { resolvePath, type LoadedProfile } from './profile.js';
+import type { LoadedProfile } from './profile.js';
+import { resolvePath } from './util/resolve-path.js';
 import { parsePublicKeyLine } from './core/sign.js';
 
 /** Flags of `build` as commander parses them (all optional). */

@@ -3,7 +3,6 @@
  * Relative paths in a profile are relative to the profile file's folder; `~` is the home folder.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
@@ -146,9 +145,4 @@ export async function loadProfile(nameOrFile: string, cwd = process.cwd()): Prom
   return { name: path.basename(file).replace(/\.ya?ml$/i, ''), file, data };
 }
 
-/** Expands `~` and resolves relative paths against `base` (the profile's folder, or the cwd for flags). */
-export function resolvePath(value: string, base: string): string {
-  if (value === '~') return homedir();
-  if (value.startsWith('~/')) return path.join(homedir(), value.slice(2));
-  return path.resolve(base, value);
-}
+export { resolvePath } from './util/resolve-path.js';

@@ -2,7 +2,6 @@
 import path from 'node:path';
 import { buildSeed, planBuild, type BuildResult, type BuildSignature } from '../core/build-seed.js';
 import { UsageError } from '../errors.js';
-import { loadProfile } from '../profile.js';
 import { FLAG_FOR, resolveBuild, type BuildFlags } from '../options.js';
 import { plainProgress } from '../ui/plain-progress.js';
 import { formatBytes, formatDuration } from '../util/format.js';
@@ -10,7 +9,7 @@ import type { CommandContext } from './context.js';
 import { formatVerifyReport, verifyJson } from './verify.js';
 
 export async function runBuild(flags: BuildFlags, context: CommandContext): Promise<number> {
-  const profile = flags.profile !== undefined ? await loadProfile(flags.profile, context.cwd) : undefined;
+  const profile = flags.profile !== undefined ? await (await import('../profile.js')).loadProfile(flags.profile, context.cwd) : undefined;
   const resolved = resolveBuild(flags, profile, context.cwd);
   if (resolved.missing.length > 0) {
     throw new UsageError(`Missing ${resolved.missing.map((item) => FLAG_FOR[item]).join(' and ')}.`, ['Run `dubnium-seed` in a terminal for the interactive wizard, or see `dubnium-seed build --help`.']);

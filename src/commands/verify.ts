@@ -5,7 +5,6 @@ import { verifySeed, type VerifyReport } from '../core/verify-seed.js';
 import type { InstallerSection } from '../media/installer-verify.js';
 import { resolveExpectedSigner } from '../core/sign.js';
 import { UsageError } from '../errors.js';
-import { loadProfile } from '../profile.js';
 import { plainProgress } from '../ui/plain-progress.js';
 import { formatBytes, formatDuration, formatRate } from '../util/format.js';
 import type { CommandContext } from './context.js';
@@ -22,7 +21,7 @@ export interface VerifyFlags {
 }
 
 export async function runVerify(target: string, flags: VerifyFlags, context: CommandContext): Promise<number> {
-  const profile = flags.profile !== undefined ? await loadProfile(flags.profile, context.cwd) : undefined;
+  const profile = flags.profile !== undefined ? await (await import('../profile.js')).loadProfile(flags.profile, context.cwd) : undefined;
   const full = path.resolve(context.cwd, target);
   const info = await stat(full).catch(() => undefined);
   if (!info) throw new UsageError(`${full} does not exist; pass the seed partition's mount point, a device such as /dev/sdb3, or an image file.`);

@@ -22,7 +22,6 @@ import {
   MANIFEST_NAME,
   PARTIAL_SUFFIX,
   SIGNATURE_NAME,
-  parseManifest,
   renderChecksums,
   renderManifest,
   type Manifest,
@@ -144,14 +143,20 @@ export async function planBuild(options: BuildOptions): Promise<BuildPlan> {
   const warnings: string[] = [];
   // The key first: a passphrase prompt or a missing agent key is refused before any slow work.
   const signer = options.sign !== undefined ? await resolveSigner(options.sign) : undefined;
-  const source = await planSourceArchive(options.source);
+  // The repository (git subprocesses), the bundles and the target are looked at side by side, then
+  // awaited in this order: a failure is reported as when they ran one after another.
+  const target = path.resolve(options.target);
+  const sourcePlanned = planSourceArchive(options.source);
+  const bundlesResolved = options.models.map((request) => resolveModelBundle(path.resolve(request.path), { revision: request.revision, name: request.name }));
+  const targetInspected = inspectTarget(target);
+  for (const pending of [sourcePlanned, ...bundlesResolved, targetInspected]) pending.catch(() => undefined);
+  const source = await sourcePlanned;
+  const bundles: ModelBundle[] = [];
+  for (const resolved of bundlesResolved) bundles.push(await resolved);
+  const targetState = await targetInspected;
   if (source.dirty) warnings.push(`The repository has uncommitted changes (${source.changedPaths.length} paths); the archive holds the working tree as it is now.`);
   if (options.models.length === 0) warnings.push('No model bundles: the seed holds only the source archive.');
 
-  const bundles: ModelBundle[] = [];
-  for (const request of options.models) {
-    bundles.push(await resolveModelBundle(path.resolve(request.path), { revision: request.revision, name: request.name }));
-  }
   const seen = new Map<string, string>();
   for (const bundle of bundles) {
     const other = seen.get(bundle.name);
@@ -162,8 +167,6 @@ export async function planBuild(options: BuildOptions): Promise<BuildPlan> {
   const flake = await planFlakeInputsFor(source, options.flakeInputs);
   warnings.push(...flake.warnings);
 
-  const target = path.resolve(options.target);
-  const targetState = await inspectTarget(target);
   if (targetState.foreign.length > 0) {
     throw new UsageError(
       `Target ${target} holds files that are not part of a seed (${targetState.foreign.slice(0, 5).join(', ')}${targetState.foreign.length > 5 ? ', ...' : ''}); pass an empty folder or the seed partition's mount point.`,
@@ -276,6 +279,9 @@ async function buildSeedWith(workers: HashPool, options: BuildOptions, givenPlan
   //    secret never reaches the media, not even as a temporary file.
   options.onStep?.('archive', 'start', plan.source.fileName);
   const workDir = await mkdtemp(path.join(tmpdir(), 'dubnium-seed-'));
+  // Loaded now, used at the end: its ~0.13 s then overlaps the copy instead of following the last byte.
+  const manifestSchema = import('./manifest-schema.js');
+  manifestSchema.catch(() => undefined);
   const written: string[] = [];
   const reused: string[] = [];
   let journal: Journal | undefined;
@@ -429,7 +435,8 @@ async function buildSeedWith(workers: HashPool, options: BuildOptions, givenPlan
     const checksums = renderChecksums(manifestFiles);
     await writeAtomic(path.join(target, CHECKSUMS_NAME), checksums);
     const manifestText = renderManifest({ ...makeManifest(options, plan, manifestFiles, checksums), ...flakeManifest(plan.flake, carried.files, options.flakeInputs), ...(options.installer ? { installer: options.installer } : {}) });
-    const manifest = parseManifest(manifestText).manifest!;
+    // The build checks its own manifest with the verifier's schema; zod loaded while the files copied.
+    const manifest = (await manifestSchema).parseManifest(manifestText).manifest!;
     await writeAtomic(path.join(target, MANIFEST_NAME), manifestText);
     await journal.close();
     journal = undefined;
@@ -660,7 +667,7 @@ async function* once(buffer: Buffer): AsyncGenerator<Buffer> {
 
 async function readPreviousManifest(target: string): Promise<Manifest | undefined> {
   const text = await readFile(path.join(target, MANIFEST_NAME), 'utf8').catch(() => undefined);
-  return text === undefined ? undefined : parseManifest(text).manifest;
+  return text === undefined ? undefined : (await import('./manifest-schema.js')).parseManifest(text).manifest;
 }
 
 /** Removes payload files and partial files under source/ and models/ that the new seed does not list. */

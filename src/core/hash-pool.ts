@@ -165,6 +165,7 @@ export class HashPool {
    * workers beside it) and on again for the verify that follows.
    */
   private callerHashes = true;
+  private closed = false;
 
   /** The calling thread's gate, for its share of the files and for anything else the caller scans. */
   readonly gate: () => Promise<Gate>;
@@ -385,6 +386,8 @@ export class HashPool {
    * given a moment to close their files: the seed's filesystem may be unmounted next.
    */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     this.signal?.removeEventListener('abort', this.cancel);
     const running = [...this.following.entries()];
     for (const [id, followed] of running) followed.worker.postMessage({ follow: id, update: { aborted: 'the build stopped' } });

@@ -58,6 +58,10 @@ parentPort!.on('message', (message: (HashJob & { follow?: true }) | { follow: nu
 
 // Modules loaded: the pool hands this thread work that cannot wait (the copy's hashing) from now on.
 parentPort!.postMessage({ ready: true });
+// A pool given leak-gate options scans what it reads: the rules load now, while the caller is still
+// reading the manifest and walking the media, not when the first file arrives. A failure to load
+// them is reported by the first file that needs them.
+if (options.gate) gate().catch(() => undefined);
 // A pool that scans loads the leak gate now, while the caller is still busy elsewhere (its first
 // file's scan then need not wait); its failure is reported by the first job that needs it.
 if (options.gate) gate().catch(() => undefined);

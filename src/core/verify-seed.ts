@@ -13,7 +13,7 @@ import { checkSourceArchive } from './archive-safety.js';
 import { checkCarriedInput } from './flake/verify-inputs.js';
 import { HashPool, type HashOutcome } from './hash-pool.js';
 import { resolveModelBundle } from './model-bundle.js';
-import { CHECKSUMS_NAME, FORMAT_VERSION, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, SIGNATURE_NAME, parseChecksums, parseManifest, type Manifest } from './manifest.js';
+import { CHECKSUMS_NAME, FORMAT_VERSION, JOURNAL_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, SIGNATURE_NAME, parseChecksums, type Manifest } from './manifest.js';
 import { checkSignature, MAX_SIGNATURE_BYTES, signatureProblem, type SignatureReport } from './sign.js';
 import type { CacheBypass } from './read-direct.js';
 import { createHash } from 'node:crypto';
@@ -209,224 +209,238 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
     return report();
   }
 
-  const manifestRead = await readSmallFile(path.join(root, MANIFEST_NAME), MAX_MANIFEST_BYTES);
-  if (manifestRead.problem === 'missing') {
-    problems.push({
-      path: MANIFEST_NAME,
-      kind: 'incomplete',
-      message: 'The seed is incomplete: dubnium-seed.json is missing (an interrupted or failed build).',
-      action: 'Run the same build again; it finishes the seed without rewriting complete files.',
-    });
-  } else if (manifestRead.problem) {
-    problems.push({ path: MANIFEST_NAME, kind: 'manifest', message: `${MANIFEST_NAME} ${manifestRead.problem}`, action: 'Do not use this media; rebuild the seed.' });
-  } else {
-    const text = manifestRead.text!;
-    const parsed = parseManifest(text);
-    for (const message of parsed.problems) {
-      const newer = /has format (\d+);/.exec(message);
-      problems.push({
-        path: MANIFEST_NAME,
-        kind: 'manifest',
-        message,
-        action: newer && Number(newer[1]) > FORMAT_VERSION ? 'Verify it with the newer dubnium-seed that wrote it, or rebuild the seed with this version.' : 'Do not use this media; rebuild the seed (the manifest is damaged or was not written by dubnium-seed).',
-      });
-    }
-    // The builder writes JSON.stringify(manifest, null, 2) plus a newline, and selfSha256 covers
-    // those bytes; a change the digest line cannot see (its own indent, say) shows here.
-    if (parsed.manifest && !isCanonicalManifest(text)) {
-      problems.push({ path: MANIFEST_NAME, kind: 'manifest', message: `${MANIFEST_NAME} was changed after it was written (its layout is not the one dubnium-seed writes)`, action: 'Do not use this media; rebuild the seed.' });
-    } else {
-      manifest = parsed.manifest;
-    }
-    if (manifest) checked.push(`manifest: format ${manifest.format}, schema and self-digest`);
-  }
-
-  const checksumsRead = await readSmallFile(path.join(root, CHECKSUMS_NAME), MAX_MANIFEST_BYTES);
-  const listed = new Map<string, string>();
-  if (checksumsRead.problem) {
-    if (manifest || manifestRead.problem !== 'missing') {
-      problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} ${checksumsRead.problem === 'missing' ? 'is missing' : checksumsRead.problem}`, action: 'Do not use this media; rebuild the seed.' });
-    }
-  } else {
-    const parsed = parseChecksums(checksumsRead.text!);
-    for (const problem of parsed.problems) {
-      const escapes = problem.message.includes('leaves the seed root');
-      problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} line ${problem.line}: ${problem.message}`, action: escapes ? 'Do not use this media: it names a file outside the seed (that file was not read). Rebuild the seed.' : 'Do not use this media; rebuild the seed.' });
-    }
-    for (const entry of parsed.entries) listed.set(entry.path, entry.sha256);
-    if (manifest) {
-      const actual = createHash('sha256').update(checksumsRead.text!).digest('hex');
-      if (actual !== manifest.checksums.sha256) {
-        problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} does not match the digest the manifest records (it was changed or damaged)`, action: 'Do not use this media; rebuild the seed.', expected: manifest.checksums.sha256, actual });
-      }
-      const inManifest = new Map(manifest.files.map((file) => [file.path, file.sha256]));
-      for (const [file, sha] of listed) {
-        if (!inManifest.has(file)) problems.push({ path: file, kind: 'checksums', message: `${file} is in ${CHECKSUMS_NAME} but not in the manifest`, action: 'Do not use this media; rebuild the seed.' });
-        else if (inManifest.get(file) !== sha) problems.push({ path: file, kind: 'checksums', message: `${CHECKSUMS_NAME} and the manifest disagree on ${file}`, action: 'Do not use this media; rebuild the seed.' });
-      }
-      for (const file of inManifest.keys()) {
-        if (!listed.has(file)) problems.push({ path: file, kind: 'checksums', message: `${file} is in the manifest but not in ${CHECKSUMS_NAME}`, action: 'Do not use this media; rebuild the seed.' });
-      }
-      checked.push(`${CHECKSUMS_NAME}: agrees with the manifest`);
-    }
-  }
-
-  // What the media holds beyond what the manifest lists.
-  const expected = new Map<string, { size: number; sha256: string }>();
-  if (manifest) for (const file of manifest.files) expected.set(file.path, file);
-  else for (const [file, sha256] of listed) expected.set(file, { size: -1, sha256 });
-  const walked = await walk(root);
-  const entries = walked.entries;
-  const typeOf = new Map(entries.map((entry) => [entry.rel, entry.type]));
-  for (const folder of walked.unreadable) {
-    problems.push({ path: folder.rel, kind: 'unreadable', message: `the folder ${folder.rel} could not be listed (${folder.code})`, action: folder.code === 'EIO' ? READ_ERROR_ACTION : 'Check the media and rebuild the seed.' });
-  }
-  const expectedDirs = new Set<string>();
-  for (const file of expected.keys()) {
-    const parts = file.split('/');
-    for (let index = 1; index < parts.length; index += 1) expectedDirs.add(parts.slice(0, index).join('/'));
-  }
-  for (const entry of entries) {
-    if (entry.rel === MANIFEST_NAME || entry.rel === CHECKSUMS_NAME || expected.has(entry.rel)) continue;
-    // The signature is the manifest's, not a payload file: checked below (and leak-scanned like any file).
-    if (entry.rel === SIGNATURE_NAME && entry.type === 'file') continue;
-    if (entry.type === 'dir' && expectedDirs.has(entry.rel)) continue;
-    const base = path.posix.basename(entry.rel);
-    if (base.endsWith(PARTIAL_SUFFIX) || entry.rel === JOURNAL_NAME) {
-      problems.push({ path: entry.rel, kind: 'partial', message: `${entry.rel} is left from an interrupted build`, action: 'Run the same build again to finish the seed.' });
-    } else if (entry.type === 'dir') {
-      if (!entries.some((other) => other.rel.startsWith(`${entry.rel}/`))) problems.push({ path: entry.rel, kind: 'unexpected', message: `${entry.rel}/ is an empty folder the manifest does not list`, action: 'Remove it, or rebuild the seed.' });
-    } else {
-      problems.push({
-        path: entry.rel,
-        kind: entry.type === 'file' ? 'unexpected' : 'not-regular',
-        message: `${entry.rel} is on the media but not in the manifest${entry.type === 'symlink' ? ' (a symlink, not followed)' : entry.type === 'other' ? ' (not a regular file)' : ''}`,
-        action: entry.type === 'file' ? 'Remove it (something added after the build), or rebuild the seed.' : 'Do not use this media; rebuild the seed.',
-      });
-    }
-  }
-  checked.push('no files beyond those the manifest lists');
-
-  // Every listed file: regular, right size, right sha256, and clean. Only files the walk saw as
-  // regular files are opened, so a symlinked folder on the way is never passed through.
-  // Regular files the manifest does not list (added later, or left by an interrupted build) are
-  // on the media too: the leak scan reads them, though there is no digest to compare.
-  const unlistedFiles = options.scan === false ? [] : entries.filter((entry) => entry.type === 'file' && !expected.has(entry.rel) && entry.rel !== MANIFEST_NAME && entry.rel !== CHECKSUMS_NAME).map((entry) => entry.rel);
-  const unlistedSize = new Map(await Promise.all(unlistedFiles.map(async (rel) => [rel, await lstat(path.join(root, rel)).then((info) => info.size, () => 0)] as const)));
-  const unlistedBytes = [...unlistedSize.values()].reduce((sum, size) => sum + size, 0);
-  const total = unlistedBytes + [...expected.values()].reduce((sum, file) => sum + Math.max(file.size, 0), 0);
-  let done = 0;
+  // The hashing threads start now: their start-up and the leak rules they load overlap this thread
+  // reading the manifest (and loading its schema) and walking the media.
   const pool = options.pool ?? new HashPool(options.scan ? { allowlist: options.scan.allowlist, operatorSecrets: options.scan.operatorSecrets } : undefined, undefined, options.signal);
-  const readOne = async (rel: string, size: number | undefined) => {
-    const progress = (bytes: number) => {
-      done += bytes;
-      options.onProgress?.({ phase: 'verify', bytes: done, total, path: rel });
-    };
-    const earlier = options.readBack?.get(rel);
-    let outcome: HashOutcome;
-    if (earlier) {
-      outcome = await earlier;
-      progress(outcome.size);
-    } else {
-      outcome = await pool.run({ file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false, size }, progress);
-    }
-    bypasses.push(outcome.bypass);
-    checkedFiles += 1;
-    checkedBytes += outcome.size;
-    return outcome;
-  };
-  const keepFindings = (found: Finding[], corrupt: boolean) => {
-    for (const finding of found) {
-      // A damaged archive cannot be unpacked for scanning; that is the corruption already
-      // reported, not a credential. Real matches in a damaged file still count.
-      if (corrupt && UNSCANNABLE_KINDS.has(finding.kind)) continue;
-      (finding.allowed ? allowed : findings).push(finding);
-    }
-  };
-  const readProblem = (rel: string, error: unknown): VerifyProblem => {
-    // Cancelled is no problem of the media: it ends the verify (exit 130), with no report.
-    if (error instanceof CancelledError) throw error;
-    const code = errorCode(error);
-    return {
-      path: rel,
-      kind: code === 'ELOOP' ? 'not-regular' : 'unreadable',
-      message: code === 'ELOOP' ? `${rel} turned into a symlink while it was checked (not followed)` : `${rel} is unreadable: ${code === 'EIO' ? 'the media returned a read error (EIO)' : (code ?? (error as Error).message)}`,
-      action: code === 'EIO' ? READ_ERROR_ACTION : 'Check the media and rebuild the seed.',
-    };
-  };
+  if (options.scan) pool.gate().catch(() => undefined);
   try {
-    // The manifest and SHA256SUMS are on the media too: a credential written into them leaks as
-    // surely as one in a payload file. Their text, as read and parsed above, is scanned here (one
-    // too large or unreadable is the problem already reported, and is not opened again).
-    if (options.scan) {
-      const gate = await pool.gate();
-      for (const [rel, text] of [[MANIFEST_NAME, manifestRead.text], [CHECKSUMS_NAME, checksumsRead.text]] as const) {
-        if (text === undefined) continue;
-        const scanner = gate.open({ path: rel });
-        scanner.update(Buffer.from(text, 'utf8'));
-        keepFindings(await scanner.finish(), false);
-      }
-    }
-    await Promise.all(
-      unlistedFiles.map(async (rel) => {
-        try {
-          keepFindings((await readOne(rel, unlistedSize.get(rel))).findings, false);
-        } catch (error) {
-          problems.push(readProblem(rel, error));
-        }
-      }),
-    );
-    await Promise.all(
-      [...expected.entries()].map(async ([rel, want]) => {
-        const type = typeOf.get(rel);
-        const parts = rel.split('/');
-        const linkedFolder = parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/')).find((folder) => typeOf.get(folder) !== undefined && typeOf.get(folder) !== 'dir');
-        if (linkedFolder !== undefined) {
-          problems.push({ path: rel, kind: 'not-regular', message: `${rel} lies under ${linkedFolder}, which is ${typeOf.get(linkedFolder) === 'symlink' ? 'a symlink (not followed)' : 'not a folder'}`, action: 'Do not use this media; rebuild the seed.' });
-          return;
-        }
-        if (type === undefined) {
-          if (!walked.unreadable.some((folder) => within(rel, folder.rel) || folder.rel === '.')) {
-            problems.push({ path: rel, kind: 'missing', message: `${rel} is missing`, action: 'Rebuild the seed (rerunning the build restores it).' });
-          }
-          return;
-        }
-        if (type !== 'file') {
-          problems.push({ path: rel, kind: 'not-regular', message: `${rel} is ${type === 'symlink' ? 'a symlink' : type === 'dir' ? 'a folder' : 'not a regular file'}; seed files are always regular files and links are never followed`, action: 'Do not use this media; rebuild the seed.' });
-          return;
-        }
-        try {
-          const info = await lstat(path.join(root, rel));
-          if (!info.isFile()) {
-            problems.push({ path: rel, kind: 'not-regular', message: `${rel} changed into something other than a regular file while it was checked`, action: 'Do not use this media; rebuild the seed.' });
-            return;
-          }
-          const sizeWrong = want.size >= 0 && info.size !== want.size;
-          if (sizeWrong) {
-            problems.push({ path: rel, kind: 'size', message: `${rel} is ${info.size} bytes, the manifest says ${want.size}`, action: 'Rebuild the seed; the file is truncated or was changed.', expected: String(want.size), actual: String(info.size) });
-          }
-          // A file of the wrong size is still read through: its bytes must be leak-scanned.
-          if (sizeWrong && options.scan === false) return;
-          const outcome = await readOne(rel, info.size);
-          const corrupt = sizeWrong || outcome.sha256 !== want.sha256;
-          if (corrupt && !sizeWrong) {
-            problems.push({ path: rel, kind: 'corrupt', message: `${rel} does not match its checksum`, action: 'The media is damaged or the file was changed: rebuild the seed, and try another stick if it happens again.', expected: want.sha256, actual: outcome.sha256 });
-          }
-          keepFindings(outcome.findings, corrupt);
-        } catch (error) {
-          problems.push(readProblem(rel, error));
-        }
-      }),
-    );
+    return await checkAll(pool);
   } finally {
     if (pool !== options.pool) await pool.close();
   }
-  checked.push(`${checkedFiles} files: size and sha256${options.scan === false ? '' : ', and a leak scan of every byte'}`);
-  if (options.signal?.aborted) throw new CancelledError();
-  if (manifest) await checkPayloadStructure(root, manifest, typeOf, problems, checked);
-  if (manifestRead.text !== undefined) signature = await checkSeedSignature(root, manifestRead.text, typeOf.get(SIGNATURE_NAME), options.signer, problems, checked);
-  problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return report();
+
+  async function checkAll(pool: HashPool): Promise<VerifyReport> {
+    const manifestRead = await readSmallFile(path.join(root, MANIFEST_NAME), MAX_MANIFEST_BYTES);
+    if (manifestRead.problem === 'missing') {
+      problems.push({
+        path: MANIFEST_NAME,
+        kind: 'incomplete',
+        message: 'The seed is incomplete: dubnium-seed.json is missing (an interrupted or failed build).',
+        action: 'Run the same build again; it finishes the seed without rewriting complete files.',
+      });
+    } else if (manifestRead.problem) {
+      problems.push({ path: MANIFEST_NAME, kind: 'manifest', message: `${MANIFEST_NAME} ${manifestRead.problem}`, action: 'Do not use this media; rebuild the seed.' });
+    } else {
+      const text = manifestRead.text!;
+      // Loaded here, after the hashing threads have started: zod is ~0.13 s of start-up.
+      const { parseManifest } = await import('./manifest-schema.js');
+      const parsed = parseManifest(text);
+      for (const message of parsed.problems) {
+        const newer = /has format (\d+);/.exec(message);
+        problems.push({
+          path: MANIFEST_NAME,
+          kind: 'manifest',
+          message,
+          action: newer && Number(newer[1]) > FORMAT_VERSION ? 'Verify it with the newer dubnium-seed that wrote it, or rebuild the seed with this version.' : 'Do not use this media; rebuild the seed (the manifest is damaged or was not written by dubnium-seed).',
+        });
+      }
+      // The builder writes JSON.stringify(manifest, null, 2) plus a newline, and selfSha256 covers
+      // those bytes; a change the digest line cannot see (its own indent, say) shows here.
+      if (parsed.manifest && !isCanonicalManifest(text)) {
+        problems.push({ path: MANIFEST_NAME, kind: 'manifest', message: `${MANIFEST_NAME} was changed after it was written (its layout is not the one dubnium-seed writes)`, action: 'Do not use this media; rebuild the seed.' });
+      } else {
+        manifest = parsed.manifest;
+      }
+      if (manifest) checked.push(`manifest: format ${manifest.format}, schema and self-digest`);
+    }
+
+    const checksumsRead = await readSmallFile(path.join(root, CHECKSUMS_NAME), MAX_MANIFEST_BYTES);
+    const listed = new Map<string, string>();
+    if (checksumsRead.problem) {
+      if (manifest || manifestRead.problem !== 'missing') {
+        problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} ${checksumsRead.problem === 'missing' ? 'is missing' : checksumsRead.problem}`, action: 'Do not use this media; rebuild the seed.' });
+      }
+    } else {
+      const parsed = parseChecksums(checksumsRead.text!);
+      for (const problem of parsed.problems) {
+        const escapes = problem.message.includes('leaves the seed root');
+        problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} line ${problem.line}: ${problem.message}`, action: escapes ? 'Do not use this media: it names a file outside the seed (that file was not read). Rebuild the seed.' : 'Do not use this media; rebuild the seed.' });
+      }
+      for (const entry of parsed.entries) listed.set(entry.path, entry.sha256);
+      if (manifest) {
+        const actual = createHash('sha256').update(checksumsRead.text!).digest('hex');
+        if (actual !== manifest.checksums.sha256) {
+          problems.push({ path: CHECKSUMS_NAME, kind: 'checksums', message: `${CHECKSUMS_NAME} does not match the digest the manifest records (it was changed or damaged)`, action: 'Do not use this media; rebuild the seed.', expected: manifest.checksums.sha256, actual });
+        }
+        const inManifest = new Map(manifest.files.map((file) => [file.path, file.sha256]));
+        for (const [file, sha] of listed) {
+          if (!inManifest.has(file)) problems.push({ path: file, kind: 'checksums', message: `${file} is in ${CHECKSUMS_NAME} but not in the manifest`, action: 'Do not use this media; rebuild the seed.' });
+          else if (inManifest.get(file) !== sha) problems.push({ path: file, kind: 'checksums', message: `${CHECKSUMS_NAME} and the manifest disagree on ${file}`, action: 'Do not use this media; rebuild the seed.' });
+        }
+        for (const file of inManifest.keys()) {
+          if (!listed.has(file)) problems.push({ path: file, kind: 'checksums', message: `${file} is in the manifest but not in ${CHECKSUMS_NAME}`, action: 'Do not use this media; rebuild the seed.' });
+        }
+        checked.push(`${CHECKSUMS_NAME}: agrees with the manifest`);
+      }
+    }
+
+    // What the media holds beyond what the manifest lists.
+    const expected = new Map<string, { size: number; sha256: string }>();
+    if (manifest) for (const file of manifest.files) expected.set(file.path, file);
+    else for (const [file, sha256] of listed) expected.set(file, { size: -1, sha256 });
+    const walked = await walk(root);
+    const entries = walked.entries;
+    const typeOf = new Map(entries.map((entry) => [entry.rel, entry.type]));
+    for (const folder of walked.unreadable) {
+      problems.push({ path: folder.rel, kind: 'unreadable', message: `the folder ${folder.rel} could not be listed (${folder.code})`, action: folder.code === 'EIO' ? READ_ERROR_ACTION : 'Check the media and rebuild the seed.' });
+    }
+    const expectedDirs = new Set<string>();
+    for (const file of expected.keys()) {
+      const parts = file.split('/');
+      for (let index = 1; index < parts.length; index += 1) expectedDirs.add(parts.slice(0, index).join('/'));
+    }
+    for (const entry of entries) {
+      if (entry.rel === MANIFEST_NAME || entry.rel === CHECKSUMS_NAME || expected.has(entry.rel)) continue;
+      // The signature is the manifest's, not a payload file: checked below (and leak-scanned like any file).
+      if (entry.rel === SIGNATURE_NAME && entry.type === 'file') continue;
+      if (entry.type === 'dir' && expectedDirs.has(entry.rel)) continue;
+      const base = path.posix.basename(entry.rel);
+      if (base.endsWith(PARTIAL_SUFFIX) || entry.rel === JOURNAL_NAME) {
+        problems.push({ path: entry.rel, kind: 'partial', message: `${entry.rel} is left from an interrupted build`, action: 'Run the same build again to finish the seed.' });
+      } else if (entry.type === 'dir') {
+        if (!entries.some((other) => other.rel.startsWith(`${entry.rel}/`))) problems.push({ path: entry.rel, kind: 'unexpected', message: `${entry.rel}/ is an empty folder the manifest does not list`, action: 'Remove it, or rebuild the seed.' });
+      } else {
+        problems.push({
+          path: entry.rel,
+          kind: entry.type === 'file' ? 'unexpected' : 'not-regular',
+          message: `${entry.rel} is on the media but not in the manifest${entry.type === 'symlink' ? ' (a symlink, not followed)' : entry.type === 'other' ? ' (not a regular file)' : ''}`,
+          action: entry.type === 'file' ? 'Remove it (something added after the build), or rebuild the seed.' : 'Do not use this media; rebuild the seed.',
+        });
+      }
+    }
+    checked.push('no files beyond those the manifest lists');
+
+    // Every listed file: regular, right size, right sha256, and clean. Only files the walk saw as
+    // regular files are opened, so a symlinked folder on the way is never passed through.
+    // Regular files the manifest does not list (added later, or left by an interrupted build) are
+    // on the media too: the leak scan reads them, though there is no digest to compare.
+    const unlistedFiles = options.scan === false ? [] : entries.filter((entry) => entry.type === 'file' && !expected.has(entry.rel) && entry.rel !== MANIFEST_NAME && entry.rel !== CHECKSUMS_NAME).map((entry) => entry.rel);
+    const unlistedSize = new Map(await Promise.all(unlistedFiles.map(async (rel) => [rel, await lstat(path.join(root, rel)).then((info) => info.size, () => 0)] as const)));
+    const unlistedBytes = [...unlistedSize.values()].reduce((sum, size) => sum + size, 0);
+    const total = unlistedBytes + [...expected.values()].reduce((sum, file) => sum + Math.max(file.size, 0), 0);
+    let done = 0;
+    const readOne = async (rel: string, size: number | undefined) => {
+      const progress = (bytes: number) => {
+        done += bytes;
+        options.onProgress?.({ phase: 'verify', bytes: done, total, path: rel });
+      };
+      const earlier = options.readBack?.get(rel);
+      let outcome: HashOutcome;
+      if (earlier) {
+        outcome = await earlier;
+        progress(outcome.size);
+      } else {
+        outcome = await pool.run({ file: path.join(root, rel), relPath: rel, bypassCache: options.bypassCache ?? true, scan: options.scan !== false, size }, progress);
+      }
+      bypasses.push(outcome.bypass);
+      checkedFiles += 1;
+      checkedBytes += outcome.size;
+      return outcome;
+    };
+    const keepFindings = (found: Finding[], corrupt: boolean) => {
+      for (const finding of found) {
+        // A damaged archive cannot be unpacked for scanning; that is the corruption already
+        // reported, not a credential. Real matches in a damaged file still count.
+        if (corrupt && UNSCANNABLE_KINDS.has(finding.kind)) continue;
+        (finding.allowed ? allowed : findings).push(finding);
+      }
+    };
+    const readProblem = (rel: string, error: unknown): VerifyProblem => {
+      // Cancelled is no problem of the media: it ends the verify (exit 130), with no report.
+      if (error instanceof CancelledError) throw error;
+      const code = errorCode(error);
+      return {
+        path: rel,
+        kind: code === 'ELOOP' ? 'not-regular' : 'unreadable',
+        message: code === 'ELOOP' ? `${rel} turned into a symlink while it was checked (not followed)` : `${rel} is unreadable: ${code === 'EIO' ? 'the media returned a read error (EIO)' : (code ?? (error as Error).message)}`,
+        action: code === 'EIO' ? READ_ERROR_ACTION : 'Check the media and rebuild the seed.',
+      };
+    };
+    try {
+      // The manifest and SHA256SUMS are on the media too: a credential written into them leaks as
+      // surely as one in a payload file. Their text, as read and parsed above, is scanned here (one
+      // too large or unreadable is the problem already reported, and is not opened again).
+      if (options.scan) {
+        const gate = await pool.gate();
+        for (const [rel, text] of [[MANIFEST_NAME, manifestRead.text], [CHECKSUMS_NAME, checksumsRead.text]] as const) {
+          if (text === undefined) continue;
+          const scanner = gate.open({ path: rel });
+          scanner.update(Buffer.from(text, 'utf8'));
+          keepFindings(await scanner.finish(), false);
+        }
+      }
+      await Promise.all(
+        unlistedFiles.map(async (rel) => {
+          try {
+            keepFindings((await readOne(rel, unlistedSize.get(rel))).findings, false);
+          } catch (error) {
+            problems.push(readProblem(rel, error));
+          }
+        }),
+      );
+      await Promise.all(
+        [...expected.entries()].map(async ([rel, want]) => {
+          const type = typeOf.get(rel);
+          const parts = rel.split('/');
+          const linkedFolder = parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/')).find((folder) => typeOf.get(folder) !== undefined && typeOf.get(folder) !== 'dir');
+          if (linkedFolder !== undefined) {
+            problems.push({ path: rel, kind: 'not-regular', message: `${rel} lies under ${linkedFolder}, which is ${typeOf.get(linkedFolder) === 'symlink' ? 'a symlink (not followed)' : 'not a folder'}`, action: 'Do not use this media; rebuild the seed.' });
+            return;
+          }
+          if (type === undefined) {
+            if (!walked.unreadable.some((folder) => within(rel, folder.rel) || folder.rel === '.')) {
+              problems.push({ path: rel, kind: 'missing', message: `${rel} is missing`, action: 'Rebuild the seed (rerunning the build restores it).' });
+            }
+            return;
+          }
+          if (type !== 'file') {
+            problems.push({ path: rel, kind: 'not-regular', message: `${rel} is ${type === 'symlink' ? 'a symlink' : type === 'dir' ? 'a folder' : 'not a regular file'}; seed files are always regular files and links are never followed`, action: 'Do not use this media; rebuild the seed.' });
+            return;
+          }
+          try {
+            const info = await lstat(path.join(root, rel));
+            if (!info.isFile()) {
+              problems.push({ path: rel, kind: 'not-regular', message: `${rel} changed into something other than a regular file while it was checked`, action: 'Do not use this media; rebuild the seed.' });
+              return;
+            }
+            const sizeWrong = want.size >= 0 && info.size !== want.size;
+            if (sizeWrong) {
+              problems.push({ path: rel, kind: 'size', message: `${rel} is ${info.size} bytes, the manifest says ${want.size}`, action: 'Rebuild the seed; the file is truncated or was changed.', expected: String(want.size), actual: String(info.size) });
+            }
+            // A file of the wrong size is still read through: its bytes must be leak-scanned.
+            if (sizeWrong && options.scan === false) return;
+            const outcome = await readOne(rel, info.size);
+            const corrupt = sizeWrong || outcome.sha256 !== want.sha256;
+            if (corrupt && !sizeWrong) {
+              problems.push({ path: rel, kind: 'corrupt', message: `${rel} does not match its checksum`, action: 'The media is damaged or the file was changed: rebuild the seed, and try another stick if it happens again.', expected: want.sha256, actual: outcome.sha256 });
+            }
+            keepFindings(outcome.findings, corrupt);
+          } catch (error) {
+            problems.push(readProblem(rel, error));
+          }
+        }),
+      );
+    } finally {
+      // The threads are done with the files; what follows reads only the archive and the bundles.
+      if (pool !== options.pool) await pool.close();
+    }
+    checked.push(`${checkedFiles} files: size and sha256${options.scan === false ? '' : ', and a leak scan of every byte'}`);
+    if (options.signal?.aborted) throw new CancelledError();
+    if (manifest) await checkPayloadStructure(root, manifest, typeOf, problems, checked);
+    if (manifestRead.text !== undefined) signature = await checkSeedSignature(root, manifestRead.text, typeOf.get(SIGNATURE_NAME), options.signer, problems, checked);
+    problems.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    return report();
+  }
 }
 
 /**

@@ -7,7 +7,8 @@ import { buildSeed, planBuild, type BuildOptions } from '../../../src/core/build
 import { planFlakeInputs } from '../../../src/core/flake/carry.js';
 import { narHashOfInputArchive, checkCarriedInput } from '../../../src/core/flake/verify-inputs.js';
 import { fixedOutputSourcePath } from '../../../src/core/flake/store-path.js';
-import { MANIFEST_NAME, CHECKSUMS_NAME, parseManifest, renderChecksums, renderManifest } from '../../../src/core/manifest.js';
+import { MANIFEST_NAME, CHECKSUMS_NAME, renderChecksums, renderManifest } from '../../../src/core/manifest.js';
+import { parseManifest } from '../../../src/core/manifest-schema.js';
 import { verifySeed } from '../../../src/core/verify-seed.js';
 import { flakeInputLines, formatPlan } from '../../../src/ui/wizard/steps.js';
 import { tempDir } from '../../helpers/tmp.js';
