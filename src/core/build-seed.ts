@@ -664,7 +664,9 @@ async function copyScanned(
 async function hashOnMedia(file: string): Promise<string | undefined> {
   const hash = createHash('sha256');
   try {
-    await readThrough(file, true, (chunk) => hash.update(chunk));
+    await readThrough(file, true, (chunk) => {
+      hash.update(chunk);
+    });
     return hash.digest('hex');
   } catch {
     return undefined;

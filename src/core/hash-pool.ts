@@ -52,22 +52,36 @@ export function lazyGate(options: LeakGateOptions | undefined): () => Promise<Ga
   return () => (gate ??= import('./scan/index.js').then(({ createLeakGate }) => createLeakGate(options)));
 }
 
-/** One pass over the file: sha256 and (optionally) the leak scanner. With `follow`, behind its writer. */
-export async function hashAndScanFile(job: HashJob, gate: () => Promise<Gate>, onProgress?: (bytes: number) => void, signal?: AbortSignal, follow?: FollowedFile): Promise<HashOutcome> {
-  const hash = createHash('sha256');
+/**
+ * One pass over the file: sha256 and (optionally) the leak scanner. With `follow`, behind its
+ * writer. With `hasher`, the sha256 is computed by another thread (see HashPool.pump) while this
+ * one reads and scans.
+ */
+export async function hashAndScanFile(job: HashJob, gate: () => Promise<Gate>, onProgress?: (bytes: number) => void, signal?: AbortSignal, follow?: FollowedFile, hasher?: StreamHasher): Promise<HashOutcome> {
+  const hash = hasher ? undefined : createHash('sha256');
   let scanner: ReturnType<Gate['open']> | undefined;
   if (job.scan) scanner = (await gate()).open({ path: job.relPath, size: job.size });
-  const read = follow ? (onChunk: (chunk: Buffer) => void) => readFollowing(follow, job.bypassCache, onChunk) : (onChunk: (chunk: Buffer) => void) => readThrough(job.file, job.bypassCache, onChunk, undefined, undefined, job.size);
-  const { size, bypass } = await read((chunk) => {
+  const onChunk = (chunk: Buffer): Promise<void> | undefined => {
     // Checked per chunk (2 MiB): a cancelled verify stops within one read, whatever the file's size.
     if (signal?.aborted) throw new CancelledError();
-    hash.update(chunk);
     scanner?.update(chunk);
     onProgress?.(chunk.length);
-  });
+    if (hash) hash.update(chunk);
+    else return hasher!.update(chunk);
+    return undefined;
+  };
+  const { size, bypass } = follow
+    ? await readFollowing(follow, job.bypassCache, (chunk) => void onChunk(chunk))
+    : await readThrough(job.file, job.bypassCache, onChunk, undefined, undefined, job.size);
   const findings = scanner ? await scanner.finish() : [];
-  return { size, sha256: hash.digest('hex'), bypass, findings };
+  return { size, sha256: hash ? hash.digest('hex') : await hasher!.digest(), bypass, findings };
 }
+
+/**
+ * A file at least this large may be split between two threads (see HashPool.splitLargest): a seed
+ * whose largest file stands alone (one GGUF, an odd shard) then verifies on two cores, not one.
+ */
+const SPLIT_MIN_BYTES = 64 * 1024 * 1024;
 
 /** What a writer tells the thread that reads its file back: more is on the device, or it is final. */
 export type FollowUpdate = { path: string; written: number } | { path: string; finalSize: number } | { aborted: string };
@@ -143,6 +157,7 @@ interface HashStream {
   /** Resolvers of updates the worker has not acknowledged yet, in order. */
   pending: { resolve: () => void; reject: (error: Error) => void }[];
   digest?: { resolve: (sha256: string) => void; reject: (error: Error) => void };
+  failed?: Error;
 }
 
 export class HashPool {
@@ -166,6 +181,11 @@ export class HashPool {
    */
   private callerHashes = true;
   private closed = false;
+  /** Workers that died: never handed work again. */
+  private readonly dead = new Set<Worker>();
+  /** Files hashed on a worker while the calling thread read and scanned them (see pump). */
+  private splitFiles = 0;
+  private pumpScheduled = false;
 
   /** The calling thread's gate, for its share of the files and for anything else the caller scans. */
   readonly gate: () => Promise<Gate>;
@@ -217,6 +237,7 @@ export class HashPool {
         });
         // A worker that dies fails only the file it was on; the others and the calling thread go on.
         worker.on('error', (error) => {
+          this.dead.add(worker);
           for (const [id, stream] of this.streams) if (stream.worker === worker) this.failStream(id, error);
           for (const [id, followed] of this.following) {
             if (followed.worker !== worker) continue;
@@ -255,11 +276,20 @@ export class HashPool {
     if (this.signal?.aborted) return Promise.reject(new CancelledError());
     return new Promise((resolve, reject) => {
       this.queue.push({ job: { ...job, id: this.nextId++ }, resolve, reject, onProgress });
-      this.pump();
+      // Files queued in one go are all in the queue before any is handed out: whether the last one
+      // is split (see pump) depends on there being no other.
+      if (!this.pumpScheduled) {
+        this.pumpScheduled = true;
+        queueMicrotask(() => {
+          this.pumpScheduled = false;
+          this.pump();
+        });
+      }
     });
   }
 
   private pump(): void {
+    this.splitLargest();
     while (this.idle.length > 0 && this.queue.length > 0) {
       const worker = this.idle.pop()!;
       const entry = this.queue.shift()!;
@@ -279,6 +309,35 @@ export class HashPool {
           this.pump();
         });
     }
+  }
+
+  /**
+   * The calling thread takes the largest queued file and splits it with a worker when little else is
+   * left to do (the other queued and running files hold less than half its bytes): it reads and
+   * scans, the worker hashes the same chunks in shared memory between its own files. Otherwise one
+   * thread would read, hash and scan that file alone while the others ran out of work.
+   */
+  private splitLargest(): void {
+    if (!this.callerHashes || this.inThread > 0 || this.queue.length === 0) return;
+    const helper = this.workers.find((worker) => !this.dead.has(worker) && this.idle.includes(worker)) ?? this.workers.find((worker) => !this.dead.has(worker));
+    if (!helper) return;
+    let largest = 0;
+    for (let index = 1; index < this.queue.length; index += 1) if ((this.queue[index]!.job.size ?? 0) > (this.queue[largest]!.job.size ?? 0)) largest = index;
+    const size = this.queue[largest]!.job.size ?? 0;
+    if (size < SPLIT_MIN_BYTES) return;
+    let rest = 0;
+    for (const [index, entry] of this.queue.entries()) if (index !== largest) rest += entry.job.size ?? 0;
+    for (const entry of this.running.values()) rest += entry.job.size ?? 0;
+    if (rest * 2 >= size) return;
+    const [entry] = this.queue.splice(largest, 1);
+    this.splitFiles += 1;
+    this.inThread += 1;
+    hashAndScanFile(entry!.job, this.gate, entry!.onProgress, this.signal, undefined, this.streamOn(helper))
+      .then(entry!.resolve, entry!.reject)
+      .finally(() => {
+        this.inThread -= 1;
+        this.pump();
+      });
   }
 
   /**
@@ -317,13 +376,18 @@ export class HashPool {
   hasher(): StreamHasher | undefined {
     const worker = this.workers[0];
     if (!worker || this.signal?.aborted) return undefined;
+    return this.streamOn(worker);
+  }
+
+  private streamOn(worker: Worker): StreamHasher {
     const id = this.nextId++;
     const stream: HashStream = { worker, pending: [] };
     this.streams.set(id, stream);
-    let failed: Error | undefined;
     return {
       update: (chunk) => {
-        if (failed || !this.streams.has(id)) return Promise.reject(failed ?? new CancelledError());
+        // After a failure, what failed it (a dead worker, a cancel): not a generic cancel, which a
+        // verify would take for the operator's Ctrl-C.
+        if (stream.failed || !this.streams.has(id)) return Promise.reject(stream.failed ?? new CancelledError());
         return new Promise<void>((resolve, reject) => {
           stream.pending.push({ resolve, reject });
           // A chunk outside shared memory (not a pool block) is copied into some first.
@@ -332,7 +396,7 @@ export class HashPool {
         });
       },
       digest: () => {
-        if (!this.streams.has(id)) return Promise.reject(new CancelledError());
+        if (stream.failed || !this.streams.has(id)) return Promise.reject(stream.failed ?? new CancelledError());
         return new Promise<string>((resolve, reject) => {
           stream.digest = { resolve, reject };
           worker.postMessage({ stream: id, digest: true });
@@ -355,6 +419,7 @@ export class HashPool {
   private failStream(id: number, error: Error): void {
     const stream = this.streams.get(id);
     if (!stream) return;
+    stream.failed = error;
     this.streams.delete(id);
     for (const waiter of stream.pending.splice(0)) waiter.reject(error);
     stream.digest?.reject(error);
@@ -369,6 +434,11 @@ export class HashPool {
   /** Whether every worker thread has loaded its modules (work given earlier waits for them). */
   get ready(): boolean {
     return this.workers.length > 0 && this.readyWorkers >= this.workers.length;
+  }
+
+  /** How many files were split between the calling thread (reading, scanning) and a worker (hashing). */
+  get split(): number {
+    return this.splitFiles;
   }
 
   /** How many worker threads run. */

@@ -101,13 +101,19 @@ async function takeRing(chunkSize: number, depth: number): Promise<{ slots: Buff
 }
 
 /**
- * Reads a whole file in large aligned chunks, calling `onChunk` for each in order; the chunk is
- * only valid during the call. `depth` reads are in flight while `onChunk` runs.
+ * Takes each chunk read; the chunk is only valid during the call, or, when the call returns a
+ * promise, until that settles (a rejection fails the read).
+ */
+export type ChunkSink = (chunk: Buffer) => void | Promise<void>;
+
+/**
+ * Reads a whole file in large aligned chunks, calling `onChunk` for each in order (see ChunkSink).
+ * `depth` reads are in flight while `onChunk` runs.
  */
 export async function readThrough(
   file: string,
   bypassCache: boolean,
-  onChunk: (chunk: Buffer) => void,
+  onChunk: ChunkSink,
   chunkSize = VERIFY_CHUNK,
   depth = VERIFY_DEPTH,
   sizeHint?: number,
@@ -149,7 +155,7 @@ async function openForRead(file: string, bypassCache: boolean, probe: Buffer): P
   return { handle, bypass };
 }
 
-async function readRing(file: string, bypassCache: boolean, onChunk: (chunk: Buffer) => void, chunkSize: number, depth: number, buffers: Buffer[]): Promise<{ size: number; bypass: CacheBypass }> {
+async function readRing(file: string, bypassCache: boolean, onChunk: ChunkSink, chunkSize: number, depth: number, buffers: Buffer[]): Promise<{ size: number; bypass: CacheBypass }> {
   const { handle, bypass } = await openForRead(file, bypassCache, buffers[0]!.subarray(0, 4096));
   try {
     const { size: fileSize } = await handle.stat();
@@ -163,16 +169,20 @@ async function readRing(file: string, bypassCache: boolean, onChunk: (chunk: Buf
       const slot = index % depth;
       const bytesRead = await pending[slot]!;
       if (bytesRead === 0) break;
-      onChunk(buffers[slot]!.subarray(0, bytesRead));
+      const used = onChunk(buffers[slot]!.subarray(0, bytesRead));
       position += bytesRead;
       // The file may have grown or shrunk since stat: a short read that is not at the end is
       // followed by reads of what remains, in order.
       if (bytesRead < chunkSize) {
+        await used;
         for (let rest = 1; rest < depth; rest += 1) await pending[(slot + rest) % depth]!.catch(() => 0);
         position = await readRest(handle, buffers[slot]!, position, onChunk);
         break;
       }
-      pending[slot] = readAt(slot, (index + depth) * chunkSize);
+      // A sink still using the chunk (another thread hashing it) gets its slot back before the
+      // next read lands there; the other slots' reads go on meanwhile.
+      const next = (index + depth) * chunkSize;
+      pending[slot] = used ? used.then(() => readAt(slot, next)) : readAt(slot, next);
       pending[slot]!.catch(() => undefined);
     }
     return { size: position, bypass };
@@ -183,11 +193,11 @@ async function readRing(file: string, bypassCache: boolean, onChunk: (chunk: Buf
 }
 
 /** Reads from `position` to the end, one read at a time; returns the end. */
-async function readRest(handle: FileHandle, buffer: Buffer, position: number, onChunk: (chunk: Buffer) => void): Promise<number> {
+async function readRest(handle: FileHandle, buffer: Buffer, position: number, onChunk: ChunkSink): Promise<number> {
   for (;;) {
     const more = await handle.read(buffer, 0, buffer.length, position).then((result) => result.bytesRead);
     if (more === 0) return position;
-    onChunk(buffer.subarray(0, more));
+    await onChunk(buffer.subarray(0, more));
     position += more;
   }
 }

@@ -388,48 +388,70 @@ export async function verifySeed(options: VerifyOptions): Promise<VerifyReport> 
           }
         }),
       );
+      // Every file is looked at (lstat) before any is read, then all reads are queued at once: the
+      // pool sees the whole list, and splits the last file between two threads only when it is alone.
+      let unchecked = expected.size;
+      let allChecked!: () => void;
+      const checkedAll = new Promise<void>((resolve) => (allChecked = resolve));
+      if (unchecked === 0) allChecked();
       await Promise.all(
         [...expected.entries()].map(async ([rel, want]) => {
-          const type = typeOf.get(rel);
-          const parts = rel.split('/');
-          const linkedFolder = parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/')).find((folder) => typeOf.get(folder) !== undefined && typeOf.get(folder) !== 'dir');
-          if (linkedFolder !== undefined) {
-            problems.push({ path: rel, kind: 'not-regular', message: `${rel} lies under ${linkedFolder}, which is ${typeOf.get(linkedFolder) === 'symlink' ? 'a symlink (not followed)' : 'not a folder'}`, action: 'Do not use this media; rebuild the seed.' });
-            return;
-          }
-          if (type === undefined) {
-            if (!walked.unreadable.some((folder) => within(rel, folder.rel) || folder.rel === '.')) {
-              problems.push({ path: rel, kind: 'missing', message: `${rel} is missing`, action: 'Rebuild the seed (rerunning the build restores it).' });
+          let waited = false;
+          const waitForAll = () => {
+            if (!waited) {
+              waited = true;
+              if (--unchecked === 0) allChecked();
             }
-            return;
-          }
-          if (type !== 'file') {
-            problems.push({ path: rel, kind: 'not-regular', message: `${rel} is ${type === 'symlink' ? 'a symlink' : type === 'dir' ? 'a folder' : 'not a regular file'}; seed files are always regular files and links are never followed`, action: 'Do not use this media; rebuild the seed.' });
-            return;
-          }
+            return checkedAll;
+          };
           try {
-            const info = await lstat(path.join(root, rel));
-            if (!info.isFile()) {
-              problems.push({ path: rel, kind: 'not-regular', message: `${rel} changed into something other than a regular file while it was checked`, action: 'Do not use this media; rebuild the seed.' });
-              return;
-            }
-            const sizeWrong = want.size >= 0 && info.size !== want.size;
-            if (sizeWrong) {
-              problems.push({ path: rel, kind: 'size', message: `${rel} is ${info.size} bytes, the manifest says ${want.size}`, action: 'Rebuild the seed; the file is truncated or was changed.', expected: String(want.size), actual: String(info.size) });
-            }
-            // A file of the wrong size is still read through: its bytes must be leak-scanned.
-            if (sizeWrong && options.scan === false) return;
-            const outcome = await readOne(rel, info.size);
-            const corrupt = sizeWrong || outcome.sha256 !== want.sha256;
-            if (corrupt && !sizeWrong) {
-              problems.push({ path: rel, kind: 'corrupt', message: `${rel} does not match its checksum`, action: 'The media is damaged or the file was changed: rebuild the seed, and try another stick if it happens again.', expected: want.sha256, actual: outcome.sha256 });
-            }
-            keepFindings(outcome.findings, corrupt);
-          } catch (error) {
-            problems.push(readProblem(rel, error));
+            await checkOne(rel, want, waitForAll);
+          } finally {
+            void waitForAll();
           }
         }),
       );
+      async function checkOne(rel: string, want: { size: number; sha256: string }, waitForAll: () => Promise<void>): Promise<void> {
+        const type = typeOf.get(rel);
+        const parts = rel.split('/');
+        const linkedFolder = parts.slice(0, -1).map((_, index) => parts.slice(0, index + 1).join('/')).find((folder) => typeOf.get(folder) !== undefined && typeOf.get(folder) !== 'dir');
+        if (linkedFolder !== undefined) {
+          problems.push({ path: rel, kind: 'not-regular', message: `${rel} lies under ${linkedFolder}, which is ${typeOf.get(linkedFolder) === 'symlink' ? 'a symlink (not followed)' : 'not a folder'}`, action: 'Do not use this media; rebuild the seed.' });
+          return;
+        }
+        if (type === undefined) {
+          if (!walked.unreadable.some((folder) => within(rel, folder.rel) || folder.rel === '.')) {
+            problems.push({ path: rel, kind: 'missing', message: `${rel} is missing`, action: 'Rebuild the seed (rerunning the build restores it).' });
+          }
+          return;
+        }
+        if (type !== 'file') {
+          problems.push({ path: rel, kind: 'not-regular', message: `${rel} is ${type === 'symlink' ? 'a symlink' : type === 'dir' ? 'a folder' : 'not a regular file'}; seed files are always regular files and links are never followed`, action: 'Do not use this media; rebuild the seed.' });
+          return;
+        }
+        try {
+          const info = await lstat(path.join(root, rel));
+          if (!info.isFile()) {
+            problems.push({ path: rel, kind: 'not-regular', message: `${rel} changed into something other than a regular file while it was checked`, action: 'Do not use this media; rebuild the seed.' });
+            return;
+          }
+          const sizeWrong = want.size >= 0 && info.size !== want.size;
+          if (sizeWrong) {
+            problems.push({ path: rel, kind: 'size', message: `${rel} is ${info.size} bytes, the manifest says ${want.size}`, action: 'Rebuild the seed; the file is truncated or was changed.', expected: String(want.size), actual: String(info.size) });
+          }
+          // A file of the wrong size is still read through: its bytes must be leak-scanned.
+          if (sizeWrong && options.scan === false) return;
+          await waitForAll();
+          const outcome = await readOne(rel, info.size);
+          const corrupt = sizeWrong || outcome.sha256 !== want.sha256;
+          if (corrupt && !sizeWrong) {
+            problems.push({ path: rel, kind: 'corrupt', message: `${rel} does not match its checksum`, action: 'The media is damaged or the file was changed: rebuild the seed, and try another stick if it happens again.', expected: want.sha256, actual: outcome.sha256 });
+          }
+          keepFindings(outcome.findings, corrupt);
+        } catch (error) {
+          problems.push(readProblem(rel, error));
+        }
+      }
     } finally {
       // The threads are done with the files; what follows reads only the archive and the bundles.
       if (pool !== options.pool) await pool.close();

@@ -151,3 +151,66 @@ function openFilesUnder(dir: string): string[] {
   }
   return open;
 }
+
+describe('HashPool: a large file with little else to do', () => {
+  // Past the 64 MiB split threshold, with a token near the end and an unaligned tail.
+  const BIG = 80 * 1024 * 1024 + 4321;
+
+  it('is read and scanned by the calling thread and hashed by a worker: same digest, same findings', async () => {
+    const { HashPool } = await built();
+    const pool = new HashPool({ operatorSecrets: false }, 1);
+    pools.push(pool);
+    const dir = await tempDir();
+    const token = githubToken();
+    const bytes = randomBytes(BIG);
+    bytes.write(`\ntoken=${token}\n`, BIG - 10_000, 'latin1');
+    await writeFile(path.join(dir, 'model.gguf'), bytes);
+    await writeFile(path.join(dir, 'config.json'), '{"model_type":"llama"}');
+    const [big, small] = await Promise.all([
+      pool.run({ file: path.join(dir, 'model.gguf'), relPath: 'model.gguf', bypassCache: true, scan: true, size: BIG }),
+      pool.run({ file: path.join(dir, 'config.json'), relPath: 'config.json', bypassCache: true, scan: true, size: 22 }),
+    ]);
+    expect(pool.split).toBe(1);
+    expect(big.size).toBe(BIG);
+    expect(big.sha256).toBe(sha256(bytes));
+    expect(big.findings.map((finding) => finding.rule)).toContain('github-token');
+    expect(small.findings).toEqual([]);
+  });
+
+  it('is not split while other large files keep the threads busy', async () => {
+    const { HashPool } = await built();
+    const pool = new HashPool(undefined, 1);
+    pools.push(pool);
+    const dir = await tempDir();
+    const parts = [randomBytes(BIG), randomBytes(BIG)];
+    const outcomes = await Promise.all(
+      parts.map(async (bytes, index) => {
+        const file = path.join(dir, `shard-${index}.safetensors`);
+        await writeFile(file, bytes);
+        return file;
+      }),
+    ).then((files) => Promise.all(files.map((file, index) => pool.run({ file, relPath: path.basename(file), bypassCache: true, scan: false, size: parts[index]!.length }))));
+    expect(pool.split).toBe(0);
+    expect(outcomes.map((outcome) => outcome.sha256)).toEqual(parts.map(sha256));
+  });
+
+  it('fails the file, not the pool, when the hashing worker dies mid-file', async () => {
+    const { HashPool } = await built();
+    const pool = new HashPool(undefined, 1);
+    pools.push(pool);
+    await ready(pool);
+    const file = path.join(await tempDir(), 'model.gguf');
+    await writeFile(file, randomBytes(BIG));
+    const running = pool.run({ file, relPath: 'model.gguf', bypassCache: true, scan: false, size: BIG });
+    await new Promise((resolve) => setImmediate(resolve));
+    // The pool's only worker, found the way the pool sees it.
+    const worker = (pool as unknown as { workers: import('node:worker_threads').Worker[] }).workers[0]!;
+    worker.emit('error', new Error('the worker died'));
+    await expect(running).rejects.toThrow(/the worker died/);
+    expect(pool.split).toBe(1);
+    // The calling thread goes on alone, and the dead worker gets no more work.
+    const again = await pool.run({ file, relPath: 'model.gguf', bypassCache: true, scan: false, size: BIG });
+    expect(again.size).toBe(BIG);
+    expect(pool.split).toBe(1);
+  });
+});
