@@ -265,6 +265,31 @@ describe('SOPS awareness', () => {
     const report = await scanPaths([path.join(out, 'src.tar.gz')], quiet);
     expect(report.findings.map((f) => [f.path, f.inner, f.rule])).toEqual([['src.tar.gz', `${path.basename(root)}/secrets/decrypted.env`, 'sops-unencrypted-file']]);
   });
+
+  it('in a squashfs, applies a .sops.yaml deep in the store (files scanned on worker threads too); without one, the same files are clean', async () => {
+    const { root } = await sopsNixRepo();
+    // Many small files around it: the walker hands files up to 8 MiB to its member threads.
+    const files: Record<string, string> = { 'secrets/decrypted.env': 'TOKEN=plain\n' };
+    for (let index = 0; index < 40; index += 1) files[`modules/m${index}.nix`] = `{ ... }: { networking.hostName = "h${index}"; }\n`;
+    await writeTree(root, files);
+    const tree = await tempDir();
+    const store = path.join(tree, 'nix/store/0123456789abcdfghijklmnpqrsvwxyz-source');
+    await mkdir(path.dirname(store), { recursive: true });
+    execFileSync('cp', ['-r', root, store]);
+    await rm(path.join(store, '.git'), { recursive: true, force: true });
+    const out = await tempDir();
+    const image = path.join(out, 'store.squashfs');
+    execFileSync('mksquashfs', [tree, image, '-noappend', '-quiet', '-no-progress', '-comp', 'zstd']);
+    const report = await scanPaths([image], quiet);
+    expect(report.findings.map((f) => [f.inner, f.rule])).toEqual([['/nix/store/0123456789abcdfghijklmnpqrsvwxyz-source/secrets/decrypted.env', 'sops-unencrypted-file']]);
+
+    await rm(path.join(store, '.sops.yaml'));
+    const without = path.join(out, 'no-config.squashfs');
+    execFileSync('mksquashfs', [tree, without, '-noappend', '-quiet', '-no-progress', '-comp', 'zstd']);
+    const clean = await scanPaths([without], quiet);
+    expect(clean.findings).toEqual([]);
+    expect(clean.problems).toEqual([]);
+  });
 });
 
 describe('containers and encodings', () => {

@@ -302,7 +302,30 @@ interface Frame {
 }
 
 /** Every regular file, depth first in directory order (the order mksquashfs lays their data out). */
-async function* walkFiles(image: Image, signal: AbortSignal | undefined): AsyncGenerator<FileEntry> {
+function walkFiles(image: Image, signal: AbortSignal | undefined): AsyncGenerator<FileEntry> {
+  return walkTree(image, signal, true) as AsyncGenerator<FileEntry>;
+}
+
+const SOPS_CONFIG_NAME = /\/\.sops\.ya?ml$/;
+
+/**
+ * Whether a regular file in the image is named `.sops.yaml` or `.sops.yml`: the directories are
+ * read, no file's inode. Without one, no member's content fingerprint is needed (it serves only the
+ * rules of a `.sops.yaml` among a container's members), and the walker is told so. A directory
+ * table that cannot be read answers yes: the walk itself then reports what it cannot read.
+ */
+async function holdsSopsConfig(image: Image, signal: AbortSignal | undefined): Promise<boolean> {
+  try {
+    for await (const entry of walkTree(image, signal, false)) if (SOPS_CONFIG_NAME.test(entry.name)) return true;
+    return false;
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    return true;
+  }
+}
+
+/** The tree walk under walkFiles; with `withInodes` false, files are named without their inodes. */
+async function* walkTree(image: Image, signal: AbortSignal | undefined, withInodes: boolean): AsyncGenerator<{ name: string; inode?: FileInode }> {
   const root = image.superblock.rootInode;
   const rootInode = await image.inode(safeNumber(root >> 16n, 'the root inode'), Number(root & 0xffffn));
   if (rootInode.type !== 'dir') throw corrupt('the root inode is not a directory');
@@ -342,6 +365,10 @@ async function* walkFiles(image: Image, signal: AbortSignal | undefined): AsyncG
     const type = entry.readUInt16LE(4);
     if (type !== InodeType.Dir && type !== InodeType.File && type !== InodeType.ExtDir && type !== InodeType.ExtFile) continue; // symlinks, devices, fifos, sockets
     const path = `${frame.path}/${name}`;
+    if (!withInodes && (type === InodeType.File || type === InodeType.ExtFile)) {
+      yield { name: path };
+      continue;
+    }
     const inode = await image.inode(frame.inodeBlock, entry.readUInt16LE(0));
     if (inode.type === 'dir') {
       // Directories cannot be hard-linked: meeting one twice means a loop or a forged image.
@@ -645,6 +672,7 @@ async function* squashfsMembers(input: ByteSource | AsyncIterable<Buffer>, conte
   const threads = Math.max(1, availableParallelism());
   const own = context.decoder ? undefined : createBlockPool(threads);
   const pool: BlockPool = context.decoder ?? own!;
+  const ungoverned = !(await holdsSopsConfig(image, context.signal));
   const walk = walkFiles(image, context.signal);
   const jobsUpTo = context.jobsUpTo ?? -1;
   const ahead = new ReadAhead(image, pool, walk, Math.max(8, threads * 6), context.signal, jobsUpTo);
@@ -670,6 +698,7 @@ async function* squashfsMembers(input: ByteSource | AsyncIterable<Buffer>, conte
         yield {
           name,
           size: inode.size,
+          ...(ungoverned ? { sopsGoverned: false as const } : {}),
           ...(job ? { job } : {}),
           stream: () => {
             // A walker that asks for jobs scans every job it is offered (see FormatContext.jobsUpTo).
@@ -685,6 +714,7 @@ async function* squashfsMembers(input: ByteSource | AsyncIterable<Buffer>, conte
       yield {
         name,
         size: inode.size,
+        ...(ungoverned ? { sopsGoverned: false as const } : {}),
         stream: () => {
           if (streamed) throw new Error(`squashfs: ${name} was already streamed`);
           streamed = true;

@@ -39,6 +39,12 @@ export interface Member {
    * the walker then scans it from the job, and `stream()` is not called.
    */
   job?: MemberJob;
+  /**
+   * False when the container knows no `.sops.yaml` among its members can govern this one (a
+   * squashfs reads its directories first): the scanner then skips the content fingerprint that only
+   * such a rule needs. Absent when unknown.
+   */
+  sopsGoverned?: false;
 }
 
 /**

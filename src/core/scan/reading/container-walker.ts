@@ -373,6 +373,7 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
     for await (const member of format.members(handlerInput, context)) {
       walk.checkSignal();
       current = child(target, member.name, member.size);
+      if (member.sopsGoverned === false) current.sopsGoverned = false;
       if (pool && member.job) {
         // Decoded and scanned on a worker; the results are gathered at the end of the container.
         const size = member.job.parts.reduce((sum, part) => sum + part.length, 0);

@@ -4,7 +4,7 @@
  * with fragments, sparse files, hard links, uncompressed blocks and deep Nix-store paths, and a fake
  * host key must be found inside the right members.
  */
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { squashfs } from '../../../../src/core/scan/formats/squashfs.js';
@@ -37,6 +37,44 @@ async function roundTrip(args: string[]) {
     await source.close();
   }
 }
+
+describe('squashfs: members a .sops.yaml may govern', () => {
+  it('marks every member ungoverned when no file in the image is named .sops.yaml or .sops.yml, and none otherwise', async () => {
+    const dir = await tempDir();
+    const root = path.join(dir, 'root');
+    nixLikeTree(root, sshKey('ed25519').privateKey);
+    const names = async (image: string) => {
+      const source = await fileSource(image);
+      try {
+        const seen: [string, boolean | undefined][] = [];
+        for await (const member of squashfs.members(source, { unreadable: () => undefined, problem: () => undefined })) {
+          seen.push([member.name, member.sopsGoverned]);
+          for await (const chunk of member.stream()) void chunk;
+        }
+        return seen;
+      } finally {
+        await source.close();
+      }
+    };
+    const plain = path.join(dir, 'plain.squashfs');
+    mksquashfs(root, plain, ['-comp', 'zstd']);
+    const ungoverned = await names(plain);
+    expect(ungoverned.length).toBeGreaterThan(3);
+    expect(ungoverned.every(([, governed]) => governed === false)).toBe(true);
+
+    for (const config of ['.sops.yaml', '.sops.yml']) {
+      const deep = path.join(root, 'nix/store/deep/a/b');
+      mkdirSync(deep, { recursive: true });
+      writeFileSync(path.join(deep, config), 'creation_rules:\n  - path_regex: .*\n');
+      const image = path.join(dir, `${config}.squashfs`);
+      mksquashfs(root, image, ['-comp', 'zstd']);
+      const governed = await names(image);
+      expect(governed.map(([name]) => name)).toContain(`/nix/store/deep/a/b/${config}`);
+      expect(governed.every(([, flag]) => flag === undefined)).toBe(true);
+      rmSync(path.join(deep, config));
+    }
+  });
+});
 
 describe('squashfs', () => {
   it.each([
