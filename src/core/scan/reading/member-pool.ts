@@ -15,7 +15,7 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { isMainThread, Worker } from 'node:worker_threads';
+import { isMainThread, Worker, workerData } from 'node:worker_threads';
 import type { FileResult, FileTarget, ScanEnvironment } from '../file-scanner.js';
 import type { BlockCompression, BlockReply } from '../decompress/block.js';
 import { workerExecArgv } from '../decompress/pool.js';
@@ -123,13 +123,15 @@ export class MemberPool implements BlockDecoder {
 
   /**
    * A pool of `threads` workers, or undefined where workers are not to be had: TypeScript sources (no
-   * built worker script), a worker thread already, or `threads` < 1. The default is one per core
+   * built worker script), a worker thread other than the walk thread, or `threads` < 1. The default is one per core
    * beside the main thread's own (at least one): the main thread scans the large files, and on 2 cores
    * a second worker bought no time but cost 10% more CPU and 70 MB more RSS (its own heap and JIT).
    */
   static start(environment: ScanEnvironment, threads = Math.max(1, availableParallelism() - 1)): MemberPool | undefined {
     const url = workerUrl();
-    if (!url || !isMainThread || threads < 1) return undefined;
+    // From the main thread or the walk thread (walk-thread.ts), never from a member's own thread.
+    const walking = isMainThread || (workerData as { walkThread?: boolean } | undefined)?.walkThread === true;
+    if (!url || !walking || threads < 1) return undefined;
     const workers: Worker[] = [];
     for (let index = 0; index < Math.min(threads, 8); index++) {
       try {
