@@ -253,6 +253,13 @@ async function* sourceStream(source: ByteSource): AsyncGenerator<Buffer> {
  * a spool when one is set, and a stream format's handler (`iterable`). What the handler leaves
  * unread, `drain` reads: every byte is scanned flat whatever the handler did.
  */
+/**
+ * The piece a Feed gathers small chunks into for the scanner, reused: the scanner copies what it
+ * keeps (`FileScanner.update`), and a large member's thousands of 128 KiB blocks would otherwise each
+ * MiB be a new buffer (GBs on an image, freed only when the GC gets to them).
+ */
+let gatheredPiece: Buffer | undefined;
+
 class Feed {
   private index = 0;
   private pending: Buffer[] = [];
@@ -267,7 +274,14 @@ class Feed {
 
   private flush(): void {
     if (this.pendingBytes === 0) return;
-    this.scanner.update(this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes));
+    if (this.pending.length === 1) this.scanner.update(this.pending[0]!);
+    else {
+      if (!gatheredPiece || gatheredPiece.length < this.pendingBytes) gatheredPiece = Buffer.allocUnsafe(Math.max(this.pendingBytes, 2 * SCAN_PIECE));
+      let at = 0;
+      for (const chunk of this.pending) at += chunk.copy(gatheredPiece, at);
+      // Synchronous, and the scanner keeps copies: the piece is free again when it returns.
+      this.scanner.update(gatheredPiece.subarray(0, at));
+    }
     this.pending = [];
     this.pendingBytes = 0;
   }
