@@ -42,8 +42,13 @@ export interface ScanLimits {
 export const DEFAULT_LIMITS: ScanLimits = { maxDepth: 16, maxExpandedBytes: 256 * GiB, maxRatio: 1000 };
 /** The ratio is judged only after this much output, so small files never trip it. */
 export const RATIO_FLOOR = GiB;
-/** Streamed bytes are handed to the scanner in pieces of at least this (decompressors give 16-64 KiB). */
-const SCAN_PIECE = 1024 * 1024;
+/**
+ * Streamed bytes are handed to the scanner in pieces of at least this (decompressors give 16-64 KiB,
+ * squashfs 128 KiB). Under 1 MiB on purpose: a text piece becomes a string with the 64 KiB the window
+ * before it keeps, and Node makes a string of 1,031,913 bytes or more outside the V8 heap, where it is
+ * freed only when a collection gets to it; a smaller one is young-generation garbage that costs nothing.
+ */
+const SCAN_PIECE = 896 * 1024;
 const READ_CHUNK = 4 * 1024 * 1024;
 
 function describeBytes(bytes: number): string {
