@@ -50,9 +50,13 @@ export async function decompressBlock(kind: BlockCompression, input: Buffer, max
 
 let zstdScratch: { input: number; inputSize: number; output: number; outputSize: number } | undefined;
 
-/** Decodes a zstd block in the decoder's own memory: returns where its output lies there and its length. */
-async function zstdDecode(input: Buffer, maxOutput: number): Promise<{ z: Awaited<ReturnType<typeof zstdExports>>; at: number; length: number }> {
-  const z = await zstdExports();
+type ZstdExports = Awaited<ReturnType<typeof zstdExports>>;
+
+/**
+ * Decodes a zstd block in the decoder's own memory: returns where its output lies there and its
+ * length. Synchronous: the output area is shared, so it is read before anything else can decode.
+ */
+function zstdDecode(z: ZstdExports, input: Buffer, maxOutput: number): { at: number; length: number } {
   // One scratch input and output area, grown when needed and reused: blocks come by the thousand.
   if (!zstdScratch || zstdScratch.inputSize < input.length || zstdScratch.outputSize < maxOutput + 1) {
     if (zstdScratch) {
@@ -78,11 +82,12 @@ async function zstdDecode(input: Buffer, maxOutput: number): Promise<{ z: Awaite
     throw new FormatError('corrupt', `zstd block: error ${code}`);
   }
   if (ret > maxOutput) throw tooLarge('zstd', maxOutput);
-  return { z, at: outPtr, length: ret };
+  return { at: outPtr, length: ret };
 }
 
 async function zstdBlock(input: Buffer, maxOutput: number): Promise<Buffer> {
-  const { z, at, length } = await zstdDecode(input, maxOutput);
+  const z = await zstdExports();
+  const { at, length } = zstdDecode(z, input, maxOutput);
   return Buffer.from(new Uint8Array(z.memory.buffer, at, length));
 }
 
@@ -93,7 +98,8 @@ async function zstdBlock(input: Buffer, maxOutput: number): Promise<Buffer> {
  */
 export async function decompressBlockInto(kind: BlockCompression, input: Buffer, maxOutput: number, target: Buffer, at: number, expected: number): Promise<number> {
   if (kind === 'zstd') {
-    const { z, at: from, length } = await zstdDecode(input, maxOutput);
+    const z = await zstdExports();
+    const { at: from, length } = zstdDecode(z, input, maxOutput);
     if (length === expected) target.set(new Uint8Array(z.memory.buffer, from, length), at);
     return length;
   }
