@@ -254,17 +254,17 @@ async function* sourceStream(source: ByteSource): AsyncGenerator<Buffer> {
 }
 
 /**
- * One pass over streamed bytes that several consumers share: the flat scan (in pieces of SCAN_PIECE),
- * a spool when one is set, and a stream format's handler (`iterable`). What the handler leaves
- * unread, `drain` reads: every byte is scanned flat whatever the handler did.
- */
-/**
  * The piece a Feed gathers small chunks into for the scanner, reused: the scanner copies what it
  * keeps (`FileScanner.update`), and a large member's thousands of 128 KiB blocks would otherwise each
  * MiB be a new buffer (GBs on an image, freed only when the GC gets to them).
  */
 let gatheredPiece: Buffer | undefined;
 
+/**
+ * One pass over streamed bytes that several consumers share: the flat scan (in pieces of SCAN_PIECE),
+ * a spool when one is set, and a stream format's handler (`iterable`). What the handler leaves
+ * unread, `drain` reads: every byte is scanned flat whatever the handler did.
+ */
 class Feed {
   private index = 0;
   private pending: Buffer[] = [];
@@ -348,8 +348,8 @@ function keepMember(members: MemberResult[], seq: number, name: string, result: 
     members.push({ seq, name, result });
     return 0;
   }
-  if (result.unencrypted) members.push({ seq, name, fingerprint: result.unencrypted.fingerprint });
-  else return 1;
+  if (!result.unencrypted) return 1;
+  members.push({ seq, name, fingerprint: result.unencrypted.fingerprint });
   return 0;
 }
 
