@@ -42,6 +42,11 @@ export interface ScanEnvironment {
    * core but one (at least one), 0 reads them on the walking thread. Results are the same whatever the count.
    */
   memberThreads?: number;
+  /**
+   * False keeps the walk of a large container file on the calling thread; by default it runs on a
+   * thread of its own with a bounded young generation (see reading/walk-thread.ts). Same results.
+   */
+  walkThread?: boolean;
 }
 
 export interface FileTarget {

@@ -93,6 +93,8 @@ export interface ScanOptions extends LeakGateOptions {
   threads?: number;
   /** Threads that decode and scan the members of an image (squashfs); default one per core but one (at least one), 0 none. */
   memberThreads?: number;
+  /** False walks a large container file (an image) on the main thread rather than on a thread of its own; same results. */
+  walkThread?: boolean;
   /**
    * With one scanning thread, let a worker read small files ahead (see read-ahead.ts). Default: on
    * when the machine has more than one core and the scan has thousands of files.
@@ -280,6 +282,7 @@ function walkRoots(paths: string[], roots: string[], files: WalkEntry[], problem
 export async function scanPaths(paths: string[], options: ScanOptions = {}): Promise<ScanReport> {
   const { environment, loaded, identities } = await buildEnvironment(options);
   if (options.memberThreads !== undefined) environment.memberThreads = options.memberThreads;
+  if (options.walkThread !== undefined) environment.walkThread = options.walkThread;
   const files: WalkEntry[] = [];
   const problems: Problem[] = [];
   const sopsDirs = new Set<string>();

@@ -50,8 +50,13 @@ export async function decompressBlock(kind: BlockCompression, input: Buffer, max
 
 let zstdScratch: { input: number; inputSize: number; output: number; outputSize: number } | undefined;
 
-async function zstdBlock(input: Buffer, maxOutput: number): Promise<Buffer> {
-  const z = await zstdExports();
+type ZstdExports = Awaited<ReturnType<typeof zstdExports>>;
+
+/**
+ * Decodes a zstd block in the decoder's own memory: returns where its output lies there and its
+ * length. Synchronous: the output area is shared, so it is read before anything else can decode.
+ */
+function zstdDecode(z: ZstdExports, input: Buffer, maxOutput: number): { at: number; length: number } {
   // One scratch input and output area, grown when needed and reused: blocks come by the thousand.
   if (!zstdScratch || zstdScratch.inputSize < input.length || zstdScratch.outputSize < maxOutput + 1) {
     if (zstdScratch) {
@@ -77,7 +82,30 @@ async function zstdBlock(input: Buffer, maxOutput: number): Promise<Buffer> {
     throw new FormatError('corrupt', `zstd block: error ${code}`);
   }
   if (ret > maxOutput) throw tooLarge('zstd', maxOutput);
-  return Buffer.from(new Uint8Array(z.memory.buffer, outPtr, ret));
+  return { at: outPtr, length: ret };
+}
+
+async function zstdBlock(input: Buffer, maxOutput: number): Promise<Buffer> {
+  const z = await zstdExports();
+  const { at, length } = zstdDecode(z, input, maxOutput);
+  return Buffer.from(new Uint8Array(z.memory.buffer, at, length));
+}
+
+/**
+ * decompressBlock into `target` at `at`, written only when the block decodes to exactly `expected`
+ * bytes; returns the length it decodes to. A zstd block is copied straight from the decoder's memory
+ * (a member's blocks are not each made a buffer of their own first: on an image that is GBs).
+ */
+export async function decompressBlockInto(kind: BlockCompression, input: Buffer, maxOutput: number, target: Buffer, at: number, expected: number): Promise<number> {
+  if (kind === 'zstd') {
+    const z = await zstdExports();
+    const { at: from, length } = zstdDecode(z, input, maxOutput);
+    if (length === expected) target.set(new Uint8Array(z.memory.buffer, from, length), at);
+    return length;
+  }
+  const output = await decompressBlock(kind, input, maxOutput);
+  if (output.length === expected) output.copy(target, at);
+  return output.length;
 }
 
 async function xzBlock(input: Buffer, maxOutput: number): Promise<Buffer> {

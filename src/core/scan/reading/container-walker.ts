@@ -42,8 +42,13 @@ export interface ScanLimits {
 export const DEFAULT_LIMITS: ScanLimits = { maxDepth: 16, maxExpandedBytes: 256 * GiB, maxRatio: 1000 };
 /** The ratio is judged only after this much output, so small files never trip it. */
 export const RATIO_FLOOR = GiB;
-/** Streamed bytes are handed to the scanner in pieces of at least this (decompressors give 16-64 KiB). */
-const SCAN_PIECE = 1024 * 1024;
+/**
+ * Streamed bytes are handed to the scanner in pieces of at least this (decompressors give 16-64 KiB,
+ * squashfs 128 KiB). Under 1 MiB on purpose: a text piece becomes a string with the 64 KiB the window
+ * before it keeps, and Node makes a string of 1,031,913 bytes or more outside the V8 heap, where it is
+ * freed only when a collection gets to it; a smaller one is young-generation garbage that costs nothing.
+ */
+const SCAN_PIECE = 896 * 1024;
 const READ_CHUNK = 4 * 1024 * 1024;
 
 function describeBytes(bytes: number): string {
@@ -249,6 +254,13 @@ async function* sourceStream(source: ByteSource): AsyncGenerator<Buffer> {
 }
 
 /**
+ * The piece a Feed gathers small chunks into for the scanner, reused: the scanner copies what it
+ * keeps (`FileScanner.update`), and a large member's thousands of 128 KiB blocks would otherwise each
+ * MiB be a new buffer (GBs on an image, freed only when the GC gets to them).
+ */
+let gatheredPiece: Buffer | undefined;
+
+/**
  * One pass over streamed bytes that several consumers share: the flat scan (in pieces of SCAN_PIECE),
  * a spool when one is set, and a stream format's handler (`iterable`). What the handler leaves
  * unread, `drain` reads: every byte is scanned flat whatever the handler did.
@@ -267,7 +279,14 @@ class Feed {
 
   private flush(): void {
     if (this.pendingBytes === 0) return;
-    this.scanner.update(this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes));
+    if (this.pending.length === 1) this.scanner.update(this.pending[0]!);
+    else {
+      if (!gatheredPiece || gatheredPiece.length < this.pendingBytes) gatheredPiece = Buffer.allocUnsafe(Math.max(this.pendingBytes, 2 * SCAN_PIECE));
+      let at = 0;
+      for (const chunk of this.pending) at += chunk.copy(gatheredPiece, at);
+      // Synchronous, and the scanner keeps copies: the piece is free again when it returns.
+      this.scanner.update(gatheredPiece.subarray(0, at));
+    }
     this.pending = [];
     this.pendingBytes = 0;
   }
@@ -309,30 +328,49 @@ class Feed {
 
 type Input = { buffer: Buffer } | { stream: AsyncIterable<Buffer> } | { source: ByteSource };
 
+/**
+ * A member's result as a container keeps it until its end, for the merge and the `.sops.yaml` checks.
+ * A clean file is not kept at all (only counted), and one whose only note is its content fingerprint
+ * (most of an image's files, which a `.sops.yaml` among them might govern) as that string: an image's
+ * tens of thousands of members would otherwise each hold a result, a name and a promise to the end.
+ */
 interface MemberResult {
+  /** The member's place in the container: results from other threads come back out of order. */
+  seq: number;
   name: string;
-  result: FileResult;
-  /** A member scanned on another thread: its result, once there. */
-  pending?: Promise<FileResult>;
+  result?: FileResult;
+  fingerprint?: string;
+}
+
+/** Keeps what `result` (of member `seq`) needs to be kept; returns the files it counts when it is not kept. */
+function keepMember(members: MemberResult[], seq: number, name: string, result: FileResult): number {
+  if (result.files !== 1 || result.findings.length > 0 || result.problems.length > 0 || result.sopsConfigs.length > 0) {
+    members.push({ seq, name, result });
+    return 0;
+  }
+  if (!result.unencrypted) return 1;
+  members.push({ seq, name, fingerprint: result.unencrypted.fingerprint });
+  return 0;
 }
 
 /** Applies `.sops.yaml` files found among a container's members to the members they govern. */
 function applyMemberSopsRules(members: MemberResult[], parent: FileTarget, out: FileResult): void {
-  const configs = members.filter((member) => /(^|\/)\.sops\.ya?ml$/.test(member.name) && member.result.sopsConfigs.length > 0);
+  const configs = members.filter((member) => /(^|\/)\.sops\.ya?ml$/.test(member.name) && (member.result?.sopsConfigs.length ?? 0) > 0);
   for (const config of configs) {
     let parsed;
     try {
-      parsed = parseSopsConfig(config.result.sopsConfigs[0]!.text);
+      parsed = parseSopsConfig(config.result!.sopsConfigs[0]!.text);
     } catch (error) {
       out.problems.push({ path: parent.path, inner: joinInner(parent.inner, config.name), message: `cannot parse .sops.yaml: ${(error as Error).message}` });
       continue;
     }
     const dir = path.posix.dirname(config.name);
     for (const member of members) {
-      if (!member.result.unencrypted) continue;
+      const fingerprint = member.fingerprint ?? member.result?.unencrypted?.fingerprint;
+      if (fingerprint === undefined) continue;
       const relative = dir === '.' ? member.name : member.name.startsWith(`${dir}/`) ? member.name.slice(dir.length + 1) : undefined;
       if (relative === undefined || !mustBeEncrypted(parsed, relative)) continue;
-      const finding = unencryptedFinding(parent.path, joinInner(parent.inner, member.name), relative, member.result.unencrypted.fingerprint);
+      const finding = unencryptedFinding(parent.path, joinInner(parent.inner, member.name), relative, fingerprint);
       out.findings.push({ ...finding, chain: [...(chainOf(parent) ?? []), member.name] });
     }
   }
@@ -351,6 +389,12 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
   if (level > walk.limits.maxDepth) return depthFinding(target, format, walk.limits);
   const out = empty();
   const members: MemberResult[] = [];
+  let seq = 0;
+  /** Clean members, counted and not kept. */
+  let cleanFiles = 0;
+  /** Members on other threads whose results are not back yet, and who waits for the last. */
+  let outstanding = 0;
+  let allBack: (() => void) | undefined;
   const context: FormatContext = {
     ...(walk.signal ? { signal: walk.signal } : {}),
     name: baseName(target),
@@ -380,19 +424,27 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
         walk.add(size, current);
         await pool.reserve(size);
         const where = current;
-        const pending = pool.scan(where, member.job, walk.limitsLeft(level), size).catch((error: unknown): FileResult => {
-          const result = empty();
-          result.files = 1;
-          result.findings.push(unscannedFinding(where, 'read-error', `${format.name}: the member was not scanned: ${(error as Error)?.message ?? String(error)}`));
-          return result;
-        });
-        members.push({ name: member.name, result: empty(), pending });
+        const place = seq++;
+        const name = member.name;
+        outstanding += 1;
+        void pool
+          .scan(where, member.job, walk.limitsLeft(level), size)
+          .catch((error: unknown): FileResult => {
+            const result = empty();
+            result.files = 1;
+            result.findings.push(unscannedFinding(where, 'read-error', `${format.name}: the member was not scanned: ${(error as Error)?.message ?? String(error)}`));
+            return result;
+          })
+          .then((result) => {
+            cleanFiles += keepMember(members, place, name, result);
+            if (--outstanding === 0) allBack?.();
+          });
         walk.progress(undefined, current);
         current = undefined;
         continue;
       }
       const result = await scanBytes(walk, current, member.size, walk.count(member.stream(), current), member.source, level, format.transparent ? target : current);
-      members.push({ name: member.name, result });
+      cleanFiles += keepMember(members, seq++, member.name, result);
       if (!format.transparent) walk.progress(undefined, current);
       current = undefined;
       if (walk.tripped) break;
@@ -409,18 +461,20 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
   }
   if (pool) {
     pool.flush();
-    for (const member of members) {
-      if (!member.pending) continue;
-      member.result = await member.pending;
-      member.pending = undefined;
-    }
+    if (outstanding > 0) await new Promise<void>((resolve) => (allBack = resolve));
+    members.sort((a, b) => a.seq - b.seq);
     walk.checkSignal();
   }
   if (walk.tripped && !walk.reported) {
     walk.reported = true;
     out.findings.push(walk.tripped);
   }
+  out.files += cleanFiles;
   for (const { result } of members) {
+    if (!result) {
+      out.files += 1;
+      continue;
+    }
     out.findings.push(...result.findings);
     out.problems.push(...result.problems);
     out.files += result.files;

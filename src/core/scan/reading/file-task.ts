@@ -84,8 +84,8 @@ export type InsideProgress = (progress: WalkProgress) => void;
 
 async function streamLarge(task: FileTask, size: number, environment: ScanEnvironment, signal?: AbortSignal, onInside?: InsideProgress): Promise<TaskOutcome> {
   // Loaded on first use: a tree of small files never needs the walker or the archive readers.
-  const { scanLargeFile } = await import('./container-walker.js');
-  const result = await scanLargeFile(environment, { path: task.reported, size, sopsGoverned: task.sopsGoverned }, task.full, size, signal, onInside);
+  const { scanLargeFileOnThread } = await import('./walk-thread.js');
+  const result = await scanLargeFileOnThread(environment, { path: task.reported, size, sopsGoverned: task.sopsGoverned }, task.full, size, signal, onInside);
   return { result, bytes: size };
 }
 

@@ -6,7 +6,7 @@
  * pool's mirror of it.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { blockReply, decompressBlock, failureOf } from '../decompress/block.js';
+import { blockReply, decompressBlock, decompressBlockInto, failureOf } from '../decompress/block.js';
 import { FileScanner, type FileResult, type ScanEnvironment } from '../file-scanner.js';
 import { FormatError } from '../formats/types.js';
 import { isNothing } from './file-task.js';
@@ -51,7 +51,8 @@ async function fragment(job: WireJob, part: Extract<WireJob['parts'][number], { 
   } else {
     const stored = bytes.subarray(part.at, part.at + part.stored);
     try {
-      held = part.compressed ? Buffer.from(await decompressBlock(job.compression, stored, job.maxBlock)) : Buffer.from(stored);
+      // A decoded block is a buffer of its own already; stored bytes are copied out of the batch's.
+      held = part.compressed ? await decompressBlock(job.compression, stored, job.maxBlock) : Buffer.from(stored);
     } catch (error) {
       held = error instanceof FormatError ? error : new FormatError('corrupt', (error as Error).message);
     }
@@ -80,9 +81,11 @@ async function scanJob(job: WireJob, bytes: Buffer): Promise<FileResult | string
         if (!broken) tail.copy(scratch, filled);
       } else if (!broken) {
         const stored = bytes.subarray(part.at, part.at + part.stored);
-        const out = part.compressed ? await decompressBlock(job.compression, stored, job.maxBlock) : stored;
-        if (out.length !== part.length) throw new FormatError('corrupt', `squashfs: a data block holds ${out.length} bytes where ${part.length} belong`);
-        out.copy(scratch, filled);
+        // Decoded straight into the member's buffer (written only when the length is right).
+        let length = stored.length;
+        if (part.compressed) length = await decompressBlockInto(job.compression, stored, job.maxBlock, scratch, filled, part.length);
+        else if (length === part.length) stored.copy(scratch, filled);
+        if (length !== part.length) throw new FormatError('corrupt', `squashfs: a data block holds ${length} bytes where ${part.length} belong`);
       }
     } catch (error) {
       broken ??= error instanceof FormatError ? error : new FormatError('corrupt', (error as Error).message);
