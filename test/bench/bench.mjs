@@ -317,6 +317,11 @@ for (let run = 1; run <= RUNS; run += 1) {
 }
 const cpSpread = spread(times.cp);
 log(`cp -r + sync runs: ${times.cp.map((value) => value.toFixed(2)).join('s, ')}s (spread ${(cpSpread * 100).toFixed(0)}%)`);
+// verify's and the O_DIRECT read's runs are bound by the cold read of the stick: their spread says
+// how much of a ratio near its goal is the device's own variation.
+for (const [label, values] of [['verify', times.verify], ['O_DIRECT read', times.cpRead]]) {
+  log(`${label} runs: ${values.map((value) => value.toFixed(2)).join('s, ')}s (spread ${(spread(values) * 100).toFixed(0)}%)`);
+}
 if (cpSpread > 0.15) {
   log('');
   log('!!! WARNING: the cp baseline runs disagree by more than 15%: the device or the machine is not steady');

@@ -376,6 +376,14 @@ function applyMemberSopsRules(members: MemberResult[], parent: FileTarget, out: 
   }
 }
 
+/** A member a thread could not decode and scan (it stopped, or the scan ended): one file, unscanned. */
+function notScanned(where: FileTarget, format: FormatHandler, error: unknown): FileResult {
+  const result = empty();
+  result.files = 1;
+  result.findings.push(unscannedFinding(where, 'read-error', `${format.name}: the member was not scanned: ${(error as Error)?.message ?? String(error)}`));
+  return result;
+}
+
 function depthFinding(target: FileTarget, format: FormatHandler, limits: ScanLimits): FileResult {
   const out = empty();
   out.findings.push(
@@ -422,6 +430,15 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
         // Decoded and scanned on a worker; the results are gathered at the end of the container.
         const size = member.job.parts.reduce((sum, part) => sum + part.length, 0);
         walk.add(size, current);
+        if (pool.wouldWait(size)) {
+          // The workers are behind: this thread scans the member itself rather than wait for them.
+          const where = current;
+          const result = await pool.scanHere(where, member.job, walk.limitsLeft(level)).catch((error: unknown) => notScanned(where, format, error));
+          cleanFiles += keepMember(members, seq++, member.name, result);
+          walk.progress(undefined, current);
+          current = undefined;
+          continue;
+        }
         await pool.reserve(size);
         const where = current;
         const place = seq++;
@@ -429,12 +446,7 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
         outstanding += 1;
         void pool
           .scan(where, member.job, walk.limitsLeft(level), size)
-          .catch((error: unknown): FileResult => {
-            const result = empty();
-            result.files = 1;
-            result.findings.push(unscannedFinding(where, 'read-error', `${format.name}: the member was not scanned: ${(error as Error)?.message ?? String(error)}`));
-            return result;
-          })
+          .catch((error: unknown) => notScanned(where, format, error))
           .then((result) => {
             cleanFiles += keepMember(members, place, name, result);
             if (--outstanding === 0) allBack?.();

@@ -21,6 +21,7 @@ import type { BlockCompression, BlockReply } from '../decompress/block.js';
 import { workerExecArgv } from '../decompress/pool.js';
 import { FormatError, type BlockDecoder, type MemberJob } from '../formats/types.js';
 import type { ScanLimits } from './container-walker.js';
+import { MemberScanner } from './member-scan.js';
 
 /**
  * Decoded member bytes queued or being scanned, across all workers: the pool's memory. 8 MiB (four
@@ -109,6 +110,25 @@ function expand(result: FileResult | string | null | undefined): FileResult {
   return result;
 }
 
+/** Parts' stored bytes gathered for one buffer: `place` says where a part's bytes will lie in it. */
+class StoredBytes {
+  readonly chunks: Buffer[] = [];
+  size = 0;
+  readonly place = (stored: Buffer): number => {
+    const at = this.size;
+    this.chunks.push(stored);
+    this.size += stored.length;
+    return at;
+  };
+}
+
+/** A job's part as a worker gets it: its stored bytes placed in the batch buffer (a fragment's only with `send`). */
+function wirePart(part: MemberJob['parts'][number], place: (stored: Buffer) => number, send: boolean): WirePart {
+  if (part.type === 'sparse') return part;
+  if (part.type === 'block') return { type: 'block', at: place(part.stored), stored: part.stored.length, compressed: part.compressed, length: part.length };
+  return { type: 'fragment', key: part.key, at: send ? place(part.stored) : null, stored: part.stored.length, compressed: part.compressed, offset: part.offset, length: part.length };
+}
+
 export class MemberPool implements BlockDecoder {
   private readonly slots: Slot[];
   private queue: Queued[] = [];
@@ -118,7 +138,15 @@ export class MemberPool implements BlockDecoder {
   private nextId = 1;
   private closed = false;
 
-  private constructor(workers: Worker[]) {
+  /** The walking thread's own member scanner, for the jobs it takes while the workers are behind. */
+  private here: MemberScanner | undefined;
+  /** Members the walking thread scanned itself (see scanHere). */
+  private scannedHere = 0;
+
+  private constructor(
+    workers: Worker[],
+    private readonly environment: ScanEnvironment,
+  ) {
     this.slots = workers.map((worker) => ({ worker, load: 0, batches: new Map(), blocks: new Map(), fragments: [], dead: false }));
     for (const slot of this.slots) {
       slot.worker.on('message', (reply: PoolReply) => this.settle(slot, reply));
@@ -148,7 +176,7 @@ export class MemberPool implements BlockDecoder {
         break;
       }
     }
-    return workers.length > 0 ? new MemberPool(workers) : undefined;
+    return workers.length > 0 ? new MemberPool(workers, environment) : undefined;
   }
 
   /** Workers running now. */
@@ -180,6 +208,30 @@ export class MemberPool implements BlockDecoder {
       const message: PoolMessage = { type: 'block', id, kind, input: copy, maxOutput };
       slot.worker.postMessage(message, [copy]);
     });
+  }
+
+  /** Whether `bytes` more decoded bytes would have to wait for room in flight (see reserve). */
+  wouldWait(bytes: number): boolean {
+    return this.inFlight > 0 && this.inFlight + bytes > MAX_IN_FLIGHT;
+  }
+
+  /**
+   * Decodes and scans the member `target` from `job` on the calling (walking) thread, as a worker
+   * would: the walker does this instead of waiting while the workers are behind, so that on two
+   * cores neither thread idles. What is queued is sent first.
+   */
+  async scanHere(target: FileTarget, job: MemberJob, limits: Partial<ScanLimits>): Promise<FileResult> {
+    this.flush();
+    this.here ??= new MemberScanner(this.environment);
+    const stored = new StoredBytes();
+    const wire: WireJob = { target, limits, compression: job.compression, maxBlock: job.maxBlock, parts: job.parts.map((part) => wirePart(part, stored.place, true)) };
+    this.scannedHere += 1;
+    return expand(await this.here.scan(wire, stored.chunks.length === 1 ? stored.chunks[0]! : Buffer.concat(stored.chunks, stored.size)));
+  }
+
+  /** How many members the walking thread scanned itself. */
+  get scannedOnWalkingThread(): number {
+    return this.scannedHere;
   }
 
   /** Waits until `bytes` more decoded bytes fit in flight (always true when nothing is in flight). */
@@ -218,33 +270,25 @@ export class MemberPool implements BlockDecoder {
     }
     // One buffer for the batch's stored bytes, fragments the worker already holds left out.
     const jobs: WireJob[] = [];
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const place = (stored: Buffer): number => {
-      const at = size;
-      chunks.push(stored);
-      size += stored.length;
-      return at;
-    };
+    const stored = new StoredBytes();
+    const place = stored.place;
     for (const item of items) {
       const parts: WirePart[] = item.job.parts.map((part) => {
-        if (part.type === 'sparse') return part;
-        if (part.type === 'block') return { type: 'block', at: place(part.stored), stored: part.stored.length, compressed: part.compressed, length: part.length };
+        if (part.type !== 'fragment') return wirePart(part, place, true);
         const held = slot.fragments.indexOf(part.key);
         if (held >= 0) slot.fragments.splice(held, 1);
         else if (slot.fragments.length >= FRAGMENT_SLOTS) slot.fragments.shift();
         slot.fragments.push(part.key);
-        const at = held >= 0 ? null : place(part.stored);
-        return { type: 'fragment', key: part.key, at, stored: part.stored.length, compressed: part.compressed, offset: part.offset, length: part.length };
+        return wirePart(part, place, held < 0);
       });
       jobs.push({ target: item.target, limits: item.limits, compression: item.job.compression, maxBlock: item.job.maxBlock, parts });
       // Its stored bytes are copied into the batch: let go of the read buffers they are views of.
       item.job = SENT;
     }
-    const bytes = new ArrayBuffer(size);
+    const bytes = new ArrayBuffer(stored.size);
     const view = new Uint8Array(bytes);
     let offset = 0;
-    for (const chunk of chunks) {
+    for (const chunk of stored.chunks) {
       view.set(chunk, offset);
       offset += chunk.length;
     }

@@ -122,3 +122,48 @@ describe('member pool', () => {
     for (const report of [alone, pooled]) expect(report.findings.map((finding) => finding.rule)).toContain('unscanned-limit');
   });
 });
+
+describe('member pool: the walking thread takes jobs itself while the workers are behind', () => {
+  it('scans a job on the walking thread exactly as a worker does, fragments shared with other members or not', async () => {
+    const dist = path.join(fileURLToPath(new URL('../../../..', import.meta.url)), 'dist/core/scan');
+    const { MemberPool } = (await import(path.join(dist, 'reading/member-pool.js'))) as typeof import('../../../../src/core/scan/reading/member-pool.js');
+    const { squashfs } = (await import(path.join(dist, 'formats/squashfs.js'))) as typeof import('../../../../src/core/scan/formats/squashfs.js');
+    const { fileSource } = (await import(path.join(dist, 'formats/byte-source.js'))) as typeof import('../../../../src/core/scan/formats/byte-source.js');
+    const dir = await tempDir();
+    const root = path.join(dir, 'root');
+    const { smallPath } = tree(root);
+    const image = path.join(dir, 'store.squashfs');
+    mksquashfs(root, image, ['-comp', 'zstd', '-always-use-fragments']);
+    const pool = MemberPool.start({ operatorSecrets: [], allow: new Map() }, 1)!;
+    const source = await fileSource(image);
+    try {
+      let jobs = 0;
+      const seen: string[] = [];
+      for await (const member of squashfs.members(source, { jobsUpTo: 8 * 1024 * 1024, unreadable: () => undefined, problem: () => undefined })) {
+        if (!member.job) {
+          for await (const chunk of member.stream()) void chunk;
+          continue;
+        }
+        jobs += 1;
+        const target = { path: 'store.squashfs', inner: member.name, chain: [member.name] };
+        const size = member.job.parts.reduce((sum, part) => sum + part.length, 0);
+        const here = await pool.scanHere(target, member.job, {});
+        await pool.reserve(size);
+        const pending = pool.scan(target, member.job, {}, size);
+        pool.flush();
+        const there = await pending;
+        expect(shape(here.findings), member.name).toEqual(shape(there.findings));
+        expect(here.files).toBe(there.files);
+        expect(here.unencrypted?.fingerprint).toBe(there.unencrypted?.fingerprint);
+        seen.push(...here.findings.map((finding) => finding.inner ?? ''));
+      }
+      expect(jobs).toBeGreaterThan(200);
+      expect(pool.scannedOnWalkingThread).toBe(jobs);
+      // The token in a file whose tail lies in a fragment block shared with its neighbours.
+      expect(seen).toContain(smallPath);
+    } finally {
+      await source.close();
+      await pool.close();
+    }
+  });
+});
