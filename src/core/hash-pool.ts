@@ -183,7 +183,7 @@ export class HashPool {
   private closed = false;
   /** Workers that died: never handed work again. */
   private readonly dead = new Set<Worker>();
-  /** Files hashed on a worker while the calling thread read and scanned them (see pump). */
+  /** Files hashed on a worker while the calling thread read and scanned them (see splitLargest). */
   private splitFiles = 0;
   private pumpScheduled = false;
 
@@ -299,16 +299,18 @@ export class HashPool {
     }
     // The calling thread is one of the hashers too: it has nothing else to do meanwhile, and one
     // isolate fewer keeps peak memory down.
-    if (this.callerHashes && this.inThread === 0 && this.queue.length > 0) {
-      const entry = this.queue.shift()!;
-      this.inThread += 1;
-      hashAndScanFile(entry.job, this.gate, entry.onProgress, this.signal)
-        .then(entry.resolve, entry.reject)
-        .finally(() => {
-          this.inThread -= 1;
-          this.pump();
-        });
-    }
+    if (this.callerHashes && this.inThread === 0 && this.queue.length > 0) this.runHere(this.queue.shift()!);
+  }
+
+  /** Reads the file of `entry` on the calling thread (hashing it there, or on `hasher`'s worker). */
+  private runHere(entry: PoolEntry, hasher?: StreamHasher): void {
+    this.inThread += 1;
+    hashAndScanFile(entry.job, this.gate, entry.onProgress, this.signal, undefined, hasher)
+      .then(entry.resolve, entry.reject)
+      .finally(() => {
+        this.inThread -= 1;
+        this.pump();
+      });
   }
 
   /**
@@ -329,15 +331,8 @@ export class HashPool {
     for (const [index, entry] of this.queue.entries()) if (index !== largest) rest += entry.job.size ?? 0;
     for (const entry of this.running.values()) rest += entry.job.size ?? 0;
     if (rest * 2 >= size) return;
-    const [entry] = this.queue.splice(largest, 1);
     this.splitFiles += 1;
-    this.inThread += 1;
-    hashAndScanFile(entry!.job, this.gate, entry!.onProgress, this.signal, undefined, this.streamOn(helper))
-      .then(entry!.resolve, entry!.reject)
-      .finally(() => {
-        this.inThread -= 1;
-        this.pump();
-      });
+    this.runHere(this.queue.splice(largest, 1)[0]!, this.streamOn(helper));
   }
 
   /**
