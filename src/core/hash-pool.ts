@@ -133,8 +133,11 @@ function copyShared(chunk: Buffer): Buffer {
   return copy;
 }
 
-/** How long close() lets read-backs that were told to stop close their files. */
-const CLOSE_GRACE_MS = 2000;
+/**
+ * How long close() waits for workers that were told to stop to close their files (each does within
+ * one chunk's read; only a read stuck in the kernel on a failing device takes longer).
+ */
+const CLOSE_GRACE_MS = 10_000;
 
 type PoolEntry = { job: HashJob; resolve: (outcome: HashOutcome) => void; reject: (error: Error) => void; onProgress?: (bytes: number) => void };
 
@@ -186,6 +189,10 @@ export class HashPool {
   /** Files hashed on a worker while the calling thread read and scanned them (see splitLargest). */
   private splitFiles = 0;
   private pumpScheduled = false;
+  /** Stops the calling thread's files when the pool closes (see close). */
+  private readonly stopping = new AbortController();
+  /** The calling thread's files being read now. */
+  private readonly hereReading = new Set<Promise<unknown>>();
 
   /** The calling thread's gate, for its share of the files and for anything else the caller scans. */
   readonly gate: () => Promise<Gate>;
@@ -203,11 +210,12 @@ export class HashPool {
     if (existsSync(workerFile) && import.meta.url.endsWith('.js')) {
       for (let index = 0; index < workerCount; index += 1) {
         const worker = new Worker(workerFile, { workerData: { gate: gateOptions }, resourceLimits: WORKER_LIMITS });
-        worker.on('message', (message: WorkerMessage | { ready: true }) => {
+        worker.on('message', (message: WorkerMessage | { ready: true } | { stopped: true }) => {
           if ('ready' in message) {
             this.readyWorkers += 1;
             return;
           }
+          if ('stopped' in message) return; // see stopReading
           if ('stream' in message) {
             this.streamMessage(message);
             return;
@@ -289,6 +297,7 @@ export class HashPool {
   }
 
   private pump(): void {
+    if (this.closed) return;
     this.splitLargest();
     while (this.idle.length > 0 && this.queue.length > 0) {
       const worker = this.idle.pop()!;
@@ -305,12 +314,15 @@ export class HashPool {
   /** Reads the file of `entry` on the calling thread (hashing it there, or on `hasher`'s worker). */
   private runHere(entry: PoolEntry, hasher?: StreamHasher): void {
     this.inThread += 1;
-    hashAndScanFile(entry.job, this.gate, entry.onProgress, this.signal, undefined, hasher)
+    const signal = this.signal ? AbortSignal.any([this.signal, this.stopping.signal]) : this.stopping.signal;
+    const read = hashAndScanFile(entry.job, this.gate, entry.onProgress, signal, undefined, hasher)
       .then(entry.resolve, entry.reject)
       .finally(() => {
         this.inThread -= 1;
+        this.hereReading.delete(read);
         this.pump();
       });
+    this.hereReading.add(read);
   }
 
   /**
@@ -447,23 +459,47 @@ export class HashPool {
   }
 
   /**
-   * Stops the workers. Read-backs still running (a build that failed) are told to stop first and
-   * given a moment to close their files: the seed's filesystem may be unmounted next.
+   * Stops the workers. Files still being read (a build that failed) are stopped first and the
+   * workers given a moment to close them: the seed's filesystem may be unmounted next, and a
+   * worker terminated mid-read would keep its file open, and the filesystem busy, for as long as
+   * the process lives.
    */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.signal?.removeEventListener('abort', this.cancel);
-    const running = [...this.following.entries()];
-    for (const [id, followed] of running) followed.worker.postMessage({ follow: id, update: { aborted: 'the build stopped' } });
-    if (running.length > 0) {
+    const closedError = () => new Error('the build stopped');
+    for (const entry of this.queue.splice(0)) entry.reject(closedError());
+    this.stopping.abort();
+    const reading = this.workers.filter((worker) => !this.dead.has(worker) && (this.busy.has(worker) || [...this.following.values()].some((followed) => followed.worker === worker)));
+    if (reading.length > 0 || this.hereReading.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        Promise.allSettled(running.map(([, followed]) => followed.settled)),
+        Promise.all([...reading.map((worker) => this.stopReading(worker)), ...this.hereReading]),
         new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS))),
       ]);
       clearTimeout(timer);
     }
     await Promise.all(this.workers.map((worker) => worker.terminate()));
+    // Whatever a stopped worker never answered fails now, rather than waiting for good.
+    for (const id of [...this.streams.keys()]) this.failStream(id, closedError());
+    const left = [...this.running.values(), ...[...this.following.values()].map((followed) => followed.entry)];
+    this.running.clear();
+    this.following.clear();
+    for (const entry of left) entry.reject(closedError());
+  }
+
+  /** Tells `worker` to stop its files; resolves once it has closed them (or died). */
+  private stopReading(worker: Worker): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (message?: unknown) => {
+        if (message !== undefined && !(typeof message === 'object' && message !== null && 'stopped' in message)) return;
+        worker.off('message', done).off('error', settle).off('exit', settle);
+        resolve();
+      };
+      const settle = () => done();
+      worker.on('message', done).on('error', settle).on('exit', settle);
+      worker.postMessage({ stop: true });
+    });
   }
 }

@@ -5,6 +5,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
+import { CancelledError } from '../errors.js';
 import { FollowState, hashAndScanFile, lazyGate, type FollowUpdate, type HashJob } from './hash-pool.js';
 import type { LeakGateOptions } from './scan/index.js';
 
@@ -13,6 +14,21 @@ const gate = lazyGate(options.gate);
 
 /** Files read back behind their writer (HashPool.follow), by job id. */
 const followed = new Map<number, FollowState>();
+
+/**
+ * Stops every file this thread reads (HashPool.close after a failed build): each closes its file
+ * within one chunk, so the seed's filesystem can be unmounted once the pool is told they are done.
+ * A worker terminated mid-read would leave its file open for as long as the process lives.
+ */
+const stopping = new AbortController();
+/** The files being read now, settled or not. */
+const reading = new Set<Promise<unknown>>();
+
+function stop(): void {
+  for (const follow of followed.values()) follow.update({ aborted: 'the build stopped' });
+  stopping.abort();
+  void Promise.allSettled([...reading]).then(() => parentPort!.postMessage({ stopped: true }));
+}
 
 /** sha256 streams of chunks in the caller's shared memory (HashPool.hasher), by id. */
 const streams = new Map<number, Hash>();
@@ -36,7 +52,11 @@ function onStream(message: StreamMessage): void {
   }
 }
 
-parentPort!.on('message', (message: (HashJob & { follow?: true }) | { follow: number; update: FollowUpdate } | StreamMessage) => {
+parentPort!.on('message', (message: (HashJob & { follow?: true }) | { follow: number; update: FollowUpdate } | StreamMessage | { stop: true }) => {
+  if ('stop' in message) {
+    stop();
+    return;
+  }
   if ('stream' in message) {
     onStream(message);
     return;
@@ -48,12 +68,19 @@ parentPort!.on('message', (message: (HashJob & { follow?: true }) | { follow: nu
   const job = message as HashJob & { follow?: true };
   const follow = job.follow ? new FollowState() : undefined;
   if (follow) followed.set(job.id, follow);
-  hashAndScanFile(job, gate, (bytes) => parentPort!.postMessage({ id: job.id, progress: bytes }), undefined, follow)
-    .finally(() => followed.delete(job.id))
+  if (stopping.signal.aborted) follow?.update({ aborted: 'the build stopped' });
+  const read = hashAndScanFile(job, gate, (bytes) => parentPort!.postMessage({ id: job.id, progress: bytes }), stopping.signal, follow);
+  reading.add(read);
+  read
+    .finally(() => {
+      followed.delete(job.id);
+      reading.delete(read);
+    })
     .then(
-    (result) => parentPort!.postMessage({ id: job.id, result }),
-    (error: NodeJS.ErrnoException) => parentPort!.postMessage({ id: job.id, error: { message: error.message, code: error.code } }),
-  );
+      (result) => parentPort!.postMessage({ id: job.id, result }),
+      (error: NodeJS.ErrnoException) =>
+        parentPort!.postMessage({ id: job.id, error: { message: error instanceof CancelledError && stopping.signal.aborted ? 'the build stopped' : error.message, code: error.code } }),
+    );
 });
 
 // Modules loaded: the pool hands this thread work that cannot wait (the copy's hashing) from now on.
@@ -61,7 +88,4 @@ parentPort!.postMessage({ ready: true });
 // A pool given leak-gate options scans what it reads: the rules load now, while the caller is still
 // reading the manifest and walking the media, not when the first file arrives. A failure to load
 // them is reported by the first file that needs them.
-if (options.gate) gate().catch(() => undefined);
-// A pool that scans loads the leak gate now, while the caller is still busy elsewhere (its first
-// file's scan then need not wait); its failure is reported by the first job that needs it.
 if (options.gate) gate().catch(() => undefined);

@@ -204,9 +204,13 @@ export async function buildOnDevice(options: DeviceBuildOptions): Promise<Device
       step('unmount', 'start');
       // After a failed build (a stick that failed or went away) its error is the one to report,
       // not a failing flush or unmount of the same stick.
-      await mount.release().catch((error: unknown) => {
+      // A mount a failed build leaves busy is detached lazily, so nothing stays mounted (the kernel
+      // finishes the unmount once the last file on it is closed).
+      const lazily = await mount.release(failed ? { lazyIfBusy: true } : {}).catch((error: unknown) => {
         if (!failed) throw error;
+        return false;
       });
+      if (lazily) options.onWarning?.(`${partition.path} was still in use after the build failed; it was detached (umount -l) and is unmounted once the last program using it lets go.`);
       step('unmount', 'done');
     }
   }

@@ -17,8 +17,12 @@ export interface PrivateMount {
   root: string;
   device: string;
   readOnly: boolean;
-  /** Flushes (read-write mounts), unmounts and removes the folder; safe to call twice. */
-  release: () => Promise<void>;
+  /**
+   * Flushes (read-write mounts), unmounts and removes the folder; safe to call twice. With
+   * `lazyIfBusy` (after a build that failed: the stick may be gone), a mount still busy after the
+   * retries is detached lazily (`umount -l`), and the call resolves to true.
+   */
+  release: (options?: { lazyIfBusy?: boolean }) => Promise<boolean>;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -46,22 +50,30 @@ export async function mountPrivate(device: string, fstype: 'ext4' | 'exfat', opt
     root,
     device,
     readOnly: options.readOnly,
-    release: async () => {
-      if (released) return;
+    release: async (how = {}) => {
+      if (released) return false;
       if (!options.readOnly) await run('sync', ['-f', root], { cwd: '/', reject: false, timeout: 600_000 });
-      await unmount(root, fuse);
+      let lazily = false;
+      try {
+        await unmount(root, fuse);
+      } catch (error) {
+        if (!how.lazyIfBusy || !(error instanceof CommandError) || !/busy/i.test(error.stderrTail)) throw error;
+        await unmount(root, fuse, true);
+        lazily = true;
+      }
       released = true;
       await rmdir(root).catch(() => undefined);
+      return lazily;
     },
   };
 }
 
-async function unmount(root: string, fuse: boolean): Promise<void> {
+async function unmount(root: string, fuse: boolean, lazy = false): Promise<void> {
   let last: { stderr: string; exitCode: number } | undefined;
-  for (let attempt = 0; attempt < 25; attempt += 1) {
+  for (let attempt = 0; attempt < (lazy ? 1 : 25); attempt += 1) {
     const result = fuse
-      ? await run(existsSync('/usr/bin/fusermount3') || (await hasCommand('fusermount3')) ? 'fusermount3' : 'fusermount', ['-u', root], { cwd: '/', reject: false, timeout: 600_000 })
-      : await run('umount', [root], { cwd: '/', reject: false, timeout: 600_000 });
+      ? await run(existsSync('/usr/bin/fusermount3') || (await hasCommand('fusermount3')) ? 'fusermount3' : 'fusermount', [lazy ? '-uz' : '-u', root], { cwd: '/', reject: false, timeout: 600_000 })
+      : await run('umount', [...(lazy ? ['-l'] : []), root], { cwd: '/', reject: false, timeout: 600_000 });
     if (result.exitCode === 0) return;
     last = result;
     if (!/busy/i.test(result.stderr)) break;

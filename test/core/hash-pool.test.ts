@@ -136,6 +136,34 @@ describe('HashPool.follow', () => {
     expect(await outcome).toBe('the build stopped');
     expect(openFilesUnder(dir)).toEqual([]);
   });
+
+  it.each([
+    ['a worker is reading (a build read-back)', false],
+    ['the calling thread reads while a worker hashes it (a split)', true],
+  ])('closing the pool stops a file %s, and the file is closed before the workers go', async (_, callerHashes) => {
+    const { HashPool } = await built();
+    const pool = new HashPool({}, 1);
+    pools.push(pool);
+    pool.setCallerHashes(callerHashes);
+    const dir = await tempDir();
+    // Large enough that the scan is still reading when the pool is closed.
+    const file = path.join(dir, 'tokenizer.json');
+    await writeFile(file, Buffer.alloc(256 * 1024 * 1024, 'a'));
+    const outcome = pool.run({ file, relPath: 'tokenizer.json', bypassCache: true, scan: true, size: 256 * 1024 * 1024 }).then(
+      () => 'resolved',
+      (error: Error) => error.message,
+    );
+    for (let tries = 0; openFilesUnder(dir).length === 0; tries += 1) {
+      if (tries > 1000) throw new Error('the file was never opened');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await pool.close();
+    // A worker terminated mid-read would keep the file open (and its filesystem busy) for good.
+    expect(openFilesUnder(dir)).toEqual([]);
+    expect(pool.split).toBe(callerHashes ? 1 : 0);
+    // Settled (never left waiting on a terminated worker), and not as a finished file.
+    expect(await outcome).toMatch(/^(the build stopped|Cancelled\.)$/);
+  });
 });
 
 /** Files under `dir` this process has open. */

@@ -195,6 +195,8 @@ describe('build --device on a stick that fails', () => {
     expect(failed.code).toBe(3);
     expect(JSON.parse(failed.stdout).error.message).toMatch(/^Could not write (\S+ )?to the seed: .*run the same build again\.$/);
     expect(mountsOf(fault.device)).toEqual([]);
+    // Unmounted, not detached lazily: the build closed every file on the stick first.
+    expect(failed.stderr).not.toMatch(/still in use/);
 
     fault.clearFaults();
     const rerun = await deviceBuild(fault.device, repo, bundle);
