@@ -2,7 +2,7 @@
  * Signing keys made fresh by ssh-keygen at test time, and a real ssh-agent on its own socket
  * (started per test, killed in cleanup), for the signed-seed tests.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach } from 'vitest';
@@ -40,11 +40,14 @@ export async function startAgent(dir: string): Promise<{ socket: string; env: No
   const socket = path.join(dir, 'agent.sock');
   const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
   agents.push(agent);
-  for (let waited = 0; !existsSync(socket); waited += 20) {
+  const env = { SSH_AUTH_SOCK: socket };
+  // The socket file exists from bind(), a moment before the agent listens: wait until `ssh-add -l`
+  // reaches it (exit 0, or 1 for "no identities"; 2 is "could not connect").
+  const answers = () => existsSync(socket) && spawnSync('ssh-add', ['-l'], { env: { ...process.env, ...env }, stdio: 'ignore' }).status !== 2;
+  for (let waited = 0; !answers(); waited += 20) {
     if (waited > 10_000 || agent.exitCode !== null) throw new Error('ssh-agent did not start');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  const env = { SSH_AUTH_SOCK: socket };
   return {
     socket,
     env,
