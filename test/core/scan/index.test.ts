@@ -124,6 +124,7 @@ describe('scanPaths: every class', () => {
     };
     for (const [file, rule] of Object.entries(expected)) expect(kindsAt(report, file), file).toContain(rule);
     expect(report.findings.find((f) => f.path === 'ssh/ed25519-passphrase')?.note).toContain('passphrase-encrypted');
+    expect(report.findings.find((f) => f.path === 'age/plugin.txt')?.note).toMatch(/^age-plugin-[a-z0-9]+ identity: decrypts wherever its token or device is at hand; allowlist it/);
     expect(report.findings.filter((f) => f.path === 'nix/users.nix')).toHaveLength(2);
     expect(report.files).toBe(Object.keys(files).length);
     expectNoSecretIn(report, [age.identity, gh, tokens.huggingFace, tokens.awsSecret, wg, cache.secret.split(':')[1]!]);

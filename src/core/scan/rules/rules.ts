@@ -66,10 +66,16 @@ function ageRule(text: string, hits: RawHit[]): void {
     if (!decoded) continue; // bad checksum: a placeholder or a truncated example
     const prefix = decoded.prefix.toLowerCase();
     let rule = 'age-identity';
+    let note: string | undefined;
     if (prefix === 'age-secret-key-pq-') rule = 'age-pq-identity';
-    else if (prefix.startsWith('age-plugin-')) rule = 'age-plugin-identity';
-    else if (prefix !== 'age-secret-key-' || decoded.bytes.length !== 32) continue;
-    hits.push({ rule, kind: 'age-identity', secret: decoded.bytes, start: match.index, end: match.index + candidate.length });
+    else if (prefix.startsWith('age-plugin-')) {
+      rule = 'age-plugin-identity';
+      // A plugin identity stands for a key a plugin holds: a handle to a key on a token (YubiKey)
+      // or a key wrapped for a device (TPM, Secure Enclave). It decrypts with that device at hand:
+      // the operator decides, by allowlisting its fingerprint with a reason.
+      note = `age-plugin-${prefix.slice('age-plugin-'.length, -1)} identity: decrypts wherever its token or device is at hand; allowlist it with a reason if it may travel`;
+    } else if (prefix !== 'age-secret-key-' || decoded.bytes.length !== 32) continue;
+    hits.push({ rule, kind: 'age-identity', secret: decoded.bytes, start: match.index, end: match.index + candidate.length, ...(note ? { note } : {}) });
   }
 }
 
