@@ -169,7 +169,7 @@ export class HashPool {
   private readonly queue: PoolEntry[] = [];
   private readonly running = new Map<number, PoolEntry>();
   /** Read-backs that follow a writer: they run beside a worker's other work, not in its turn. */
-  private readonly following = new Map<number, { worker: Worker; entry: PoolEntry; settled: Promise<unknown> }>();
+  private readonly following = new Map<number, { worker: Worker; entry: PoolEntry }>();
   private nextFollower = 0;
   private readonly streams = new Map<number, HashStream>();
   private readyWorkers = 0;
@@ -366,7 +366,9 @@ export class HashPool {
     const result = new Promise<HashOutcome>((resolve, reject) => {
       entry = { job: { ...job, file: '', id }, resolve, reject, onProgress };
     });
-    this.following.set(id, { worker, entry: entry!, settled: result.catch(() => undefined) });
+    this.following.set(id, { worker, entry: entry! });
+    // A result may fail (the pool closed under it) before its caller attaches a handler: never unhandled.
+    result.catch(() => undefined);
     worker.postMessage({ ...job, file: '', id, follow: true });
     return {
       written: (path, bytes) => send({ path, written: bytes }),
