@@ -16,6 +16,8 @@ import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sop
 import { printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
 import { detectContainer } from './formats/container-kind.js';
 import { detectFormat } from './formats/index.js';
+import { unopenedFilesystem, unopenedFilesystemMessage } from './formats/filesystems.js';
+import { unscannedFinding } from './reading/unscanned.js';
 import { HEAD_BYTES } from './formats/types.js';
 import { SyncSpool } from './reading/byte-source.js';
 import type { ScanLimits } from './reading/container-walker.js';
@@ -132,6 +134,8 @@ export class FileScanner implements ContentScanner {
   /** Set when a streamed file is UTF-16 text (decided from its first chunk). */
   private utf16: 'utf-16le' | 'utf-16be' | undefined;
   private total = 0;
+  /** Set when the bytes are a filesystem whose files are not opened (see formats/filesystems.ts). */
+  private unopened: Finding | undefined;
 
   constructor(
     private readonly environment: ScanEnvironment,
@@ -250,6 +254,7 @@ export class FileScanner implements ContentScanner {
     if (first) {
       this.headScanned = true;
       this.utf16 = detectUtf16(chunk.subarray(0, 4096));
+      this.checkFilesystem(chunk);
     }
     if (this.head || this.spool) this.watchHead(chunk);
     const raw = this.raw!;
@@ -400,12 +405,19 @@ export class FileScanner implements ContentScanner {
         if (!innerFingerprints.has(finding.fingerprint)) result.findings.push(finding);
       }
     }
+    if (this.unopened) result.findings.push(this.unopened);
     this.applyRules(result);
     for (const finding of result.findings) {
       const reason = this.environment.allow.get(finding.fingerprint);
       if (reason !== undefined) finding.allowed = { reason };
     }
     return result;
+  }
+
+  /** Notes a filesystem whose files the scan does not open: an `unscanned` finding at `finalize`. */
+  private checkFilesystem(head: Buffer): void {
+    const filesystem = unopenedFilesystem(head);
+    if (filesystem) this.unopened = unscannedFinding(this.target, 'unsupported', unopenedFilesystemMessage(filesystem));
   }
 
   private scanWhole(content: Buffer, result: FileResult): void {
@@ -424,6 +436,7 @@ export class FileScanner implements ContentScanner {
       // a loop over 64 KiB in JS, is only counted when it can decide.
       if (!utf16) binary = (firstZero !== -1 && firstZero < 8192) || textyRatio(content) < 0.9;
     }
+    if (binary) this.checkFilesystem(content);
     // Binary key stores (DER, OpenPGP packets, GnuPG agent keys, keystores) by their structure.
     const keyFile = plain ? undefined : binaryKeyFile(content);
     if (keyFile) this.record(keyFile, 0);

@@ -1,0 +1,111 @@
+/**
+ * `scan` of a disk whose partitions hold filesystems the scan does not open (ext4, exFAT): their
+ * bytes are read raw, so a key in a compressed file there would be missed. The scan says so
+ * (`unscanned`, exit 4) and, as root, mounts such a partition read-only and scans its files instead.
+ * Real mkfs.ext4 (`-d`, no mount needed to fill it), sfdisk, losetup; keys made at test time.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { scanPaths } from '../../src/core/scan/index.js';
+import { unopenedFilesystem } from '../../src/core/scan/formats/filesystems.js';
+import { runCli } from '../helpers/cli.js';
+import { sshKey } from '../helpers/credentials.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const MiB = 1024 * 1024;
+const KEY_NAME = 'etc/ssh/ssh_host_ed25519_key';
+
+/** An ext4 image of `files` (mkfs.ext4 -d), `sizeMiB` large. */
+async function ext4Of(dir: string, files: Record<string, string | Buffer>, sizeMiB = 16): Promise<string> {
+  const tree = path.join(dir, 'tree');
+  await mkdir(tree, { recursive: true });
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(tree, name)), { recursive: true });
+    await writeFile(path.join(tree, name), content);
+  }
+  const image = path.join(dir, 'part.img');
+  execFileSync('mkfs.ext4', ['-q', '-F', '-L', 'DUBNIUM-SEED', '-d', tree, image, `${sizeMiB}M`], { stdio: 'ignore' });
+  return image;
+}
+
+/** A GPT disk image with `partition` as its partition 1 (at 1 MiB). */
+function diskWith(dir: string, partition: string): string {
+  const disk = path.join(dir, 'stick.img');
+  const bytes = readFileSync(partition);
+  execFileSync('truncate', ['-s', String(bytes.length + 2 * MiB), disk]);
+  execFileSync('sfdisk', ['-q', disk], { input: `label: gpt\nstart=2048, size=${bytes.length / 512}, name=DUBNIUM-SEED\n` });
+  execFileSync('dd', [`if=${partition}`, `of=${disk}`, 'bs=1M', 'seek=1', 'conv=notrunc', 'status=none']);
+  return disk;
+}
+
+/** A gzipped tar holding a host key: compressed, so the raw bytes of the filesystem never show it. */
+async function tarGzWithKey(dir: string): Promise<Buffer> {
+  const src = path.join(dir, 'src');
+  await mkdir(path.join(src, 'etc/ssh'), { recursive: true });
+  await writeFile(path.join(src, KEY_NAME), sshKey('ed25519').privateKey);
+  return execFileSync('tar', ['-cz', '-C', src, 'etc'], { maxBuffer: 64 * MiB });
+}
+
+async function scanJson(target: string) {
+  const result = await runCli(['scan', '--json', target]);
+  return { code: result.code, report: JSON.parse(result.stdout) as { findings: { path: string; chain?: string[]; rule: string; note?: string }[] } };
+}
+
+describe('scan of a disk with an ext4 partition', () => {
+  it('as root: mounts the partition read-only and finds a key inside a .tar.gz on it, naming the chain', async () => {
+    const dir = await tempDir();
+    const part = await ext4Of(dir, { 'source/repo.tar.gz': await tarGzWithKey(dir), 'README': 'clean\n' });
+    const disk = diskWith(dir, part);
+    const { code, report } = await scanJson(disk);
+    expect(code).toBe(4);
+    expect(report.findings.map((finding) => finding.rule)).toEqual(['openssh-private-key']);
+    expect(report.findings[0]).toMatchObject({ path: 'stick.img', chain: ['(partition 1 DUBNIUM-SEED)', 'source/repo.tar.gz', KEY_NAME] });
+    // The image's loop device is gone again.
+    expect(execFileSync('losetup', ['-j', disk], { encoding: 'utf8' }).trim()).toBe('');
+  });
+
+  it('as root: a clean ext4 partition passes (exit 0), read from its files, on a block device too', async () => {
+    const dir = await tempDir();
+    const disk = diskWith(dir, await ext4Of(dir, { 'models/m/config.json': '{"model_type": "qwen2"}\n', 'notes.txt.gz': 'x' }));
+    const loop = execFileSync('losetup', ['-r', '-f', '--show', '-P', disk], { encoding: 'utf8' }).trim();
+    try {
+      execFileSync('partx', ['-u', loop], { stdio: 'ignore' });
+      const { code, report } = await scanJson(loop);
+      expect(report.findings).toEqual([]);
+      expect(code).toBe(0);
+    } finally {
+      execFileSync('losetup', ['-d', loop]);
+    }
+  });
+
+  it('without mounting (the core scan, as for a user who is not root): the partition is unscanned, never passed', async () => {
+    const dir = await tempDir();
+    const disk = diskWith(dir, await ext4Of(dir, { 'source/repo.tar.gz': await tarGzWithKey(dir) }));
+    const report = await scanPaths([disk], { operatorSecrets: false });
+    expect(report.findings).toHaveLength(1);
+    expect(report.findings[0]).toMatchObject({ kind: 'unscanned', rule: 'unscanned-unsupported', chain: ['(partition 1 DUBNIUM-SEED)'] });
+    expect(report.findings[0]!.note).toMatch(/holds an ext2\/3\/4 filesystem, whose files this scan does not open.*Scan the block device as root/);
+    // A bare ext4 image (a partition image) too.
+    const bare = await scanPaths([await ext4Of(await tempDir(), { 'a.txt': 'hello\n' })], { operatorSecrets: false });
+    expect(bare.findings.map((finding) => finding.rule)).toEqual(['unscanned-unsupported']);
+  });
+});
+
+describe('unopenedFilesystem', () => {
+  it('knows ext4 by its whole superblock, not by the two magic bytes alone', async () => {
+    const image = readFileSync(await ext4Of(await tempDir(), {}, 8));
+    expect(unopenedFilesystem(image.subarray(0, 64 * 1024))).toBe('ext2/3/4');
+    let flagged = 0;
+    for (let index = 0; index < 2000; index += 1) {
+      const random = randomBytes(4096);
+      random.writeUInt16LE(0xef53, 1080);
+      if (unopenedFilesystem(random)) flagged += 1;
+    }
+    expect(flagged).toBe(0);
+    expect(unopenedFilesystem(Buffer.from('plain text, not a filesystem\n'.repeat(100)))).toBeUndefined();
+  });
+});
