@@ -1,6 +1,6 @@
 /**
- * `scan` of a block device or disk image whose raw read met a filesystem it does not open (ext4 or
- * exFAT, see core/scan/formats/filesystems.ts): as root, each such partition is mounted read-only on
+ * `scan` of a block device or disk image whose raw read met a filesystem it does not open (exFAT, see
+ * core/scan/formats/filesystems.ts; ext4 is read in place): as root, each such partition is mounted read-only on
  * a private folder (an image file is first attached read-only as a loop device) and its files are
  * scanned like any folder, compressed ones unpacked. What that scan finds replaces the `unscanned`
  * finding of the partition, named under it (`stick.img › (partition 2 DUBNIUM-SEED) › source/….tar.gz › …`).
@@ -17,7 +17,7 @@ import { attachReadOnly, detach, probe } from './seed-access.js';
 
 /** Part of the note of an `unscanned` finding for such a filesystem (formats/filesystems.ts). */
 const UNOPENED = 'filesystem, whose files this scan does not open';
-const MOUNTABLE = new Set(['ext2', 'ext3', 'ext4', 'exfat']);
+const MOUNTABLE = new Set(['exfat']);
 
 function isUnopened(finding: Finding): boolean {
   return finding.rule === 'unscanned-unsupported' && (finding.note ?? '').includes(UNOPENED);
@@ -46,7 +46,7 @@ function nameUnder(finding: Finding, under: Finding): Finding {
 }
 
 /**
- * Replaces, in `report` of a scan of `roots`, each root's unopened ext4/exFAT filesystems by a scan of
+ * Replaces, in `report` of a scan of `roots`, each root's unopened exFAT filesystems by a scan of
  * their files (`scanFolder`), where this process may mount them.
  */
 export async function scanUnopenedFilesystems(roots: string[], report: ScanReport, scanFolder: (folder: string) => Promise<ScanReport>): Promise<ScanReport> {
@@ -71,7 +71,7 @@ export async function scanUnopenedFilesystems(roots: string[], report: ScanRepor
         const type = (await probe(node)).TYPE;
         if (!type || !MOUNTABLE.has(type)) continue;
         const existing = mountpointOf(node);
-        const mount = existing ? undefined : await mountPrivate(node, type === 'exfat' ? 'exfat' : 'ext4', { readOnly: true }).catch(() => undefined);
+        const mount = existing ? undefined : await mountPrivate(node, 'exfat', { readOnly: true }).catch(() => undefined);
         const folder = existing ?? mount?.root;
         if (!folder) continue;
         try {
@@ -87,7 +87,7 @@ export async function scanUnopenedFilesystems(roots: string[], report: ScanRepor
       }
     } catch (error) {
       // Not attachable or not mountable: the unscanned findings stay, and fail the scan.
-      report.problems.push({ path: name, message: `its ext4/exFAT filesystems could not be opened: ${(error as Error).message}` });
+      report.problems.push({ path: name, message: `its exFAT filesystems could not be opened: ${(error as Error).message}` });
     } finally {
       if (loop) await detach(loop);
     }

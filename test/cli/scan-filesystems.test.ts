@@ -1,8 +1,9 @@
 /**
- * `scan` of a disk whose partitions hold filesystems the scan does not open (ext4, exFAT): their
- * bytes are read raw, so a key in a compressed file there would be missed. The scan says so
- * (`unscanned`, exit 4) and, as root, mounts such a partition read-only and scans its files instead.
- * Real mkfs.ext4 (`-d`, no mount needed to fill it), sfdisk, losetup; keys made at test time.
+ * `scan` of a stick or disk image whose partitions hold filesystems: ext4 is read in place, without
+ * mounting (formats/ext4.ts); exFAT, which the scan does not open, is reported `unscanned` (its bytes
+ * were read raw, so a key in a compressed file there would be missed) and, as root, mounted
+ * read-only and its files scanned instead. Real mkfs.ext4 (`-d`), mkfs.exfat + exfat-fuse, sfdisk,
+ * losetup; keys made at test time.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -10,8 +11,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { scanPaths } from '../../src/core/scan/index.js';
+import { isExtSuperblock } from '../../src/core/scan/formats/ext4.js';
 import { unopenedFilesystem } from '../../src/core/scan/formats/filesystems.js';
+import { scanPaths } from '../../src/core/scan/index.js';
 import { runCli } from '../helpers/cli.js';
 import { sshKey } from '../helpers/credentials.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -19,7 +21,7 @@ import { tempDir } from '../helpers/tmp.js';
 const MiB = 1024 * 1024;
 const KEY_NAME = 'etc/ssh/ssh_host_ed25519_key';
 
-/** An ext4 image of `files` (mkfs.ext4 -d), `sizeMiB` large. */
+/** An ext4 image of `files` (mkfs.ext4 -d: no mount needed), `sizeMiB` large. */
 async function ext4Of(dir: string, files: Record<string, string | Buffer>, sizeMiB = 16): Promise<string> {
   const tree = path.join(dir, 'tree');
   await mkdir(tree, { recursive: true });
@@ -29,6 +31,31 @@ async function ext4Of(dir: string, files: Record<string, string | Buffer>, sizeM
   }
   const image = path.join(dir, 'part.img');
   execFileSync('mkfs.ext4', ['-q', '-F', '-L', 'DUBNIUM-SEED', '-d', tree, image, `${sizeMiB}M`], { stdio: 'ignore' });
+  return image;
+}
+
+/** An exFAT image holding `files`, filled through exfat-fuse (root). */
+async function exfatOf(dir: string, files: Record<string, string | Buffer>): Promise<string> {
+  const image = path.join(dir, 'part.img');
+  execFileSync('truncate', ['-s', '16M', image]);
+  execFileSync('mkfs.exfat', ['-L', 'SEED', image], { stdio: 'ignore' });
+  const mountPoint = path.join(dir, 'mnt');
+  await mkdir(mountPoint);
+  // exfat-fuse run as root wants a block device.
+  const loop = execFileSync('losetup', ['-f', '--show', image], { encoding: 'utf8' }).trim();
+  try {
+    execFileSync('mount.exfat-fuse', [loop, mountPoint], { stdio: 'ignore' });
+    try {
+      for (const [name, content] of Object.entries(files)) {
+        await mkdir(path.dirname(path.join(mountPoint, name)), { recursive: true });
+        await writeFile(path.join(mountPoint, name), content);
+      }
+    } finally {
+      execFileSync('fusermount3', ['-u', mountPoint]);
+    }
+  } finally {
+    execFileSync('losetup', ['-d', loop]);
+  }
   return image;
 }
 
@@ -56,24 +83,19 @@ async function scanJson(target: string) {
 }
 
 describe('scan of a disk with an ext4 partition', () => {
-  it('as root: mounts the partition read-only and finds a key inside a .tar.gz on it, naming the chain', async () => {
+  it('reads the partition in place: a key inside a .tar.gz on it is found, naming the chain', async () => {
     const dir = await tempDir();
-    const part = await ext4Of(dir, { 'source/repo.tar.gz': await tarGzWithKey(dir), 'README': 'clean\n' });
-    const disk = diskWith(dir, part);
-    const { code, report } = await scanJson(disk);
-    expect(code).toBe(4);
-    expect(report.findings.map((finding) => finding.rule)).toEqual(['openssh-private-key']);
-    expect(report.findings[0]).toMatchObject({ path: 'stick.img', chain: ['(partition 1 DUBNIUM-SEED)', 'source/repo.tar.gz', KEY_NAME] });
-    // The image's loop device is gone again.
-    expect(execFileSync('losetup', ['-j', disk], { encoding: 'utf8' }).trim()).toBe('');
+    const disk = diskWith(dir, await ext4Of(dir, { 'source/repo.tar.gz': await tarGzWithKey(dir), README: 'clean\n' }));
+    // The core scan, with no mount and no loop device (as for a user who is not root).
+    const report = await scanPaths([disk], { operatorSecrets: false });
+    expect(report.findings.map((finding) => [finding.rule, ...(finding.chain ?? [])])).toEqual([['openssh-private-key', '(partition 1 DUBNIUM-SEED)', '/source/repo.tar.gz', KEY_NAME]]);
   });
 
-  it('as root: a clean ext4 partition passes (exit 0), read from its files, on a block device too', async () => {
+  it('a clean ext4 partition on a block device passes (exit 0)', async () => {
     const dir = await tempDir();
     const disk = diskWith(dir, await ext4Of(dir, { 'models/m/config.json': '{"model_type": "qwen2"}\n', 'notes.txt.gz': 'x' }));
     const loop = execFileSync('losetup', ['-r', '-f', '--show', '-P', disk], { encoding: 'utf8' }).trim();
     try {
-      execFileSync('partx', ['-u', loop], { stdio: 'ignore' });
       const { code, report } = await scanJson(loop);
       expect(report.findings).toEqual([]);
       expect(code).toBe(0);
@@ -81,31 +103,44 @@ describe('scan of a disk with an ext4 partition', () => {
       execFileSync('losetup', ['-d', loop]);
     }
   });
+});
 
-  it('without mounting (the core scan, as for a user who is not root): the partition is unscanned, never passed', async () => {
+describe('scan of a disk with an exFAT partition', () => {
+  it('without mounting: the partition is unscanned (exit 4 in the CLI otherwise), never passed', async () => {
     const dir = await tempDir();
-    const disk = diskWith(dir, await ext4Of(dir, { 'source/repo.tar.gz': await tarGzWithKey(dir) }));
+    const disk = diskWith(dir, await exfatOf(dir, { 'source/repo.tar.gz': await tarGzWithKey(dir) }));
     const report = await scanPaths([disk], { operatorSecrets: false });
     expect(report.findings).toHaveLength(1);
     expect(report.findings[0]).toMatchObject({ kind: 'unscanned', rule: 'unscanned-unsupported', chain: ['(partition 1 DUBNIUM-SEED)'] });
-    expect(report.findings[0]!.note).toMatch(/holds an ext2\/3\/4 filesystem, whose files this scan does not open.*Scan the block device as root/);
-    // A bare ext4 image (a partition image) too.
-    const bare = await scanPaths([await ext4Of(await tempDir(), { 'a.txt': 'hello\n' })], { operatorSecrets: false });
-    expect(bare.findings.map((finding) => finding.rule)).toEqual(['unscanned-unsupported']);
+    expect(report.findings[0]!.note).toMatch(/holds an exFAT filesystem, whose files this scan does not open.*as root/);
+  });
+
+  it('as root: mounts the partition read-only and finds a key inside a .tar.gz on it, naming the chain', async () => {
+    const dir = await tempDir();
+    const disk = diskWith(dir, await exfatOf(dir, { 'source/repo.tar.gz': await tarGzWithKey(dir), 'README.txt': 'clean\n' }));
+    const { code, report } = await scanJson(disk);
+    expect(code).toBe(4);
+    expect(report.findings.map((finding) => finding.rule)).toEqual(['openssh-private-key']);
+    expect(report.findings[0]).toMatchObject({ path: 'stick.img', chain: ['(partition 1 DUBNIUM-SEED)', 'source/repo.tar.gz', KEY_NAME] });
+    // The image's loop device is gone again, and nothing stays mounted.
+    expect(execFileSync('losetup', ['-j', disk], { encoding: 'utf8' }).trim()).toBe('');
+    expect(readFileSync('/proc/self/mounts', 'utf8')).not.toMatch(/dubnium-seed-mnt-/);
   });
 });
 
-describe('unopenedFilesystem', () => {
-  it('knows ext4 by its whole superblock, not by the two magic bytes alone', async () => {
-    const image = readFileSync(await ext4Of(await tempDir(), {}, 8));
-    expect(unopenedFilesystem(image.subarray(0, 64 * 1024))).toBe('ext2/3/4');
+describe('filesystem detection', () => {
+  it('knows ext4 by its whole superblock, not by the two magic bytes alone; exFAT by its boot sector', async () => {
+    const dir = await tempDir();
+    const image = readFileSync(await ext4Of(dir, {}, 8));
+    expect(isExtSuperblock(image.subarray(0, 64 * 1024))).toBe(true);
     let flagged = 0;
     for (let index = 0; index < 2000; index += 1) {
       const random = randomBytes(4096);
       random.writeUInt16LE(0xef53, 1080);
-      if (unopenedFilesystem(random)) flagged += 1;
+      if (isExtSuperblock(random)) flagged += 1;
     }
     expect(flagged).toBe(0);
+    expect(unopenedFilesystem(readFileSync(await exfatOf(await tempDir(), {})).subarray(0, 64 * 1024))).toBe('exFAT');
     expect(unopenedFilesystem(Buffer.from('plain text, not a filesystem\n'.repeat(100)))).toBeUndefined();
   });
 });
