@@ -4,7 +4,7 @@
  * operator secrets, and that no secret value ever reaches stdout or stderr.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -297,11 +297,22 @@ describe('scan fails closed, bounded and interruptible', () => {
       const result = await runCli(['scan', '--no-operator-secrets', '--profile', profile, file], {
         env: cliEnv(),
         onSpawn: (child) => {
-          // Well into the 3 GiB expansion (start-up takes a fraction of a second).
-          setTimeout(() => {
+          // Well into the 3 GiB expansion: once the scan has used a second of CPU (start-up takes a
+          // fraction of one). A fixed delay missed a scan that finished first on an idle machine.
+          const poll = setInterval(() => {
+            let ticks = 0;
+            try {
+              const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+              ticks = Number(fields[11]) + Number(fields[12]); // utime + stime, in 1/100 s
+            } catch {
+              clearInterval(poll); // gone already
+              return;
+            }
+            if (ticks < 100) return;
+            clearInterval(poll);
             sentAt = Date.now();
             child.kill(signal);
-          }, 2500);
+          }, 20);
         },
       });
       const took = Date.now() - sentAt;
