@@ -1,6 +1,6 @@
 /**
  * ext2/3/4 read in place (formats/ext4.ts) against images mkfs.ext4 -d makes from a known tree: every
- * regular file comes out with its exact bytes (extents, ext2/3 block maps with single, double and
+ * regular file comes out with its exact bytes (extents and extent trees, ext2/3 block maps with single, double and
  * triple indirect blocks, holes, a folder large enough for an htree index), symlinks and devices are
  * not members, and what cannot be read is reported, never passed.
  */
@@ -50,6 +50,17 @@ async function makeTree(root: string): Promise<Record<string, string>> {
   const expected = Buffer.alloc(2 * 1024 * KiB + 5);
   expected.write('HELLO', 1024 * KiB, 'latin1');
   sums['/sparse'] = sha(expected);
+  // Twelve islands of data 1 MiB apart: twelve extents, more than the inode holds (an extent tree
+  // of depth 1 in ext4; holes inside indirect blocks in ext2/3).
+  const islands = Buffer.alloc(11 * 1024 * KiB + 1000);
+  const islandsFile = await open(path.join(root, 'islands'), 'w');
+  for (let index = 0; index < 12; index++) {
+    const text = Buffer.from(`island ${index} `.repeat(100).slice(0, 1000));
+    text.copy(islands, index * 1024 * KiB);
+    await islandsFile.write(text, 0, text.length, index * 1024 * KiB);
+  }
+  await islandsFile.close();
+  sums['/islands'] = sha(islands);
   await symlink('a/block', path.join(root, 'link-to-block'));
   await link(path.join(root, 'one'), path.join(root, 'hard-link-to-one'));
   sums['/hard-link-to-one'] = sums['/one']!;
@@ -82,7 +93,7 @@ async function members(image: string): Promise<{ sums: Record<string, string>; u
 
 describe('ext4', () => {
   it.each([
-    ['ext4, 4 KiB blocks (extents, htree folder)', ['-t', 'ext4', '-b', '4096']],
+    ['ext4, 4 KiB blocks (extents and an extent tree, htree folder)', ['-t', 'ext4', '-b', '4096']],
     ['ext4, 1 KiB blocks, 64bit and metadata checksums', ['-t', 'ext4', '-b', '1024', '-O', '64bit,metadata_csum']],
     ['ext3, 1 KiB blocks (block maps, double indirect)', ['-t', 'ext3', '-b', '1024']],
     ['ext2, 4 KiB blocks', ['-t', 'ext2', '-b', '4096']],
