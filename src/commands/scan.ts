@@ -29,12 +29,7 @@ export async function runScan(paths: string[], flags: ScanFlags, context: Comman
     ...(profile?.data.scan?.limits ? { limits: profile.data.scan.limits } : {}),
     signal: context.signal,
   };
-  let report = await scanPaths(roots, options);
-  // A stick's (or disk image's) ext4 and exFAT partitions: their files, mounted read-only, as root.
-  if (report.findings.some((finding) => finding.rule === 'unscanned-unsupported')) {
-    const { scanUnopenedFilesystems } = await import('../media/scan-mounted.js');
-    report = await scanUnopenedFilesystems(roots, report, (folder) => scanPaths([folder], options));
-  }
+  const report = await scanPaths(roots, options);
   if (flags.sarif) process.stdout.write(`${JSON.stringify(toSarif(report, TOOL_VERSION), null, 2)}\n`);
   else context.output.result(scanJson(paths, report), () => formatScanReport(report));
   return report.findings.length > 0 ? 4 : 0;

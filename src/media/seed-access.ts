@@ -48,7 +48,7 @@ export interface SeedAccessOptions {
 
 const seedFilesystems = new Set(['ext4', 'exfat', 'vfat']);
 
-export async function probe(target: string): Promise<Record<string, string>> {
+async function probe(target: string): Promise<Record<string, string>> {
   const result = await run('blkid', ['-p', '-o', 'export', target], { cwd: '/', reject: false, timeout: 30_000 });
   const fields: Record<string, string> = {};
   for (const line of result.stdout.split('\n')) {
@@ -62,7 +62,7 @@ function isRoot(): boolean {
   return process.getuid?.() === 0;
 }
 
-export async function attachReadOnly(image: string, partitions: boolean): Promise<string> {
+async function attachReadOnly(image: string, partitions: boolean): Promise<string> {
   if (!isRoot()) {
     throw new UsageError(`Reading ${image} needs a loop device, which needs root; run verify with sudo, or pass a partition image (build --image) instead.`);
   }
@@ -71,7 +71,7 @@ export async function attachReadOnly(image: string, partitions: boolean): Promis
   return result.stdout.trim();
 }
 
-export async function detach(device: string): Promise<void> {
+async function detach(device: string): Promise<void> {
   await run('losetup', ['-d', device], { cwd: '/', reject: false, timeout: 60_000 });
 }
 

@@ -1,9 +1,9 @@
 /**
- * `scan` of a stick or disk image whose partitions hold filesystems: ext4 is read in place, without
- * mounting (formats/ext4.ts); exFAT, which the scan does not open, is reported `unscanned` (its bytes
- * were read raw, so a key in a compressed file there would be missed) and, as root, mounted
- * read-only and its files scanned instead. Real mkfs.ext4 (`-d`), mkfs.exfat + exfat-fuse, sfdisk,
- * losetup; keys made at test time.
+ * `scan` of a stick or disk image whose partitions hold filesystems: ext4 and exFAT are read in
+ * place, without mounting (formats/ext4.ts, exfat.ts), so a key inside a compressed file on the seed
+ * partition is found; a filesystem the scan does not open (NTFS, XFS, Btrfs) is `unscanned`, never
+ * passed. Real mkfs.ext4 (`-d`), mkfs.exfat + exfat-fuse (to fill it), sfdisk, losetup; keys made at
+ * test time.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -11,6 +11,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { exfatGeometry } from '../../src/core/scan/formats/exfat.js';
 import { isExtSuperblock } from '../../src/core/scan/formats/ext4.js';
 import { unopenedFilesystem } from '../../src/core/scan/formats/filesystems.js';
 import { scanPaths } from '../../src/core/scan/index.js';
@@ -106,30 +107,33 @@ describe('scan of a disk with an ext4 partition', () => {
 });
 
 describe('scan of a disk with an exFAT partition', () => {
-  it('without mounting: the partition is unscanned (exit 4 in the CLI otherwise), never passed', async () => {
-    const dir = await tempDir();
-    const disk = diskWith(dir, await exfatOf(dir, { 'source/repo.tar.gz': await tarGzWithKey(dir) }));
-    const report = await scanPaths([disk], { operatorSecrets: false });
-    expect(report.findings).toHaveLength(1);
-    expect(report.findings[0]).toMatchObject({ kind: 'unscanned', rule: 'unscanned-unsupported', chain: ['(partition 1 DUBNIUM-SEED)'] });
-    expect(report.findings[0]!.note).toMatch(/holds an exFAT filesystem, whose files this scan does not open.*as root/);
-  });
-
-  it('as root: mounts the partition read-only and finds a key inside a .tar.gz on it, naming the chain', async () => {
+  it('reads the partition in place: a key inside a .tar.gz on it is found, naming the chain', async () => {
     const dir = await tempDir();
     const disk = diskWith(dir, await exfatOf(dir, { 'source/repo.tar.gz': await tarGzWithKey(dir), 'README.txt': 'clean\n' }));
     const { code, report } = await scanJson(disk);
     expect(code).toBe(4);
-    expect(report.findings.map((finding) => finding.rule)).toEqual(['openssh-private-key']);
-    expect(report.findings[0]).toMatchObject({ path: 'stick.img', chain: ['(partition 1 DUBNIUM-SEED)', 'source/repo.tar.gz', KEY_NAME] });
-    // The image's loop device is gone again, and nothing stays mounted.
-    expect(execFileSync('losetup', ['-j', disk], { encoding: 'utf8' }).trim()).toBe('');
-    expect(readFileSync('/proc/self/mounts', 'utf8')).not.toMatch(/dubnium-seed-mnt-/);
+    expect(report.findings.map((finding) => [finding.rule, ...(finding.chain ?? [])])).toEqual([['openssh-private-key', '(partition 1 DUBNIUM-SEED)', '/source/repo.tar.gz', KEY_NAME]]);
+  });
+});
+
+describe('a filesystem the scan does not open (NTFS, XFS, Btrfs)', () => {
+  it('is unscanned, never passed: its bytes are read raw, a compressed file on it is not unpacked', async () => {
+    const dir = await tempDir();
+    // An NTFS boot sector (the name at byte 3) on a partition of the disk, as mkfs.ntfs writes it.
+    const part = path.join(dir, 'ntfs.img');
+    const bytes = Buffer.alloc(4 * MiB);
+    bytes.write('NTFS    ', 3, 'latin1');
+    bytes.writeUInt16LE(0xaa55, 510);
+    await writeFile(part, bytes);
+    const report = await scanPaths([diskWith(dir, part)], { operatorSecrets: false });
+    expect(report.findings).toHaveLength(1);
+    expect(report.findings[0]).toMatchObject({ kind: 'unscanned', rule: 'unscanned-unsupported', chain: ['(partition 1 DUBNIUM-SEED)'] });
+    expect(report.findings[0]!.note).toMatch(/holds an NTFS filesystem, whose files this scan does not open.*Mount it read-only and scan the folder/);
   });
 });
 
 describe('filesystem detection', () => {
-  it('knows ext4 by its whole superblock, not by the two magic bytes alone; exFAT by its boot sector', async () => {
+  it('knows ext4 by its whole superblock, not by the two magic bytes alone; exFAT and NTFS by their boot sector', async () => {
     const dir = await tempDir();
     const image = readFileSync(await ext4Of(dir, {}, 8));
     expect(isExtSuperblock(image.subarray(0, 64 * 1024))).toBe(true);
@@ -140,7 +144,8 @@ describe('filesystem detection', () => {
       if (isExtSuperblock(random)) flagged += 1;
     }
     expect(flagged).toBe(0);
-    expect(unopenedFilesystem(readFileSync(await exfatOf(await tempDir(), {})).subarray(0, 64 * 1024))).toBe('exFAT');
+    expect(exfatGeometry(readFileSync(await exfatOf(await tempDir(), {})).subarray(0, 64 * 1024))).toBeDefined();
+    expect(unopenedFilesystem(Buffer.concat([Buffer.alloc(3), Buffer.from('NTFS    ')]))).toBe('NTFS');
     expect(unopenedFilesystem(Buffer.from('plain text, not a filesystem\n'.repeat(100)))).toBeUndefined();
   });
 });
