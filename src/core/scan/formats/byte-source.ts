@@ -142,6 +142,11 @@ export function sliceSource(source: ByteSource, offset: number, length: number):
   };
 }
 
+/** `size` zero bytes: a hole in a sparse file, or what a filesystem defines as zeros. */
+export function zeroSource(size: number): ByteSource {
+  return { size, read: async (position, length) => Buffer.alloc(clampLength(size, position, length)) };
+}
+
 /** Several sources read one after the other as one (extents of a multi-extent file, clusters of a chain). */
 export function concatSource(parts: readonly ByteSource[]): ByteSource {
   const nonEmpty = parts.filter((part) => part.size > 0);

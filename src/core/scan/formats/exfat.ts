@@ -5,7 +5,7 @@
  * follow the FAT; bytes past its valid data length read as zeros, as exFAT defines them. Members are
  * named by their absolute path, as for every filesystem.
  */
-import { concatSource, readExactly, sliceSource, sourceChunks } from './byte-source.js';
+import { concatSource, readExactly, sliceSource, sourceChunks, zeroSource } from './byte-source.js';
 import { FormatError, type ByteSource, type FormatContext, type FormatHandler, type Member } from './types.js';
 
 const ENTRY = 32;
@@ -54,15 +54,37 @@ interface Run {
   count: number;
 }
 
+/** The FAT is read in pieces this large, the last few kept: a long chain costs a read per piece, not per cluster. */
+const FAT_PIECE = 64 * 1024;
+const FAT_PIECES_KEPT = 16;
+
 class ExfatReader {
+  private readonly pieces = new Map<number, Buffer>();
+
   constructor(
     readonly image: ByteSource,
     readonly geometry: Geometry,
   ) {}
 
+  /** The FAT's entry for `cluster`: the next cluster of its chain (END_OF_CHAIN at the end). */
+  private async next(cluster: number, what: string): Promise<number> {
+    const at = this.geometry.fatOffset + cluster * 4;
+    const index = Math.floor(at / FAT_PIECE);
+    let piece = this.pieces.get(index);
+    if (!piece) {
+      const start = index * FAT_PIECE;
+      piece = await this.image.read(start, Math.min(FAT_PIECE, this.image.size - start));
+      if (this.pieces.size >= FAT_PIECES_KEPT) this.pieces.delete(this.pieces.keys().next().value!);
+      this.pieces.set(index, piece);
+    }
+    const offset = at - index * FAT_PIECE;
+    if (offset + 4 > piece.length) throw new FormatError('truncated', `${what}: the FAT entry of cluster ${cluster} lies past the end of the image`);
+    return piece.readUInt32LE(offset);
+  }
+
   /** The clusters holding `length` bytes from `first`: contiguous, or along the FAT. */
   async runs(first: number, length: number, contiguous: boolean, what: string, signal?: AbortSignal): Promise<Run[]> {
-    const { clusterSize, clusterCount, fatOffset } = this.geometry;
+    const { clusterSize, clusterCount } = this.geometry;
     const needed = Math.ceil(length / clusterSize);
     if (needed === 0) return [];
     const valid = (cluster: number) => cluster >= 2 && cluster <= clusterCount + 1;
@@ -80,7 +102,7 @@ class ExfatReader {
       if (last && last.cluster + last.count === cluster) last.count += 1;
       else runs.push({ cluster, count: 1 });
       if (index + 1 < needed) {
-        cluster = (await readExactly(this.image, fatOffset + cluster * 4, 4, `${what}: FAT entry`)).readUInt32LE(0);
+        cluster = await this.next(cluster, what);
         if (cluster === END_OF_CHAIN) throw new FormatError('corrupt', `${what}: cluster chain ends after ${index + 1} clusters, the file needs ${needed}`);
       }
     }
@@ -89,7 +111,7 @@ class ExfatReader {
 
   /** A FAT chain followed to its end (the root folder, which has no length of its own), at most `limit` clusters. */
   async chain(first: number, limit: number, what: string, signal?: AbortSignal): Promise<Run[]> {
-    const { clusterCount, fatOffset } = this.geometry;
+    const { clusterCount } = this.geometry;
     const runs: Run[] = [];
     for (let cluster = first, index = 0; cluster !== END_OF_CHAIN; index++) {
       if (index % 4096 === 0) signal?.throwIfAborted();
@@ -98,7 +120,7 @@ class ExfatReader {
       const last = runs[runs.length - 1];
       if (last && last.cluster + last.count === cluster) last.count += 1;
       else runs.push({ cluster, count: 1 });
-      cluster = (await readExactly(this.image, fatOffset + cluster * 4, 4, `${what}: FAT entry`)).readUInt32LE(0);
+      cluster = await this.next(cluster, what);
     }
     return runs;
   }
@@ -115,13 +137,9 @@ class ExfatReader {
       left -= bytes;
     }
     const written = Math.min(valid, length);
-    if (written < length) parts.push(zeros(length - written));
+    if (written < length) parts.push(zeroSource(length - written));
     return concatSource(parts);
   }
-}
-
-function zeros(size: number): ByteSource {
-  return { size, read: async (position, length) => Buffer.alloc(Math.max(0, Math.min(length, size - position))) };
 }
 
 interface Entry {
@@ -229,7 +247,7 @@ async function* exfatMembers(input: ByteSource | AsyncIterable<Buffer>, context:
         let source: ByteSource;
         try {
           if (entry.valid > entry.length) throw new FormatError('corrupt', `${path}: valid data length ${entry.valid} exceeds its length ${entry.length}`);
-          source = entry.length === 0 ? zeros(0) : reader.source(await reader.runs(entry.first, entry.valid, entry.contiguous, path, context.signal), entry.length, entry.valid);
+          source = entry.length === 0 ? zeroSource(0) : reader.source(await reader.runs(entry.first, entry.valid, entry.contiguous, path, context.signal), entry.length, entry.valid);
         } catch (error) {
           if (!(error instanceof FormatError)) throw error;
           context.unreadable(path, error.reason, error.message);

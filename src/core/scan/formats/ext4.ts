@@ -10,7 +10,7 @@
  * (fscrypt) files and folders. Deleted files are
  * not members (their blocks belong to no inode).
  */
-import { concatSource, readExactly, sliceSource, sourceChunks } from './byte-source.js';
+import { concatSource, readExactly, sliceSource, sourceChunks, zeroSource } from './byte-source.js';
 import { FormatError, type ByteSource, type FormatContext, type FormatHandler, type Member } from './types.js';
 
 const SUPERBLOCK = 1024;
@@ -194,12 +194,12 @@ class Ext4Reader {
       const start = run.logical * blockSize;
       if (start >= size) break;
       if (start < at) throw new FormatError('corrupt', `${what}: extents overlap`);
-      if (start > at) parts.push(zeros(start - at));
+      if (start > at) parts.push(zeroSource(start - at));
       const length = Math.min(run.count * blockSize, size - start);
-      parts.push(run.physical === null ? zeros(length) : sliceSource(this.image, run.physical * blockSize, length));
+      parts.push(run.physical === null ? zeroSource(length) : sliceSource(this.image, run.physical * blockSize, length));
       at = start + length;
     }
-    if (at < size) parts.push(zeros(size - at));
+    if (at < size) parts.push(zeroSource(size - at));
     return concatSource(parts);
   }
 
@@ -240,10 +240,6 @@ interface Run {
   count: number;
   /** null: a hole or an unwritten extent, which reads as zeros. */
   physical: number | null;
-}
-
-function zeros(size: number): ByteSource {
-  return { size, read: async (position, length) => Buffer.alloc(Math.max(0, Math.min(length, size - position))) };
 }
 
 async function geometryOf(image: ByteSource, context: FormatContext): Promise<Geometry> {
