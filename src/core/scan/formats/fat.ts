@@ -92,12 +92,18 @@ export const fat: FormatHandler = {
   members: (input, context) => fatMembers(input, context),
 };
 
+/**
+ * What following cluster chains needs of a volume: FAT12/16/32's geometry, or exFAT's (`exfat`: its
+ * entries are 32 bits whole, not 28, and a chain ends at 0xFFFFFFF7 and above).
+ */
+export type ChainGeometry = Pick<FatGeometry, 'bits' | 'fatOffset' | 'fatBytes' | 'clusterCount' | 'clusterBytes' | 'dataOffset'> & { exfat?: true };
+
 /** Reads FAT entries through a small cache of FAT pieces. */
-class FatTable {
+export class FatTable {
   private readonly pieces = new Map<number, Buffer>();
   constructor(
     private readonly image: ByteSource,
-    private readonly geometry: FatGeometry,
+    private readonly geometry: ChainGeometry,
   ) {}
 
   private async bytes(offset: number, length: number): Promise<Buffer> {
@@ -128,17 +134,20 @@ class FatTable {
       }
       case 16:
         return (await this.bytes(cluster * 2, 2)).readUInt16LE(0);
-      case 32:
-        return (await this.bytes(cluster * 4, 4)).readUInt32LE(0) & 0x0fffffff;
+      case 32: {
+        const entry = (await this.bytes(cluster * 4, 4)).readUInt32LE(0);
+        return this.geometry.exfat ? entry : entry & 0x0fffffff;
+      }
     }
   }
 
   endOfChain(value: number): boolean {
+    if (this.geometry.exfat) return value >= 0xfffffff7;
     return value >= (this.geometry.bits === 12 ? 0xff8 : this.geometry.bits === 16 ? 0xfff8 : 0x0ffffff8);
   }
 }
 
-interface Run {
+export interface Run {
   cluster: number;
   count: number;
 }
@@ -147,7 +156,7 @@ interface Run {
  * The runs of contiguous clusters of a chain from `first`. `limit` is the most clusters the chain may
  * have (the file size rounded up, or the whole volume for a directory): more means a loop.
  */
-async function chainRuns(table: FatTable, geometry: FatGeometry, first: number, limit: number, what: string, signal?: AbortSignal): Promise<Run[]> {
+export async function chainRuns(table: FatTable, geometry: ChainGeometry, first: number, limit: number, what: string, signal?: AbortSignal): Promise<Run[]> {
   const runs: Run[] = [];
   let cluster = first;
   for (let count = 0; ; count++) {
@@ -163,7 +172,7 @@ async function chainRuns(table: FatTable, geometry: FatGeometry, first: number, 
   }
 }
 
-function runsSource(image: ByteSource, geometry: FatGeometry, runs: Run[], length: number): ByteSource {
+export function runsSource(image: ByteSource, geometry: ChainGeometry, runs: Run[], length: number): ByteSource {
   const parts: ByteSource[] = [];
   let remaining = length;
   for (const run of runs) {

@@ -118,7 +118,7 @@ describe('exFAT', () => {
     for await (const member of exfat.members(source, { unreadable: () => undefined, problem: () => undefined })) {
       if (member.name !== '/fragmented') continue;
       const start = bytes.indexOf((await member.source!.read(0, 64)));
-      fragmentedFirst = (start - geometry.heapOffset) / geometry.clusterSize + 2;
+      fragmentedFirst = (start - geometry.dataOffset) / geometry.clusterBytes + 2;
     }
     await source.close?.();
     expect(fragmentedFirst).toBeGreaterThanOrEqual(2);
