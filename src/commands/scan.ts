@@ -21,15 +21,16 @@ export async function runScan(paths: string[], flags: ScanFlags, context: Comman
   if (flags.json && flags.sarif) throw new UsageError('Pass only one of --json and --sarif.');
   // The profile loader (zod, yaml) is only loaded when a profile is named: scan starts fast.
   const profile = flags.profile !== undefined ? await (await import('../profile.js')).loadProfile(flags.profile, context.cwd) : undefined;
-  const roots = paths.map((item) => path.resolve(context.cwd, item));
-  const options = {
-    allowlist: profile?.data.scan?.allow ?? [],
-    // Commander gives a lone `--no-x` flag the default true, so only false says the flag was passed.
-    operatorSecrets: flags.operatorSecrets === false ? false : (profile?.data.scan?.operatorSecrets ?? true),
-    ...(profile?.data.scan?.limits ? { limits: profile.data.scan.limits } : {}),
-    signal: context.signal,
-  };
-  const report = await scanPaths(roots, options);
+  const report = await scanPaths(
+    paths.map((item) => path.resolve(context.cwd, item)),
+    {
+      allowlist: profile?.data.scan?.allow ?? [],
+      // Commander gives a lone `--no-x` flag the default true, so only false says the flag was passed.
+      operatorSecrets: flags.operatorSecrets === false ? false : (profile?.data.scan?.operatorSecrets ?? true),
+      ...(profile?.data.scan?.limits ? { limits: profile.data.scan.limits } : {}),
+      signal: context.signal,
+    },
+  );
   if (flags.sarif) process.stdout.write(`${JSON.stringify(toSarif(report, TOOL_VERSION), null, 2)}\n`);
   else context.output.result(scanJson(paths, report), () => formatScanReport(report));
   return report.findings.length > 0 ? 4 : 0;

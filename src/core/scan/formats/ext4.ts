@@ -53,7 +53,6 @@ interface Geometry {
   inodeCount: number;
   descSize: number;
   descTable: number;
-  groups: number;
   fileType: boolean;
 }
 
@@ -243,10 +242,9 @@ interface Run {
 }
 
 async function geometryOf(image: ByteSource, context: FormatContext): Promise<Geometry> {
-  const superblock = await readExactly(image, SUPERBLOCK, 1024, 'the superblock');
-  const head = Buffer.alloc(SUPERBLOCK + 1024);
-  superblock.copy(head, SUPERBLOCK);
+  const head = await readExactly(image, 0, SUPERBLOCK + 1024, 'the superblock');
   if (!isExtSuperblock(head)) throw new FormatError('corrupt', 'not an ext2/3/4 superblock');
+  const superblock = head.subarray(SUPERBLOCK);
   const incompat = superblock.readUInt32LE(96);
   if (incompat & INCOMPAT_META_BG) throw new FormatError('unsupported', 'the filesystem uses the META_BG descriptor layout');
   if (incompat & INCOMPAT_RECOVER) context.problem('/', 'the journal needs recovery: files are read as they are on disk, without what the journal still holds');
@@ -254,9 +252,7 @@ async function geometryOf(image: ByteSource, context: FormatContext): Promise<Ge
   const revision = superblock.readUInt32LE(76);
   const inodeSize = revision >= 1 ? superblock.readUInt16LE(88) : 128;
   const descSize = incompat & INCOMPAT_64BIT ? Math.max(32, superblock.readUInt16LE(254)) : 32;
-  const blocks = join(superblock.readUInt32LE(4), incompat & INCOMPAT_64BIT ? superblock.readUInt32LE(336) : 0);
   const firstDataBlock = superblock.readUInt32LE(20);
-  const blocksPerGroup = superblock.readUInt32LE(32);
   const inodesPerGroup = superblock.readUInt32LE(40);
   if (inodeSize < 128 || inodeSize > blockSize || inodesPerGroup === 0) throw new FormatError('corrupt', 'damaged superblock (inode size or inodes per group)');
   return {
@@ -266,7 +262,6 @@ async function geometryOf(image: ByteSource, context: FormatContext): Promise<Ge
     inodeCount: superblock.readUInt32LE(0),
     descSize,
     descTable: (firstDataBlock + 1) * blockSize,
-    groups: Math.ceil((blocks - firstDataBlock) / blocksPerGroup),
     fileType: (incompat & INCOMPAT_FILETYPE) !== 0,
   };
 }

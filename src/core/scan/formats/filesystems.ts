@@ -8,11 +8,8 @@
 
 /** The filesystem `head` (the first bytes of a file, partition or disk) starts, by its superblock; undefined for anything else. */
 export function unopenedFilesystem(head: Buffer): string | undefined {
-  if (head.length >= 11) {
-    const oem = head.toString('latin1', 3, 11);
-    if (oem === 'NTFS    ') return 'NTFS';
-  }
-  if (head.length >= 4 && head.toString('latin1', 0, 4) === 'XFSB' && head.length >= 8 && head.readUInt32BE(4) >= 512 && head.readUInt32BE(4) <= 65536) return 'XFS';
+  if (head.length >= 11 && head.toString('latin1', 3, 11) === 'NTFS    ') return 'NTFS';
+  if (head.length >= 8 && head.toString('latin1', 0, 4) === 'XFSB' && head.readUInt32BE(4) >= 512 && head.readUInt32BE(4) <= 65536) return 'XFS';
   if (head.length >= 0x10048 && head.toString('latin1', 0x10040, 0x10048) === '_BHRfS_M') return 'Btrfs';
   return undefined;
 }
