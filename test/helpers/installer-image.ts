@@ -215,7 +215,10 @@ export async function makeStick(dir: string, iso: string, seed: Tree, label = 'D
 
 /** What a handler's walk gave: the members (their `stream()` not yet consumed), and what it reported. */
 export interface Walk {
+  /** The files (every member but the raw `(free space)` one). */
   members: Member[];
+  /** The filesystem's `(free space)` member, when it has one (see formats/free-space.ts). */
+  free?: Member;
   unreadable: { name: string | undefined; reason: UnscannedReason; message: string }[];
   problems: { name: string; message: string }[];
 }
@@ -232,7 +235,10 @@ export async function walkMembers(handler: FormatHandler, input: ByteSource, sig
     unreadable: (name, reason, message) => walk.unreadable.push({ name, reason, message }),
     problem: (name, message) => walk.problems.push({ name, message }),
   };
-  for await (const member of handler.members(input, context)) walk.members.push(member);
+  for await (const member of handler.members(input, context)) {
+    if (member.raw) walk.free = member;
+    else walk.members.push(member);
+  }
   return walk;
 }
 

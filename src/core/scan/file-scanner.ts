@@ -63,6 +63,8 @@ export interface FileTarget {
    * then the SHA-256 of its content, only needed for an `unencrypted` finding, is not computed.
    */
   sopsGoverned?: boolean;
+  /** Bytes that are no file's (see Member.raw): never taken for a filesystem the scan does not open. */
+  raw?: true;
 }
 
 /** Everything a file scan learned; `unencrypted` feeds `.sops.yaml` checks made after the walk. */
@@ -416,6 +418,7 @@ export class FileScanner implements ContentScanner {
 
   /** Notes a filesystem whose files the scan does not open: an `unscanned` finding at `finalize`. */
   private checkFilesystem(head: Buffer): void {
+    if (this.target.raw) return;
     const filesystem = unopenedFilesystem(head);
     if (filesystem) this.unopened = unscannedFinding(this.target, 'unsupported', unopenedFilesystemMessage(filesystem));
   }

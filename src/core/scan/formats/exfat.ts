@@ -3,16 +3,20 @@
  * mounting: the boot sector, the FAT, and the folders from the root down as entry sets (a File entry,
  * its Stream Extension, its File Name entries). A file's clusters are contiguous (NoFatChain) or
  * follow the FAT (read with fat.ts's cached table and chain walk); bytes past its valid data length
- * read as zeros, as exFAT defines them. Members are named by their absolute path, as for every filesystem.
+ * read as zeros, as exFAT defines them. Members are named by their absolute path, as for every filesystem;
+ * the clusters the allocation bitmap calls free (where deleted files' bytes stay) are one raw
+ * `(free space)` member (see free-space.ts).
  */
 import { concatSource, readExactly, sliceSource, sourceChunks, zeroSource } from './byte-source.js';
 import { chainRuns, FatTable, runsSource, type ChainGeometry, type Run } from './fat.js';
+import { FREE_SPACE, FreeRuns } from './free-space.js';
 import { FormatError, type ByteSource, type FormatContext, type FormatHandler, type Member } from './types.js';
 
 const ENTRY = 32;
 const FILE = 0x85;
 const STREAM = 0xc0;
 const NAME = 0xc1;
+const BITMAP = 0x81;
 const ATTR_DIRECTORY = 0x10;
 const NO_FAT_CHAIN = 0x02;
 /** A folder larger than this is damaged (exFAT allows 256 MiB of entries). */
@@ -92,8 +96,11 @@ function entryOf(set: Buffer[]): Entry | undefined {
   };
 }
 
-/** The entry sets of a folder's bytes, in order; a damaged set is reported to `onDamaged` and skipped. */
-async function* entrySets(listing: ByteSource, onDamaged: (at: number) => void, signal?: AbortSignal): AsyncGenerator<Entry> {
+/**
+ * The entry sets of a folder's bytes, in order; a damaged set is reported to `onDamaged` and skipped.
+ * The allocation bitmap's entry (the root folder's) goes to `onBitmap`.
+ */
+async function* entrySets(listing: ByteSource, onDamaged: (at: number) => void, signal?: AbortSignal, onBitmap?: (entry: Buffer) => void): AsyncGenerator<Entry> {
   let set: Buffer[] = [];
   let wanted = 0;
   let position = 0;
@@ -102,6 +109,7 @@ async function* entrySets(listing: ByteSource, onDamaged: (at: number) => void, 
       const entry = chunk.subarray(offset, offset + ENTRY);
       const type = entry[0]!;
       if (type === 0x00) return; // end of the folder
+      if (type === BITMAP) onBitmap?.(Buffer.from(entry));
       if (type === FILE) {
         set = [Buffer.from(entry)];
         wanted = 1 + entry[1]!;
@@ -139,6 +147,8 @@ async function* exfatMembers(input: ByteSource | AsyncIterable<Buffer>, context:
   const image = sliceSource(disk, 0, Math.min(disk.size, geometry.volumeBytes || disk.size));
   const table = new FatTable(image, geometry);
   const visited = new Set<number>([geometry.rootCluster]);
+  /** The allocation bitmap's entry in the root folder (the first, when a TexFAT volume has two). */
+  let bitmap: Buffer | undefined;
   // The root folder has no length of its own: its whole FAT chain.
   const stack: { path: string; first: number; length: number | undefined; contiguous: boolean }[] = [{ path: '', first: geometry.rootCluster, length: undefined, contiguous: false }];
   while (stack.length > 0) {
@@ -155,7 +165,8 @@ async function* exfatMembers(input: ByteSource | AsyncIterable<Buffer>, context:
         listing = runsSource(image, geometry, await clusterRuns(table, geometry, folder.first, folder.length, folder.length, folder.contiguous, where, context.signal), folder.length);
       }
       const damaged = (at: number) => context.problem(`${folder.path}/`, `a damaged entry set at byte ${at} of the folder was skipped`);
-      for await (const entry of entrySets(listing, damaged, context.signal)) {
+      const onBitmap = folder.path === '' ? (entry: Buffer) => (bitmap ??= entry) : undefined;
+      for await (const entry of entrySets(listing, damaged, context.signal, onBitmap)) {
         const path = `${folder.path}/${entry.name}`;
         if (entry.directory) {
           if (entry.length === 0) continue;
@@ -187,4 +198,30 @@ async function* exfatMembers(input: ByteSource | AsyncIterable<Buffer>, context:
     }
     for (let index = subfolders.length - 1; index >= 0; index--) stack.push(subfolders[index]!);
   }
+  let free: Member | undefined;
+  try {
+    if (!bitmap) throw new FormatError('corrupt', 'the root folder has no allocation bitmap');
+    free = await freeClusters(image, table, geometry, bitmap, context);
+  } catch (error) {
+    if (!(error instanceof FormatError)) throw error;
+    context.unreadable(FREE_SPACE, error.reason, `the free space was not read: ${error.message}`);
+  }
+  if (free) yield free;
+}
+
+/** The clusters the allocation bitmap calls free (bit i is cluster i + 2). */
+async function freeClusters(image: ByteSource, table: FatTable, geometry: ExfatGeometry, entry: Buffer, context: FormatContext): Promise<Member | undefined> {
+  const first = entry.readUInt32LE(20);
+  const length = Number(entry.readBigUInt64LE(24));
+  const bits = geometry.clusterCount;
+  if (length < Math.ceil(bits / 8)) throw new FormatError('corrupt', `the allocation bitmap has ${length} bytes, the volume's ${bits} clusters need ${Math.ceil(bits / 8)}`);
+  const runs = await chainRuns(table, geometry, first, Math.ceil(length / geometry.clusterBytes), 'the allocation bitmap', context.signal);
+  const free = new FreeRuns();
+  let bit = 0;
+  for await (const chunk of sourceChunks(runsSource(image, geometry, runs, Math.ceil(bits / 8)), context.signal)) {
+    free.addZeroBits(chunk, bit, Math.min(chunk.length * 8, bits - bit));
+    bit += chunk.length * 8;
+  }
+  if (bit < bits) throw new FormatError('truncated', 'the allocation bitmap ends early');
+  return free.member(image, geometry.dataOffset, geometry.clusterBytes, context);
 }

@@ -7,10 +7,11 @@
  *
  * Not read, and reported `unscanned`: the META_BG descriptor layout, files kept in the journal only
  * (a filesystem that needs recovery is read as it is on disk, with a problem noted), encrypted
- * (fscrypt) files and folders. Deleted files are
- * not members (their blocks belong to no inode).
+ * (fscrypt) files and folders. Deleted files are not members (their blocks belong to no inode): the
+ * blocks the block bitmaps call free are, as one raw `(free space)` member (see free-space.ts).
  */
 import { concatSource, readExactly, sliceSource, sourceChunks, zeroSource } from './byte-source.js';
+import { FREE_SPACE, FreeRuns } from './free-space.js';
 import { FormatError, type ByteSource, type FormatContext, type FormatHandler, type Member } from './types.js';
 
 const SUPERBLOCK = 1024;
@@ -19,6 +20,9 @@ const INCOMPAT_FILETYPE = 0x2;
 const INCOMPAT_RECOVER = 0x4;
 const INCOMPAT_META_BG = 0x10;
 const INCOMPAT_64BIT = 0x80;
+const RO_COMPAT_GDT_CSUM = 0x10;
+const RO_COMPAT_METADATA_CSUM = 0x400;
+const BG_BLOCK_UNINIT = 0x2;
 const EXTENTS_FL = 0x80000;
 const INLINE_DATA_FL = 0x10000000;
 const ENCRYPT_FL = 0x800;
@@ -54,6 +58,11 @@ interface Geometry {
   descSize: number;
   descTable: number;
   fileType: boolean;
+  blocksCount: number;
+  blocksPerGroup: number;
+  firstDataBlock: number;
+  /** Group descriptors' checksums are kept (GDT_CSUM or METADATA_CSUM): their BLOCK_UNINIT flag can be trusted. */
+  checksummed: boolean;
 }
 
 interface Inode {
@@ -255,6 +264,8 @@ async function geometryOf(image: ByteSource, context: FormatContext): Promise<Ge
   const firstDataBlock = superblock.readUInt32LE(20);
   const inodesPerGroup = superblock.readUInt32LE(40);
   if (inodeSize < 128 || inodeSize > blockSize || inodesPerGroup === 0) throw new FormatError('corrupt', 'damaged superblock (inode size or inodes per group)');
+  const blocksPerGroup = superblock.readUInt32LE(32);
+  const roCompat = superblock.readUInt32LE(100);
   return {
     blockSize,
     inodeSize,
@@ -263,13 +274,44 @@ async function geometryOf(image: ByteSource, context: FormatContext): Promise<Ge
     descSize,
     descTable: (firstDataBlock + 1) * blockSize,
     fileType: (incompat & INCOMPAT_FILETYPE) !== 0,
+    blocksCount: join(superblock.readUInt32LE(4), incompat & INCOMPAT_64BIT ? superblock.readUInt32LE(0x150) : 0),
+    blocksPerGroup,
+    firstDataBlock,
+    checksummed: (roCompat & (RO_COMPAT_GDT_CSUM | RO_COMPAT_METADATA_CSUM)) !== 0,
   };
+}
+
+/**
+ * The blocks the block bitmaps call free. A group whose bitmap was never written (BLOCK_UNINIT, on a
+ * filesystem that checksums its descriptors) is free whole: mkfs did not touch it, so whatever the
+ * stick held before is still there.
+ */
+async function freeBlocks(image: ByteSource, geometry: Geometry, context: FormatContext): Promise<Member | undefined> {
+  const { blockSize, blocksPerGroup, firstDataBlock, blocksCount, descSize } = geometry;
+  if (blocksCount <= firstDataBlock) return undefined;
+  const groups = Math.ceil((blocksCount - firstDataBlock) / blocksPerGroup);
+  const table = await readExactly(image, geometry.descTable, groups * descSize, 'the group descriptors');
+  const free = new FreeRuns();
+  for (let group = 0; group < groups; group++) {
+    context.signal?.throwIfAborted();
+    const first = firstDataBlock + group * blocksPerGroup;
+    const blocks = Math.min(blocksPerGroup, blocksCount - first);
+    const desc = table.subarray(group * descSize, (group + 1) * descSize);
+    if (geometry.checksummed && desc.readUInt16LE(0x12) & BG_BLOCK_UNINIT) {
+      free.add(first, blocks);
+      continue;
+    }
+    const bitmap = join(desc.readUInt32LE(0), descSize >= 64 ? desc.readUInt32LE(0x20) : 0);
+    free.addZeroBits(await readExactly(image, bitmap * blockSize, Math.min(blockSize, Math.ceil(blocks / 8)), `the block bitmap of group ${group}`), first, blocks);
+  }
+  return free.member(image, 0, blockSize, context);
 }
 
 async function* ext4Members(input: ByteSource | AsyncIterable<Buffer>, context: FormatContext): AsyncGenerator<Member> {
   if (typeof (input as ByteSource).read !== 'function') throw new FormatError('unsupported', 'ext4 needs random access to the image');
   const image = input as ByteSource;
-  const reader = new Ext4Reader(image, await geometryOf(image, context));
+  const geometry = await geometryOf(image, context);
+  const reader = new Ext4Reader(image, geometry);
   const visited = new Set<number>([ROOT_INODE]);
   const stack: { path: string; inode: number }[] = [{ path: '', inode: ROOT_INODE }];
   while (stack.length > 0) {
@@ -315,6 +357,14 @@ async function* ext4Members(input: ByteSource | AsyncIterable<Buffer>, context: 
     }
     for (let index = subfolders.length - 1; index >= 0; index--) stack.push(subfolders[index]!);
   }
+  let free: Member | undefined;
+  try {
+    free = await freeBlocks(image, geometry, context);
+  } catch (error) {
+    if (!(error instanceof FormatError)) throw error;
+    context.unreadable(FREE_SPACE, error.reason, `the free space was not read: ${error.message}`);
+  }
+  if (free) yield free;
 }
 
 export const ext4: FormatHandler = {

@@ -2,7 +2,8 @@
  * FAT12/16/32 filesystems (the EFI boot image of an installer ISO, a FAT seed partition): every file
  * as a member whose `source` follows its cluster chain in place. Long file names (VFAT LFN) are used
  * when their checksum matches the short entry, else the 8.3 name (with the NT lowercase flags).
- * Deleted entries, volume labels and `.`/`..` are not members. The FAT is read in small cached pieces,
+ * Deleted entries, volume labels and `.`/`..` are not members; the clusters the FAT calls free (where
+ * deleted files' bytes stay) are, as one raw `(free space)` member. The FAT is read in small cached pieces,
  * not whole, so a 32 GiB FAT32 partition costs the same memory as a 4 MiB EFI image.
  *
  * A chain that loops or runs longer than its file's size, or points outside the data area, is
@@ -10,6 +11,7 @@
  * directory whose chain is bad ends the walk, since what it lists cannot be known.
  */
 import { concatSource, readExactly, sliceSource, sourceChunks } from './byte-source.js';
+import { FREE_SPACE, FreeRuns } from './free-space.js';
 import { FormatError, type ByteSource, type FormatContext, type FormatHandler, type Member } from './types.js';
 
 const ENTRY = 32;
@@ -253,6 +255,43 @@ async function* fatMembers(input: ByteSource | AsyncIterable<Buffer>, context: F
     }
     for (let index = subdirectories.length - 1; index >= 0; index--) stack.push(subdirectories[index]!);
   }
+  let free: Member | undefined;
+  try {
+    free = await freeClusters(image, geometry, context);
+  } catch (error) {
+    if (!(error instanceof FormatError)) throw error;
+    context.unreadable(FREE_SPACE, error.reason, `the free space was not read: ${error.message}`);
+  }
+  if (free) yield free;
+}
+
+/** The clusters whose FAT entry is 0 (free), read from the FAT in pieces of whole entries. */
+async function freeClusters(image: ByteSource, geometry: FatGeometry, context: FormatContext): Promise<Member | undefined> {
+  const free = new FreeRuns();
+  const last = geometry.clusterCount + 1;
+  if (geometry.bits === 12) {
+    // At most 4084 clusters: the whole FAT at once (entries straddle bytes).
+    const needed = last + (last >> 1) + 2;
+    if (geometry.fatBytes < needed) throw new FormatError('corrupt', `the FAT has ${geometry.fatBytes} bytes, its ${geometry.clusterCount} clusters need ${needed}`);
+    const fat = await readExactly(image, geometry.fatOffset, needed, 'the FAT');
+    for (let cluster = 2; cluster <= last; cluster++) {
+      const pair = fat.readUInt16LE(cluster + (cluster >> 1));
+      if ((cluster & 1 ? pair >> 4 : pair & 0xfff) === 0) free.add(cluster - 2, 1);
+    }
+  } else {
+    const width = geometry.bits / 8;
+    const perPiece = Math.floor((1024 * 1024) / width);
+    for (let start = 2; start <= last; start += perPiece) {
+      context.signal?.throwIfAborted();
+      const count = Math.min(perPiece, last + 1 - start);
+      const piece = await readExactly(image, geometry.fatOffset + start * width, count * width, 'the FAT');
+      for (let index = 0; index < count; index++) {
+        const entry = width === 2 ? piece.readUInt16LE(index * 2) : piece.readUInt32LE(index * 4) & 0x0fffffff;
+        if (entry === 0) free.add(start + index - 2, 1);
+      }
+    }
+  }
+  return free.member(image, geometry.dataOffset, geometry.clusterBytes, context);
 }
 
 interface Entry {

@@ -45,6 +45,12 @@ export interface Member {
    * such a rule needs. Absent when unknown.
    */
   sopsGoverned?: false;
+  /**
+   * Bytes that are no file's (a filesystem's free space, where deleted files' bytes stay): every rule
+   * reads them flat, as they lie, and they are never opened as a container (old bytes can start like
+   * one and then break off, which is no container to report as unreadable).
+   */
+  raw?: true;
 }
 
 /**

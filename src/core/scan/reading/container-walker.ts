@@ -425,7 +425,8 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
     for await (const member of format.members(handlerInput, context)) {
       walk.checkSignal();
       current = child(target, member.name, member.size);
-      if (member.sopsGoverned === false) current.sopsGoverned = false;
+      // A `.sops.yaml` governs its fellow members only: a compressed stream's lone member has none.
+      if (member.sopsGoverned === false || format.transparent) current.sopsGoverned = false;
       if (pool && member.job) {
         // Decoded and scanned on a worker; the results are gathered at the end of the container.
         const size = member.job.parts.reduce((sum, part) => sum + part.length, 0);
@@ -455,7 +456,11 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
         current = undefined;
         continue;
       }
-      const result = await scanBytes(walk, current, member.size, walk.count(member.stream(), current), member.source, level, format.transparent ? target : current);
+      if (member.raw) {
+        current.sopsGoverned = false;
+        current.raw = true;
+      }
+      const result = await scanBytes(walk, current, member.size, walk.count(member.stream(), current), member.source, level, format.transparent ? target : current, member.raw);
       cleanFiles += keepMember(members, seq++, member.name, result);
       if (!format.transparent) walk.progress(undefined, current);
       current = undefined;
@@ -509,6 +514,8 @@ async function scanBytes(
   level: number,
   /** Under whose name the members of a container in these bytes are reported (see FormatHandler.transparent). */
   owner: FileTarget = target,
+  /** Flat only, never opened as a container (see Member.raw). */
+  raw = false,
 ): Promise<FileResult> {
   const scanner = new FileScanner(walk.environment, target);
   const iterator = chunks[Symbol.asyncIterator]();
@@ -530,11 +537,11 @@ async function scanBytes(
       const content = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
       held.length = 0;
       const result = scanner.scanFlat(content);
-      const format = content.length >= 2 ? detectFormat(content, content.length) : undefined;
+      const format = content.length >= 2 && !raw ? detectFormat(content, content.length) : undefined;
       const inner = format ? await openHeld(walk, format, content, owner, level + 1) : undefined;
       return scanner.finalize(result, inner);
     }
-    let format = detectFormat(headOf(held), size);
+    let format = raw ? undefined : detectFormat(headOf(held), size);
     // A model shard inside a stream (a tar member) is not spooled: its bytes get the flat scan (see FormatHandler.inPlaceOnly).
     if (format?.inPlaceOnly && !source) format = undefined;
     let inner: FileResult | undefined;

@@ -55,7 +55,8 @@ async function members(image: string): Promise<{ sums: Record<string, string>; u
         size += chunk.length;
       }
       expect(size, member.name).toBe(member.size);
-      sums[member.name] = hash.digest('hex');
+      // The free clusters (a raw member) are not a file: free-space.test.ts checks them.
+      if (!member.raw) sums[member.name] = hash.digest('hex');
     }
   } finally {
     await source.close?.();
