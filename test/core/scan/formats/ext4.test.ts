@@ -10,7 +10,7 @@ import { mkdir, symlink, link, writeFile, open } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fileSource, sourceChunks } from '../../../../src/core/scan/formats/byte-source.js';
+import { fileSource } from '../../../../src/core/scan/formats/byte-source.js';
 import { ext4 } from '../../../../src/core/scan/formats/ext4.js';
 import { detectFormat } from '../../../../src/core/scan/formats/index.js';
 import type { FormatContext } from '../../../../src/core/scan/formats/types.js';
