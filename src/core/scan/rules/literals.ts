@@ -53,6 +53,8 @@ export const PROVIDER_DASH = 1 << 27;
 export const K3S = 1 << 28;
 /** `privkey:` / `nlpriv:` (Tailscale node and tailnet-lock private keys). */
 export const TAILSCALE_PRIVATE = 1 << 29;
+/** `"kty"`: a JSON Web Key, whose private part (`d`, or `k` for a symmetric one) may be there. */
+export const JWK = 1 << 30;
 
 const lower = (code: number): number => code | 0x20;
 
@@ -176,10 +178,13 @@ function atCapitalA(text: string, at: number): number {
   }
 }
 
-/** At a `k` or `K`: `key` in any case after `private` or `secret_access` (each joined any way), `psk`, and the two `…Key` names. */
+/** At a `k` or `K`: `key` in any case after `private` or `secret_access` (each joined any way), `psk`, `"kty"`, and the two `…Key` names. */
 function atK(text: string, at: number): number {
   let mask = 0;
-  if (text.charCodeAt(at) === 0x6b && text.charCodeAt(at - 1) === 0x73 && text.charCodeAt(at - 2) === 0x70) mask |= PSK;
+  if (text.charCodeAt(at) === 0x6b) {
+    if (text.charCodeAt(at - 1) === 0x73 && text.charCodeAt(at - 2) === 0x70) mask |= PSK;
+    else if (text.charCodeAt(at - 1) === 0x22 && text.startsWith('kty"', at)) mask |= JWK;
+  }
   if (lower(text.charCodeAt(at + 1)) !== 0x65 || lower(text.charCodeAt(at + 2)) !== 0x79) return mask;
   const end = joined(text, at);
   if (wordAt(text, end - 7, 'private')) mask |= PRIVATE_KEY;

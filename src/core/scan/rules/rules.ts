@@ -428,6 +428,37 @@ function wireguardRule(text: string, hits: RawHit[]): void {
   }
 }
 
+/** Bytes of a JWK's private scalar by curve (RFC 7518, RFC 8037); RSA's `d` is as long as its modulus. */
+const JWK_CURVE_BYTES: Record<string, number> = { 'P-256': 32, 'P-384': 48, 'P-521': 66, secp256k1: 32, Ed25519: 32, X25519: 32, Ed448: 57, X448: 56 };
+
+/**
+ * JSON Web Keys that carry their private part (RFC 7517): `"d"` of an EC, OKP (Ed25519, X25519) or
+ * RSA key, or `"k"` of a symmetric (`oct`) key, in the key's own object (a JWKS `keys` array, an
+ * OIDC provider's or an ACME client's key file). A public JWK (no `d`) is not a finding.
+ */
+function jwkRule(text: string, hits: RawHit[]): void {
+  for (let at = text.indexOf('"kty"'); at !== -1; at = text.indexOf('"kty"', at + 5)) {
+    // The key's object: a JWK's members are strings and arrays of strings, so no brace inside.
+    const open = text.lastIndexOf('{', at);
+    const close = text.indexOf('}', at);
+    if (open === -1 || close === -1 || close - open > 16384) continue;
+    const object = text.slice(open, close + 1);
+    const kty = /"kty"\s*:\s*"(EC|OKP|RSA|oct)"/.exec(object)?.[1];
+    if (!kty) continue;
+    const member = new RegExp(`"${kty === 'oct' ? 'k' : 'd'}"\\s*:\\s*"([A-Za-z0-9_-]{16,})"`).exec(object);
+    if (!member) continue;
+    const value = member[1]!;
+    const bytes = Buffer.from(value, 'base64url');
+    const curve = /"crv"\s*:\s*"([^"]+)"/.exec(object)?.[1];
+    const expected = curve === undefined ? undefined : JWK_CURVE_BYTES[curve];
+    if (kty === 'RSA' ? bytes.length < 64 : kty === 'oct' ? bytes.length < 16 : expected !== undefined && bytes.length !== expected) continue;
+    if (looksLikePlaceholder(value, 3.5)) continue;
+    const start = open + member.index + member[0].lastIndexOf(value);
+    const note = kty === 'oct' ? 'JSON Web Key (oct): a symmetric key' : `JSON Web Key (${kty}${curve ? ` ${curve}` : ''}) with its private part`;
+    hits.push({ rule: 'jwk-private-key', kind: 'private-key', secret: bytes, start, end: start + value.length, note });
+  }
+}
+
 /**
  * GnuPG agent keys (`private-keys-v1.d/*.key`, where GnuPG 2.1+ keeps every secret key) in their
  * text forms: the extended format (`Key: (private-key (ecc ... (d #...#)))`) and the advanced
@@ -628,6 +659,7 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
     if (text.includes('private-key')) gpgAgentKeyRule(text, hits);
   }
   if (families & L.PASSWORD) nixPasswordRule(text, hits);
+  if (families & L.JWK) jwkRule(text, hits);
   serviceRules(text, hits, families);
 }
 

@@ -40,6 +40,7 @@ const ORACLE: [string, number, RegExp][] = [
   ['PROVIDER_DASH', L.PROVIDER_DASH, /pplx-|xai-/],
   ['K3S', L.K3S, /K10[^]{64}::/],
   ['TAILSCALE_PRIVATE', L.TAILSCALE_PRIVATE, /privkey:|nlpriv:/],
+  ['JWK', L.JWK, /"kty"/],
 ];
 
 /** Each literal, near misses of it, and the characters the sweep anchors on. */
@@ -53,7 +54,7 @@ const FRAGMENTS = [
   'auth":', '"auth', 'AccountKey', 'ccountKey', 'Accountkey', 'psk', 'ps', 'sk', 'resharedKey', 'esharedKey', 'resharedkey', 'PASSPHRASE',
   'ASSPHRAS', '_PASS', '_PAS', 'ACCOUNT_KEY', 'CCOUNT_KEY', 'glpat-', 'gldt-', 'glrt-', 'glptt-', 'glft-', 'glcbt-', 'glsoat-', 'glxx-', 'gl-',
   'gsk_', 'sk_', 'r8_', 'r_', 'sk_live_', 'rk_live_', 'sk_test_', 'k_live_', 'glsa_', 'lsa_', 'glc_', 'dop_v1_', 'doo_v1_', 'dor_v1_', 'dox_v1_',
-  'do_v1_', 'pplx-', 'plx-', 'xai-', 'ai-', 'K10', `K10${'a'.repeat(64)}::`, `K10${'b'.repeat(63)}::`, '::', 'privkey:', 'rivkey:', 'nlpriv:', 'nodekey:',
+  'do_v1_', 'pplx-', 'plx-', 'xai-', 'ai-', 'K10', `K10${'a'.repeat(64)}::`, `K10${'b'.repeat(63)}::`, '::', 'privkey:', 'rivkey:', 'nlpriv:', 'nodekey:', '"kty"', 'kty"', '"kty', '"ktY"', 'psk"kty"',
   '_', '-', 'A', 'k', 'K', 'w', 'J', 'y', 'Y', 'e', 's', 't', 'x', 'i', ' ', '\n', 'a', 'b', 'p', 'o', 'r', 'E', 'S', 'C', 'I', 'P', '"',
 ];
 
