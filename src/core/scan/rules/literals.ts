@@ -42,10 +42,13 @@ export const DOCKER_AUTH = 1 << 20;
 export const AZURE = 1 << 21;
 export const PSK = 1 << 22;
 export const PRESHARED = 1 << 23;
-/** `PASSWORD`, `PASSPHRASE`, `_PASS`, `ACCOUNT_KEY` (environment-file names). */
+/**
+ * Environment-file names: `PASSWORD`, `PASSPHRASE`, `_PASS`, `ACCOUNT_KEY`, and the token names
+ * `TOKEN`, `_KEY`, `APIKEY`, `_SECRET`.
+ */
 export const ENV_PASSWORD = 1 << 24;
 export const GITLAB = 1 << 25;
-/** `gsk_` (Groq), `r8_` (Replicate), `sk_live_`/`rk_live_` (Stripe), `glsa_`/`glc_` (Grafana), `do?_v1_` (DigitalOcean). */
+/** `gsk_` (Groq), `r8_` (Replicate), `sk_live_`/`rk_live_` (Stripe), `glsa_`/`glc_` (Grafana), `do?_v1_` (DigitalOcean), `ops_` (1Password). */
 export const PROVIDER_UNDERSCORE = 1 << 26;
 /** `pplx-` (Perplexity), `xai-` (xAI). */
 export const PROVIDER_DASH = 1 << 27;
@@ -75,6 +78,7 @@ const GITLAB_PREFIXES = ['glpat', 'gldt', 'glrt', 'glptt', 'glft', 'glcbt', 'gls
 
 function atUnderscore(text: string, at: number): number {
   let mask = 0;
+  if (text.charCodeAt(at + 1) === 0x53 && text.startsWith('SECRET', at + 1)) mask |= ENV_PASSWORD; // _SECRET
   const b1 = text.charCodeAt(at - 1);
   const b2 = text.charCodeAt(at - 2);
   const b3 = text.charCodeAt(at - 3);
@@ -89,6 +93,7 @@ function atUnderscore(text: string, at: number): number {
     (b1 === 0x6b && (b2 === 0x73 || b2 === 0x72) && text.startsWith('live_', at + 1)) || // sk_live_, rk_live_
     (b1 === 0x61 && text.startsWith('gls', at - 4)) || // glsa_
     (b3 === 0x67 && b2 === 0x6c && b1 === 0x63) || // glc_
+    (b3 === 0x6f && b2 === 0x70 && b1 === 0x73) || // ops_
     (b3 === 0x64 && b2 === 0x6f && (b1 === 0x6f || b1 === 0x70 || b1 === 0x72) && text.startsWith('v1_', at + 1)) // dop_v1_
   ) {
     mask |= PROVIDER_UNDERSCORE;
@@ -196,6 +201,14 @@ function atK(text: string, at: number): number {
   return mask;
 }
 
+/** At a `K`: the environment-file token names `TOKEN`, `_KEY` and `APIKEY`. */
+function atEnvK(text: string, at: number): number {
+  const before = text.charCodeAt(at - 1);
+  if (before === 0x4f) return text.startsWith('TOKEN', at - 2) ? ENV_PASSWORD : 0; // TO|KEN
+  if (before === 0x5f) return text.startsWith('KEY', at) ? ENV_PASSWORD : 0; // _|KEY
+  return before === 0x49 && text.startsWith('APIKEY', at - 3) ? ENV_PASSWORD : 0; // API|KEY
+}
+
 /** The rule families `text` may trigger (0 for most texts): a bit per family, see the constants above. */
 export function ruleLiterals(text: string): number {
   let mask = 0;
@@ -204,7 +217,7 @@ export function ruleLiterals(text: string): number {
   for (let at = text.indexOf(':'); at !== -1; at = text.indexOf(':', at + 1)) mask |= atColon(text, at);
   for (let at = text.indexOf('A'); at !== -1; at = text.indexOf('A', at + 1)) mask |= atCapitalA(text, at);
   for (let at = text.indexOf('k'); at !== -1; at = text.indexOf('k', at + 1)) mask |= atK(text, at);
-  for (let at = text.indexOf('K'); at !== -1; at = text.indexOf('K', at + 1)) mask |= atK(text, at);
+  for (let at = text.indexOf('K'); at !== -1; at = text.indexOf('K', at + 1)) mask |= atK(text, at) | atEnvK(text, at);
   // `assword` (password, Password): the rarest of its letters is the w.
   for (let at = text.indexOf('w'); at !== -1; at = text.indexOf('w', at + 1)) {
     if (text.startsWith('ass', at - 3) && text.startsWith('ord', at + 1)) {

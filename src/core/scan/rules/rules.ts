@@ -565,6 +565,10 @@ function base64WrappedRule(text: string, hits: RawHit[], context: TextScanContex
     end = run.end;
     if (text.charCodeAt(end) === 0x3d) end++;
     if (text.charCodeAt(end) === 0x3d) end++;
+    // A run another rule already reported whole (a token that is base64 of JSON) is not reported again for what is inside.
+    const runStart = run.start;
+    const runEnd = end;
+    if (hits.some((hit) => hit.start <= runStart && hit.end >= runEnd)) continue;
     const decoded = Buffer.from(text.slice(run.start, end), 'base64');
     if (textyRatio(decoded, 4096) < 0.95) continue;
     const inner = scanText(decoded.toString('latin1'), { ...context, depth: (context.depth ?? 0) + 1 });

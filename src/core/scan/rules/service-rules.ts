@@ -40,7 +40,25 @@ function jwtClaims(token: string): { header: Record<string, unknown>; payload: R
   }
 }
 
+/** A 1Password service account token's JSON (base64 after `ops_`): it holds the account's secret key and master unlock key. */
+function onePasswordAccount(token: string): boolean {
+  try {
+    const account = JSON.parse(Buffer.from(token.slice(4), 'base64').toString('utf8')) as Record<string, unknown>;
+    return typeof account === 'object' && account !== null && (typeof account.secretKey === 'string' || typeof account.muk === 'object');
+  } catch {
+    return false;
+  }
+}
+
 const SERVICE_RULES: ServiceRule[] = [
+  {
+    rule: '1password-service-account',
+    kind: '1password-service-account-token',
+    family: L.PROVIDER_UNDERSCORE,
+    // ops_ + base64 of the account's JSON (`{"email":...,"muk":{...},"secretKey":...}`).
+    pattern: /(?<![A-Za-z0-9_])ops_eyJ[A-Za-z0-9+/_-]{100,4000}={0,2}(?![A-Za-z0-9+/=_-])/g,
+    valid: onePasswordAccount,
+  },
   {
     rule: 'openrouter-key',
     kind: 'openrouter-key',
@@ -259,6 +277,30 @@ function envPasswordRule(text: string, hits: RawHit[]): void {
   }
 }
 
+/**
+ * Service tokens in environment files and Nix `environment` attributes: `*_TOKEN=`, `*_API_KEY=`,
+ * `*_SECRET=`, `*_SECRET_KEY=`, `*APIKEY=` with a literal value. A name says little (a token's id,
+ * `GITHUB_TOKEN_PATH`, a public key), so the value must look random: 20 characters or more without
+ * spaces, letters and digits, high entropy, not a path, reference, placeholder or public key.
+ */
+function envTokenRule(text: string, hits: RawHit[]): void {
+  const pattern =
+    /^[ \t]*(?:export[ \t]+)?(?:[A-Za-z][\w.-]*\.)?([A-Z][A-Z0-9_]*(?:TOKEN|_KEY|APIKEY|_SECRET))(?:=(["']?)([^\s"'#;]{20,512})\2|[ \t]*=[ \t]*(["'])([^\s"']{20,512})\4[ \t]*;?)[ \t]*$/gm;
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    const name = match[1]!;
+    const value = match[3] ?? match[5]!;
+    if (/PUBLIC|PUB_|PUBKEY|_ID_|VERIFY|TRUSTED/.test(name) || !/[A-Za-z]/.test(value) || !/[0-9]/.test(value)) continue;
+    if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 3.5)) continue;
+    // Paths, URLs, references (`config.sops.secrets.x.path`) and a Nix cache's public key are not tokens.
+    if (/^(?:\/|~\/|\.\/|[a-z][\w+.-]*:\/\/)/i.test(value) || /^[a-z][\w-]*(?:\.[\w-]+){2,}$/i.test(value) || /:[A-Za-z0-9+/]{43}=$/.test(value)) continue;
+    const start = match.index + match[0].lastIndexOf(value);
+    const end = start + value.length;
+    // Already a finding of a rule that knows its vendor (a `ghp_` token, an `sk-` key).
+    if (hits.some((hit) => hit.start < end && hit.end > start)) continue;
+    hits.push({ rule: 'env-token', kind: 'service-token', secret: value, start, end, note: `variable ${name}` });
+  }
+}
+
 /** `.netrc` entries: `machine HOST login USER password SECRET` (on one line or several). */
 function netrcRule(text: string, hits: RawHit[]): void {
   const pattern = /(?:^|\s)machine\s+(\S+)(?:\s+(?:login|account|port)\s+\S+)*\s+password\s+(\S+)/g;
@@ -297,7 +339,10 @@ export function serviceRules(text: string, hits: RawHit[], families: number): vo
     }
   }
   if (families & L.PSK) wifiPskRule(text, hits);
-  if (families & L.ENV_PASSWORD) envPasswordRule(text, hits);
+  if (families & L.ENV_PASSWORD) {
+    envPasswordRule(text, hits);
+    envTokenRule(text, hits);
+  }
   // A .netrc entry needs `password` (so the PASSWORD family) and `machine`.
   if (families & L.PASSWORD && text.includes('achine ')) netrcRule(text, hits);
   if (families & L.DOCKER_AUTH) dockerAuthRule(text, hits);

@@ -198,3 +198,61 @@ describe('templates and placeholders are not plaintext credentials', () => {
     expect(rulesIn('RESTIC_PASSWORD_FILE=/run/secrets/restic\n')).toEqual([]);
   });
 });
+
+describe('service tokens in environment files', () => {
+  const token = () => randomString(36);
+  it.each([
+    ['an environment file', (value: string) => `SERVICE_API_KEY=${value}\n`],
+    ['an exported, quoted variable', (value: string) => `export GRAFANA_TOKEN="${value}"\n`],
+    ['a secret of a web app', (value: string) => `JWT_SECRET='${value}'\n`],
+    ['a Nix environment attribute', (value: string) => `environment.variables.OPENWEBUI_SECRET_KEY = "${value}";\n`],
+    ['a systemd Environment file', (value: string) => `[Service]\nPAPERLESS_APIKEY=${value}\n`],
+  ])('finds a literal token in %s', (_, write) => {
+    let value = token();
+    while (!/[0-9]/.test(value) || !/[A-Za-z]/.test(value)) value = token();
+    const hits = scanText(write(value), { operatorSecrets: [] });
+    expect(hits.map((hit) => hit.rule)).toEqual(['env-token']);
+    expect(hits[0]!.kind).toBe('service-token');
+  });
+
+  it('a vendor token under such a name is reported once, by its vendor rule', () => {
+    expect(rulesIn(`OPENROUTER_API_KEY=${serviceCredentials().openrouter}\n`)).toEqual(['openrouter-key']);
+  });
+
+  it.each([
+    ['a path', 'GITHUB_TOKEN_PATH=/run/secrets/github-token-2024\n'],
+    ['a Nix reference', '  ANTHROPIC_API_KEY = config.sops.secrets.ANTHROPIC_API_KEY.path;\n'],
+    ['a quoted reference', '  RENOVATE_TOKEN = "config.sops.secrets.renovate_token2.path";\n'],
+    ['a template', 'HF_TOKEN=${config.sops.placeholder.model-provider-token}\n'],
+    ['a placeholder', 'API_TOKEN=your-api-token-goes-here-123\n'],
+    ['words', 'SESSION_SECRET="use a long random string of 64 chars here"\n'],
+    ['a public key', 'AGE_PUBLIC_KEY=age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\n'],
+    ['a Nix cache public key', 'NIX_CACHE_KEY=cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=\n'],
+    ['a short value', 'BOT_TOKEN=a1b2c3d4e5\n'],
+    ['letters only', 'FEATURE_TOKEN=abcdefghijklmnopqrstuvwxyzABCDEFGH\n'],
+    ['a URL', 'OAUTH_CLIENT_SECRET=https://vault.lan/v1/secret/data/oauth2\n'],
+  ])('does not report %s', (_, text) => {
+    expect(rulesIn(text)).toEqual([]);
+  });
+});
+
+describe('1Password service account tokens', () => {
+  /** A token of the shape 1Password issues (`ops_` + base64 of the account JSON), made at test time. */
+  const token = (account: Record<string, unknown>) => `ops_${Buffer.from(JSON.stringify(account)).toString('base64')}`;
+  const account = () => ({
+    email: `${randomString(13).toLowerCase()}@1passwordserviceaccounts.lcl`,
+    muk: { alg: 'A256GCM', ext: true, k: randomBytes(32).toString('base64url'), key_ops: ['encrypt', 'decrypt'], kty: 'oct', kid: 'mp' },
+    secretKey: `A3-${randomString(6)}-${randomString(6)}-${randomString(5)}-${randomString(5)}-${randomString(5)}-${randomString(5)}`,
+    srpX: randomBytes(32).toString('hex'),
+    signInAddress: 'my.1password.com',
+  });
+
+  it('is found in an environment file and in Nix', () => {
+    expect(rulesIn(`OP_SERVICE_ACCOUNT_TOKEN=${token(account())}\n`)).toEqual(['1password-service-account']);
+    expect(rulesIn(`services.onepassword-secrets.tokenValue = "${token(account())}";\n`)).toContain('1password-service-account');
+  });
+
+  it('base64 after ops_ that is not an account is not', () => {
+    expect(rulesIn(`x = "${token({ hello: 'world', padding: randomString(120) })}";\n`)).toEqual([]);
+  });
+});
