@@ -13,7 +13,7 @@ import { binaryKeyFile } from './rules/key-files.js';
 import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
-import { printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
+import { looksLikePlaceholder, printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
 import { detectContainer } from './formats/container-kind.js';
 import { detectFormat } from './formats/index.js';
 import { unopenedFilesystem, unopenedFilesystemMessage } from './formats/filesystems.js';
@@ -81,6 +81,11 @@ export interface FileResult {
 // isAgeCiphertext's two headers, checked on the latin1 view a text file already has.
 const AGE_BINARY = 'age-encryption.org/v1\n';
 const AGE_ARMOR = '-----BEGIN AGE ENCRYPTED FILE-----';
+
+/** A WireGuard key file's name: `privatekey` (as `wg genkey` is shown writing it), `private.key`, `wg0.key`, `*.privkey`; never a public one. */
+const WIREGUARD_KEY_NAME = /^(?!.*pub)(?:.*priv(?:ate)?[._-]?key|wg[\w.-]*\.key|wireguard[\w.-]*key)$/i;
+/** Nothing but 32 bytes of base64 (the last character before `=` carries only 4 bits). */
+const WIREGUARD_KEY_FILE = /^\s*([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)\s*$/;
 
 const SSH_KEY_NAME = /^(?:ssh_host_[a-z0-9]+_key|id_(?:rsa|dsa|ecdsa|ed25519|ecdsa_sk|ed25519_sk|xmss))$/;
 
@@ -460,6 +465,13 @@ export class FileScanner implements ContentScanner {
       const alreadyKey = [...(this.hits?.values() ?? [])].some((finding) => finding.kind === 'private-key');
       if (!alreadyKey) {
         this.record({ rule: 'ssh-private-key-file', kind: 'private-key', secret: content, start: 0, end: content.length, note: 'named like an SSH private key' }, 0);
+      }
+    }
+    // `wg genkey > privatekey`: a file that is nothing but a WireGuard (X25519) private key.
+    if (WIREGUARD_KEY_NAME.test(name) && content.length <= 64) {
+      const key = WIREGUARD_KEY_FILE.exec(content.toString('latin1'))?.[1];
+      if (key && !looksLikePlaceholder(key, 3.5)) {
+        this.record({ rule: 'wireguard-private-key-file', kind: 'wireguard-private-key', secret: Buffer.from(key, 'base64'), start: 0, end: content.length, note: 'a key file named like a private key' }, 0);
       }
     }
     if (name === '.sops.yaml' || name === '.sops.yml') {

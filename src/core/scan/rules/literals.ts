@@ -40,6 +40,7 @@ export const TELEGRAM = 1 << 18;
 export const JWT = 1 << 19;
 export const DOCKER_AUTH = 1 << 20;
 export const AZURE = 1 << 21;
+/** `psk` (Wi-Fi) and `PSK` (IPsec). */
 export const PSK = 1 << 22;
 export const PRESHARED = 1 << 23;
 /**
@@ -186,6 +187,7 @@ function atCapitalA(text: string, at: number): number {
 /** At a `k` or `K`: `key` in any case after `private` or `secret_access` (each joined any way), `psk`, `"kty"`, and the two `…Key` names. */
 function atK(text: string, at: number): number {
   let mask = 0;
+  if (text.charCodeAt(at) === 0x4b && text.charCodeAt(at - 1) === 0x53 && text.charCodeAt(at - 2) === 0x50) mask |= PSK; // PSK (ipsec.secrets)
   if (text.charCodeAt(at) === 0x6b) {
     if (text.charCodeAt(at - 1) === 0x73 && text.charCodeAt(at - 2) === 0x70) mask |= PSK;
     else if (text.charCodeAt(at - 1) === 0x22 && text.startsWith('kty"', at)) mask |= JWK;

@@ -133,6 +133,7 @@ function isPgpSecretPacket(first: number): boolean {
 }
 
 function armoredKeyRule(text: string, hits: RawHit[]): void {
+  openVpnStaticKeyRule(text, hits);
   const pattern = /-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED |ANY )?PRIVATE KEY|PGP PRIVATE KEY BLOCK|SSH2 ENCRYPTED PRIVATE KEY)-----/g;
   for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
     const label = match[1]!;
@@ -425,6 +426,26 @@ function wireguardRule(text: string, hits: RawHit[]): void {
     if (looksLikePlaceholder(key, 3.5)) continue;
     const start = match.index + match[0].lastIndexOf(key);
     hits.push({ rule: 'wireguard-private-key', kind: 'wireguard-private-key', secret: Buffer.from(key, 'base64'), start, end: start + key.length });
+  }
+}
+
+/**
+ * OpenVPN static keys (`ta.key` for tls-auth/tls-crypt, `--secret` keys; inline in an `.ovpn` as
+ * `<tls-auth>` too): 2048 bits of shared secret in hex, or a tls-crypt-v2 client key (base64).
+ */
+function openVpnStaticKeyRule(text: string, hits: RawHit[]): void {
+  const pattern = /-----BEGIN OpenVPN (Static key V1|tls-crypt-v2 (?:client|server) key)-----/g;
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    const endMarker = `-----END OpenVPN ${match[1]}-----`;
+    const bodyStart = match.index + match[0].length;
+    const endIndex = text.indexOf(endMarker, bodyStart);
+    if (endIndex === -1 || endIndex - bodyStart > MAX_SECRET_SPAN) continue;
+    const body = text.slice(bodyStart, endIndex).replace(/\s+/g, '');
+    const secret = match[1] === 'Static key V1' ? (/^[0-9a-fA-F]{256,}$/.test(body) ? Buffer.from(body, 'hex') : undefined) : /^[A-Za-z0-9+/=]{100,}$/.test(body) ? Buffer.from(body, 'base64') : undefined;
+    if (!secret || looksLikePlaceholder(body, 3)) continue;
+    const end = endIndex + endMarker.length;
+    hits.push({ rule: 'openvpn-static-key', kind: 'private-key', secret, start: match.index, end, note: `OpenVPN ${match[1]}` });
+    pattern.lastIndex = end;
   }
 }
 

@@ -259,6 +259,20 @@ function wifiPskRule(text: string, hits: RawHit[]): void {
 }
 
 /**
+ * IPsec pre-shared keys in `ipsec.secrets` (strongSwan, Libreswan): `[ids] : PSK "secret"`, also as
+ * `0x` hex or `0s` base64. A reference to another file (`: PSK %prompt`) is not a value.
+ */
+function ipsecPskRule(text: string, hits: RawHit[]): void {
+  const pattern = /(?:^|\s):[ \t]*PSK[ \t]+("([^"\n]{6,256})"|(0x[0-9a-fA-F]{12,512}|0s[A-Za-z0-9+/=]{8,512}))[ \t]*$/gm;
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    const value = match[2] ?? match[3]!;
+    if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2)) continue;
+    const start = match.index + match[0].lastIndexOf(value);
+    hits.push({ rule: 'ipsec-psk', kind: 'ipsec-psk', secret: value, start, end: start + value.length });
+  }
+}
+
+/**
  * Backup and service passwords in environment files: `RESTIC_PASSWORD=...`, `BORG_PASSPHRASE=...`,
  * `export B2_ACCOUNT_KEY="..."`, and the same names given a string literal in Nix
  * (`MAIL_PASSWORD = "...";`). A Nix expression (`cfg.passwordFile;`) is not a value.
@@ -338,7 +352,10 @@ export function serviceRules(text: string, hits: RawHit[], families: number): vo
       hits.push({ rule: rule.rule, kind: rule.kind, secret, start, end: start + secret.length, ...(rule.note ? { note: rule.note } : {}) });
     }
   }
-  if (families & L.PSK) wifiPskRule(text, hits);
+  if (families & L.PSK) {
+    wifiPskRule(text, hits);
+    if (text.includes('PSK')) ipsecPskRule(text, hits);
+  }
   if (families & L.ENV_PASSWORD) {
     envPasswordRule(text, hits);
     envTokenRule(text, hits);

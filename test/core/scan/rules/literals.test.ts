@@ -32,7 +32,7 @@ const ORACLE: [string, number, RegExp][] = [
   ['JWT', L.JWT, /eyJ/],
   ['DOCKER_AUTH', L.DOCKER_AUTH, /"auth"\s*:/],
   ['AZURE', L.AZURE, /AccountKey/],
-  ['PSK', L.PSK, /psk/],
+  ['PSK', L.PSK, /psk|PSK/],
   ['PRESHARED', L.PRESHARED, /resharedKey/],
   ['ENV_PASSWORD', L.ENV_PASSWORD, /ASSWORD|ASSPHRASE|_PASS|ACCOUNT_KEY|TOKEN|_KEY|APIKEY|_SECRET/],
   ['GITLAB', L.GITLAB, /gl(?:pat|dt|rt|ptt|ft|cbt|soat)-/],
@@ -54,7 +54,7 @@ const FRAGMENTS = [
   'auth":', '"auth', 'AccountKey', 'ccountKey', 'Accountkey', 'psk', 'ps', 'sk', 'resharedKey', 'esharedKey', 'resharedkey', 'PASSPHRASE',
   'ASSPHRAS', '_PASS', '_PAS', 'ACCOUNT_KEY', 'CCOUNT_KEY', 'glpat-', 'gldt-', 'glrt-', 'glptt-', 'glft-', 'glcbt-', 'glsoat-', 'glxx-', 'gl-',
   'gsk_', 'sk_', 'r8_', 'r_', 'sk_live_', 'rk_live_', 'sk_test_', 'k_live_', 'glsa_', 'lsa_', 'glc_', 'dop_v1_', 'doo_v1_', 'dor_v1_', 'dox_v1_',
-  'do_v1_', 'pplx-', 'plx-', 'xai-', 'ai-', 'K10', `K10${'a'.repeat(64)}::`, `K10${'b'.repeat(63)}::`, '::', 'privkey:', 'rivkey:', 'nlpriv:', 'nodekey:', '"kty"', 'kty"', '"kty', '"ktY"', 'psk"kty"', 'ops_', 'ps_', 'op_', 'TOKEN', 'OKEN', 'TOKE', '_KEY', '_KE', 'APIKEY', 'PIKEY', '_SECRET', 'SECRET', '_SECRE', 'O', 'I',
+  'do_v1_', 'pplx-', 'plx-', 'xai-', 'ai-', 'K10', `K10${'a'.repeat(64)}::`, `K10${'b'.repeat(63)}::`, '::', 'privkey:', 'rivkey:', 'nlpriv:', 'nodekey:', '"kty"', 'kty"', '"kty', '"ktY"', 'psk"kty"', 'ops_', 'ps_', 'op_', 'PSK', 'PS', 'SK', 'pSK', 'TOKEN', 'OKEN', 'TOKE', '_KEY', '_KE', 'APIKEY', 'PIKEY', '_SECRET', 'SECRET', '_SECRE', 'O', 'I',
   '_', '-', 'A', 'k', 'K', 'w', 'J', 'y', 'Y', 'e', 's', 't', 'x', 'i', ' ', '\n', 'a', 'b', 'p', 'o', 'r', 'E', 'S', 'C', 'I', 'P', '"',
 ];
 
