@@ -130,6 +130,30 @@ const SERVICE_RULES: ServiceRule[] = [
     },
   },
   {
+    rule: 'attic-token',
+    kind: 'attic-token',
+    family: L.JWT,
+    // Attic (a self-hosted Nix binary cache) tokens: JWTs whose claims carry the cache permissions.
+    pattern: /(?<![A-Za-z0-9_.-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_.-])/g,
+    valid: (secret) => {
+      const claims = jwtClaims(secret);
+      return claims !== undefined && typeof claims.payload['https://jwt.attic.rs/v1'] === 'object';
+    },
+  },
+  {
+    rule: 'home-assistant-token',
+    kind: 'home-assistant-token',
+    family: L.JWT,
+    // Home Assistant long-lived access tokens: HS256 JWTs whose claims are the refresh token's id (`iss`, 32 hex), `iat` and `exp` only.
+    pattern: /(?<![A-Za-z0-9_.-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_.-])/g,
+    valid: (secret) => {
+      const claims = jwtClaims(secret);
+      if (!claims || claims.header.alg !== 'HS256') return false;
+      const keys = Object.keys(claims.payload).sort().join(',');
+      return keys === 'exp,iat,iss' && typeof claims.payload.iss === 'string' && /^[0-9a-f]{32}$/.test(claims.payload.iss);
+    },
+  },
+  {
     rule: 'kubernetes-token',
     kind: 'kubernetes-token',
     family: L.JWT,

@@ -4,7 +4,7 @@
  * filled in later are not.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -254,5 +254,30 @@ describe('1Password service account tokens', () => {
 
   it('base64 after ops_ that is not an account is not', () => {
     expect(rulesIn(`x = "${token({ hello: 'world', padding: randomString(120) })}";\n`)).toEqual([]);
+  });
+});
+
+describe('JWTs of a homelab: Attic and Home Assistant tokens', () => {
+  /** An HS256 JWT signed with a fresh key, as the service mints it. */
+  const jwt = (payload: Record<string, unknown>) => {
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const body = `${encode({ alg: 'HS256', typ: 'JWT' })}.${encode(payload)}`;
+    return `${body}.${createHmac('sha256', randomBytes(32)).update(body).digest('base64url')}`;
+  };
+  const now = Math.floor(Date.now() / 1000);
+
+  it('an Attic token in its client config, with its cache permissions', () => {
+    const token = jwt({ sub: 'ci', exp: now + 86400 * 365, 'https://jwt.attic.rs/v1': { caches: { main: { r: 1, w: 1 } } } });
+    expect(rulesIn(`[servers.lan]\nendpoint = "https://attic.lan"\ntoken = "${token}"\n`)).toEqual(['attic-token']);
+  });
+
+  it('a Home Assistant long-lived access token as a Prometheus bearer token', () => {
+    const token = jwt({ iss: randomBytes(16).toString('hex'), iat: now, exp: now + 315360000 });
+    expect(rulesIn(`scrape_configs:\n  - job_name: hass\n    bearer_token: "${token}"\n`)).toEqual(['home-assistant-token']);
+  });
+
+  it('a JWT with other claims (a session, the jwt.io sample) is not reported by either', () => {
+    expect(rulesIn(`token = "${jwt({ sub: '1234567890', name: 'John Doe', iat: 1516239022 })}"\n`)).toEqual([]);
+    expect(rulesIn(`token = "${jwt({ iss: 'auth.lan', sub: 'alice', iat: now, exp: now + 60, scope: 'read' })}"\n`)).toEqual([]);
   });
 });
