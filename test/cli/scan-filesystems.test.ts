@@ -92,6 +92,20 @@ describe('scan of a disk with an ext4 partition', () => {
     expect(report.findings.map((finding) => [finding.rule, ...(finding.chain ?? [])])).toEqual([['openssh-private-key', '(partition 1 DUBNIUM-SEED)', '/source/repo.tar.gz', KEY_NAME]]);
   });
 
+  it('reads the partition once as raw bytes, not twice: the disk-wide pass already read it', async () => {
+    const dir = await tempDir();
+    const disk = diskWith(dir, await ext4Of(dir, { 'data/blob.bin': randomBytes(24 * MiB), 'notes.txt': 'clean\n' }, 48));
+    const bytesRead = () => Number(/^rchar: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'))![1]);
+    const before = bytesRead();
+    const report = await scanPaths([disk], { operatorSecrets: false });
+    const read = bytesRead() - before;
+    expect(report.findings).toEqual([]);
+    // The disk (50 MiB) once, the file (24 MiB) once and the free space (about 22 MiB) once: about
+    // 96 MiB. Another raw pass over the partition would add 48 MiB.
+    expect(read).toBeGreaterThan(90 * MiB);
+    expect(read).toBeLessThan(120 * MiB);
+  });
+
   it('a clean ext4 partition on a block device passes (exit 0)', async () => {
     const dir = await tempDir();
     const disk = diskWith(dir, await ext4Of(dir, { 'models/m/config.json': '{"model_type": "qwen2"}\n', 'notes.txt.gz': 'x' }));

@@ -460,7 +460,7 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
         current.sopsGoverned = false;
         current.raw = true;
       }
-      const result = await scanBytes(walk, current, member.size, walk.count(member.stream(), current), member.source, level, format.transparent ? target : current, member.raw);
+      const result = await scanBytes(walk, current, member.size, walk.count(member.stream(), current), member.source, level, format.transparent ? target : current, member.raw, member.source !== undefined);
       cleanFiles += keepMember(members, seq++, member.name, result);
       if (!format.transparent) walk.progress(undefined, current);
       current = undefined;
@@ -516,6 +516,11 @@ async function scanBytes(
   owner: FileTarget = target,
   /** Flat only, never opened as a container (see Member.raw). */
   raw = false,
+  /**
+   * The bytes lie in place in a container whose own flat pass read them (a partition of a disk, an
+   * ISO's squashfs, an image file on a partition: a member with a `source`).
+   */
+  covered = false,
 ): Promise<FileResult> {
   const scanner = new FileScanner(walk.environment, target);
   const iterator = chunks[Symbol.asyncIterator]();
@@ -557,7 +562,10 @@ async function scanBytes(
       inner = await openContainer(walk, format, { stream: feed.iterable() }, owner, level + 1);
       if (!walk.tripped) await feed.drain();
     } else if (source) {
-      await feed.drain();
+      // A large container read in place whose bytes its parent's flat pass already read: that pass
+      // is the same sampled scan, so it is not run a second time over the same bytes (a disk's
+      // partitions would otherwise be read twice, and their filesystems' files a third time).
+      if (!(covered && size !== undefined && size > FULL_SCAN_LIMIT && !format.inPlaceOnly)) await feed.drain();
       inner = await openContainer(walk, format, { source }, owner, level + 1);
     } else {
       const spool = await Spool.create();
