@@ -328,6 +328,10 @@ function envTokenRule(text: string, hits: RawHit[]): void {
     const name = match[1]!;
     const value = match[3] ?? match[5]!;
     if (/PUBLIC|PUB_|PUBKEY|_ID_|VERIFY|TRUSTED/.test(name) || !/[A-Za-z]/.test(value) || !/[0-9]/.test(value)) continue;
+    // A token is made of these; anything else is a template (`{env:X}`, `<X>`), a hash (`$argon2id$...`) or prose.
+    if (!/^[A-Za-z0-9+/=_.:~-]+$/.test(value)) continue;
+    // A GnuPG key id or fingerprint (`SIGNING_KEY = "823566455E49DDC6..."`) names a public key.
+    if (/^(?:[0-9A-F]{16}|[0-9A-F]{40})$/.test(value)) continue;
     if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 3.5)) continue;
     // Paths, URLs, references (`config.sops.secrets.x.path`) and a Nix cache's public key are not tokens.
     if (/^(?:\/|~\/|\.\/|[a-z][\w+.-]*:\/\/)/i.test(value) || /^[a-z][\w-]*(?:\.[\w-]+){2,}$/i.test(value) || /:[A-Za-z0-9+/]{43}=$/.test(value)) continue;

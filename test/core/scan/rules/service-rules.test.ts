@@ -231,6 +231,10 @@ describe('service tokens in environment files', () => {
     ['a short value', 'BOT_TOKEN=a1b2c3d4e5\n'],
     ['letters only', 'FEATURE_TOKEN=abcdefghijklmnopqrstuvwxyzABCDEFGH\n'],
     ['a URL', 'OAUTH_CLIENT_SECRET=https://vault.lan/v1/secret/data/oauth2\n'],
+    ['a template of another tool', '  CONTEXT7_API_KEY = "{env:CONTEXT7_API_KEY}";\n'],
+    ['an argon2 hash of the token (as Vaultwarden wants it)', 'ADMIN_TOKEN=$argon2id$v=19$m=65540,t=3,p=4$TkZqT1Zpb3dnQ0hKcG10RjZOUFZHWTZFOVhlTFk3bVNNYlM0bFdHb3kzZz0$fzWizVbndJKOqEeuQ9GKNyorXZVe7rloQBKn4VEKiu4\n'],
+    ['a GnuPG key fingerprint', '        SIGNING_KEY = "823566455E49DDC6AE5813048CA13817A54AAB38";\n'],
+    ['a GnuPG key id', '        SIGNING_KEY = "C9974EDF9932B558";\n'],
   ])('does not report %s', (_, text) => {
     expect(rulesIn(text)).toEqual([]);
   });
