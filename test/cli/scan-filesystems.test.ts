@@ -146,6 +146,64 @@ describe('a filesystem the scan does not open (NTFS, XFS, Btrfs)', () => {
   });
 });
 
+describe('volumes the scan does not open, made with their own tools', () => {
+  it.each([
+    ['an EROFS image (lz4hc, as a Nix store image is made)', 'EROFS', 'unscanned-unsupported', async (dir: string, tree: string) => {
+      execFileSync('mkfs.erofs', ['-zlz4hc', path.join(dir, 'vol.img'), tree], { stdio: 'ignore' });
+    }],
+    ['an F2FS partition', 'F2FS', 'unscanned-unsupported', async (dir: string) => {
+      execFileSync('truncate', ['-s', '64M', path.join(dir, 'vol.img')]);
+      execFileSync('mkfs.f2fs', ['-q', path.join(dir, 'vol.img')], { stdio: 'ignore' });
+    }],
+    ['a LUKS2 volume', 'LUKS', 'unscanned-encrypted', async (dir: string) => luks(dir, 'luks2')],
+    ['a LUKS1 volume', 'LUKS', 'unscanned-encrypted', async (dir: string) => luks(dir, 'luks1')],
+  ])('%s is unscanned, never passed', async (_, name, rule, make) => {
+    const dir = await tempDir();
+    const tree = path.join(dir, 'tree');
+    await mkdir(path.join(tree, 'etc/ssh'), { recursive: true });
+    await writeFile(path.join(tree, KEY_NAME), sshKey('ed25519').privateKey.repeat(20));
+    await make(dir, tree);
+    for (const target of [path.join(dir, 'vol.img'), diskWith(dir, path.join(dir, 'vol.img'))]) {
+      const report = await scanPaths([target], { operatorSecrets: false });
+      const unscanned = report.findings.filter((finding) => finding.kind === 'unscanned');
+      expect(unscanned.map((finding) => finding.rule), target).toEqual([rule]);
+      expect(unscanned[0]!.note).toContain(name);
+    }
+  });
+
+  it('virtual disk images (qcow2, VHDX, VMDK, VDI) by their headers, as their specifications give them', async () => {
+    const header = (fill: (bytes: Buffer) => void) => {
+      const bytes = randomBytes(64 * 1024);
+      fill(bytes);
+      return bytes;
+    };
+    const heads: [string, Buffer][] = [
+      ['qcow2', header((bytes) => { bytes.write('QFI\xfb', 0, 'latin1'); bytes.writeUInt32BE(3, 4); })],
+      ['VHDX', header((bytes) => bytes.write('vhdxfile', 0, 'latin1'))],
+      ['VMDK', header((bytes) => { bytes.write('KDMV', 0, 'latin1'); bytes.writeUInt32LE(1, 4); })],
+      ['VDI', header((bytes) => { bytes.write('<<< Oracle VM VirtualBox Disk Image >>>\n', 0, 'latin1'); bytes.writeUInt32LE(0xbeda107f, 0x40); })],
+    ];
+    const dir = await tempDir();
+    for (const [name, bytes] of heads) {
+      expect(unopenedFilesystem(bytes)).toEqual({ name, kind: 'disk image' });
+      const file = path.join(dir, `disk.${name.toLowerCase()}`);
+      await writeFile(file, bytes);
+      const report = await scanPaths([file], { operatorSecrets: false });
+      expect(report.findings.map((finding) => finding.rule)).toEqual(['unscanned-unsupported']);
+      expect(report.findings[0]!.note).toMatch(new RegExp(`holds a ${name} disk image.*qemu-img convert -O raw`));
+    }
+  });
+});
+
+/** A 20 MiB LUKS volume made with cryptsetup (a fast PBKDF: the test only needs its header). */
+function luks(dir: string, type: 'luks1' | 'luks2'): void {
+  const image = path.join(dir, 'vol.img');
+  execFileSync('truncate', ['-s', '20M', image]);
+  const keyFile = path.join(dir, 'passphrase');
+  execFileSync('sh', ['-c', `printf %s "${randomBytes(8).toString('hex')}" > "${keyFile}"`]);
+  execFileSync('cryptsetup', ['luksFormat', '-q', '--type', type, '--key-file', keyFile, ...(type === 'luks2' ? ['--pbkdf', 'pbkdf2'] : []), '--pbkdf-force-iterations', '1000', image], { stdio: 'ignore' });
+}
+
 describe('filesystem detection', () => {
   it('knows ext4 by its whole superblock, not by the two magic bytes alone; exFAT and NTFS by their boot sector', async () => {
     const dir = await tempDir();
@@ -159,7 +217,7 @@ describe('filesystem detection', () => {
     }
     expect(flagged).toBe(0);
     expect(exfatGeometry(readFileSync(await exfatOf(await tempDir(), {})).subarray(0, 64 * 1024))).toBeDefined();
-    expect(unopenedFilesystem(Buffer.concat([Buffer.alloc(3), Buffer.from('NTFS    ')]))).toBe('NTFS');
+    expect(unopenedFilesystem(Buffer.concat([Buffer.alloc(3), Buffer.from('NTFS    ')]))?.name).toBe('NTFS');
     expect(unopenedFilesystem(Buffer.from('plain text, not a filesystem\n'.repeat(100)))).toBeUndefined();
   });
 });

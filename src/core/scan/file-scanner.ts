@@ -16,7 +16,7 @@ import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sop
 import { looksLikePlaceholder, printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
 import { detectContainer } from './formats/container-kind.js';
 import { detectFormat } from './formats/index.js';
-import { unopenedFilesystem, unopenedFilesystemMessage } from './formats/filesystems.js';
+import { unopenedFilesystem, unopenedFilesystemMessage, unopenedReason } from './formats/filesystems.js';
 import { unscannedFinding } from './reading/unscanned.js';
 import { HEAD_BYTES } from './formats/types.js';
 import { SyncSpool } from './reading/byte-source.js';
@@ -424,8 +424,8 @@ export class FileScanner implements ContentScanner {
   /** Notes a filesystem whose files the scan does not open: an `unscanned` finding at `finalize`. */
   private checkFilesystem(head: Buffer): void {
     if (this.target.raw) return;
-    const filesystem = unopenedFilesystem(head);
-    if (filesystem) this.unopened = unscannedFinding(this.target, 'unsupported', unopenedFilesystemMessage(filesystem));
+    const volume = unopenedFilesystem(head);
+    if (volume) this.unopened = unscannedFinding(this.target, unopenedReason(volume), unopenedFilesystemMessage(volume));
   }
 
   private scanWhole(content: Buffer, result: FileResult): void {

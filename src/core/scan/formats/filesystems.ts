@@ -1,23 +1,62 @@
 /**
- * Filesystems whose files the scan does not open (FAT, exFAT and ext2/3/4 it does: fat.ts, exfat.ts,
- * ext4.ts): NTFS, XFS and Btrfs. Their bytes still stream through the rules raw, so a plain key file
- * stored uncompressed is found, but a compressed file on them (a `.tar.gz`, a `.zst`) is never
- * unpacked, and Btrfs may compress file content itself: such an input is reported `unscanned`,
- * never passed.
+ * Volumes whose files the scan does not open (FAT, exFAT and ext2/3/4 it does: fat.ts, exfat.ts,
+ * ext4.ts; ISO 9660 and squashfs too): NTFS, XFS, Btrfs, F2FS and EROFS filesystems, virtual disk
+ * images (qcow2, VHDX, VMDK, VDI), and encrypted volumes (LUKS, BitLocker). Their bytes still stream
+ * through the rules raw, so a plain key stored uncompressed in the clear is found, but a compressed
+ * file on them (a `.tar.gz`, a `.zst`) is never unpacked, Btrfs, F2FS and EROFS may compress file
+ * content themselves (an EROFS Nix store image usually does), and an encrypted volume's content
+ * cannot be read at all: such an input is reported `unscanned`, never passed.
  */
+import type { UnscannedReason } from './types.js';
 
-/** The filesystem `head` (the first bytes of a file, partition or disk) starts, by its superblock; undefined for anything else. */
-export function unopenedFilesystem(head: Buffer): string | undefined {
-  if (head.length >= 11 && head.toString('latin1', 3, 11) === 'NTFS    ') return 'NTFS';
-  if (head.length >= 8 && head.toString('latin1', 0, 4) === 'XFSB' && head.readUInt32BE(4) >= 512 && head.readUInt32BE(4) <= 65536) return 'XFS';
-  if (head.length >= 0x10048 && head.toString('latin1', 0x10040, 0x10048) === '_BHRfS_M') return 'Btrfs';
+export interface UnopenedVolume {
+  /** `NTFS`, `qcow2`, `LUKS`, ... */
+  name: string;
+  kind: 'filesystem' | 'disk image' | 'encrypted volume';
+}
+
+const FILESYSTEM = 'filesystem' as const;
+const DISK_IMAGE = 'disk image' as const;
+const ENCRYPTED = 'encrypted volume' as const;
+
+/** The volume `head` (the first bytes of a file, partition or disk) starts, by its superblock or header; undefined for anything else. */
+export function unopenedFilesystem(head: Buffer): UnopenedVolume | undefined {
+  const text = (start: number, end: number) => (head.length >= end ? head.toString('latin1', start, end) : '');
+  if (text(3, 11) === 'NTFS    ') return { name: 'NTFS', kind: FILESYSTEM };
+  if (text(0, 4) === 'XFSB' && head.readUInt32BE(4) >= 512 && head.readUInt32BE(4) <= 65536) return { name: 'XFS', kind: FILESYSTEM };
+  if (text(0x10040, 0x10048) === '_BHRfS_M') return { name: 'Btrfs', kind: FILESYSTEM };
+  if (head.length >= 1040) {
+    const magic = head.readUInt32LE(1024);
+    // EROFS: its magic and a block size of 512 B to 64 KiB (log2 at byte 12 of the superblock).
+    if (magic === 0xe0f5e1e2 && head[1036]! >= 9 && head[1036]! <= 16) return { name: 'EROFS', kind: FILESYSTEM };
+    // F2FS: its magic, major version 1, and a sector size of 512 B to 4 KiB.
+    if (magic === 0xf2f52010 && head.readUInt16LE(1028) === 1 && head.readUInt32LE(1032) >= 9 && head.readUInt32LE(1032) <= 12) return { name: 'F2FS', kind: FILESYSTEM };
+  }
+  if (text(0, 6) === 'LUKS\xba\xbe' && (head.readUInt16BE(6) === 1 || head.readUInt16BE(6) === 2)) return { name: 'LUKS', kind: ENCRYPTED };
+  if (text(3, 11) === '-FVE-FS-') return { name: 'BitLocker', kind: ENCRYPTED };
+  if (text(0, 4) === 'QFI\xfb' && head.readUInt32BE(4) >= 1 && head.readUInt32BE(4) <= 3) return { name: 'qcow2', kind: DISK_IMAGE };
+  if (text(0, 8) === 'vhdxfile') return { name: 'VHDX', kind: DISK_IMAGE };
+  if (text(0, 4) === 'KDMV' && head.readUInt32LE(4) >= 1 && head.readUInt32LE(4) <= 3) return { name: 'VMDK', kind: DISK_IMAGE };
+  if (head.length >= 0x44 && head.readUInt32LE(0x40) === 0xbeda107f) return { name: 'VDI', kind: DISK_IMAGE };
   return undefined;
 }
 
-/** The `unscanned` message for a filesystem found where a file's bytes were scanned raw. */
-export function unopenedFilesystemMessage(filesystem: string): string {
-  return (
-    `holds ${filesystem === 'Btrfs' ? 'a' : 'an'} ${filesystem} filesystem, whose files this scan does not open: its bytes were scanned raw, but a compressed file on it was not unpacked. ` +
-    'Mount it read-only and scan the folder'
-  );
+/** The `unscanned` reason for such a volume: an encrypted one cannot be read, the others are not supported. */
+export function unopenedReason(volume: UnopenedVolume): UnscannedReason {
+  return volume.kind === ENCRYPTED ? 'encrypted' : 'unsupported';
+}
+
+/** The `unscanned` message for a volume found where a file's bytes were scanned raw: what was not read, and what to do. */
+export function unopenedFilesystemMessage(volume: UnopenedVolume): string {
+  switch (volume.kind) {
+    case ENCRYPTED:
+      return `holds a ${volume.name}-encrypted volume, whose content this scan cannot read. Open it (cryptsetup open, or mount it) and scan the opened device or folder, or allowlist this finding with a reason if an encrypted volume may travel`;
+    case DISK_IMAGE:
+      return `holds a ${volume.name} disk image, whose filesystems this scan does not open: its bytes were scanned raw, but a compressed file in it was not unpacked. Convert it to a raw image (qemu-img convert -O raw) and scan that`;
+    default:
+      return (
+        `holds ${volume.name === 'Btrfs' ? 'a' : 'an'} ${volume.name} filesystem, whose files this scan does not open: its bytes were scanned raw, but a compressed file on it was not unpacked. ` +
+        'Mount it read-only and scan the folder'
+      );
+  }
 }
