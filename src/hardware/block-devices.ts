@@ -135,10 +135,11 @@ async function lsblk(devicePath: string): Promise<LsblkNode> {
 }
 
 /**
- * Low-level probe (reads the device, not the udev database): without udev, as in containers,
- * lsblk leaves FSTYPE, LABEL and PTTYPE empty, but blkid -p still finds them.
+ * Low-level probe of a device or image file (reads it, not the udev database): without udev, as in
+ * containers, lsblk leaves FSTYPE, LABEL and PTTYPE empty, but blkid -p still finds them. Empty when
+ * blkid finds nothing (or cannot run).
  */
-async function probe(devicePath: string): Promise<Record<string, string>> {
+export async function probe(devicePath: string): Promise<Record<string, string>> {
   const result = await run('blkid', ['-p', '-o', 'export', devicePath], { cwd: '/', reject: false, timeout: 30_000 }).catch(() => null);
   if (!result || result.exitCode !== 0) return {};
   const fields: Record<string, string> = {};

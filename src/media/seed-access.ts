@@ -15,7 +15,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { UsageError, VerificationError, isSeedError } from '../errors.js';
-import { inspectBlockDevice, type BlockPartition } from '../hardware/block-devices.js';
+import { inspectBlockDevice, probe, type BlockPartition } from '../hardware/block-devices.js';
 import { MANIFEST_NAME } from '../core/manifest.js';
 import { run } from '../util/run.js';
 import { copySeedOutOfFat, fatRootEntries } from './fat.js';
@@ -47,16 +47,6 @@ export interface SeedAccessOptions {
 }
 
 const seedFilesystems = new Set(['ext4', 'exfat', 'vfat']);
-
-async function probe(target: string): Promise<Record<string, string>> {
-  const result = await run('blkid', ['-p', '-o', 'export', target], { cwd: '/', reject: false, timeout: 30_000 });
-  const fields: Record<string, string> = {};
-  for (const line of result.stdout.split('\n')) {
-    const index = line.indexOf('=');
-    if (index > 0) fields[line.slice(0, index)] = line.slice(index + 1);
-  }
-  return fields;
-}
 
 function isRoot(): boolean {
   return process.getuid?.() === 0;
