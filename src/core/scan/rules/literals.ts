@@ -38,6 +38,7 @@ export const PYPI = 1 << 16;
 export const GOOGLE = 1 << 17;
 export const TELEGRAM = 1 << 18;
 export const JWT = 1 << 19;
+/** `"auth":` (Docker `config.json`) and `"TunnelSecret":` (a Cloudflare tunnel's credentials file). */
 export const DOCKER_AUTH = 1 << 20;
 export const AZURE = 1 << 21;
 /** `psk` (Wi-Fi) and `PSK` (IPsec). */
@@ -162,7 +163,7 @@ function atColon(text: string, at: number): number {
   // "auth" : (the docker rule's pattern allows whitespace before the colon)
   let end = at;
   while (end > 0 && isRegexSpace(text.charCodeAt(end - 1))) end--;
-  if (text.charCodeAt(end - 1) === 0x22 && text.startsWith('"auth"', end - 6)) mask |= DOCKER_AUTH;
+  if (text.charCodeAt(end - 1) === 0x22 && (text.startsWith('"auth"', end - 6) || text.startsWith('"TunnelSecret"', end - 14))) mask |= DOCKER_AUTH;
   return mask;
 }
 

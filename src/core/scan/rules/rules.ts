@@ -506,7 +506,45 @@ function gpgAgentKeyRule(text: string, hits: RawHit[]): void {
   }
 }
 
+/** A crypt(3) or argon2 hash (`$6$salt$…`), or a 13-character DES crypt marked `encrypted` within 300 characters of `at`: not plaintext. */
+function isCryptHash(value: string, text: string, at: number): boolean {
+  return /^\$(?:1|2[abxy]?|5|6|y|gy|7|argon2(?:id|i|d)?|scrypt|pbkdf2[\w-]*|sha1|md5)\$/.test(value) || (/^[./A-Za-z0-9]{13}$/.test(value) && /encrypted/.test(text.slice(at, at + 300)));
+}
+
 const NIX_PASSWORD = /((?:[\w-]+\.)*([A-Za-z_]*[Pp]assword))\s*=\s*"([^"\\$]*)"\s*;/y;
+
+/**
+ * A password key given a literal on a line of its own in the config formats beside Nix: INI and TOML
+ * (`admin_password = s3cr3t`), YAML (`db_password: s3cr3t`, Home Assistant's `secrets.yaml`), JSON
+ * (`"password": "s3cr3t",`) and PHP arrays (`'dbpassword' => 's3cr3t',`, Nextcloud's config.php).
+ */
+const CONFIG_PASSWORD =
+  /^[ \t-]*["']?((?:[A-Za-z_][\w.-]*?)?(?:[Pp]assword|PASSWORD))["']?[ \t]*(?::|=>|=)[ \t]*(?:"([^"\n]{8,256})"|'([^'\n]{8,256})'|([^\s"'#;,]{8,256}))[ \t]*[,;]?[ \t]*(?:#.*)?$/gm;
+
+const CONFIG_PASSWORD_NOT = new Set(['encrypted', 'file', 'path', 'command', 'cmd', 'length', 'prompt', 'policy', 'min', 'max', 'required', 'enable', 'enabled', 'field', 'type', 'reset', 'url', 'salt', 'env', 'var', 'regex', 'pattern', 'label']);
+
+/** Passwords in INI, TOML, YAML, JSON and PHP configuration (see CONFIG_PASSWORD); a Nix option is nixPasswordRule's. */
+function configPasswordRule(text: string, hits: RawHit[]): void {
+  CONFIG_PASSWORD.lastIndex = 0;
+  for (let match = CONFIG_PASSWORD.exec(text); match; match = CONFIG_PASSWORD.exec(text)) {
+    const name = match[1]!;
+    const value = match[2] ?? match[3] ?? match[4]!;
+    // The words of the name (snake, kebab, dotted or camel case): a hash, a file or a rule about passwords is not one.
+    const words = name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[._-]+/);
+    if (words.some((word) => CONFIG_PASSWORD_NOT.has(word) || word.includes('hash'))) continue;
+    // Unquoted, a value of letters alone is a name (`mkRandomSecret`), and one before `;` a Nix expression.
+    if (match[4] !== undefined && (/^[A-Za-z_-]+$/.test(value) || /;[ \t]*(?:#.*)?$/.test(match[0]))) continue;
+    if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2.5)) continue;
+    // References and expressions (`config.sops.secrets.x.path`, `process.env.X`, `getpass()`), paths and crypt hashes are not passwords.
+    if (/[()[\]{}<>`]|\s/.test(value) || /^[a-z_][\w-]*(?:\.[\w-]+){1,}$/i.test(value) || /^(?:\/|~\/|\.\/|[a-z][\w+.-]*:\/\/)/i.test(value)) continue;
+    // wpa_supplicant's `password=ext:NAME` names a password kept elsewhere.
+    if (isCryptHash(value, text, match.index) || /^(?:true|false|null|none|yes|no)$/i.test(value) || value.startsWith('ext:')) continue;
+    const start = match.index + match[0].lastIndexOf(value);
+    const end = start + value.length;
+    if (hits.some((hit) => hit.start < end && hit.end > start)) continue;
+    hits.push({ rule: 'config-password', kind: 'plaintext-password', secret: value, start, end, note: `key ${name}` });
+  }
+}
 
 /**
  * Plaintext passwords in Nix options: `password = "...";`, `initialPassword = "...";` and other
@@ -532,8 +570,7 @@ function nixPasswordRule(text: string, hits: RawHit[]): void {
     const value = match[3]!;
     if (/hash|file|path|command|length|prompt|policy/i.test(name) || value === '' || isTemplateValue(value) || isDescriptivePlaceholder(value)) continue;
     if (/^(?:x+|\*+|\.+|…|changeme|password|example|placeholder|secret|hunter2)$/i.test(value)) continue;
-    // A crypt(3) hash (`$6$salt$…`, or 13-character DES crypt marked `encrypted` nearby) is not plaintext.
-    if (/^\$(?:1|2[abxy]?|5|6|y|gy|7|sha1|md5)\$/.test(value) || (/^[./A-Za-z0-9]{13}$/.test(value) && /encrypted/.test(text.slice(match.index, match.index + 300)))) continue;
+    if (isCryptHash(value, text, match.index)) continue;
     const start = match.index + match[0].lastIndexOf(`"${value}"`) + 1;
     hits.push({ rule: 'nix-plaintext-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: `option ${name}` });
   }
@@ -686,6 +723,8 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
   if (families & L.PASSWORD) nixPasswordRule(text, hits);
   if (families & L.JWK) jwkRule(text, hits);
   serviceRules(text, hits, families);
+  // After the Nix and environment-file rules: a line they reported is not reported again.
+  if (families & (L.PASSWORD | L.ENV_PASSWORD)) configPasswordRule(text, hits);
 }
 
 /** True when entropy says a value is random enough to be a credential (used by SOPS checks). */

@@ -52,6 +52,14 @@ function onePasswordAccount(token: string): boolean {
 
 const SERVICE_RULES: ServiceRule[] = [
   {
+    rule: 'cloudflare-tunnel-token',
+    kind: 'cloudflare-tunnel-credentials',
+    family: L.JWT,
+    // base64 of {"a":"<account tag>","t":"<tunnel id>","s":"<secret>"}: it starts eyJhIjoi.
+    pattern: /(?<![A-Za-z0-9+/])eyJhIjoi[A-Za-z0-9+/]{60,}={0,2}(?![A-Za-z0-9+/=])/g,
+    valid: cloudflareTunnelToken,
+  },
+  {
     rule: '1password-service-account',
     kind: '1password-service-account-token',
     family: L.PROVIDER_UNDERSCORE,
@@ -368,6 +376,30 @@ function dockerAuthRule(text: string, hits: RawHit[]): void {
   }
 }
 
+/**
+ * A Cloudflare tunnel's credentials file (`cloudflared tunnel create` writes `<id>.json`):
+ * `"TunnelSecret": "<base64 of 32 bytes or more>"` beside the account tag and tunnel id.
+ */
+function cloudflareTunnelRule(text: string, hits: RawHit[]): void {
+  const pattern = /"TunnelSecret"\s*:\s*"([A-Za-z0-9+/]{40,}={0,2})"/g;
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    const value = match[1]!;
+    if (Buffer.from(value, 'base64').length < 32 || looksLikePlaceholder(value, 3.5)) continue;
+    const start = match.index + match[0].lastIndexOf(value);
+    hits.push({ rule: 'cloudflare-tunnel-secret', kind: 'cloudflare-tunnel-credentials', secret: value, start, end: start + value.length });
+  }
+}
+
+/** A tunnel token (`cloudflared tunnel run --token …`): base64 of `{"a": account, "t": tunnel id, "s": secret}`. */
+function cloudflareTunnelToken(token: string): boolean {
+  try {
+    const fields = JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as Record<string, unknown>;
+    return typeof fields.a === 'string' && typeof fields.t === 'string' && typeof fields.s === 'string' && Buffer.from(fields.s, 'base64').length >= 32;
+  } catch {
+    return false;
+  }
+}
+
 /** The rules of this file, each run only when its family's literal occurs in `text` (see literals.ts). */
 export function serviceRules(text: string, hits: RawHit[], families: number): void {
   for (const rule of SERVICE_RULES) {
@@ -390,5 +422,8 @@ export function serviceRules(text: string, hits: RawHit[], families: number): vo
   }
   // A .netrc entry needs `password` (so the PASSWORD family) and `machine`.
   if (families & L.PASSWORD && text.includes('achine ')) netrcRule(text, hits);
-  if (families & L.DOCKER_AUTH) dockerAuthRule(text, hits);
+  if (families & L.DOCKER_AUTH) {
+    dockerAuthRule(text, hits);
+    if (text.includes('"TunnelSecret"')) cloudflareTunnelRule(text, hits);
+  }
 }

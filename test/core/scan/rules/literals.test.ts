@@ -30,7 +30,7 @@ const ORACLE: [string, number, RegExp][] = [
   ['GOOGLE', L.GOOGLE, /AIza/],
   ['TELEGRAM', L.TELEGRAM, /:AA/],
   ['JWT', L.JWT, /eyJ/],
-  ['DOCKER_AUTH', L.DOCKER_AUTH, /"auth"\s*:/],
+  ['DOCKER_AUTH', L.DOCKER_AUTH, /"auth"\s*:|"TunnelSecret"\s*:/],
   ['AZURE', L.AZURE, /AccountKey/],
   ['PSK', L.PSK, /psk|PSK/],
   ['PRESHARED', L.PRESHARED, /resharedKey/],
@@ -54,7 +54,7 @@ const FRAGMENTS = [
   'auth":', '"auth', 'AccountKey', 'ccountKey', 'Accountkey', 'psk', 'ps', 'sk', 'resharedKey', 'esharedKey', 'resharedkey', 'PASSPHRASE',
   'ASSPHRAS', '_PASS', '_PAS', 'ACCOUNT_KEY', 'CCOUNT_KEY', 'glpat-', 'gldt-', 'glrt-', 'glptt-', 'glft-', 'glcbt-', 'glsoat-', 'glxx-', 'gl-',
   'gsk_', 'sk_', 'r8_', 'r_', 'sk_live_', 'rk_live_', 'sk_test_', 'k_live_', 'glsa_', 'lsa_', 'glc_', 'dop_v1_', 'doo_v1_', 'dor_v1_', 'dox_v1_',
-  'do_v1_', 'pplx-', 'plx-', 'xai-', 'ai-', 'K10', `K10${'a'.repeat(64)}::`, `K10${'b'.repeat(63)}::`, '::', 'privkey:', 'rivkey:', 'nlpriv:', 'nodekey:', '"kty"', 'kty"', '"kty', '"ktY"', 'psk"kty"', 'ops_', 'ps_', 'op_', 'PSK', 'PS', 'SK', 'pSK', 'TOKEN', 'OKEN', 'TOKE', '_KEY', '_KE', 'APIKEY', 'PIKEY', '_SECRET', 'SECRET', '_SECRE', 'O', 'I',
+  'do_v1_', 'pplx-', 'plx-', 'xai-', 'ai-', 'K10', `K10${'a'.repeat(64)}::`, `K10${'b'.repeat(63)}::`, '::', 'privkey:', 'rivkey:', 'nlpriv:', 'nodekey:', '"kty"', 'kty"', '"kty', '"ktY"', 'psk"kty"', 'ops_', 'ps_', 'op_', 'PSK', 'PS', 'SK', 'pSK', '"TunnelSecret"', '"TunnelSecret" :', 'TunnelSecret"', '"unnelSecret"', 'TOKEN', 'OKEN', 'TOKE', '_KEY', '_KE', 'APIKEY', 'PIKEY', '_SECRET', 'SECRET', '_SECRE', 'O', 'I',
   '_', '-', 'A', 'k', 'K', 'w', 'J', 'y', 'Y', 'e', 's', 't', 'x', 'i', ' ', '\n', 'a', 'b', 'p', 'o', 'r', 'E', 'S', 'C', 'I', 'P', '"',
 ];
 

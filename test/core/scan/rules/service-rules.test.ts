@@ -4,7 +4,7 @@
  * filled in later are not.
  */
 import { execFileSync } from 'node:child_process';
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -283,5 +283,60 @@ describe('JWTs of a homelab: Attic and Home Assistant tokens', () => {
   it('a JWT with other claims (a session, the jwt.io sample) is not reported by either', () => {
     expect(rulesIn(`token = "${jwt({ sub: '1234567890', name: 'John Doe', iat: 1516239022 })}"\n`)).toEqual([]);
     expect(rulesIn(`token = "${jwt({ iss: 'auth.lan', sub: 'alice', iat: now, exp: now + 60, scope: 'read' })}"\n`)).toEqual([]);
+  });
+});
+
+describe('passwords in the config formats beside Nix', () => {
+  const password = () => `${randomString(10)}-${randomInt(100, 999)}`;
+  it.each([
+    ['an INI file (grafana.ini)', (value: string) => `[security]\nadmin_user = admin\nadmin_password = ${value}\n`],
+    ['TOML', (value: string) => `[database]\nuser = "app"\npassword = "${value}"\n`],
+    ['YAML (Home Assistant secrets.yaml)', (value: string) => `mqtt_password: ${value}\ndb_url: sqlite:////config/db\n`],
+    ['JSON', (value: string) => `{\n  "username": "app",\n  "password": "${value}",\n  "port": 5432\n}\n`],
+    ['a PHP array (Nextcloud config.php)', (value: string) => `<?php\n$CONFIG = array (\n  'dbuser' => 'nextcloud',\n  'dbpassword' => '${value}',\n);\n`],
+    ['a YAML list item', (value: string) => `users:\n  - password: '${value}'\n`],
+  ])('finds a literal password in %s', (_, write) => {
+    const value = password();
+    const hits = scanText(write(value), { operatorSecrets: [] });
+    expect(hits.map((hit) => hit.rule)).toEqual(['config-password']);
+    expect(hits[0]!.kind).toBe('plaintext-password');
+  });
+
+  it.each([
+    ['a hash', 'hashed_password = $6$rounds=5000$abcdefgh$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ\n'],
+    ['a hash by its name', '  encryptedHashedPassword = "$2b$05$8s2MJ4z8Ns6U5dQm1bdXkuP0ZgGaNm3Ji3mtIs1xJ9lS8FQKfkmYa";\n'],
+    ['a Nix expression', '  age.secrets.kanidm-admin-password = mkRandomSecret;\n'],
+    ['a Home Assistant reference', 'mqtt_password: !secret mqtt_password\n'],
+    ['a template', 'password: "{{ vault_db_password }}"\n'],
+    ['an environment reference', 'password: process.env.DB_PASSWORD,\n'],
+    ['a function call', 'password = getpass.getpass("Password: ")\n'],
+    ['a file option', 'password_file = /run/secrets/db-password\n'],
+    ['a length rule', 'min_password_length = 12345678\n'],
+    ['a placeholder', 'admin_password = changeme\n'],
+    ['a short value', 'password: abc123\n'],
+    ['a boolean', 'require_password: false\n'],
+    ['a wpa_supplicant external password', '          password=ext:eduroam\n'],
+  ])('does not report %s', (_, text) => {
+    expect(rulesIn(text)).toEqual([]);
+  });
+
+  it('a line the environment-file rule reports is reported once', () => {
+    expect(rulesIn(`RESTIC_PASSWORD=${password()}\n`)).toEqual(['env-password']);
+  });
+});
+
+describe('Cloudflare tunnel credentials', () => {
+  const account = () => randomBytes(16).toString('hex');
+  it('a credentials file (cloudflared tunnel create) and a tunnel token, in an environment file and on a command line', () => {
+    const file = JSON.stringify({ AccountTag: account(), TunnelSecret: randomBytes(32).toString('base64'), TunnelID: '6ff42ae2-765d-4adf-8112-31c55c1551ef' });
+    expect(rulesIn(file)).toEqual(['cloudflare-tunnel-secret']);
+    const token = Buffer.from(JSON.stringify({ a: account(), t: '6ff42ae2-765d-4adf-8112-31c55c1551ef', s: randomBytes(32).toString('base64') })).toString('base64');
+    expect(rulesIn(`TUNNEL_TOKEN=${token}\n`)).toEqual(['cloudflare-tunnel-token']);
+    expect(rulesIn(`ExecStart=cloudflared tunnel run --token ${token}\n`)).toEqual(['cloudflare-tunnel-token']);
+  });
+
+  it('a credentials file with a stub secret, and base64 of other JSON, are not', () => {
+    expect(rulesIn(JSON.stringify({ AccountTag: account(), TunnelSecret: 'A'.repeat(44), TunnelID: 'x' }))).toEqual([]);
+    expect(rulesIn(`x ${Buffer.from(JSON.stringify({ a: 'b', note: randomString(80) })).toString('base64')}\n`)).toEqual([]);
   });
 });
