@@ -50,7 +50,7 @@ async function fixture(options: { quote?: boolean; sshRecipient?: string } = {})
   if (options.quote !== false) {
     // Quoted as prose: no pattern rule knows this shape; only the SOPS value can find it.
     files['docs/restore.md'] = `# Restore\n\nThe repository password is ${values.backup} (ask before you rotate it).\n`;
-    files['k8s/ldap-secret.yaml'] = `apiVersion: v1\nkind: Secret\nmetadata:\n  name: ldap\ndata:\n  bindPassword: ${Buffer.from(values.ldap).toString('base64')}\n`;
+    files['k8s/ldap-secret.yaml'] = `apiVersion: v1\nkind: Secret\nmetadata:\n  name: ldap\ndata:\n  bindCredential: ${Buffer.from(values.ldap).toString('base64')}\n`;
   }
   const repo = await gitRepo(files);
   if (options.quote !== false) {

@@ -659,6 +659,8 @@ export function holdsOperatorSecret(text: string, secrets: readonly OperatorSecr
 }
 
 const exactRules = new Set(['operator-secret', 'sops-value']);
+/** Rules that find a value by the name it is given, not by what it is. */
+const GUESSED_RULES = new Set(['config-password', 'env-token', 'env-password', 'nix-plaintext-password', 'netrc-password']);
 
 function operatorRule(text: string, hits: RawHit[], context: TextScanContext): void {
   if (context.operatorSecrets.length >= COMBINED_FROM && !holdsOperatorSecret(text, context.operatorSecrets)) return;
@@ -668,7 +670,10 @@ function operatorRule(text: string, hits: RawHit[], context: TextScanContext): v
       const covered = hits.find((hit) => hit.start <= index && hit.end >= end);
       // Inside another exact match (a SOPS value's trimmed form inside the whole): one finding.
       if (covered && exactRules.has(covered.rule)) continue;
-      if (covered) {
+      // A value a rule only guessed from its name (`password: …`, `API_TOKEN=…`) that is exactly the
+      // operator's secret or a SOPS value is reported as that, which says whose it is.
+      if (covered && GUESSED_RULES.has(covered.rule) && covered.start === index && covered.end === end) hits.splice(hits.indexOf(covered), 1);
+      else if (covered) {
         // A key is matched by several needles (its lines, its body): said once per secret.
         const mark = `the operator's own secret (${secret.label})`;
         if (!covered.note?.includes(mark)) covered.note = `${covered.note ? `${covered.note}; ` : ''}${mark}`;

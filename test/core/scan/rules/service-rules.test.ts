@@ -295,6 +295,7 @@ describe('passwords in the config formats beside Nix', () => {
     ['JSON', (value: string) => `{\n  "username": "app",\n  "password": "${value}",\n  "port": 5432\n}\n`],
     ['a PHP array (Nextcloud config.php)', (value: string) => `<?php\n$CONFIG = array (\n  'dbuser' => 'nextcloud',\n  'dbpassword' => '${value}',\n);\n`],
     ['a YAML list item', (value: string) => `users:\n  - password: '${value}'\n`],
+    ["a Kubernetes Secret's data (base64 is no encryption)", (value: string) => `kind: Secret\ndata:\n  bindPassword: ${Buffer.from(value).toString('base64')}\n`],
   ])('finds a literal password in %s', (_, write) => {
     const value = password();
     const hits = scanText(write(value), { operatorSecrets: [] });
