@@ -151,16 +151,28 @@ export function zeroSource(size: number): ByteSource {
 export function concatSource(parts: readonly ByteSource[]): ByteSource {
   const nonEmpty = parts.filter((part) => part.size > 0);
   if (nonEmpty.length === 1) return nonEmpty[0]!;
+  return spanSource(
+    nonEmpty.map((part) => part.size),
+    (index, position, length) => nonEmpty[index]!.read(position, length),
+  );
+}
+
+/**
+ * Parts one after another as one source: part `i` is `sizes[i]` bytes, read by `readPart(i,
+ * position in it, length)` (concatSource's parts; free-space.ts's regions of an image, kept in typed
+ * arrays since a fragmented volume has millions). A part shorter than it claims ends the whole there.
+ */
+export function spanSource(sizes: ArrayLike<number>, readPart: (index: number, position: number, length: number) => Promise<Buffer>): ByteSource {
   // starts[i] is where part i begins in the whole.
-  const starts: number[] = [];
+  const starts = new Float64Array(sizes.length);
   let total = 0;
-  for (const part of nonEmpty) {
-    starts.push(total);
-    total += part.size;
+  for (let index = 0; index < sizes.length; index++) {
+    starts[index] = total;
+    total += sizes[index]!;
   }
   const partAt = (position: number): number => {
     let low = 0;
-    let high = nonEmpty.length - 1;
+    let high = starts.length - 1;
     while (low < high) {
       const middle = (low + high + 1) >> 1;
       if (starts[middle]! <= position) low = middle;
@@ -175,11 +187,10 @@ export function concatSource(parts: readonly ByteSource[]): ByteSource {
       if (wanted === 0) return Buffer.alloc(0);
       const pieces: Buffer[] = [];
       let done = 0;
-      for (let index = partAt(position); done < wanted && index < nonEmpty.length; index++) {
-        const part = nonEmpty[index]!;
+      for (let index = partAt(position); done < wanted && index < starts.length; index++) {
         const inner = position + done - starts[index]!;
-        const asked = Math.min(wanted - done, part.size - inner);
-        const piece = await part.read(inner, asked);
+        const asked = Math.min(wanted - done, sizes[index]! - inner);
+        const piece = await readPart(index, inner, asked);
         pieces.push(piece);
         done += piece.length;
         if (piece.length < asked) break; // a part shorter than it claimed: the whole is short from here

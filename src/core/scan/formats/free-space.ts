@@ -5,7 +5,7 @@
  * ext2/3/4) gather the free units from their allocation maps; the member is `raw`: every rule reads
  * its bytes as they lie, and nothing in it is opened as a container (see Member.raw).
  */
-import { sourceChunks } from './byte-source.js';
+import { sourceChunks, spanSource } from './byte-source.js';
 import type { ByteSource, FormatContext, Member } from './types.js';
 
 export const FREE_SPACE = '(free space)';
@@ -83,45 +83,8 @@ export class FreeRuns {
       lengths.push(length);
     }
     if (offsets.length === 0) return undefined;
-    const source = regionsSource(image, Float64Array.from(offsets), Float64Array.from(lengths));
+    const at = Float64Array.from(offsets);
+    const source = spanSource(Float64Array.from(lengths), (index, position, length) => image.read(at[index]! + position, length));
     return { name: FREE_SPACE, size: source.size, source, raw: true, sopsGoverned: false, stream: () => sourceChunks(source, context.signal) };
   }
-}
-
-/** The regions `offsets[i], lengths[i]` of `image`, one after another. */
-function regionsSource(image: ByteSource, offsets: Float64Array, lengths: Float64Array): ByteSource {
-  const starts = new Float64Array(offsets.length);
-  let size = 0;
-  for (let index = 0; index < offsets.length; index++) {
-    starts[index] = size;
-    size += lengths[index]!;
-  }
-  const regionAt = (position: number): number => {
-    let low = 0;
-    let high = starts.length - 1;
-    while (low < high) {
-      const middle = (low + high + 1) >> 1;
-      if (starts[middle]! <= position) low = middle;
-      else high = middle - 1;
-    }
-    return low;
-  };
-  return {
-    size,
-    async read(position, length) {
-      const wanted = Math.max(0, Math.min(length, size - position));
-      if (wanted === 0) return Buffer.alloc(0);
-      const pieces: Buffer[] = [];
-      let done = 0;
-      for (let index = regionAt(position); done < wanted && index < starts.length; index++) {
-        const inner = position + done - starts[index]!;
-        const asked = Math.min(wanted - done, lengths[index]! - inner);
-        const piece = await image.read(offsets[index]! + inner, asked);
-        pieces.push(piece);
-        done += piece.length;
-        if (piece.length < asked) break; // the image is shorter than its filesystem says
-      }
-      return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, done);
-    },
-  };
 }
