@@ -8,7 +8,7 @@ import type * as Bech32 from 'bech32';
 import { nodeCrypto } from './fingerprint.js';
 import * as L from './literals.js';
 import { serviceRules } from './service-rules.js';
-import { base62, crc32, entropy, isDescriptivePlaceholder, isTemplateValue, looksLikePlaceholder, textyRatio } from './text-util.js';
+import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, overlapsAny, textyRatio } from './text-util.js';
 
 /** A match inside one text window; offsets relative to that window. */
 export interface RawHit {
@@ -536,12 +536,12 @@ function configPasswordRule(text: string, hits: RawHit[]): void {
     if (match[4] !== undefined && (/^[A-Za-z_-]+$/.test(value) || /;[ \t]*(?:#.*)?$/.test(match[0]))) continue;
     if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2.5)) continue;
     // References and expressions (`config.sops.secrets.x.path`, `process.env.X`, `getpass()`), paths and crypt hashes are not passwords.
-    if (/[()[\]{}<>`]|\s/.test(value) || /^[a-z_][\w-]*(?:\.[\w-]+){1,}$/i.test(value) || /^(?:\/|~\/|\.\/|[a-z][\w+.-]*:\/\/)/i.test(value)) continue;
+    if (/[()[\]{}<>`]|\s/.test(value) || /^[a-z_][\w-]*(?:\.[\w-]+){1,}$/i.test(value) || isPathOrUrl(value)) continue;
     // wpa_supplicant's `password=ext:NAME` names a password kept elsewhere.
     if (isCryptHash(value, text, match.index) || /^(?:true|false|null|none|yes|no)$/i.test(value) || value.startsWith('ext:')) continue;
     const start = match.index + match[0].lastIndexOf(value);
     const end = start + value.length;
-    if (hits.some((hit) => hit.start < end && hit.end > start)) continue;
+    if (overlapsAny(hits, start, end)) continue;
     hits.push({ rule: 'config-password', kind: 'plaintext-password', secret: value, start, end, note: `key ${name}` });
   }
 }

@@ -8,7 +8,7 @@
  */
 import * as L from './literals.js';
 import type { RawHit } from './rules.js';
-import { base62, crc32, entropy, isDescriptivePlaceholder, isTemplateValue, looksLikePlaceholder } from './text-util.js';
+import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, overlapsAny } from './text-util.js';
 
 /** GitHub-style checksummed token body: 30 random characters and their CRC-32 in 6 base62 digits. */
 function crcTokenValid(body: string): boolean {
@@ -47,6 +47,43 @@ function onePasswordAccount(token: string): boolean {
     return typeof account === 'object' && account !== null && (typeof account.secretKey === 'string' || typeof account.muk === 'object');
   } catch {
     return false;
+  }
+}
+
+const JWT_PATTERN = /(?<![A-Za-z0-9_.-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_.-])/g;
+
+type JwtClaims = NonNullable<ReturnType<typeof jwtClaims>>;
+
+/** The JWTs that are credentials, each known by its claims (one pass over the text, each token decoded once). */
+const JWT_KINDS: { rule: string; is: (claims: JwtClaims) => boolean }[] = [
+  // Cachix tokens are HS256 JWTs whose claims carry a token id and its scopes.
+  { rule: 'cachix-auth-token', is: ({ header, payload }) => header.alg === 'HS256' && typeof payload.jti === 'string' && 'scopes' in payload },
+  // Attic (a self-hosted Nix binary cache) tokens: JWTs whose claims carry the cache permissions.
+  { rule: 'attic-token', is: ({ payload }) => typeof payload['https://jwt.attic.rs/v1'] === 'object' },
+  // Home Assistant long-lived access tokens: HS256 JWTs whose claims are the refresh token's id (`iss`, 32 hex), `iat` and `exp` only.
+  {
+    rule: 'home-assistant-token',
+    is: ({ header, payload }) =>
+      header.alg === 'HS256' && Object.keys(payload).sort().join(',') === 'exp,iat,iss' && typeof payload.iss === 'string' && /^[0-9a-f]{32}$/.test(payload.iss),
+  },
+  // Service account tokens: JWTs a cluster signs, whose claims name it as the issuer.
+  {
+    rule: 'kubernetes-token',
+    is: ({ payload }) => {
+      const issuer = payload.iss;
+      return 'kubernetes.io' in payload || issuer === 'kubernetes/serviceaccount' || (typeof issuer === 'string' && /kubernetes|k3s|rke2/.test(issuer) && typeof payload.sub === 'string' && payload.sub.startsWith('system:serviceaccount:'));
+    },
+  },
+];
+
+function jwtRule(text: string, hits: RawHit[]): void {
+  JWT_PATTERN.lastIndex = 0;
+  for (let match = JWT_PATTERN.exec(text); match; match = JWT_PATTERN.exec(text)) {
+    const claims = jwtClaims(match[0]);
+    if (!claims) continue;
+    for (const kind of JWT_KINDS) {
+      if (kind.is(claims)) hits.push({ rule: kind.rule, kind: kind.rule, secret: match[0], start: match.index, end: match.index + match[0].length });
+    }
   }
 }
 
@@ -124,54 +161,6 @@ const SERVICE_RULES: ServiceRule[] = [
     valid: (secret) => {
       const body = secret.slice(secret.indexOf(':') + 3);
       return !looksLikePlaceholder(body, 3.5) && /[a-z]/.test(body) && /[A-Z]/.test(body);
-    },
-  },
-  {
-    rule: 'cachix-auth-token',
-    kind: 'cachix-auth-token',
-    family: L.JWT,
-    // Cachix tokens are HS256 JWTs whose claims carry a token id and its scopes.
-    pattern: /(?<![A-Za-z0-9_.-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_.-])/g,
-    valid: (secret) => {
-      const claims = jwtClaims(secret);
-      return claims !== undefined && claims.header.alg === 'HS256' && typeof claims.payload.jti === 'string' && 'scopes' in claims.payload;
-    },
-  },
-  {
-    rule: 'attic-token',
-    kind: 'attic-token',
-    family: L.JWT,
-    // Attic (a self-hosted Nix binary cache) tokens: JWTs whose claims carry the cache permissions.
-    pattern: /(?<![A-Za-z0-9_.-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_.-])/g,
-    valid: (secret) => {
-      const claims = jwtClaims(secret);
-      return claims !== undefined && typeof claims.payload['https://jwt.attic.rs/v1'] === 'object';
-    },
-  },
-  {
-    rule: 'home-assistant-token',
-    kind: 'home-assistant-token',
-    family: L.JWT,
-    // Home Assistant long-lived access tokens: HS256 JWTs whose claims are the refresh token's id (`iss`, 32 hex), `iat` and `exp` only.
-    pattern: /(?<![A-Za-z0-9_.-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_.-])/g,
-    valid: (secret) => {
-      const claims = jwtClaims(secret);
-      if (!claims || claims.header.alg !== 'HS256') return false;
-      const keys = Object.keys(claims.payload).sort().join(',');
-      return keys === 'exp,iat,iss' && typeof claims.payload.iss === 'string' && /^[0-9a-f]{32}$/.test(claims.payload.iss);
-    },
-  },
-  {
-    rule: 'kubernetes-token',
-    kind: 'kubernetes-token',
-    family: L.JWT,
-    // Service account tokens: JWTs a cluster signs, whose claims name it as the issuer.
-    pattern: /(?<![A-Za-z0-9_.-])eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_.-])/g,
-    valid: (secret) => {
-      const claims = jwtClaims(secret);
-      if (!claims) return false;
-      const issuer = claims.payload.iss;
-      return 'kubernetes.io' in claims.payload || issuer === 'kubernetes/serviceaccount' || (typeof issuer === 'string' && /kubernetes|k3s|rke2/.test(issuer) && typeof claims.payload.sub === 'string' && claims.payload.sub.startsWith('system:serviceaccount:'));
     },
   },
   {
@@ -342,11 +331,11 @@ function envTokenRule(text: string, hits: RawHit[]): void {
     if (/^(?:[0-9A-F]{16}|[0-9A-F]{40})$/.test(value)) continue;
     if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 3.5)) continue;
     // Paths, URLs, references (`config.sops.secrets.x.path`) and a Nix cache's public key are not tokens.
-    if (/^(?:\/|~\/|\.\/|[a-z][\w+.-]*:\/\/)/i.test(value) || /^[a-z][\w-]*(?:\.[\w-]+){2,}$/i.test(value) || /:[A-Za-z0-9+/]{43}=$/.test(value)) continue;
+    if (isPathOrUrl(value) || /^[a-z][\w-]*(?:\.[\w-]+){2,}$/i.test(value) || /:[A-Za-z0-9+/]{43}=$/.test(value)) continue;
     const start = match.index + match[0].lastIndexOf(value);
     const end = start + value.length;
     // Already a finding of a rule that knows its vendor (a `ghp_` token, an `sk-` key).
-    if (hits.some((hit) => hit.start < end && hit.end > start)) continue;
+    if (overlapsAny(hits, start, end)) continue;
     hits.push({ rule: 'env-token', kind: 'service-token', secret: value, start, end, note: `variable ${name}` });
   }
 }
@@ -412,6 +401,7 @@ export function serviceRules(text: string, hits: RawHit[], families: number): vo
       hits.push({ rule: rule.rule, kind: rule.kind, secret, start, end: start + secret.length, ...(rule.note ? { note: rule.note } : {}) });
     }
   }
+  if (families & L.JWT) jwtRule(text, hits);
   if (families & L.PSK) {
     wifiPskRule(text, hits);
     if (text.includes('PSK')) ipsecPskRule(text, hits);

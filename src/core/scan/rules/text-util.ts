@@ -37,6 +37,16 @@ const PLACEHOLDER_WORDS = /example|sample|dummy|placeholder|changeme|change_me|r
 const TEMPLATE_VALUE =
   /^@[\w.-]+@$|^%[\w.-]+%$|%env\([^)]*\)%|\$\{[^}]*\}|^\$[A-Za-z_]\w*$|\$\([^)]*\)|\{\{.*\}\}|^<[^<>]+>$|\$__(?:file|env|vault)\{|%\([\w.-]+\)s|^!secret\b|^ENC\[|^%d\/|^%\{[^}]+\}$|^![A-Za-z_][\w-]*(?:\s+\S+)?$/;
 
+/** A path (`/run/secrets/x`, `~/`, `./`) or a URL: where a secret is kept, not the secret. */
+export function isPathOrUrl(value: string): boolean {
+  return /^(?:\/|~\/|\.\/|[a-z][\w+.-]*:\/\/)/i.test(value);
+}
+
+/** Whether [start, end) overlaps a span already found (a rule that goes by a name yields to the others). */
+export function overlapsAny(spans: readonly { start: number; end: number }[], start: number, end: number): boolean {
+  return spans.some((span) => span.start < end && span.end > start);
+}
+
 export function isTemplateValue(value: string): boolean {
   return TEMPLATE_VALUE.test(value);
 }
