@@ -20,6 +20,7 @@ import { squashfs } from './squashfs.js';
 import { tar } from './tar.js';
 import { HEAD_BYTES, type FormatHandler } from './types.js';
 import { zip } from './zip.js';
+import { zisofs } from './zisofs.js';
 
 export { FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type FormatHandler, type Member, type UnscannedReason, type BlockDecoder } from './types.js';
 
@@ -33,7 +34,7 @@ export { FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type Form
  * safetensors (a length and a `{`, checked against the size) after every exact magic; zlib (two weak
  * bytes, confirmed by inflating) last.
  */
-export const FORMATS: readonly FormatHandler[] = [zip, tar, gitPack, gitBundle, sqlite, nar, gguf, squashfs, cpio, iso9660, exfat, partitions, fat, ext4, compressed, safetensors, gitObject];
+export const FORMATS: readonly FormatHandler[] = [zip, tar, gitPack, gitBundle, sqlite, nar, gguf, squashfs, cpio, iso9660, exfat, partitions, fat, ext4, compressed, zisofs, safetensors, gitObject];
 
 /**
  * The format of a file or member from its first bytes (`head`, up to HEAD_BYTES) and its size when

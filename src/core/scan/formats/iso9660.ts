@@ -13,6 +13,7 @@
  */
 import { bufferSource, concatSource, readExactly, sliceSource, sourceChunks } from './byte-source.js';
 import { hasPartitionsBeyondIso } from './partitions.js';
+import { zisofsChunks } from './zisofs.js';
 import { FormatError, type ByteSource, type FormatContext, type FormatHandler, type Member } from './types.js';
 
 const SECTOR = 2048;
@@ -82,6 +83,8 @@ interface RockRidge {
   childLink?: number;
   /** RE: this directory is a relocated one, listed again where CL points from. */
   relocated: boolean;
+  /** ZF or Z2: the file's bytes are zisofs-compressed (zisofs.ts); its uncompressed size. */
+  zisofs?: { size: number };
 }
 
 interface PendingDirectory {
@@ -189,7 +192,14 @@ async function* isoMembers(source: ByteSource | AsyncIterable<Buffer>, context: 
         if (bootBlocks.has(extents[0]!.block) && !bootStarts.has(extents[0]!.block)) bootStarts.set(extents[0]!.block, { name: path, size });
         context.signal?.throwIfAborted();
         const member = fileMember(image, volume, path, extents, context);
-        if (member !== undefined) yield member;
+        if (member === undefined) continue;
+        if (rr?.zisofs) {
+          // Compressed by zisofs: what the kernel shows (and a key would be) is the decoded bytes.
+          const stored = member.source!;
+          yield { name: path, size: rr.zisofs.size, stream: () => zisofsChunks(stored, context.signal) };
+        } else {
+          yield member;
+        }
       }
     } catch (error) {
       // Without its root folder the volume has nothing to show: that is the container failing.
@@ -307,6 +317,11 @@ async function rockRidge(image: ByteSource, volume: Volume, systemUse: Buffer, s
           break;
         case 'RE':
           result.relocated = true;
+          break;
+        case 'ZF':
+        case 'Z2':
+          // Version 1: "pz" and a both-endian 32-bit size; version 2: an algorithm and a 64-bit size.
+          if (length >= 16) result.zisofs = { size: entry[3] === 2 ? Number(entry.readBigUInt64LE(8)) : entry.readUInt32LE(8) };
           break;
         case 'CE':
           if (length >= 28) next = { block: entry.readUInt32LE(4), offset: entry.readUInt32LE(12), length: entry.readUInt32LE(20) };
