@@ -1,7 +1,7 @@
 /**
  * One compressed block decoded at once, as squashfs stores its data and metadata blocks (each block
  * compressed on its own, at most 1 MiB out): zlib (squashfs "gzip"), xz streams, zstd frames, raw LZ4
- * blocks. The output is never larger than `maxOutput`: more is a corrupt block.
+ * blocks, LZO1X blocks. The output is never larger than `maxOutput`: more is a corrupt block.
  */
 import zlib from 'node:zlib';
 import { promisify } from 'node:util';
@@ -10,6 +10,7 @@ import { zstdExports } from './zstd.js';
 import { xzSharedInstance, XzStep } from './xz.js';
 import { lz4DecodeBlock } from './lz4.js';
 import { lzmaDecodeAll } from './lzma.js';
+import { lzoDecodeBlock } from './lzo.js';
 
 export type BlockCompression = 'zlib' | 'gzip' | 'xz' | 'lzma' | 'zstd' | 'lz4-block' | 'lzo';
 
@@ -22,7 +23,7 @@ function tooLarge(kind: string, maxOutput: number): FormatError {
 
 /**
  * Decodes one whole compressed block. Throws FormatError: 'corrupt' for damaged data or output over
- * `maxOutput`, 'truncated' when the block ends early, 'unsupported' for LZO.
+ * `maxOutput`, 'truncated' when the block ends early.
  */
 export async function decompressBlock(kind: BlockCompression, input: Buffer, maxOutput: number): Promise<Buffer> {
   switch (kind) {
@@ -44,7 +45,7 @@ export async function decompressBlock(kind: BlockCompression, input: Buffer, max
     case 'lzma':
       return lzmaDecodeAll(input, maxOutput);
     case 'lzo':
-      throw new FormatError('unsupported', 'LZO-compressed blocks are not supported');
+      return lzoDecodeBlock(input, maxOutput);
   }
 }
 

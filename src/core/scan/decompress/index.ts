@@ -10,6 +10,7 @@ import { zstdCodec } from './zstd.js';
 import { xzCodec } from './xz.js';
 import { lz4Codec, Lz4LegacyStep } from './lz4.js';
 import { bzip2Codec } from './bzip2.js';
+import { LZOP_MAGIC, lzopCodec } from './lzo.js';
 
 export type { Compression, DecompressOptions, DecompressStream } from './types.js';
 export { decompressBlock, type BlockCompression } from './block.js';
@@ -23,6 +24,7 @@ export function detectCompression(head: Buffer): Compression | undefined {
   if (head.length >= 4 && head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68 && head[3]! >= 0x31 && head[3]! <= 0x39) return 'bzip2';
   if (head.length >= 4 && head.readUInt32LE(0) === 0x184d2204) return 'lz4';
   if (head.length >= 4 && head.readUInt32LE(0) === 0x184c2102) return 'lz4-legacy';
+  if (head.length >= 9 && head.subarray(0, 9).equals(LZOP_MAGIC)) return 'lzo';
   if (head.length >= 2 && head[0] === 0x78 && ((head[0] << 8) | head[1]!) % 31 === 0) return 'zlib';
   if (looksLikeLzmaAlone(head)) return 'lzma';
   return undefined;
@@ -79,6 +81,9 @@ export function decompressStream(kind: Compression, input: AsyncIterable<Buffer>
           break;
         case 'lz4-legacy':
           yield* runConcatenated(reader, legacyCodec(single), single);
+          break;
+        case 'lzo':
+          yield* runConcatenated(reader, lzopCodec, single);
           break;
         default:
           throw new FormatError('unsupported', `${kind} decompression is not supported yet`);

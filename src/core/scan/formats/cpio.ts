@@ -309,11 +309,10 @@ async function* archives(reader: ByteReader, context: FormatContext, outcome: { 
 }
 
 /** The compressions the kernel's decompress_method() knows (and lz4 frames, which it does not need). */
-function segmentCompression(head: Buffer): Compression | 'unknown' | undefined {
+function segmentCompression(head: Buffer): Compression | undefined {
   const kind = detectCompression(head);
   if (kind !== undefined && kind !== 'zlib') return kind;
   if (head.length >= 3 && head[0] === 0x5d && head[1] === 0x00 && head[2] === 0x00) return 'lzma';
-  if (head.length >= 3 && head[0] === 0x89 && head[1] === 0x4c && head[2] === 0x5a) return 'unknown'; // lzo
   return undefined;
 }
 
@@ -331,7 +330,6 @@ async function* cpioMembers(input: ByteSource | AsyncIterable<Buffer>, context: 
     if (outcome.end === 'end') return;
     const head = await input.read(offset, 16);
     const kind = segmentCompression(head);
-    if (kind === 'unknown') throw new FormatError('unknown-compression', `cpio: a segment at byte ${offset} is compressed with lzo, which is not supported`);
     if (kind === undefined) throw corrupt(`byte ${offset} starts neither a cpio archive nor a compressed one`);
     const segment = decompressStream(kind, sourceChunks(sliceSource(input, offset, input.size - offset), context.signal), {
       single: true,

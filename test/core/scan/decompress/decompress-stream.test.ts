@@ -1,6 +1,6 @@
 /**
  * decompressStream against data compressed at test time by the real CLI tools (gzip, xz, zstd, bzip2,
- * lz4): round trips, concatenated members, `single` with exact `consumed`, truncated and corrupted
+ * lz4, lzop): round trips, concatenated members, `single` with exact `consumed`, truncated and corrupted
  * input, abort and event-loop responsiveness. A fresh age identity is hidden in the data each time.
  */
 import { execFileSync } from 'node:child_process';
@@ -29,6 +29,8 @@ const CODECS: Array<{ kind: Compression; tool: string; args: string[] }> = [
   { kind: 'bzip2', tool: 'bzip2', args: ['-9'] },
   { kind: 'lz4', tool: 'lz4', args: ['-q'] },
   { kind: 'lz4-legacy', tool: 'lz4', args: ['-q', '-l'] },
+  { kind: 'lzo', tool: 'lzop', args: ['-q'] },
+  { kind: 'lzo', tool: 'lzop', args: ['-q', '-9', '--crc32'] },
 ];
 
 let identity: string;

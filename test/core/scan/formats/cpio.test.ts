@@ -36,6 +36,8 @@ const compressors: Record<string, [string, string[]]> = {
   gzip: ['gzip', ['-c', '-9']],
   'lz4 legacy': ['lz4', ['-l', '-q', '-c']],
   bzip2: ['bzip2', ['-c']],
+  // boot.initrd.compressor = "lzop"
+  lzop: ['lzop', ['-q', '-c', '-9']],
 };
 
 /** The padding make-initrd and dracut put between archives: zeros up to a multiple of 4 (and then some). */
