@@ -11,10 +11,12 @@ import { xzCodec } from './xz.js';
 import { lz4Codec, Lz4LegacyStep } from './lz4.js';
 import { bzip2Codec } from './bzip2.js';
 import { LZOP_MAGIC, lzopCodec } from './lzo.js';
+import { looksLikeLzmaAlone, lzmaCodec } from './lzma.js';
 
 export type { Compression, DecompressOptions, DecompressStream } from './types.js';
 export { decompressBlock, type BlockCompression } from './block.js';
 export { createBlockPool, type BlockPool } from './pool.js';
+export { looksLikeLzmaAlone } from './lzma.js';
 
 /** Recognizes a compressed stream by its first bytes (never by name). */
 export function detectCompression(head: Buffer): Compression | undefined {
@@ -28,24 +30,6 @@ export function detectCompression(head: Buffer): Compression | undefined {
   if (head.length >= 2 && head[0] === 0x78 && ((head[0] << 8) | head[1]!) % 31 === 0) return 'zlib';
   if (looksLikeLzmaAlone(head)) return 'lzma';
   return undefined;
-}
-
-/**
- * Legacy .lzma has no magic, only a 13-byte header: recognized where that is unambiguous, i.e. the
- * properties byte every encoder writes by default (0x5d: lc=3, lp=0, pb=2), a dictionary size of 2^n
- * or 2^n + 2^(n-1) between 4 KiB and 1.5 GiB, and an uncompressed size that is unknown (all ones) or
- * below 2^40.
- */
-export function looksLikeLzmaAlone(head: Buffer): boolean {
-  if (head.length < 13 || head[0] !== 0x5d) return false;
-  const dict = head.readUInt32LE(1);
-  let pow = false;
-  for (let n = 12; n <= 30; n++) if (dict === 2 ** n || dict === 2 ** n + 2 ** (n - 1)) pow = true;
-  if (!pow) return false;
-  const low = head.readUInt32LE(5);
-  const high = head.readUInt32LE(9);
-  if (low === 0xffffffff && high === 0xffffffff) return true;
-  return high < 0x100;
 }
 
 /**
@@ -84,6 +68,9 @@ export function decompressStream(kind: Compression, input: AsyncIterable<Buffer>
           break;
         case 'lzo':
           yield* runConcatenated(reader, lzopCodec, single);
+          break;
+        case 'lzma':
+          yield* runConcatenated(reader, lzmaCodec, single);
           break;
         default:
           throw new FormatError('unsupported', `${kind} decompression is not supported yet`);

@@ -1,5 +1,5 @@
 /**
- * A compressed stream (gzip, xz, zstd, bzip2, lz4, lzop): one member, its decompressed bytes, named after
+ * A compressed stream (gzip, xz, zstd, bzip2, lz4, lzop, legacy lzma): one member, its decompressed bytes, named after
  * the outer file without its suffix (`keys.txt.xz` → `keys.txt`, `nix.tar.zst` → `nix.tar`, `x.tgz`
  * → `x.tar`) or `(xz)` when it has none. A `.tar.*` is then read as a tar by the walker. zlib streams
  * (weak magic) are git-object.ts's.
@@ -33,7 +33,7 @@ export function strippedName(outer: string | undefined, kind: Compression): stri
 /** Which compression `head` starts with; bzip2's short magic must be followed by a block or end-of-stream marker. */
 export function compressionOf(head: Buffer): Compression | undefined {
   const kind = detectCompression(head);
-  if (kind === 'zlib' || kind === 'lzma') return undefined;
+  if (kind === 'zlib') return undefined;
   if (kind === 'bzip2' && head.length >= 10) {
     const marker = head.toString('hex', 4, 10);
     if (marker !== '314159265359' && marker !== '177245385090') return undefined;

@@ -1,6 +1,6 @@
 /**
  * decompressStream against data compressed at test time by the real CLI tools (gzip, xz, zstd, bzip2,
- * lz4, lzop): round trips, concatenated members, `single` with exact `consumed`, truncated and corrupted
+ * lz4, lzop, legacy lzma): round trips, concatenated members, `single` with exact `consumed`, truncated and corrupted
  * input, abort and event-loop responsiveness. A fresh age identity is hidden in the data each time.
  */
 import { execFileSync } from 'node:child_process';
@@ -30,6 +30,7 @@ const CODECS: Array<{ kind: Compression; tool: string; args: string[] }> = [
   { kind: 'lz4', tool: 'lz4', args: ['-q'] },
   { kind: 'lz4-legacy', tool: 'lz4', args: ['-q', '-l'] },
   { kind: 'lzo', tool: 'lzop', args: ['-q'] },
+  { kind: 'lzma', tool: 'xz', args: ['--format=lzma', '-6'] },
   { kind: 'lzo', tool: 'lzop', args: ['-q', '-9', '--crc32'] },
 ];
 
@@ -308,13 +309,29 @@ describe('detectCompression', () => {
     expect(detectCompression(Buffer.from('hello world'))).toBeUndefined();
     expect(detectCompression(Buffer.alloc(64))).toBeUndefined();
   });
-  it('recognizes legacy .lzma by its header, which is reported unsupported, not passed', async () => {
+  it('recognizes legacy .lzma by its header, and not text that starts like one', () => {
     const lzma = execFileSync('xz', ['--format=lzma', '-c'], { input: plain, maxBuffer: 1 << 30 });
     expect(detectCompression(lzma.subarray(0, 64))).toBe('lzma');
     const piped = execFileSync('sh', ['-c', 'head -c 100000 /dev/urandom | xz --format=lzma -c']);
     expect(detectCompression(piped.subarray(0, 64))).toBe('lzma');
     expect(detectCompression(Buffer.from(']] not lzma, a text file that starts with brackets'))).toBeUndefined();
-    const error = await failure(collect('lzma', chunks(lzma)));
-    expect(error.reason).toBe('unsupported');
+  });
+
+  it('decodes legacy .lzma with any lc/lp/pb and dictionary, with and without an end marker', async () => {
+    for (const options of ['preset=9e,lc=0,lp=2,pb=0', 'preset=1,lc=4,lp=0,pb=4,dict=64KiB', 'preset=6,lc=1,lp=3,pb=1,mf=hc4']) {
+      const packed = execFileSync('xz', ['--format=lzma', `--lzma1=${options}`, '-c'], { input: plain, maxBuffer: 1 << 30 });
+      const { output, consumed } = await collect('lzma', chunks(packed, 30_000));
+      expect(sha(output), options).toBe(sha(plain));
+      expect(consumed).toBe(packed.length);
+    }
+    // A known size in the header (as squashfs writes it) and no end marker: the size ends the stream.
+    const known = execFileSync('xz', ['--format=lzma', '-c'], { input: plain, maxBuffer: 1 << 30 });
+    const sized = Buffer.from(known);
+    sized.writeUInt32LE(plain.length, 5);
+    sized.writeUInt32LE(0, 9);
+    expect(sha((await collect('lzma', chunks(sized))).output)).toBe(sha(plain));
+    // A size smaller than the data: corrupt, not a silent cut.
+    sized.writeUInt32LE(plain.length - 10, 5);
+    expect((await failure(collect('lzma', chunks(sized)))).reason).toBe('corrupt');
   });
 });

@@ -38,6 +38,8 @@ const compressors: Record<string, [string, string[]]> = {
   bzip2: ['bzip2', ['-c']],
   // boot.initrd.compressor = "lzop"
   lzop: ['lzop', ['-q', '-c', '-9']],
+  // boot.initrd.compressor = "lzma"
+  lzma: ['xz', ['--format=lzma', '-c']],
 };
 
 /** The padding make-initrd and dracut put between archives: zeros up to a multiple of 4 (and then some). */

@@ -85,6 +85,7 @@ describe('squashfs', () => {
     ['lz4, 1M blocks', ['-comp', 'lz4', '-b', '1M']],
     ['lzo (lzo1x_999), 128K blocks', ['-comp', 'lzo']],
     ['lzo (lzo1x_1), 1M blocks', ['-comp', 'lzo', '-Xalgorithm', 'lzo1x_1', '-b', '1M']],
+    ['legacy lzma', ['-comp', 'lzma']],
     ['nothing compressed', ['-comp', 'gzip', '-noI', '-noD', '-noF', '-noX']],
     ['no fragments', ['-comp', 'zstd', '-no-fragments']],
     ['every tail in a fragment', ['-comp', 'zstd', '-always-use-fragments']],
