@@ -11,7 +11,7 @@ import { xzCodec } from './xz.js';
 import { lz4Codec, Lz4LegacyStep } from './lz4.js';
 import { bzip2Codec } from './bzip2.js';
 import { LZOP_MAGIC, lzopCodec } from './lzo.js';
-import { looksLikeLzmaAlone, lzmaCodec } from './lzma.js';
+import { isLzipHead, looksLikeLzmaAlone, lzipCodec, lzmaCodec } from './lzma.js';
 
 export type { Compression, DecompressOptions, DecompressStream } from './types.js';
 export { decompressBlock, type BlockCompression } from './block.js';
@@ -27,6 +27,7 @@ export function detectCompression(head: Buffer): Compression | undefined {
   if (head.length >= 4 && head.readUInt32LE(0) === 0x184d2204) return 'lz4';
   if (head.length >= 4 && head.readUInt32LE(0) === 0x184c2102) return 'lz4-legacy';
   if (head.length >= 9 && head.subarray(0, 9).equals(LZOP_MAGIC)) return 'lzo';
+  if (isLzipHead(head)) return 'lzip';
   if (head.length >= 2 && head[0] === 0x78 && ((head[0] << 8) | head[1]!) % 31 === 0) return 'zlib';
   if (looksLikeLzmaAlone(head)) return 'lzma';
   return undefined;
@@ -71,6 +72,9 @@ export function decompressStream(kind: Compression, input: AsyncIterable<Buffer>
           break;
         case 'lzma':
           yield* runConcatenated(reader, lzmaCodec, single);
+          break;
+        case 'lzip':
+          yield* runConcatenated(reader, lzipCodec, single);
           break;
         default:
           throw new FormatError('unsupported', `${kind} decompression is not supported yet`);

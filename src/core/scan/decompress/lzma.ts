@@ -4,9 +4,10 @@
  * lc/lp/pb properties byte, the dictionary size, the uncompressed size or all ones when unknown) and
  * one LZMA1 range-coded stream, ended by its size or by an end marker. The decoder follows the LZMA
  * specification's reference decoder (LzmaSpec.cpp); every distance is checked against the window,
- * so damaged data is a 'corrupt' error. Input comes in pieces: a symbol needs at most 20 bytes, so
+ * so damaged data is a 'corrupt' error. lzip members (below) are the same LZMA1 in a checked wrapper. Input comes in pieces: a symbol needs at most 20 bytes, so
  * decoding pauses when fewer are left until more come (or the input ends).
  */
+import zlib from 'node:zlib';
 import { FormatError } from '../formats/types.js';
 import type { MemberCodec, StepDecoder, StepResult } from './driver.js';
 import { PIECE, type ByteReader } from './input.js';
@@ -374,5 +375,67 @@ export const lzmaCodec: MemberCodec = {
   // xz does not write LZMA-alone streams back to back, but `cat a.lzma b.lzma` does: another header is read as one.
   async another(reader: ByteReader) {
     return looksLikeLzmaAlone(await reader.peek(HEADER + 1));
+  },
+};
+
+const LZIP_MAGIC = 0x50495a4c; // "LZIP", little endian
+const LZIP_TRAILER = 20;
+
+/** lzip (`.lz`, `.tar.lz`): "LZIP", version 1, a coded dictionary size, LZMA1 (lc=3 lp=0 pb=2, end marker), then CRC-32, data size and member size. */
+export function isLzipHead(head: Uint8Array): boolean {
+  return head.length >= 6 && new DataView(head.buffer, head.byteOffset, head.byteLength).getUint32(0, true) === LZIP_MAGIC && head[4] === 1;
+}
+
+/** One lzip member as a step decoder, its trailer checked. */
+export class LzipStep implements StepDecoder {
+  private decoder: Lzma1 | undefined;
+  private crc = 0;
+  private size = 0;
+  private compressed = 0;
+
+  step(input: Buffer, eof: boolean): StepResult {
+    if (!this.decoder) {
+      if (input.length < 6 + 5) {
+        if (eof) throw new FormatError('truncated', 'lzip: the member is cut short');
+        return { used: 0, need: 6 + 5 };
+      }
+      if (!isLzipHead(input)) throw corrupt('not an lzip member');
+      const code = input[5]!;
+      const base = 2 ** (code & 0x1f);
+      const dictionary = base - (base / 16) * (code >>> 5);
+      if ((code & 0x1f) < 12 || (code & 0x1f) > 29 || dictionary < 4096) throw corrupt(`lzip: a bad dictionary size code ${code}`);
+      if (dictionary > MAX_DICTIONARY) throw new FormatError('unsupported', `lzip: a ${dictionary >>> 20} MiB dictionary is larger than this reader keeps in memory`);
+      this.decoder = new Lzma1({ lc: 3, lp: 0, pb: 2, dictionary, size: undefined }, input.subarray(6, 11));
+      this.compressed = 11;
+      return { used: 11, busy: true };
+    }
+    const decoder = this.decoder;
+    if (decoder.done) {
+      if (input.length < LZIP_TRAILER) {
+        if (eof) throw new FormatError('truncated', 'lzip: the member trailer is cut short');
+        return { used: 0, need: LZIP_TRAILER };
+      }
+      const member = this.compressed + LZIP_TRAILER;
+      if (input.readUInt32LE(0) !== this.crc >>> 0) throw corrupt('lzip: CRC-32 mismatch');
+      if (Number(input.readBigUInt64LE(4)) !== this.size || Number(input.readBigUInt64LE(12)) !== member) throw corrupt('lzip: the trailer sizes do not match');
+      return { used: LZIP_TRAILER, done: true };
+    }
+    if (!eof && input.length < SYMBOL_INPUT) return { used: 0, need: input.length + PIECE };
+    const { used, output } = decoder.decode(input, 0, input.length, eof, STEP_OUTPUT);
+    this.compressed += used;
+    this.size += output.length;
+    if (output.length > 0) this.crc = zlib.crc32(output, this.crc);
+    if (used === 0 && output.length === 0 && !decoder.done && eof) throw new FormatError('truncated', 'lzip: the data ends inside the member');
+    return { used, output, busy: true };
+  }
+
+  dispose(): void {}
+}
+
+export const lzipCodec: MemberCodec = {
+  label: 'lzip',
+  open: () => new LzipStep(),
+  async another(reader: ByteReader) {
+    return isLzipHead(await reader.peek(6));
   },
 };

@@ -1,5 +1,6 @@
 /**
- * A compressed stream (gzip, xz, zstd, bzip2, lz4, lzop, legacy lzma): one member, its decompressed bytes, named after
+ * A compressed stream (gzip, xz, zstd, bzip2, lz4, lzop, legacy lzma,
+ * lzip): one member, its decompressed bytes, named after
  * the outer file without its suffix (`keys.txt.xz` → `keys.txt`, `nix.tar.zst` → `nix.tar`, `x.tgz`
  * → `x.tar`) or `(xz)` when it has none. A `.tar.*` is then read as a tar by the walker. zlib streams
  * (weak magic) are git-object.ts's.
@@ -14,7 +15,7 @@ const SUFFIXES: [RegExp, string][] = [
   [/\.(?:tbz2?|tb2|tbz)$/i, '.tar'],
   [/\.tlz4$/i, '.tar'],
   [/\.tzo$/i, '.tar'],
-  [/\.(?:gz|gzip|z|xz|lzma|zst|zstd|bz2|bzip2|lz4|lzo)$/i, ''],
+  [/\.(?:gz|gzip|z|xz|lzma|zst|zstd|bz2|bzip2|lz4|lzo|lz)$/i, ''],
 ];
 
 /** The member name of a compressed file called `outer`. */

@@ -2,6 +2,7 @@
  * The format registry: every container the walker opens, in detection order (the most specific magic
  * first). Detection is by content only, never by name. Adding a format is one file and one line here.
  */
+import { ar } from './ar.js';
 import { compressed } from './compressed.js';
 import { cpio } from './cpio.js';
 import { exfat } from './exfat.js';
@@ -21,6 +22,7 @@ import { tar } from './tar.js';
 import { HEAD_BYTES, type FormatHandler } from './types.js';
 import { zip } from './zip.js';
 import { zisofs } from './zisofs.js';
+import { unreadArchives } from './unread-archives.js';
 
 export { FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type FormatHandler, type Member, type UnscannedReason, type BlockDecoder } from './types.js';
 
@@ -34,7 +36,7 @@ export { FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type Form
  * safetensors (a length and a `{`, checked against the size) after every exact magic; zlib (two weak
  * bytes, confirmed by inflating) last.
  */
-export const FORMATS: readonly FormatHandler[] = [zip, tar, gitPack, gitBundle, sqlite, nar, gguf, squashfs, cpio, iso9660, exfat, partitions, fat, ext4, compressed, zisofs, safetensors, gitObject];
+export const FORMATS: readonly FormatHandler[] = [zip, tar, ar, gitPack, gitBundle, sqlite, nar, gguf, squashfs, cpio, iso9660, exfat, partitions, fat, ext4, compressed, zisofs, unreadArchives, safetensors, gitObject];
 
 /**
  * The format of a file or member from its first bytes (`head`, up to HEAD_BYTES) and its size when

@@ -1,6 +1,6 @@
 /**
  * Every compression and archive the walker opens, made with the real tools (xz, zstd, bzip2, lz4,
- * gzip, tar, zip): a key inside is found with the chain of inner paths, and what cannot be read (a
+ * gzip, lzop, lzip, legacy lzma, tar, zip, ar and dpkg-deb): a key inside is found with the chain of inner paths, and what cannot be read (a
  * truncated or corrupt stream, an encrypted zip member) is an `unscanned` finding with its reason.
  */
 import { execFileSync } from 'node:child_process';
@@ -13,7 +13,16 @@ import { ageKeyFile, githubToken } from '../../../helpers/credentials.js';
 import { tempDir, writeTree } from '../../../helpers/tmp.js';
 
 const quiet = { operatorSecrets: false } as const;
-const TOOLS = { xz: ['xz', '-c'], zst: ['zstd', '-q', '-c'], bz2: ['bzip2', '-c'], lz4: ['lz4', '-q', '-c'], gz: ['gzip', '-c'] } as const;
+const TOOLS = {
+  xz: ['xz', '-c'],
+  zst: ['zstd', '-q', '-c'],
+  bz2: ['bzip2', '-c'],
+  lz4: ['lz4', '-q', '-c'],
+  gz: ['gzip', '-c'],
+  lzo: ['lzop', '-q', '-c'],
+  lz: ['lzip', '-c'],
+  lzma: ['xz', '--format=lzma', '-c'],
+} as const;
 
 function compress(file: string, ext: keyof typeof TOOLS): string {
   const [tool, ...args] = TOOLS[ext];
@@ -27,7 +36,7 @@ function located(findings: { path: string; inner?: string; chain?: string[]; rul
 }
 
 describe('compressed files and compressed tars', () => {
-  it('finds an age identity in .xz, .zst, .bz2, .lz4 and .gz files, named after the file without its suffix', async () => {
+  it('finds an age identity in .xz, .zst, .bz2, .lz4, .gz, .lzo, .lz and .lzma files, named after the file without its suffix', async () => {
     const root = await tempDir();
     const age = ageKeyFile();
     await writeTree(root, { 'keys.txt': age.file });
@@ -36,7 +45,7 @@ describe('compressed files and compressed tars', () => {
     writeFileSync(path.join(root, 'blob'), execFileSync('xz', ['-c', path.join(root, 'keys.txt')]));
     const report = await scanPaths(Object.keys(TOOLS).map((ext) => path.join(root, `keys.txt.${ext}`)).concat(path.join(root, 'blob')), quiet);
     expect(located(report.findings)).toEqual(
-      ['blob|(xz)|age-identity', 'keys.txt.bz2|keys.txt|age-identity', 'keys.txt.gz|keys.txt|age-identity', 'keys.txt.lz4|keys.txt|age-identity', 'keys.txt.xz|keys.txt|age-identity', 'keys.txt.zst|keys.txt|age-identity'].sort(),
+      ['blob|(xz)|age-identity', ...Object.keys(TOOLS).map((ext) => `keys.txt.${ext}|keys.txt|age-identity`)].sort(),
     );
     expect(report.findings.every((f) => f.inner === f.chain?.join('!'))).toBe(true);
   });
@@ -138,5 +147,73 @@ describe('what cannot be read is unscanned, with its reason', () => {
     await writeTree(root, { 'a.txt': 'BZh9 starts a bzip2 stream\n', 'b.txt': 'x^2 + y^2\n' });
     const report = await scanPaths([root], quiet);
     expect(report.findings).toEqual([]);
+  });
+});
+
+describe('Debian packages and other ar archives', () => {
+  it('opens a .deb (dpkg-deb, xz and gzip members) and finds a key in its data.tar and control.tar, by name', async () => {
+    const root = await tempDir();
+    const age = ageKeyFile();
+    const token = githubToken();
+    await writeTree(path.join(root, 'pkg'), {
+      'DEBIAN/control': 'Package: leaky\nVersion: 1.0\nArchitecture: all\nMaintainer: Nobody <nobody@example.invalid>\nDescription: test\n',
+      'DEBIAN/postinst': `#!/bin/sh\nexport GITHUB_TOKEN=${token}\n`,
+      'etc/leaky/keys.txt': age.file,
+    });
+    execFileSync('chmod', ['0755', path.join(root, 'pkg/DEBIAN/postinst')]);
+    for (const compression of ['xz', 'gzip']) {
+      execFileSync('dpkg-deb', ['--root-owner-group', `-Z${compression}`, '--build', path.join(root, 'pkg'), path.join(root, `leaky-${compression}.deb`)], { stdio: 'ignore' });
+    }
+    const report = await scanPaths([path.join(root, 'leaky-xz.deb'), path.join(root, 'leaky-gzip.deb')], quiet);
+    expect(located(report.findings)).toEqual(
+      [
+        'leaky-gzip.deb|control.tar.gz › postinst|github-token',
+        'leaky-gzip.deb|data.tar.gz › etc/leaky/keys.txt|age-identity',
+        'leaky-xz.deb|control.tar.xz › postinst|github-token',
+        'leaky-xz.deb|data.tar.xz › etc/leaky/keys.txt|age-identity',
+      ].sort(),
+    );
+  });
+
+  it('reads GNU long names and a member cut short; a static library is read as its own bytes, not opened', async () => {
+    const root = await tempDir();
+    const age = ageKeyFile();
+    const longName = 'a-member-name-longer-than-sixteen-bytes.txt';
+    await writeTree(root, { [longName]: age.file, 'short.txt': 'nothing\n' });
+    execFileSync('ar', ['rcS', 'plain.a', longName, 'short.txt'], { cwd: root });
+    const whole = readFileSync(path.join(root, 'plain.a'));
+    // Cut two bytes into short.txt's data (its 60-byte header starts with its name).
+    writeFileSync(path.join(root, 'cut.a'), whole.subarray(0, whole.indexOf('short.txt/') + 62));
+    // With a symbol index first (`ar rcs` of an object file): a library, scanned flat.
+    // An object file holding the key's bytes (`ld -b binary`, symbols and all), so ar writes its index.
+    await writeTree(root, { 'blob.txt': `key = "${age.identity}"\n` });
+    execFileSync('ld', ['-r', '-b', 'binary', '-o', 'lib.o', 'blob.txt'], { cwd: root });
+    execFileSync('ar', ['rcs', 'libkey.a', 'lib.o'], { cwd: root });
+    const report = await scanPaths([path.join(root, 'plain.a'), path.join(root, 'cut.a'), path.join(root, 'libkey.a')], quiet);
+    expect(located(report.findings)).toEqual(
+      [`plain.a|${longName}|age-identity`, `cut.a|${longName}|age-identity`, 'cut.a|short.txt|unscanned-truncated', 'libkey.a||age-identity'].sort(),
+    );
+  });
+});
+
+describe('archives the scan does not read', () => {
+  it('reports 7-Zip, RAR, Cabinet and xar archives unscanned-unsupported, never passed', async () => {
+    const root = await tempDir();
+    const age = ageKeyFile();
+    await writeTree(root, { 'keys.txt': age.file });
+    execFileSync('7z', ['a', '-bd', '-y', 'keys.7z', 'keys.txt'], { cwd: root, stdio: 'ignore' });
+    // No free tool writes RAR, Cabinet or xar here: their signatures, then bytes.
+    const tail = randomBytes(200);
+    writeFileSync(path.join(root, 'keys.rar'), Buffer.concat([Buffer.from('526172211a070100', 'hex'), tail]));
+    writeFileSync(path.join(root, 'old.rar'), Buffer.concat([Buffer.from('526172211a0700', 'hex'), tail]));
+    writeFileSync(path.join(root, 'setup.cab'), Buffer.concat([Buffer.from('4d53434600000000', 'hex'), tail]));
+    writeFileSync(path.join(root, 'pkg.xar'), Buffer.concat([Buffer.from('78617221001c0001', 'hex'), tail]));
+    const names = ['keys.7z', 'keys.rar', 'old.rar', 'setup.cab', 'pkg.xar'];
+    const report = await scanPaths(
+      names.map((name) => path.join(root, name)),
+      quiet,
+    );
+    expect(located(report.findings)).toEqual(names.map((name) => `${name}||unscanned-unsupported`).sort());
+    expect(report.findings.find((finding) => finding.path === 'keys.7z')?.note).toMatch(/7-Zip archives are not read: extract it/);
   });
 });

@@ -1,0 +1,32 @@
+/**
+ * Archives the scan recognizes but does not read: 7-Zip, RAR (1.5-4 and 5), Microsoft Cabinet and
+ * xar. Their members are compressed (LZMA, PPMd, LZX, ...) and often encrypted, so their bytes, read
+ * as they lie, would pass a key inside unseen: opening one fails with 'unsupported', and the walker
+ * reports it `unscanned-unsupported` with what to do, never a pass.
+ */
+import { FormatError, type FormatHandler } from './types.js';
+
+const KINDS: { name: string; matches: (head: Buffer) => boolean }[] = [
+  { name: '7-Zip', matches: (head) => head.length >= 6 && head.toString('hex', 0, 6) === '377abcaf271c' },
+  { name: 'RAR', matches: (head) => head.length >= 8 && (head.toString('hex', 0, 7) === '526172211a0700' || head.toString('hex', 0, 8) === '526172211a070100') },
+  { name: 'Microsoft Cabinet', matches: (head) => head.length >= 8 && head.toString('hex', 0, 8) === '4d53434600000000' },
+  { name: 'xar', matches: (head) => head.length >= 8 && head.toString('latin1', 0, 4) === 'xar!' && head.readUInt16BE(4) === 28 },
+];
+
+/** The kind of archive `head` starts, when it is one the scan does not read. */
+export function unreadArchive(head: Buffer): string | undefined {
+  return KINDS.find((kind) => kind.matches(head))?.name;
+}
+
+export const unreadArchives: FormatHandler = {
+  name: 'unread-archive',
+  access: 'stream',
+  detect: (head) => unreadArchive(head) !== undefined,
+  async *members(input) {
+    const iterator = (input as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    await iterator.return?.();
+    const kind = first.done ? undefined : unreadArchive(first.value);
+    throw new FormatError('unsupported', `${kind ?? 'this'} archives are not read: extract it and scan the folder, or allowlist it with a reason`);
+  },
+};
