@@ -23,6 +23,7 @@ import { HEAD_BYTES, type FormatHandler } from './types.js';
 import { zip } from './zip.js';
 import { zisofs } from './zisofs.js';
 import { unreadArchives } from './unread-archives.js';
+import { uki } from './uki.js';
 
 export { FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type FormatHandler, type Member, type UnscannedReason, type BlockDecoder } from './types.js';
 
@@ -36,7 +37,7 @@ export { FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type Form
  * safetensors (a length and a `{`, checked against the size) after every exact magic; zlib (two weak
  * bytes, confirmed by inflating) last.
  */
-export const FORMATS: readonly FormatHandler[] = [zip, tar, ar, gitPack, gitBundle, sqlite, nar, gguf, squashfs, cpio, iso9660, exfat, partitions, fat, ext4, compressed, zisofs, unreadArchives, safetensors, gitObject];
+export const FORMATS: readonly FormatHandler[] = [zip, tar, ar, gitPack, gitBundle, sqlite, nar, gguf, squashfs, cpio, iso9660, exfat, partitions, fat, ext4, compressed, zisofs, unreadArchives, uki, safetensors, gitObject];
 
 /**
  * The format of a file or member from its first bytes (`head`, up to HEAD_BYTES) and its size when
