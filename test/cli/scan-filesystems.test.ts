@@ -171,7 +171,7 @@ describe('volumes the scan does not open, made with their own tools', () => {
     }
   });
 
-  it('virtual disk images (qcow2, VHDX, VMDK, VDI) by their headers, as their specifications give them', async () => {
+  it('virtual disk images (qcow2, VHDX, VHD, VMDK, VDI) by their headers, as their specifications give them', async () => {
     const header = (fill: (bytes: Buffer) => void) => {
       const bytes = randomBytes(64 * 1024);
       fill(bytes);
@@ -180,6 +180,7 @@ describe('volumes the scan does not open, made with their own tools', () => {
     const heads: [string, Buffer][] = [
       ['qcow2', header((bytes) => { bytes.write('QFI\xfb', 0, 'latin1'); bytes.writeUInt32BE(3, 4); })],
       ['VHDX', header((bytes) => bytes.write('vhdxfile', 0, 'latin1'))],
+      ['VHD', header((bytes) => { bytes.write('conectix', 0, 'latin1'); bytes.writeUInt32BE(0x00010000, 12); bytes.writeUInt32BE(3, 60); })],
       ['VMDK', header((bytes) => { bytes.write('KDMV', 0, 'latin1'); bytes.writeUInt32LE(1, 4); })],
       ['VDI', header((bytes) => { bytes.write('<<< Oracle VM VirtualBox Disk Image >>>\n', 0, 'latin1'); bytes.writeUInt32LE(0xbeda107f, 0x40); })],
     ];

@@ -1,7 +1,7 @@
 /**
  * Volumes whose files the scan does not open (FAT, exFAT and ext2/3/4 it does: fat.ts, exfat.ts,
  * ext4.ts; ISO 9660 and squashfs too): NTFS, XFS, Btrfs, F2FS and EROFS filesystems, virtual disk
- * images (qcow2, VHDX, VMDK, VDI), and encrypted volumes (LUKS, BitLocker). Their bytes still stream
+ * images (qcow2, VHDX, dynamic VHD, VMDK, VDI), and encrypted volumes (LUKS, BitLocker). Their bytes still stream
  * through the rules raw, so a plain key stored uncompressed in the clear is found, but a compressed
  * file on them (a `.tar.gz`, a `.zst`) is never unpacked, Btrfs, F2FS and EROFS may compress file
  * content themselves (an EROFS Nix store image usually does), and an encrypted volume's content
@@ -36,6 +36,8 @@ export function unopenedFilesystem(head: Buffer): UnopenedVolume | undefined {
   if (text(3, 11) === '-FVE-FS-') return { name: 'BitLocker', kind: ENCRYPTED };
   if (text(0, 4) === 'QFI\xfb' && head.readUInt32BE(4) >= 1 && head.readUInt32BE(4) <= 3) return { name: 'qcow2', kind: DISK_IMAGE };
   if (text(0, 8) === 'vhdxfile') return { name: 'VHDX', kind: DISK_IMAGE };
+  // A dynamic or differencing VHD starts with a copy of its footer (a fixed one is a raw disk with the footer at its end).
+  if (text(0, 8) === 'conectix' && head.length >= 64 && head.readUInt32BE(12) === 0x00010000 && [3, 4].includes(head.readUInt32BE(60))) return { name: 'VHD', kind: DISK_IMAGE };
   if (text(0, 4) === 'KDMV' && head.readUInt32LE(4) >= 1 && head.readUInt32LE(4) <= 3) return { name: 'VMDK', kind: DISK_IMAGE };
   if (head.length >= 0x44 && head.readUInt32LE(0x40) === 0xbeda107f) return { name: 'VDI', kind: DISK_IMAGE };
   return undefined;
