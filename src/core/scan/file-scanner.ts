@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { ContentScanner, Finding } from '../types.js';
 import { fingerprint } from './rules/fingerprint.js';
 import { isPlainText, isQuietText as isQuietTextCore, SPECIAL_NAME_END } from './quiet-text.js';
-import { binaryKeyFile } from './rules/key-files.js';
+import { binaryKeyFile, textKeyFile } from './rules/key-files.js';
 import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
@@ -458,6 +458,8 @@ export class FileScanner implements ContentScanner {
       for (const hit of scanText(text, { operatorSecrets: this.environment.operatorSecrets })) {
         this.record(hit, hit.start * scale, lineAt(text, hit.start));
       }
+      const textKey = textKeyFile(text);
+      if (textKey) this.record(textKey, 0, 1);
     }
     // Most names cannot be special: one test on the path before the basename is cut out.
     const name = SPECIAL_NAME_END.test(this.target.inner ?? this.target.path) ? this.name : '';

@@ -1,8 +1,9 @@
 /**
  * Private keys stored in binary files, recognized by their structure at the start of the file: the
  * armored forms are text rules (rules.ts), these are what `gpg --export-secret-keys`, GnuPG's
- * agent (`private-keys-v1.d/*.key`), `openssl ... -outform DER`, `openssl pkcs12`, Java's keytool
- * and Tor's onion services write. Each check parses enough of the format that random bytes and the
+ * agent (`private-keys-v1.d/*.key`), `openssl ... -outform DER`, `openssl pkcs12`, Java's keytool,
+ * Tor's onion services and Kerberos (keytabs) write; and a few key files that are text but have a
+ * fixed start (`textKeyFile`). Each check parses enough of the format that random bytes and the
  * public counterparts (a public key packet, a certificate, a DER public key) are not findings.
  * Pure functions: safe inside worker threads.
  */
@@ -104,6 +105,9 @@ function publicMaterialEnd(bytes: Buffer, offset: number, limit: number, algorit
     if (length === 0 || length === 0xff || at! + 1 + length > limit) at = undefined;
     else at = at! + 1 + length;
   };
+  // RSA's n and DSA's and Elgamal's p: 1024 bits or more in any key gpg ever made (random bytes that
+  // parse as a packet mostly have a smaller first number).
+  if ([1, 2, 3, 16, 17, 20].includes(algorithm) && (offset + 2 > limit || bytes.readUInt16BE(offset) < 1000)) return undefined;
   switch (algorithm) {
     case 1:
     case 2:
@@ -236,6 +240,73 @@ function torSecretKey(bytes: Buffer): RawHit | undefined {
 }
 
 /**
+ * A Kerberos keytab (`krb5.keytab`, `ktutil`, `kadmin ktadd`): 05 01 or 05 02, then entries of a size,
+ * a principal (realm and components, counted strings), a timestamp, a key version and the keyblock
+ * (encryption type, length, key). The first entry must parse with a key of a real length.
+ */
+function kerberosKeytab(bytes: Buffer): RawHit | undefined {
+  if (bytes.length < 32 || bytes[0] !== 0x05 || (bytes[1] !== 0x01 && bytes[1] !== 0x02)) return undefined;
+  const version = bytes[1]!;
+  try {
+    const size = bytes.readInt32BE(2);
+    if (size <= 0 || 6 + size > bytes.length) return undefined;
+    let offset = 6;
+    const end = 6 + size;
+    let components = bytes.readUInt16BE(offset);
+    offset += 2;
+    if (version === 1) components--; // version 1 counts the realm too
+    if (components < 1 || components > 8) return undefined;
+    const printable = (count: number) => {
+      const length = bytes.readUInt16BE(offset);
+      if (length === 0 || length > 255 || offset + 2 + length > end) throw new RangeError('name');
+      for (let index = offset + 2; index < offset + 2 + length; index++) if (bytes[index]! < 0x20 || bytes[index]! > 0x7e) throw new RangeError('name');
+      offset += 2 + length;
+      return count;
+    };
+    printable(0); // realm
+    for (let index = 0; index < components; index++) printable(index);
+    if (version === 2) offset += 4; // name type
+    offset += 4 + 1; // timestamp, key version
+    const enctype = bytes.readUInt16BE(offset);
+    const keyLength = bytes.readUInt16BE(offset + 2);
+    if (![8, 16, 24, 32].includes(keyLength) || enctype === 0 || enctype > 0x100 || offset + 4 + keyLength > end) return undefined;
+    const key = bytes.subarray(offset + 4, offset + 4 + keyLength);
+    return { rule: 'kerberos-keytab', kind: 'private-key', secret: key, start: 0, end: Math.min(bytes.length, end), note: `Kerberos keytab (encryption type ${enctype})` };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Signing and encryption keys stored as small text files, by how the file starts: minisign
+ * (`minisign -G`) and signify (`signify -G`) secret keys (an `untrusted comment:` line, then the
+ * base64 of `Ed` and the key), Matrix Synapse's `homeserver.signing.key` (`ed25519 a_xyz <seed>`)
+ * and BorgBackup key files (`BORG_KEY <repository id>`, then the base64 of the sealed key).
+ */
+export function textKeyFile(text: string): RawHit | undefined {
+  const first = text.charCodeAt(0);
+  if (first === 0x75 && text.startsWith('untrusted comment:')) {
+    const match = /^untrusted comment:[^\n]*\r?\n([A-Za-z0-9+/]{60,400}={0,2})\r?(?:\n|$)/.exec(text);
+    if (!match || !/secret key/i.test(match[0])) return undefined;
+    const key = Buffer.from(match[1]!, 'base64');
+    if (key.length < 64 || key[0] !== 0x45 || key[1] !== 0x64) return undefined; // 'Ed'
+    const tool = key.toString('latin1', 4, 6) === 'B2' ? 'minisign' : 'signify';
+    return { rule: `${tool}-secret-key`, kind: 'private-key', secret: key, start: 0, end: match[0].length, note: `${tool} secret key` };
+  }
+  if (first === 0x65 && text.startsWith('ed25519 ')) {
+    const match = /^ed25519 (a_[A-Za-z0-9_]{1,32}) ([A-Za-z0-9+/]{43}=?)\s*(?:\n|$)/.exec(text);
+    if (!match) return undefined;
+    return { rule: 'synapse-signing-key', kind: 'private-key', secret: Buffer.from(match[2]!, 'base64'), start: 0, end: match[0].length, note: `Matrix homeserver signing key ${match[1]}` };
+  }
+  if (first === 0x42 && text.startsWith('BORG_KEY ')) {
+    const match = /^BORG_KEY [0-9a-f]{64}\r?\n([A-Za-z0-9+/=\r\n]{100,})/.exec(text);
+    if (!match) return undefined;
+    return { rule: 'borg-key-file', kind: 'private-key', secret: Buffer.from(match[1]!.replace(/\s+/g, ''), 'base64'), start: 0, end: match[0].length, note: 'BorgBackup key file' };
+  }
+  return undefined;
+}
+
+/**
  * The private key a binary file is, judged from its start (`bytes` holds the file whole, or its first
  * MiB); undefined for anything else. Cheap for the common case: each check looks at a byte or two first.
  */
@@ -251,6 +322,8 @@ export function binaryKeyFile(bytes: Buffer): RawHit | undefined {
       return javaKeystore(bytes);
     case 0x3d:
       return torSecretKey(bytes);
+    case 0x05:
+      return kerberosKeytab(bytes);
     default:
       return first !== undefined && first & 0x80 ? pgpSecretKey(bytes) : undefined;
   }

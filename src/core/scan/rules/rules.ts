@@ -134,7 +134,9 @@ function isPgpSecretPacket(first: number): boolean {
 
 function armoredKeyRule(text: string, hits: RawHit[]): void {
   openVpnStaticKeyRule(text, hits);
-  const pattern = /-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED |ANY )?PRIVATE KEY|PGP PRIVATE KEY BLOCK|SSH2 ENCRYPTED PRIVATE KEY)-----/g;
+  // Any label that ends in PRIVATE KEY: the common ones are checked by their structure below, the
+  // others (Nebula's `NEBULA X25519 PRIVATE KEY`, a TPM's `TSS2 PRIVATE KEY`, ...) by their size.
+  const pattern = /-----BEGIN ((?:[A-Z0-9]+ ){0,4}PRIVATE KEY(?: BLOCK)?)-----/g;
   for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
     const label = match[1]!;
     const bodyStart = match.index + match[0].length;
@@ -166,12 +168,17 @@ function armoredKeyRule(text: string, hits: RawHit[]): void {
     } else if (label === 'PRIVATE KEY' || label === 'ANY PRIVATE KEY') {
       if (der[0] !== 0x30) continue;
       rule = 'pkcs8-private-key';
-    } else {
+    } else if (label === 'RSA PRIVATE KEY' || label === 'EC PRIVATE KEY' || label === 'DSA PRIVATE KEY') {
       // PKCS#1 RSA / SEC1 EC / DSA; with Proc-Type: 4,ENCRYPTED the DER is ciphertext.
       if (!encryptedHeader && der[0] !== 0x30) continue;
       if (der.length < 32) continue;
       rule = 'pem-private-key';
       note = `${label.replace(' PRIVATE KEY', '')}${encryptedHeader ? ', encrypted PEM' : ''}`;
+    } else {
+      // Another kind's armor: 32 bytes (an X25519 or Ed25519 seed) or more of key material.
+      if (der.length < 32 || label.endsWith('BLOCK')) continue;
+      rule = 'pem-private-key';
+      note = label.replace(/ PRIVATE KEY$/, '');
     }
     hits.push({ rule, kind: 'private-key', secret: der, start: match.index, end, ...(note ? { note } : {}) });
     pattern.lastIndex = Math.max(pattern.lastIndex, end);

@@ -115,3 +115,29 @@ describe('other key stores', () => {
     }
   });
 });
+
+describe('key files of other tools', () => {
+  it('finds Kerberos keytabs (ktutil), minisign and signify secret keys, not their public keys', async () => {
+    const dir = await tempDir();
+    const ktutil = ['addent -password -p host/nixos.example.org@EXAMPLE.ORG -k 1 -e aes256-cts-hmac-sha1-96', 'secret-for-the-test', 'addent -password -p nfs/nixos.example.org@EXAMPLE.ORG -k 2 -e aes128-cts-hmac-sha1-96', 'another-secret', `wkt ${path.join(dir, 'krb5.keytab')}`, 'quit', ''].join('\n');
+    execFileSync('ktutil', [], { input: ktutil, stdio: ['pipe', 'ignore', 'ignore'] });
+    execFileSync('minisign', ['-G', '-W', '-p', path.join(dir, 'minisign.pub'), '-s', path.join(dir, 'minisign.key')], { stdio: 'ignore' });
+    execFileSync('signify-openbsd', ['-G', '-n', '-p', path.join(dir, 'signify.pub'), '-s', path.join(dir, 'signify.sec')], { stdio: 'ignore' });
+    const report = await scanPaths([dir], quiet);
+    expect(rules(report)).toEqual({ 'krb5.keytab': ['kerberos-keytab'], 'minisign.key': ['minisign-secret-key'], 'signify.sec': ['signify-secret-key'] });
+  });
+
+  it('finds a Synapse signing key, a BorgBackup key file and a Nebula private key; not a Nebula certificate', async () => {
+    const dir = await tempDir();
+    const base64 = (bytes: Buffer) => bytes.toString('base64');
+    const wrap = (text: string) => text.replace(/.{1,64}/g, '$&\n');
+    writeFileSync(path.join(dir, 'homeserver.signing.key'), `ed25519 a_${randomBytes(3).toString('hex')} ${base64(randomBytes(32)).replace(/=+$/, '')}\n`);
+    writeFileSync(path.join(dir, 'repo.borgkey'), `BORG_KEY ${randomBytes(32).toString('hex')}\n${wrap(base64(randomBytes(460)))}`);
+    writeFileSync(path.join(dir, 'host.key'), `-----BEGIN NEBULA X25519 PRIVATE KEY-----\n${base64(randomBytes(32))}\n-----END NEBULA X25519 PRIVATE KEY-----\n`);
+    writeFileSync(path.join(dir, 'host.crt'), `-----BEGIN NEBULA CERTIFICATE-----\n${wrap(base64(randomBytes(300)))}-----END NEBULA CERTIFICATE-----\n`);
+    // The signing key's public half, as Synapse's key server hands it out, is JSON: no finding.
+    writeFileSync(path.join(dir, 'verify_keys.json'), `{"ed25519:a_abcd": {"key": "${base64(randomBytes(32)).replace(/=+$/, '')}"}}\n`);
+    const report = await scanPaths([dir], quiet);
+    expect(rules(report)).toEqual({ 'homeserver.signing.key': ['synapse-signing-key'], 'repo.borgkey': ['borg-key-file'], 'host.key': ['pem-private-key'] });
+  });
+});
