@@ -434,6 +434,15 @@ function wireguardRule(text: string, hits: RawHit[]): void {
     const start = match.index + match[0].lastIndexOf(key);
     hits.push({ rule: 'wireguard-private-key', kind: 'wireguard-private-key', secret: Buffer.from(key, 'base64'), start, end: start + key.length });
   }
+  // The same option names with a key in hex: Yggdrasil's `PrivateKey` (a 64-byte Ed25519 key, in
+  // `yggdrasil.conf` or `services.yggdrasil.settings`), and 32-byte keys of other daemons.
+  const hex = /(?:private[_-]?key|PrivateKey)["']?\s*(?:=|:)\s*["']?([0-9a-fA-F]{128}|[0-9a-fA-F]{64})(?![0-9A-Za-z])/gi;
+  for (let match = hex.exec(text); match; match = hex.exec(text)) {
+    const key = match[1]!;
+    if (looksLikePlaceholder(key, 3)) continue;
+    const start = match.index + match[0].lastIndexOf(key);
+    hits.push({ rule: 'hex-private-key', kind: 'private-key', secret: Buffer.from(key, 'hex'), start, end: start + key.length, note: `a private-key option with ${key.length / 2} bytes in hex` });
+  }
 }
 
 /**
