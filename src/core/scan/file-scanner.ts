@@ -87,6 +87,9 @@ const WIREGUARD_KEY_NAME = /^(?!.*pub)(?:.*priv(?:ate)?[._-]?key|wg[\w.-]*\.key|
 /** Nothing but 32 bytes of base64 (the last character before `=` carries only 4 bits). */
 const WIREGUARD_KEY_FILE = /^\s*([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)\s*$/;
 
+/** PostgreSQL's password file (`~/.pgpass`, `PGPASSFILE`): `host:port:database:user:password` lines. */
+const PGPASS_NAME = /^\.?pgpass$/;
+const PGPASS_LINE = /^((?:[^:\\\n]|\\.)*:){4}((?:[^:\\\n]|\\.)+)$/gm;
 const SSH_KEY_NAME = /^(?:ssh_host_[a-z0-9]+_key|id_(?:rsa|dsa|ecdsa|ed25519|ecdsa_sk|ed25519_sk|xmss))$/;
 
 /** quiet-text.ts's check with the format registry: a file that starts like a container is asked. */
@@ -467,6 +470,15 @@ export class FileScanner implements ContentScanner {
       const alreadyKey = [...(this.hits?.values() ?? [])].some((finding) => finding.kind === 'private-key');
       if (!alreadyKey) {
         this.record({ rule: 'ssh-private-key-file', kind: 'private-key', secret: content, start: 0, end: content.length, note: 'named like an SSH private key' }, 0);
+      }
+    }
+    if (PGPASS_NAME.test(name)) {
+      const text = content.toString('utf8');
+      for (const match of text.matchAll(PGPASS_LINE)) {
+        const password = match[2]!;
+        if (password === '*' || match[0].startsWith('#')) continue;
+        const start = match.index + match[0].length - password.length;
+        this.record({ rule: 'pgpass-password', kind: 'plaintext-password', secret: Buffer.from(password), start, end: start + password.length, note: 'a password in a PostgreSQL password file' }, start, lineAt(text, start));
       }
     }
     // `wg genkey > privatekey`: a file that is nothing but a WireGuard (X25519) private key.
