@@ -35,7 +35,8 @@ export function detectCompression(head: Buffer): Compression | undefined {
 
 /**
  * The decompressed bytes of `input`, streamed in bounded chunks. Concatenated members (gzip members,
- * zstd frames, xz streams, bzip2 streams, lz4 frames) go on unless `single`; then the stream stops at
+ * zstd frames, xz streams, bzip2 streams, lz4 frames, lzop streams, lzip members, LZMA-alone
+ * streams) go on unless `single`; then the stream stops at
  * the end of the first and `consumed` says exactly how many input bytes it used. Throws FormatError:
  * 'truncated' when the input ends inside the data, 'corrupt' for damaged data or bytes after it that
  * are not more of it (zero padding excepted), 'unsupported' for a variant no decoder here reads; and

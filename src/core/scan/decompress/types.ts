@@ -1,6 +1,7 @@
 /**
  * One streaming decompressor interface for every compression the Nix world uses (gzip, zlib, xz,
- * zstd, bzip2, lz4): every container format uses it, none keeps a private path.
+ * zstd, bzip2, lz4, and the kernel's lzop and legacy lzma; lzip): every container format uses it,
+ * none keeps a private path.
  */
 export type Compression = 'gzip' | 'zlib' | 'xz' | 'lzma' | 'zstd' | 'bzip2' | 'lz4' | 'lz4-legacy' | 'lzo' | 'lzip';
 

@@ -34,8 +34,10 @@ export { FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type Form
  * region back as a member) before fat (a boot sector shaped like an MBR, which partitions rejects);
  * exFAT (its name at byte 3 of a boot sector that also ends in 0x55AA) before partitions; ext4 (its
  * superblock at 1024, behind a zeroed boot block) after them.
- * safetensors (a length and a `{`, checked against the size) after every exact magic; zlib (two weak
- * bytes, confirmed by inflating) last.
+ * ar (`!<arch>`, a static library excepted) beside tar; zisofs, the archives the scan recognizes but
+ * does not read (7-Zip, RAR, Cabinet, xar) and unified kernel images (a PE file with `.linux` or
+ * `.initrd` sections) after the compressions; safetensors (a length and a `{`, checked against the
+ * size) after every exact magic; zlib (two weak bytes, confirmed by inflating) last.
  */
 export const FORMATS: readonly FormatHandler[] = [zip, tar, ar, gitPack, gitBundle, sqlite, nar, gguf, squashfs, cpio, iso9660, exfat, partitions, fat, ext4, compressed, zisofs, unreadArchives, uki, safetensors, gitObject];
 
