@@ -10,7 +10,39 @@ import { inflateRawWhole, ONE_CALL_INPUT, ONE_CALL_OUTPUT } from '../decompress/
 import { decompressStream, type Compression } from '../decompress/index.js';
 import { FormatError, type ByteSource, type FormatContext, type FormatHandler, type Member } from './types.js';
 
-const METHODS: Record<number, Compression> = { 12: 'bzip2', 93: 'zstd', 95: 'xz' };
+const METHODS: Record<number, Compression> = { 12: 'bzip2', 14: 'lzma', 93: 'zstd', 95: 'xz' };
+
+/**
+ * A zip LZMA entry (method 14: 7-Zip's `-mm=LZMA`, Windows' "compressed folders" never) as an
+ * LZMA-alone stream: zip stores a 4-byte LZMA SDK version and properties size, then the 5 property
+ * bytes, then the stream; the alone header wants the uncompressed size after the properties.
+ */
+async function* zipLzmaAsAlone(bytes: AsyncIterable<Buffer>, uncompressedSize: number): AsyncGenerator<Buffer> {
+  let head = Buffer.alloc(0);
+  const iterator = bytes[Symbol.asyncIterator]();
+  while (head.length < 9) {
+    const next = await iterator.next();
+    if (next.done) throw new FormatError('truncated', 'zip: an LZMA entry ends inside its properties');
+    head = Buffer.concat([head, next.value]);
+  }
+  const propsSize = head.readUInt16LE(2);
+  if (propsSize !== 5) throw new FormatError('corrupt', `zip: an LZMA entry with ${propsSize} property bytes`);
+  while (head.length < 4 + propsSize) {
+    const next = await iterator.next();
+    if (next.done) throw new FormatError('truncated', 'zip: an LZMA entry ends inside its properties');
+    head = Buffer.concat([head, next.value]);
+  }
+  const header = Buffer.alloc(13);
+  head.copy(header, 0, 4, 9);
+  header.writeBigUInt64LE(BigInt(uncompressedSize), 5);
+  yield header;
+  if (head.length > 9) yield head.subarray(9);
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) return;
+    yield next.value;
+  }
+}
 const PIECE = 1024 * 1024;
 
 function formatError(error: unknown): unknown {
@@ -179,7 +211,8 @@ export const zip: FormatHandler = {
           stream: () => {
             used = true;
             if (entry!.compressionMethod === 8) return inflated(stream, entry!.uncompressedSize, entry!.fileName, entry!.compressedSize);
-            const bytes = entryBytes(stream as AsyncIterable<Buffer>);
+            let bytes: AsyncIterable<Buffer> = entryBytes(stream as AsyncIterable<Buffer>);
+            if (entry!.compressionMethod === 14) bytes = zipLzmaAsAlone(bytes, entry!.uncompressedSize);
             return via ? decompressStream(via, bytes, context.signal ? { signal: context.signal } : {}) : bytes;
           },
         };

@@ -150,6 +150,23 @@ describe('what cannot be read is unscanned, with its reason', () => {
   });
 });
 
+describe('zip entries in 7-Zip\'s methods', () => {
+  it('reads BZip2 and LZMA entries; reports Deflate64 and PPMd ones unscanned-unsupported', async () => {
+    const root = await tempDir();
+    const age = ageKeyFile();
+    await writeTree(root, { 'keys.txt': `${'a line of padding text\n'.repeat(2000)}${age.file}` });
+    const methods = ['BZip2', 'LZMA', 'Deflate64', 'PPMd'];
+    for (const method of methods) execFileSync('7z', ['a', '-bd', '-y', '-tzip', `-mm=${method}`, `keys-${method}.zip`, 'keys.txt'], { cwd: root, stdio: 'ignore' });
+    const report = await scanPaths(
+      methods.map((method) => path.join(root, `keys-${method}.zip`)),
+      quiet,
+    );
+    expect(located(report.findings)).toEqual(
+      ['keys-BZip2.zip|keys.txt|age-identity', 'keys-LZMA.zip|keys.txt|age-identity', 'keys-Deflate64.zip|keys.txt|unscanned-unsupported', 'keys-PPMd.zip|keys.txt|unscanned-unsupported'].sort(),
+    );
+  });
+});
+
 describe('Debian packages and other ar archives', () => {
   it('opens a .deb (dpkg-deb, xz and gzip members) and finds a key in its data.tar and control.tar, by name', async () => {
     const root = await tempDir();
