@@ -155,6 +155,9 @@ describe('volumes the scan does not open, made with their own tools', () => {
       execFileSync('truncate', ['-s', '64M', path.join(dir, 'vol.img')]);
       execFileSync('mkfs.f2fs', ['-q', path.join(dir, 'vol.img')], { stdio: 'ignore' });
     }],
+    ['a cramfs image (zlib pages, an old initrd format)', 'cramfs', 'unscanned-unsupported', async (dir: string, tree: string) => {
+      execFileSync('mkfs.cramfs', [tree, path.join(dir, 'vol.img')], { stdio: 'ignore' });
+    }],
     ['a LUKS2 volume', 'LUKS', 'unscanned-encrypted', async (dir: string) => luks(dir, 'luks2')],
     ['a LUKS1 volume', 'LUKS', 'unscanned-encrypted', async (dir: string) => luks(dir, 'luks1')],
   ])('%s is unscanned, never passed', async (_, name, rule, make) => {
@@ -169,6 +172,17 @@ describe('volumes the scan does not open, made with their own tools', () => {
       expect(unscanned.map((finding) => finding.rule), target).toEqual([rule]);
       expect(unscanned[0]!.note).toContain(name);
     }
+  });
+
+  it('macOS volumes (HFS+, HFSX, APFS) by their superblocks, as their specifications give them', () => {
+    const volume = (fill: (bytes: Buffer) => void) => {
+      const bytes = randomBytes(8192);
+      fill(bytes);
+      return bytes;
+    };
+    expect(unopenedFilesystem(volume((bytes) => { bytes.write('H+', 1024, 'latin1'); bytes.writeUInt16BE(4, 1026); }))).toEqual({ name: 'HFS+', kind: 'filesystem' });
+    expect(unopenedFilesystem(volume((bytes) => { bytes.write('HX', 1024, 'latin1'); bytes.writeUInt16BE(5, 1026); }))).toEqual({ name: 'HFS+', kind: 'filesystem' });
+    expect(unopenedFilesystem(volume((bytes) => bytes.write('NXSB', 32, 'latin1')))).toEqual({ name: 'APFS', kind: 'filesystem' });
   });
 
   it('virtual disk images (qcow2, VHDX, VHD, VMDK, VDI) by their headers, as their specifications give them', async () => {

@@ -1,6 +1,6 @@
 /**
  * Volumes whose files the scan does not open (FAT, exFAT and ext2/3/4 it does: fat.ts, exfat.ts,
- * ext4.ts; ISO 9660 and squashfs too): NTFS, XFS, Btrfs, F2FS and EROFS filesystems, virtual disk
+ * ext4.ts; ISO 9660 and squashfs too): NTFS, XFS, Btrfs, F2FS, EROFS, cramfs, HFS+ and APFS filesystems, virtual disk
  * images (qcow2, VHDX, dynamic VHD, VMDK, VDI), and encrypted volumes (LUKS, BitLocker). Their bytes still stream
  * through the rules raw, so a plain key stored uncompressed in the clear is found, but a compressed
  * file on them (a `.tar.gz`, a `.zst`) is never unpacked, Btrfs, F2FS and EROFS may compress file
@@ -32,6 +32,13 @@ export function unopenedFilesystem(head: Buffer): UnopenedVolume | undefined {
     // F2FS: its magic, major version 1, and a sector size of 512 B to 4 KiB.
     if (magic === 0xf2f52010 && head.readUInt16LE(1028) === 1 && head.readUInt32LE(1032) >= 9 && head.readUInt32LE(1032) <= 12) return { name: 'F2FS', kind: FILESYSTEM };
   }
+  // cramfs (an old initrd and firmware filesystem, zlib-compressed pages): its magic and signature, at 0 or after a 512-byte pad.
+  for (const at of [0, 512]) {
+    if (head.length >= at + 32 && head.readUInt32LE(at) === 0x28cd3d45 && text(at + 16, at + 32) === 'Compressed ROMFS') return { name: 'cramfs', kind: FILESYSTEM };
+  }
+  // HFS+ and HFSX (macOS volumes, which may compress files) and APFS containers.
+  if ((text(1024, 1026) === 'H+' && head.readUInt16BE(1026) === 4) || (text(1024, 1026) === 'HX' && head.readUInt16BE(1026) === 5)) return { name: 'HFS+', kind: FILESYSTEM };
+  if (text(32, 36) === 'NXSB') return { name: 'APFS', kind: FILESYSTEM };
   if (text(0, 6) === 'LUKS\xba\xbe' && (head.readUInt16BE(6) === 1 || head.readUInt16BE(6) === 2)) return { name: 'LUKS', kind: ENCRYPTED };
   if (text(3, 11) === '-FVE-FS-') return { name: 'BitLocker', kind: ENCRYPTED };
   if (text(0, 4) === 'QFI\xfb' && head.readUInt32BE(4) >= 1 && head.readUInt32BE(4) <= 3) return { name: 'qcow2', kind: DISK_IMAGE };
@@ -57,7 +64,7 @@ export function unopenedFilesystemMessage(volume: UnopenedVolume): string {
       return `holds a ${volume.name} disk image, whose filesystems this scan does not open: its bytes were scanned raw, but a compressed file in it was not unpacked. Convert it to a raw image (qemu-img convert -O raw) and scan that`;
     default:
       return (
-        `holds ${volume.name === 'Btrfs' ? 'a' : 'an'} ${volume.name} filesystem, whose files this scan does not open: its bytes were scanned raw, but a compressed file on it was not unpacked. ` +
+        `holds ${volume.name === 'Btrfs' || volume.name === 'cramfs' ? 'a' : 'an'} ${volume.name} filesystem, whose files this scan does not open: its bytes were scanned raw, but a compressed file on it was not unpacked. ` +
         'Mount it read-only and scan the folder'
       );
   }

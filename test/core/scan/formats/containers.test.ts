@@ -214,7 +214,7 @@ describe('Debian packages and other ar archives', () => {
 });
 
 describe('archives the scan does not read', () => {
-  it('reports 7-Zip, RAR, Cabinet and xar archives unscanned-unsupported, never passed', async () => {
+  it('reports 7-Zip, RAR, Cabinet, xar and Unix compress (.Z) files unscanned-unsupported, never passed', async () => {
     const root = await tempDir();
     const age = ageKeyFile();
     await writeTree(root, { 'keys.txt': age.file });
@@ -225,12 +225,13 @@ describe('archives the scan does not read', () => {
     writeFileSync(path.join(root, 'old.rar'), Buffer.concat([Buffer.from('526172211a0700', 'hex'), tail]));
     writeFileSync(path.join(root, 'setup.cab'), Buffer.concat([Buffer.from('4d53434600000000', 'hex'), tail]));
     writeFileSync(path.join(root, 'pkg.xar'), Buffer.concat([Buffer.from('78617221001c0001', 'hex'), tail]));
-    const names = ['keys.7z', 'keys.rar', 'old.rar', 'setup.cab', 'pkg.xar'];
+    writeFileSync(path.join(root, 'keys.txt.Z'), execFileSync('compress', ['-c', path.join(root, 'keys.txt')]));
+    const names = ['keys.7z', 'keys.rar', 'old.rar', 'setup.cab', 'pkg.xar', 'keys.txt.Z'];
     const report = await scanPaths(
       names.map((name) => path.join(root, name)),
       quiet,
     );
     expect(located(report.findings)).toEqual(names.map((name) => `${name}||unscanned-unsupported`).sort());
-    expect(report.findings.find((finding) => finding.path === 'keys.7z')?.note).toMatch(/7-Zip archives are not read: extract it/);
+    expect(report.findings.find((finding) => finding.path === 'keys.7z')?.note).toMatch(/7-Zip files are not read: extract it/);
   });
 });
