@@ -148,8 +148,8 @@ const F_H_FILTER = 0x800;
 const F_H_CRC32 = 0x1000;
 const F_CRC32_D = 0x100;
 const F_CRC32_C = 0x200;
-/** lzop writes 256 KiB blocks; its own limit is 64 MiB. A larger block would be held whole in memory. */
-const MAX_BLOCK = 64 * 1024 * 1024;
+/** lzop writes 256 KiB blocks (the kernel reads no others). A block is held whole in memory, so a far larger one is refused. */
+const MAX_BLOCK = 8 * 1024 * 1024;
 
 export function adler32(bytes: Uint8Array, start = 1): number {
   let a = start & 0xffff;
@@ -181,7 +181,7 @@ export class LzopStep implements StepDecoder {
     if (input.length < 4) return { used: 0, need: 4 };
     const length = input.readUInt32BE(0);
     if (length === 0) return { used: 4, done: true };
-    if (length > MAX_BLOCK) throw new FormatError('unsupported', `lzop: a block of ${length} bytes is larger than lzop writes`);
+    if (length > MAX_BLOCK) throw new FormatError('unsupported', `lzop: a block of ${length} bytes is larger than lzop writes (256 KiB)`);
     if (input.length < 8) return { used: 0, need: 8 };
     const stored = input.readUInt32BE(4);
     if (stored === 0 || stored > length) throw corrupt(`a block of ${stored} compressed bytes for ${length}`);
