@@ -158,6 +158,10 @@ describe('volumes the scan does not open, made with their own tools', () => {
     ['a cramfs image (zlib pages, an old initrd format)', 'cramfs', 'unscanned-unsupported', async (dir: string, tree: string) => {
       execFileSync('mkfs.cramfs', [tree, path.join(dir, 'vol.img')], { stdio: 'ignore' });
     }],
+    ['a UDF volume (mkudffs, no ISO 9660 tree)', 'UDF', 'unscanned-unsupported', async (dir: string) => {
+      execFileSync('truncate', ['-s', '20M', path.join(dir, 'vol.img')]);
+      execFileSync('mkudffs', ['--media-type=hd', '--blocksize=2048', path.join(dir, 'vol.img')], { stdio: 'ignore' });
+    }],
     ['a LUKS2 volume', 'LUKS', 'unscanned-encrypted', async (dir: string) => luks(dir, 'luks2')],
     ['a LUKS1 volume', 'LUKS', 'unscanned-encrypted', async (dir: string) => luks(dir, 'luks1')],
   ])('%s is unscanned, never passed', async (_, name, rule, make) => {

@@ -1,6 +1,6 @@
 /**
  * Volumes whose files the scan does not open (FAT, exFAT and ext2/3/4 it does: fat.ts, exfat.ts,
- * ext4.ts; ISO 9660 and squashfs too): NTFS, XFS, Btrfs, F2FS, EROFS, cramfs, HFS+ and APFS filesystems, virtual disk
+ * ext4.ts; ISO 9660 and squashfs too): NTFS, XFS, Btrfs, F2FS, EROFS, cramfs, HFS+, APFS and UDF filesystems, virtual disk
  * images (qcow2, VHDX, dynamic VHD, VMDK, VDI), and encrypted volumes (LUKS, BitLocker). Their bytes still stream
  * through the rules raw, so a plain key stored uncompressed in the clear is found, but a compressed
  * file on them (a `.tar.gz`, a `.zst`) is never unpacked, Btrfs, F2FS and EROFS may compress file
@@ -39,6 +39,13 @@ export function unopenedFilesystem(head: Buffer): UnopenedVolume | undefined {
   // HFS+ and HFSX (macOS volumes, which may compress files) and APFS containers.
   if ((text(1024, 1026) === 'H+' && head.readUInt16BE(1026) === 4) || (text(1024, 1026) === 'HX' && head.readUInt16BE(1026) === 5)) return { name: 'HFS+', kind: FILESYSTEM };
   if (text(32, 36) === 'NXSB') return { name: 'APFS', kind: FILESYSTEM };
+  // UDF without an ISO 9660 tree (a bridge image has one, and iso9660.ts reads it): an NSR
+  // descriptor in the volume recognition sequence from 32 KiB, in 2 KiB steps, and no CD001.
+  for (let at = 32768; at + 6 <= head.length && at < 32768 + 16 * 2048; at += 2048) {
+    const id = text(at + 1, at + 6);
+    if (id === 'CD001') break;
+    if (id === 'NSR02' || id === 'NSR03') return { name: 'UDF', kind: FILESYSTEM };
+  }
   if (text(0, 6) === 'LUKS\xba\xbe' && (head.readUInt16BE(6) === 1 || head.readUInt16BE(6) === 2)) return { name: 'LUKS', kind: ENCRYPTED };
   if (text(3, 11) === '-FVE-FS-') return { name: 'BitLocker', kind: ENCRYPTED };
   if (text(0, 4) === 'QFI\xfb' && head.readUInt32BE(4) >= 1 && head.readUInt32BE(4) <= 3) return { name: 'qcow2', kind: DISK_IMAGE };
@@ -64,7 +71,7 @@ export function unopenedFilesystemMessage(volume: UnopenedVolume): string {
       return `holds a ${volume.name} disk image, whose filesystems this scan does not open: its bytes were scanned raw, but a compressed file in it was not unpacked. Convert it to a raw image (qemu-img convert -O raw) and scan that`;
     default:
       return (
-        `holds ${volume.name === 'Btrfs' || volume.name === 'cramfs' ? 'a' : 'an'} ${volume.name} filesystem, whose files this scan does not open: its bytes were scanned raw, but a compressed file on it was not unpacked. ` +
+        `holds ${['Btrfs', 'cramfs', 'UDF'].includes(volume.name) ? 'a' : 'an'} ${volume.name} filesystem, whose files this scan does not open: its bytes were scanned raw, but a compressed file on it was not unpacked. ` +
         'Mount it read-only and scan the folder'
       );
   }
