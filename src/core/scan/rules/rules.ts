@@ -8,7 +8,7 @@ import type * as Bech32 from 'bech32';
 import { nodeCrypto } from './fingerprint.js';
 import * as L from './literals.js';
 import { serviceRules } from './service-rules.js';
-import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, overlapsAny, textyRatio } from './text-util.js';
+import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchingLines, overlapsAny, textyRatio } from './text-util.js';
 
 /** A match inside one text window; offsets relative to that window. */
 export interface RawHit {
@@ -541,8 +541,7 @@ const CONFIG_PASSWORD_NOT = new Set(['encrypted', 'file', 'path', 'command', 'cm
 
 /** Passwords in INI, TOML, YAML, JSON and PHP configuration (see CONFIG_PASSWORD); a Nix option is nixPasswordRule's. */
 function configPasswordRule(text: string, hits: RawHit[]): void {
-  CONFIG_PASSWORD.lastIndex = 0;
-  for (let match = CONFIG_PASSWORD.exec(text); match; match = CONFIG_PASSWORD.exec(text)) {
+  for (const match of matchingLines(text, CONFIG_PASSWORD, ['assword', 'ASSWORD'])) {
     const name = match[1]!;
     const value = match[2] ?? match[3] ?? match[4]!;
     // The words of the name (snake, kebab, dotted or camel case): a hash, a file or a rule about passwords is not one.

@@ -8,7 +8,7 @@
  */
 import * as L from './literals.js';
 import type { RawHit } from './rules.js';
-import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, overlapsAny } from './text-util.js';
+import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchingLines, overlapsAny } from './text-util.js';
 
 /** GitHub-style checksummed token body: 30 random characters and their CRC-32 in 6 base62 digits. */
 function crcTokenValid(body: string): boolean {
@@ -301,7 +301,7 @@ function ipsecPskRule(text: string, hits: RawHit[]): void {
 function envPasswordRule(text: string, hits: RawHit[]): void {
   const pattern =
     /^[ \t]*(?:export[ \t]+)?([A-Z][A-Z0-9_]*(?:PASSWORD|PASSPHRASE|_PASS|ACCOUNT_KEY))(?:=(["']?)([^\s"'#;]{6,256})\2|[ \t]*=[ \t]*(["'])([^"'\n]{6,256})\4[ \t]*;?)[ \t]*$/gm;
-  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+  for (const match of matchingLines(text, pattern, ['PASS', 'ACCOUNT_KEY'])) {
     const name = match[1]!;
     const value = match[3] ?? match[5]!;
     if (/_(?:FILE|COMMAND|CMD|PATH)$/.test(name) || isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2)) continue;
@@ -321,7 +321,7 @@ function envPasswordRule(text: string, hits: RawHit[]): void {
 function envTokenRule(text: string, hits: RawHit[]): void {
   const pattern =
     /^[ \t]*(?:export[ \t]+)?(?:[A-Za-z][\w.-]*\.)?([A-Z][A-Z0-9_]*(?:TOKEN|_KEY|APIKEY|_SECRET))(?:=(["']?)([^\s"'#;]{20,512})\2|[ \t]*=[ \t]*(["'])([^\s"']{20,512})\4[ \t]*;?)[ \t]*$/gm;
-  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+  for (const match of matchingLines(text, pattern, ['TOKEN', 'KEY', '_SECRET'])) {
     const name = match[1]!;
     const value = match[3] ?? match[5]!;
     if (/PUBLIC|PUB_|PUBKEY|_ID_|VERIFY|TRUSTED/.test(name) || !/[A-Za-z]/.test(value) || !/[0-9]/.test(value)) continue;

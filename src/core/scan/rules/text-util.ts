@@ -47,6 +47,38 @@ export function overlapsAny(spans: readonly { start: number; end: number }[], st
   return spans.some((span) => span.start < end && span.end > start);
 }
 
+/**
+ * The matches of `pattern` (global and multiline, each match within one line: `^…$` with no `\n`
+ * in between) that lie on a line of `text` holding one of `needles`, in text order, `index` into
+ * `text`: the matches a run over all of `text` gives, when every match holds a needle, without the
+ * regex reading the lines that cannot match (most of a binary's strings or a long file).
+ */
+export function* matchingLines(text: string, pattern: RegExp, needles: readonly string[]): Generator<RegExpExecArray> {
+  const starts: number[] = [];
+  for (const needle of needles) {
+    for (let at = text.indexOf(needle); at !== -1; ) {
+      starts.push(text.lastIndexOf('\n', at) + 1);
+      const end = text.indexOf('\n', at + needle.length);
+      if (end === -1) break;
+      at = text.indexOf(needle, end);
+    }
+  }
+  if (starts.length > 1) starts.sort((a, b) => a - b);
+  let previous = -1;
+  for (const start of starts) {
+    if (start === previous) continue;
+    previous = start;
+    const newline = text.indexOf('\n', start);
+    const line = text.slice(start, newline === -1 ? text.length : newline);
+    pattern.lastIndex = 0;
+    for (let match = pattern.exec(line); match; match = pattern.exec(line)) {
+      if (match[0].length === 0) pattern.lastIndex++;
+      match.index += start;
+      yield match;
+    }
+  }
+}
+
 export function isTemplateValue(value: string): boolean {
   return TEMPLATE_VALUE.test(value);
 }

@@ -4,7 +4,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { printableSegments, TEXTY } from '../../../../src/core/scan/rules/text-util.js';
+import { matchingLines, printableSegments, TEXTY } from '../../../../src/core/scan/rules/text-util.js';
 
 function everyByte(bytes: Buffer, minLength: number) {
   const parts: string[] = [];
@@ -53,5 +53,20 @@ describe('printableSegments', () => {
     const segments = printableSegments(bytes);
     expect(segments.text).toBe(`${'a'.repeat(200_000)}\0${'b'.repeat(100_000)}`);
     expect(segments.byteStarts).toEqual([1, 200_003]);
+  });
+});
+
+describe('matchingLines', () => {
+  it('gives exactly the matches of the pattern over the whole text, in order, for random texts', () => {
+    const pattern = /^[ \t]*(?:export[ \t]+)?([A-Z][A-Z0-9_]*(?:PASSWORD|_KEY))=(["']?)([^\s"'#;]{3,20})\2[ \t]*$/gm;
+    const pieces = ['DB_PASSWORD=', 'API_KEY=', 'export X_KEY="', 'PASSWORD', '_KEY', 'abc123', '"', ' ', '\t', '\n', '\r\n', '\r', '#', 'x', 'KEY=val'];
+    for (let trial = 0; trial < 3000; trial++) {
+      const text = Array.from({ length: randomInt(1, 40) }, () => pieces[randomInt(pieces.length)]).join('');
+      const whole: [number, string][] = [];
+      pattern.lastIndex = 0;
+      for (let match = pattern.exec(text); match; match = pattern.exec(text)) whole.push([match.index, match[0]]);
+      const lines = [...matchingLines(text, pattern, ['PASSWORD', '_KEY'])].map((match): [number, string] => [match.index, match[0]]);
+      expect(lines, JSON.stringify(text)).toEqual(whole);
+    }
   });
 });
