@@ -20,7 +20,7 @@ const truncated = () => new FormatError('truncated', 'lzo: the data ends inside 
  * Decodes the LZO1X block `src[start, end)` into `dst` from `at`, at most `limit` bytes of output;
  * returns where the output ends. The whole block must be consumed up to its end marker.
  */
-export function lzo1xDecodeInto(src: Uint8Array, start: number, end: number, dst: Uint8Array, at: number, limit: number): number {
+function lzo1xDecodeInto(src: Uint8Array, start: number, end: number, dst: Uint8Array, at: number, limit: number): number {
   let ip = start;
   let op = at;
   const opEnd = Math.min(dst.length, at + limit);
@@ -151,7 +151,7 @@ const F_CRC32_C = 0x200;
 /** lzop writes 256 KiB blocks (the kernel reads no others). A block is held whole in memory, so a far larger one is refused. */
 const MAX_BLOCK = 8 * 1024 * 1024;
 
-export function adler32(bytes: Uint8Array, start = 1): number {
+function adler32(bytes: Uint8Array, start = 1): number {
   let a = start & 0xffff;
   let b = start >>> 16;
   for (let index = 0; index < bytes.length; ) {
