@@ -473,12 +473,12 @@ export class FileScanner implements ContentScanner {
       }
     }
     if (PGPASS_NAME.test(name)) {
-      const text = content.toString('utf8');
+      // The text view the rules read (empty for a binary file), so offsets count bytes as theirs do.
       for (const match of text.matchAll(PGPASS_LINE)) {
         const password = match[2]!;
         if (password === '*' || match[0].startsWith('#')) continue;
         const start = match.index + match[0].length - password.length;
-        this.record({ rule: 'pgpass-password', kind: 'plaintext-password', secret: Buffer.from(password), start, end: start + password.length, note: 'a password in a PostgreSQL password file' }, start, lineAt(text, start));
+        this.record({ rule: 'pgpass-password', kind: 'plaintext-password', secret: password, start, end: start + password.length, note: 'a password in a PostgreSQL password file' }, start * (utf16 ? 2 : 1), lineAt(text, start));
       }
     }
     // `wg genkey > privatekey`: a file that is nothing but a WireGuard (X25519) private key.

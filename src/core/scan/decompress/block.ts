@@ -1,7 +1,8 @@
 /**
  * One compressed block decoded at once, as squashfs stores its data and metadata blocks (each block
  * compressed on its own, at most 1 MiB out): zlib (squashfs "gzip"), xz streams, zstd frames, raw LZ4
- * blocks, LZO1X blocks. The output is never larger than `maxOutput`: more is a corrupt block.
+ * blocks, LZO1X blocks, LZMA-alone streams. The output is never larger than `maxOutput`: more is a
+ * corrupt block.
  */
 import zlib from 'node:zlib';
 import { promisify } from 'node:util';

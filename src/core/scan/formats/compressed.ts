@@ -1,8 +1,7 @@
 /**
- * A compressed stream (gzip, xz, zstd, bzip2, lz4, lzop, legacy lzma,
- * lzip): one member, its decompressed bytes, named after
- * the outer file without its suffix (`keys.txt.xz` → `keys.txt`, `nix.tar.zst` → `nix.tar`, `x.tgz`
- * → `x.tar`) or `(xz)` when it has none. A `.tar.*` is then read as a tar by the walker. zlib streams
+ * A compressed stream (gzip, xz, zstd, bzip2, lz4, lzop, legacy lzma, lzip): one member, its
+ * decompressed bytes, named after the outer file without its suffix (`keys.txt.xz` → `keys.txt`,
+ * `nix.tar.zst` → `nix.tar`, `x.tgz` → `x.tar`) or `(xz)` when it has none. A `.tar.*` is then read as a tar by the walker. zlib streams
  * (weak magic) are git-object.ts's.
  */
 import { decompressStream, detectCompression, type Compression } from '../decompress/index.js';

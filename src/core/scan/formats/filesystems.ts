@@ -1,11 +1,12 @@
 /**
  * Volumes whose files the scan does not open (FAT, exFAT and ext2/3/4 it does: fat.ts, exfat.ts,
- * ext4.ts; ISO 9660 and squashfs too): NTFS, XFS, Btrfs, F2FS, EROFS, cramfs, HFS+, APFS and UDF filesystems, virtual disk
- * images (qcow2, VHDX, dynamic VHD, VMDK, VDI), and encrypted volumes (LUKS, BitLocker). Their bytes still stream
- * through the rules raw, so a plain key stored uncompressed in the clear is found, but a compressed
- * file on them (a `.tar.gz`, a `.zst`) is never unpacked, Btrfs, F2FS and EROFS may compress file
- * content themselves (an EROFS Nix store image usually does), and an encrypted volume's content
- * cannot be read at all: such an input is reported `unscanned`, never passed.
+ * ext4.ts; ISO 9660 and squashfs too): NTFS, XFS, Btrfs, F2FS, EROFS, cramfs, HFS+, APFS and UDF
+ * filesystems, virtual disk images (qcow2, VHDX, dynamic VHD, VMDK, VDI), and encrypted volumes
+ * (LUKS, BitLocker). Their bytes still stream through the rules raw, so a plain key stored
+ * uncompressed in the clear is found, but a compressed file on them (a `.tar.gz`, a `.zst`) is never
+ * unpacked, several of them compress file content themselves (an EROFS Nix store image usually
+ * does), and an encrypted volume's content cannot be read at all: such an input is reported
+ * `unscanned`, never passed.
  */
 import type { UnscannedReason } from './types.js';
 

@@ -8,6 +8,7 @@ import { createInflateRaw } from 'node:zlib';
 import type yauzl from 'yauzl';
 import { inflateRawWhole, ONE_CALL_INPUT, ONE_CALL_OUTPUT } from '../decompress/deflate.js';
 import { decompressStream, type Compression } from '../decompress/index.js';
+import { ByteReader } from '../decompress/input.js';
 import { FormatError, type ByteSource, type FormatContext, type FormatHandler, type Member } from './types.js';
 
 const METHODS: Record<number, Compression> = { 12: 'bzip2', 14: 'lzma', 93: 'zstd', 95: 'xz' };
@@ -18,31 +19,18 @@ const METHODS: Record<number, Compression> = { 12: 'bzip2', 14: 'lzma', 93: 'zst
  * bytes, then the stream; the alone header wants the uncompressed size after the properties.
  */
 async function* zipLzmaAsAlone(bytes: AsyncIterable<Buffer>, uncompressedSize: number): AsyncGenerator<Buffer> {
-  let head = Buffer.alloc(0);
-  const iterator = bytes[Symbol.asyncIterator]();
-  while (head.length < 9) {
-    const next = await iterator.next();
-    if (next.done) throw new FormatError('truncated', 'zip: an LZMA entry ends inside its properties');
-    head = Buffer.concat([head, next.value]);
-  }
+  const reader = new ByteReader(bytes);
+  const head = await reader.read(9);
+  if (head.length < 9) throw new FormatError('truncated', 'zip: an LZMA entry ends inside its properties');
   const propsSize = head.readUInt16LE(2);
   if (propsSize !== 5) throw new FormatError('corrupt', `zip: an LZMA entry with ${propsSize} property bytes`);
-  while (head.length < 4 + propsSize) {
-    const next = await iterator.next();
-    if (next.done) throw new FormatError('truncated', 'zip: an LZMA entry ends inside its properties');
-    head = Buffer.concat([head, next.value]);
-  }
   const header = Buffer.alloc(13);
   head.copy(header, 0, 4, 9);
   header.writeBigUInt64LE(BigInt(uncompressedSize), 5);
   yield header;
-  if (head.length > 9) yield head.subarray(9);
-  for (;;) {
-    const next = await iterator.next();
-    if (next.done) return;
-    yield next.value;
-  }
+  for (let piece = await reader.take(); piece; piece = await reader.take()) yield piece;
 }
+
 const PIECE = 1024 * 1024;
 
 function formatError(error: unknown): unknown {
