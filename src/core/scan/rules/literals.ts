@@ -60,6 +60,12 @@ export const K3S = 1 << 28;
 export const TAILSCALE_PRIVATE = 1 << 29;
 /** `"kty"`: a JSON Web Key, whose private part (`d`, or `k` for a symmetric one) may be there. */
 export const JWK = 1 << 30;
+/**
+ * A configuration key named for a token, an API key or a secret: `[Tt]oken`/`TOKEN`,
+ * `[Aa]pi[_-]?[Kk]ey`/`API[_-]?KEY`, `[Ss]ecret[_-]?[Kk]ey`/`SECRET[_-]?KEY`, `[_-][Ss]ecret`/`[_-]SECRET`
+ * (the sign bit: the mask is a 32-bit integer).
+ */
+export const CONFIG_TOKEN = 1 << 31;
 
 const lower = (code: number): number => code | 0x20;
 
@@ -80,7 +86,8 @@ const GITLAB_PREFIXES = ['glpat', 'gldt', 'glrt', 'glptt', 'glft', 'glcbt', 'gls
 
 function atUnderscore(text: string, at: number): number {
   let mask = 0;
-  if (text.charCodeAt(at + 1) === 0x53 && text.startsWith('SECRET', at + 1)) mask |= ENV_PASSWORD; // _SECRET
+  if (text.charCodeAt(at + 1) === 0x53 && text.startsWith('SECRET', at + 1)) mask |= ENV_PASSWORD | CONFIG_TOKEN; // _SECRET
+  else if (secretAfter(text, at)) mask |= CONFIG_TOKEN; // _secret, _Secret
   const b1 = text.charCodeAt(at - 1);
   const b2 = text.charCodeAt(at - 2);
   const b3 = text.charCodeAt(at - 3);
@@ -103,9 +110,16 @@ function atUnderscore(text: string, at: number): number {
   return mask;
 }
 
+/** `[Ss]ecret` or `SECRET` right after the `_` or `-` at `at`. */
+function secretAfter(text: string, at: number): boolean {
+  const first = text.charCodeAt(at + 1);
+  if (first === 0x53) return text.startsWith('ecret', at + 2) || text.startsWith('ECRET', at + 2);
+  return first === 0x73 && text.startsWith('ecret', at + 2);
+}
+
 function atDash(text: string, at: number): number {
   const b1 = text.charCodeAt(at - 1);
-  let mask = 0;
+  let mask = secretAfter(text, at) ? CONFIG_TOKEN : 0;
   switch (b1) {
     case 0x45: // E
       if (text.startsWith('AGE', at - 3)) mask |= AGE;
@@ -193,6 +207,7 @@ function atK(text: string, at: number): number {
     if (text.charCodeAt(at - 1) === 0x73 && text.charCodeAt(at - 2) === 0x70) mask |= PSK;
     else if (text.charCodeAt(at - 1) === 0x22 && text.startsWith('kty"', at)) mask |= JWK;
   }
+  mask |= configTokenAt(text, at);
   if (lower(text.charCodeAt(at + 1)) !== 0x65 || lower(text.charCodeAt(at + 2)) !== 0x79) return mask;
   const end = joined(text, at);
   if (wordAt(text, end - 7, 'private')) mask |= PRIVATE_KEY;
@@ -202,6 +217,28 @@ function atK(text: string, at: number): number {
     else if (text.startsWith('reshared', at - 8)) mask |= PRESHARED;
   }
   return mask;
+}
+
+/** At a `k` or `K`: the CONFIG_TOKEN names `[Tt]oken`, `TOKEN`, and `key`/`KEY` after `api`/`secret` (see there). */
+function configTokenAt(text: string, at: number): number {
+  const code = text.charCodeAt(at);
+  if (code === 0x6b) {
+    // [Tt]o|ken
+    if (text.charCodeAt(at - 1) === 0x6f && (text.charCodeAt(at - 2) | 0x20) === 0x74 && text.startsWith('en', at + 1)) return CONFIG_TOKEN;
+    if (!text.startsWith('ey', at + 1)) return 0;
+  } else if (text.startsWith('OKEN', at - 1) && text.charCodeAt(at - 2) === 0x54) {
+    return CONFIG_TOKEN; // TO|KEN
+  } else if (text.startsWith('EY', at + 1)) {
+    // API[_-]?KEY, SECRET[_-]?KEY
+    const end = joined(text, at);
+    return text.startsWith('API', end - 3) || text.startsWith('SECRET', end - 6) ? CONFIG_TOKEN : 0;
+  } else if (!text.startsWith('ey', at + 1)) {
+    return 0;
+  }
+  // [Aa]pi[_-]?[Kk]ey, [Ss]ecret[_-]?[Kk]ey
+  const end = joined(text, at);
+  if (text.startsWith('pi', end - 2) && (text.charCodeAt(end - 3) | 0x20) === 0x61) return CONFIG_TOKEN;
+  return text.startsWith('ecret', end - 5) && (text.charCodeAt(end - 6) | 0x20) === 0x73 ? CONFIG_TOKEN : 0;
 }
 
 /** At a `K`: the environment-file token names `TOKEN`, `_KEY` and `APIKEY`. */

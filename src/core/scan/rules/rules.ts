@@ -675,7 +675,7 @@ export function holdsOperatorSecret(text: string, secrets: readonly OperatorSecr
 
 const exactRules = new Set(['operator-secret', 'sops-value']);
 /** Rules that find a value by the name it is given, not by what it is. */
-const GUESSED_RULES = new Set(['config-password', 'env-token', 'env-password', 'nix-plaintext-password', 'netrc-password']);
+const GUESSED_RULES = new Set(['config-password', 'config-token', 'env-token', 'env-password', 'nix-plaintext-password', 'netrc-password']);
 
 function operatorRule(text: string, hits: RawHit[], context: TextScanContext): void {
   if (context.operatorSecrets.length >= COMBINED_FROM && !holdsOperatorSecret(text, context.operatorSecrets)) return;

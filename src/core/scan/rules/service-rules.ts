@@ -313,6 +313,21 @@ function envPasswordRule(text: string, hits: RawHit[]): void {
 }
 
 /**
+ * Whether a value given to a token's name looks like a token: 20 characters or more (the callers'
+ * patterns), letters and digits, high entropy, not a path, reference, placeholder or public key.
+ */
+function looksLikeToken(value: string): boolean {
+  if (!/[A-Za-z]/.test(value) || !/[0-9]/.test(value)) return false;
+  // A token is made of these; anything else is a template (`{env:X}`, `<X>`), a hash (`$argon2id$...`) or prose.
+  if (!/^[A-Za-z0-9+/=_.:~-]+$/.test(value)) return false;
+  // A GnuPG key id or fingerprint (`SIGNING_KEY = "823566455E49DDC6..."`) names a public key.
+  if (/^(?:[0-9A-F]{16}|[0-9A-F]{40})$/.test(value)) return false;
+  if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 3.5)) return false;
+  // Paths, URLs, references (`config.sops.secrets.x.path`) and a Nix cache's public key are not tokens.
+  return !(isPathOrUrl(value) || /^[a-z][\w-]*(?:\.[\w-]+){2,}$/i.test(value) || /:[A-Za-z0-9+/]{43}=$/.test(value));
+}
+
+/**
  * Service tokens in environment files and Nix `environment` attributes: `*_TOKEN=`, `*_API_KEY=`,
  * `*_SECRET=`, `*_SECRET_KEY=`, `*APIKEY=` with a literal value. A name says little (a token's id,
  * `GITHUB_TOKEN_PATH`, a public key), so the value must look random: 20 characters or more without
@@ -324,19 +339,47 @@ function envTokenRule(text: string, hits: RawHit[]): void {
   for (const match of matchingLines(text, pattern, ['TOKEN', 'KEY', '_SECRET'])) {
     const name = match[1]!;
     const value = match[3] ?? match[5]!;
-    if (/PUBLIC|PUB_|PUBKEY|_ID_|VERIFY|TRUSTED/.test(name) || !/[A-Za-z]/.test(value) || !/[0-9]/.test(value)) continue;
-    // A token is made of these; anything else is a template (`{env:X}`, `<X>`), a hash (`$argon2id$...`) or prose.
-    if (!/^[A-Za-z0-9+/=_.:~-]+$/.test(value)) continue;
-    // A GnuPG key id or fingerprint (`SIGNING_KEY = "823566455E49DDC6..."`) names a public key.
-    if (/^(?:[0-9A-F]{16}|[0-9A-F]{40})$/.test(value)) continue;
-    if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 3.5)) continue;
-    // Paths, URLs, references (`config.sops.secrets.x.path`) and a Nix cache's public key are not tokens.
-    if (isPathOrUrl(value) || /^[a-z][\w-]*(?:\.[\w-]+){2,}$/i.test(value) || /:[A-Za-z0-9+/]{43}=$/.test(value)) continue;
+    if (/PUBLIC|PUB_|PUBKEY|_ID_|VERIFY|TRUSTED/.test(name) || !looksLikeToken(value)) continue;
     const start = match.index + match[0].lastIndexOf(value);
     const end = start + value.length;
     // Already a finding of a rule that knows its vendor (a `ghp_` token, an `sk-` key).
     if (overlapsAny(hits, start, end)) continue;
     hits.push({ rule: 'env-token', kind: 'service-token', secret: value, start, end, note: `variable ${name}` });
+  }
+}
+
+/**
+ * Tokens, API keys and secrets in the config formats beside Nix, and in Nix itself: YAML
+ * (`github_token: …`, `openai_api_key: …`, a decrypted copy of a SOPS file), INI and TOML
+ * (`JWT_SECRET = …`, `api_key = "…"`), JSON (`"access_token": "…"`), PHP arrays, and Nix string
+ * literals (`apiKey = "…";`), on a line of their own. The name must end in token, API key, secret
+ * key or `_secret`; as for environment files, the value must look random (looksLikeToken).
+ */
+const CONFIG_TOKEN_LINE =
+  /^[ \t-]*["']?((?:[A-Za-z_][\w.-]*?)?(?:[Tt]oken|TOKEN|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY|[Ss]ecret[_-]?[Kk]ey|SECRET[_-]?KEY|[_-](?:[Ss]ecret|SECRET)))["']?[ \t]*(?::|=>|=)[ \t]*(?:"([^"\n]{20,512})"|'([^'\n]{20,512})'|([^\s"'#;,]{20,512}))[ \t]*[,;]?[ \t]*(?:#.*)?$/gm;
+
+/** Words that make a token's name the name of something else: its id, file, lifetime, public half. */
+const CONFIG_TOKEN_NOT = new Set(['public', 'pub', 'id', 'ids', 'file', 'files', 'path', 'paths', 'name', 'names', 'ref', 'type', 'url', 'uri', 'endpoint', 'hash', 'hashed', 'length', 'len', 'ttl', 'expiry', 'expires', 'expiration', 'lifetime', 'header', 'env', 'var', 'cmd', 'command', 'checksum', 'fingerprint', 'issuer', 'format', 'kind', 'mode', 'enable', 'enabled', 'dir', 'location', 'prefix', 'scope', 'scopes', 'audience', 'method', 'count', 'size', 'max', 'min', 'timeout', 'version', 'field', 'source', 'limit', 'label', 'pattern', 'regex', 'policy', 'required', 'prompt', 'verify', 'trusted']);
+
+function configTokenRule(text: string, hits: RawHit[]): void {
+  for (const match of matchingLines(text, CONFIG_TOKEN_LINE, ['oken', 'OKEN', 'pi', 'PI', 'ecret', 'ECRET'])) {
+    const name = match[1]!;
+    const value = match[2] ?? match[3] ?? match[4]!;
+    const words = name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[._-]+/);
+    if (words.some((word) => CONFIG_TOKEN_NOT.has(word))) continue;
+    // An unquoted value before `;` is a Nix expression; an SRI hash, an environment variable's name
+    // (`token: GITHUB_TOKEN_2`) and words joined by dashes (`client-secret-name-2`) are not tokens.
+    // Unquoted, a dotted name is a reference (`var.r2_secret_key` in Terraform, `cfg.apiKey2`).
+    if (match[4] !== undefined && (/;[ \t]*(?:#.*)?$/.test(match[0]) || /^[A-Za-z_][\w-]*(?:\.[\w-]+)+$/.test(value))) continue;
+    if (/^sha(?:1|256|384|512)-/.test(value) || /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/.test(value) || /^(?:[A-Za-z]+[-_]){2,}[A-Za-z0-9]+$/.test(value)) continue;
+    // systemd-networkd's IPv6 `Token=` (`prefixstable:2002:da8:1::`, `static:::1a:2b`) is an address.
+    if (/::|^(?:eui64|static|prefixstable)(?::|$)|^(?:[0-9A-Fa-f]{1,4}:){3,}/.test(value)) continue;
+    if (!looksLikeToken(value)) continue;
+    const start = match.index + match[0].lastIndexOf(value);
+    const end = start + value.length;
+    // Already a finding of a rule that knows its vendor, or of the environment-file rules.
+    if (overlapsAny(hits, start, end)) continue;
+    hits.push({ rule: 'config-token', kind: 'service-token', secret: value, start, end, note: `key ${name}` });
   }
 }
 
@@ -416,4 +459,6 @@ export function serviceRules(text: string, hits: RawHit[], families: number): vo
     dockerAuthRule(text, hits);
     if (text.includes('"TunnelSecret"')) cloudflareTunnelRule(text, hits);
   }
+  // Last: a value another rule reported (a vendor's token, a Docker auth) is not reported again.
+  if (families & L.CONFIG_TOKEN) configTokenRule(text, hits);
 }

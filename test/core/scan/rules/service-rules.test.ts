@@ -10,7 +10,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scanText } from '../../../../src/core/scan/rules/rules.js';
 import { serviceCredentials } from '../../../helpers/service-credentials.js';
-import { randomString } from '../../../helpers/credentials.js';
+import { fakeTokens, githubToken, randomString } from '../../../helpers/credentials.js';
 import { tempDir } from '../../../helpers/tmp.js';
 
 const rulesIn = (text: string) => scanText(text, { operatorSecrets: [] }).map((hit) => hit.rule);
@@ -235,6 +235,57 @@ describe('service tokens in environment files', () => {
     ['an argon2 hash of the token (as Vaultwarden wants it)', 'ADMIN_TOKEN=$argon2id$v=19$m=65540,t=3,p=4$TkZqT1Zpb3dnQ0hKcG10RjZOUFZHWTZFOVhlTFk3bVNNYlM0bFdHb3kzZz0$fzWizVbndJKOqEeuQ9GKNyorXZVe7rloQBKn4VEKiu4\n'],
     ['a GnuPG key fingerprint', '        SIGNING_KEY = "823566455E49DDC6AE5813048CA13817A54AAB38";\n'],
     ['a GnuPG key id', '        SIGNING_KEY = "C9974EDF9932B558";\n'],
+  ])('does not report %s', (_, text) => {
+    expect(rulesIn(text)).toEqual([]);
+  });
+});
+
+describe('tokens, API keys and secrets in config files and Nix', () => {
+  const token = () => {
+    let value = randomString(36);
+    while (!/[0-9]/.test(value) || !/[A-Za-z]/.test(value)) value = randomString(36);
+    return value;
+  };
+  it.each([
+    ['a decrypted copy of the user SOPS file (YAML)', (value: string) => `github_token: ghp_${value}\nopenai_api_key: sk-${value}\n`, 2],
+    ["the GitHub CLI's hosts.yml", (value: string) => `github.com:\n    oauth_token: gho_${value}\n    git_protocol: ssh\n`, 1],
+    ['INI, unquoted and in capitals', (value: string) => `[security]\nJWT_SECRET = ${value}\n`, 1],
+    ['TOML', (value: string) => `[server]\napi_key = "${value}"\n`, 1],
+    ['JSON', (value: string) => `{\n  "access_token": "${value}",\n  "token_type": "bearer"\n}\n`, 1],
+    ['a Kubernetes Secret', (value: string) => `kind: Secret\nstringData:\n  client-secret: ${value}\n`, 1],
+    ['a Nix string literal', (value: string) => `  services.paperless.settings.apiKey = "${value}";\n`, 1],
+    ['a secret key of a web app in Nix', (value: string) => `      security.secret_key = "${value}";\n`, 1],
+  ])('finds a literal token in %s', (_, write, count) => {
+    const hits = scanText(write(token()), { operatorSecrets: [] });
+    expect(hits.map((hit) => hit.rule)).toEqual(Array(count).fill('config-token'));
+    expect(hits.every((hit) => hit.kind === 'service-token')).toBe(true);
+  });
+
+  it('a token its vendor rule or the environment-file rule reports is reported once, by that rule', () => {
+    expect(rulesIn(`huggingface_token: ${fakeTokens().huggingFace}\n`)).toEqual(['huggingface-token']);
+    expect(rulesIn(`    oauth_token: ${githubToken('gho')}\n`)).toEqual(['github-token']);
+    expect(rulesIn(`OPENAI_API_KEY=${token()}\n`)).toEqual(['env-token']);
+  });
+
+  it.each([
+    ['a file holding it', 'github_token_file: /run/secrets/github-token-2024\n'],
+    ['a Nix reference', '  apiKey = config.sops.secrets.paperless-api-key2.path;\n'],
+    ['a Nix expression', '  secret_key = builtins.readFile ./secret-key-file-2024;\n'],
+    ['a Terraform variable', '  secret_key = var.cloudflare_r2_secret_key\n'],
+    ['a SOPS value', 'api_key: ENC[AES256_GCM,data:Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5,iv:YWJj,tag:ZGVm,type:str]\n'],
+    ['a template', 'client_secret: "{{ .Values.oidc.clientSecret2 }}"\n'],
+    ["Home Assistant's !secret", 'api_key: !secret openweathermap_api_key_2\n'],
+    ['a placeholder', 'api_key: your-api-key-goes-here-123456\n'],
+    ['a public key', 'public_token: pk_4f8a9b2c7d1e6f3a5b8c9d0e1f2a3b4c\n'],
+    ['an id', 'token_id: 4f8a9b2c7d1e6f3a5b8c9d0e1f2a3b4c\n'],
+    ['a short value', 'token: a1b2c3d4e5\n'],
+    ["a tokenizer's special token", '  "pad_token": "<|finetune_right_pad_id|>",\n'],
+    ['a count of tokens', 'max_tokens: 4096000000000000000000\n'],
+    ['words joined by dashes', 'client_secret: nextcloud-oidc-client-secret2\n'],
+    ["an environment variable's name", 'token: GITHUB_TOKEN_FOR_RELEASES_2\n'],
+    ["systemd-networkd's IPv6 token", 'Token=prefixstable:2002:da8:1::\nToken=static:::1a:2b:3c:4d\n'],
+    ['an SRI hash', 'token: sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n'],
+    ['an inline value on a longer line', '{ services.foo.token = "ghp_zdV5Gc3CjeqLQzDfr5jIMIuTG7qeyArI4C9f"; x = 1; }\n'],
   ])('does not report %s', (_, text) => {
     expect(rulesIn(text)).toEqual([]);
   });
