@@ -87,7 +87,35 @@ function jwtRule(text: string, hits: RawHit[]): void {
   }
 }
 
+/** The last path segment of a webhook URL: its secret part. */
+const lastSegment = (url: string): string => url.slice(url.lastIndexOf('/') + 1);
+
 const SERVICE_RULES: ServiceRule[] = [
+  {
+    rule: 'slack-webhook',
+    kind: 'slack-token',
+    family: L.URL,
+    // An incoming webhook (services/T…/B…/secret) or a workflow trigger (workflows/T…/A…/id/secret).
+    pattern: /https:\/\/hooks\.slack\.com\/(?:services|workflows|triggers)\/T[A-Z0-9]{8,12}\/[AB][A-Z0-9]{8,12}\/(?:\d{6,20}\/)?[A-Za-z0-9]{23,32}(?![A-Za-z0-9])/g,
+    valid: (secret) => !looksLikePlaceholder(lastSegment(secret), 3.3),
+    note: 'Slack webhook URL',
+  },
+  {
+    rule: 'discord-webhook',
+    kind: 'service-token',
+    family: L.URL,
+    pattern: /https:\/\/(?:ptb\.|canary\.)?discord(?:app)?\.com\/api\/webhooks\/\d{17,20}\/[A-Za-z0-9_-]{60,68}(?![A-Za-z0-9_-])/g,
+    valid: (secret) => !looksLikePlaceholder(lastSegment(secret), 3.5),
+    note: 'Discord webhook URL',
+  },
+  {
+    rule: 'teams-webhook',
+    kind: 'service-token',
+    family: L.URL,
+    pattern: /https:\/\/[a-z0-9-]+\.webhook\.office\.com\/webhookb2\/[0-9a-f-]{36}@[0-9a-f-]{36}\/IncomingWebhook\/[0-9a-f]{32}\/[0-9a-f-]{36}(?:\/[A-Za-z0-9_-]{20,})?/g,
+    valid: (secret) => entropy(/IncomingWebhook\/([0-9a-f]{32})/.exec(secret)![1]!) > 3,
+    note: 'Microsoft Teams webhook URL',
+  },
   {
     rule: 'cloudflare-tunnel-token',
     kind: 'cloudflare-tunnel-credentials',
@@ -361,26 +389,39 @@ const CONFIG_TOKEN_LINE =
 /** Words that make a token's name the name of something else: its id, file, lifetime, public half. */
 const CONFIG_TOKEN_NOT = new Set(['public', 'pub', 'id', 'ids', 'file', 'files', 'path', 'paths', 'name', 'names', 'ref', 'type', 'url', 'uri', 'endpoint', 'hash', 'hashed', 'length', 'len', 'ttl', 'expiry', 'expires', 'expiration', 'lifetime', 'header', 'env', 'var', 'cmd', 'command', 'checksum', 'fingerprint', 'issuer', 'format', 'kind', 'mode', 'enable', 'enabled', 'dir', 'location', 'prefix', 'scope', 'scopes', 'audience', 'method', 'count', 'size', 'max', 'min', 'timeout', 'version', 'field', 'source', 'limit', 'label', 'pattern', 'regex', 'policy', 'required', 'prompt', 'verify', 'trusted']);
 
+/**
+ * The same names as JSON keys anywhere on a line: minified JSON, and JSON inside another format
+ * (rclone's `token = {"access_token":"ya29…","refresh_token":"1//0…"}`, a cookie jar, a log line).
+ */
+const CONFIG_TOKEN_JSON = /"((?:[A-Za-z_][\w.-]*?)?(?:[Tt]oken|TOKEN|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY|[Ss]ecret[_-]?[Kk]ey|SECRET[_-]?KEY|[_-](?:[Ss]ecret|SECRET)))"[ \t]*:[ \t]*"([^"\\\n]{20,512})"/g;
+
+const CONFIG_TOKEN_NEEDLES = ['oken', 'OKEN', 'pi', 'PI', 'ecret', 'ECRET'];
+
 function configTokenRule(text: string, hits: RawHit[]): void {
-  for (const match of matchingLines(text, CONFIG_TOKEN_LINE, ['oken', 'OKEN', 'pi', 'PI', 'ecret', 'ECRET'])) {
-    const name = match[1]!;
+  for (const match of matchingLines(text, CONFIG_TOKEN_LINE, CONFIG_TOKEN_NEEDLES)) {
     const value = match[2] ?? match[3] ?? match[4]!;
-    const words = name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[._-]+/);
-    if (words.some((word) => CONFIG_TOKEN_NOT.has(word))) continue;
-    // An unquoted value before `;` is a Nix expression; an SRI hash, an environment variable's name
-    // (`token: GITHUB_TOKEN_2`) and words joined by dashes (`client-secret-name-2`) are not tokens.
-    // Unquoted, a dotted name is a reference (`var.r2_secret_key` in Terraform, `cfg.apiKey2`).
+    // Unquoted: an expression before `;` (Nix), or a dotted name (`var.r2_secret_key` in Terraform).
     if (match[4] !== undefined && (/;[ \t]*(?:#.*)?$/.test(match[0]) || /^[A-Za-z_][\w-]*(?:\.[\w-]+)+$/.test(value))) continue;
-    if (/^sha(?:1|256|384|512)-/.test(value) || /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/.test(value) || /^(?:[A-Za-z]+[-_]){2,}[A-Za-z0-9]+$/.test(value)) continue;
-    // systemd-networkd's IPv6 `Token=` (`prefixstable:2002:da8:1::`, `static:::1a:2b`) is an address.
-    if (/::|^(?:eui64|static|prefixstable)(?::|$)|^(?:[0-9A-Fa-f]{1,4}:){3,}/.test(value)) continue;
-    if (!looksLikeToken(value)) continue;
-    const start = match.index + match[0].lastIndexOf(value);
-    const end = start + value.length;
-    // Already a finding of a rule that knows its vendor, or of the environment-file rules.
-    if (overlapsAny(hits, start, end)) continue;
-    hits.push({ rule: 'config-token', kind: 'service-token', secret: value, start, end, note: `key ${name}` });
+    configToken(match, match[1]!, value, hits);
   }
+  if (!text.includes('":')) return;
+  for (const match of matchingLines(text, CONFIG_TOKEN_JSON, CONFIG_TOKEN_NEEDLES)) configToken(match, match[1]!, match[2]!, hits);
+}
+
+function configToken(match: RegExpExecArray, name: string, value: string, hits: RawHit[]): void {
+  const words = name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[._-]+/);
+  if (words.some((word) => CONFIG_TOKEN_NOT.has(word))) return;
+  // An SRI hash, an environment variable's name (`token: GITHUB_TOKEN_2`) and words joined by
+  // dashes (`client-secret-name-2`) are not tokens.
+  if (/^sha(?:1|256|384|512)-/.test(value) || /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/.test(value) || /^(?:[A-Za-z]+[-_]){2,}[A-Za-z0-9]+$/.test(value)) return;
+  // systemd-networkd's IPv6 `Token=` (`prefixstable:2002:da8:1::`, `static:::1a:2b`) is an address.
+  if (/::|^(?:eui64|static|prefixstable)(?::|$)|^(?:[0-9A-Fa-f]{1,4}:){3,}/.test(value)) return;
+  if (!looksLikeToken(value)) return;
+  const start = match.index + match[0].lastIndexOf(value);
+  const end = start + value.length;
+  // Already a finding of a rule that knows its vendor, of the environment-file rules, or of the line form.
+  if (overlapsAny(hits, start, end)) return;
+  hits.push({ rule: 'config-token', kind: 'service-token', secret: value, start, end, note: `key ${name}` });
 }
 
 /** `.netrc` entries: `machine HOST login USER password SECRET` (on one line or several). */

@@ -240,6 +240,28 @@ describe('service tokens in environment files', () => {
   });
 });
 
+describe('webhook URLs', () => {
+  const upper = () => randomString(10, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789');
+  const hex = (bytes: number) => randomBytes(bytes).toString('hex');
+  const uuid = () => [hex(4), hex(2), hex(2), hex(2), hex(6)].join('-');
+  it.each([
+    ['Slack, in an Alertmanager receiver', () => `slack_configs:\n  - api_url: https://hooks.slack.com/services/T${upper()}/B${upper()}/${randomString(24)}\n`, 'slack-webhook'],
+    ['a Slack workflow trigger', () => `SLACK=https://hooks.slack.com/workflows/T${upper()}/A${upper()}/${randomInt(1e11, 1e12)}/${randomString(24)}`, 'slack-webhook'],
+    ['Discord, in Nix', () => `  services.uptime.webhook = "https://discord.com/api/webhooks/${randomString(18, "0123456789")}/${randomString(68, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-')}";\n`, 'discord-webhook'],
+    ['Microsoft Teams', () => `url: https://contoso.webhook.office.com/webhookb2/${uuid()}@${uuid()}/IncomingWebhook/${hex(16)}/${uuid()}\n`, 'teams-webhook'],
+  ])('finds %s', (_, write, rule) => {
+    expect(rulesIn(write())).toEqual([rule]);
+  });
+
+  it.each([
+    ["Slack's documentation", 'https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX'],
+    ['a Discord placeholder', `https://discord.com/api/webhooks/123456789012345678/${'x'.repeat(68)}`],
+    ['a Slack URL without its secret', 'https://hooks.slack.com/services/T0123ABCD/B0123ABCD/'],
+  ])('does not report %s', (_, text) => {
+    expect(rulesIn(text)).toEqual([]);
+  });
+});
+
 describe('tokens, API keys and secrets in config files and Nix', () => {
   const token = () => {
     let value = randomString(36);
@@ -255,6 +277,12 @@ describe('tokens, API keys and secrets in config files and Nix', () => {
     ['a Kubernetes Secret', (value: string) => `kind: Secret\nstringData:\n  client-secret: ${value}\n`, 1],
     ['a Nix string literal', (value: string) => `  services.paperless.settings.apiKey = "${value}";\n`, 1],
     ['a secret key of a web app in Nix', (value: string) => `      security.secret_key = "${value}";\n`, 1],
+    ['minified JSON', (value: string) => `{"token_type":"bearer","access_token":"${value}","expires_in":3600}`, 1],
+    [
+      "rclone's OAuth token",
+      (value: string) => `[gdrive]\ntype = drive\ntoken = {"access_token":"ya29.a0${value}","token_type":"Bearer","refresh_token":"1//0g${value}","expiry":"2026-01-01T00:00:00Z"}\n`,
+      2,
+    ],
   ])('finds a literal token in %s', (_, write, count) => {
     const hits = scanText(write(token()), { operatorSecrets: [] });
     expect(hits.map((hit) => hit.rule)).toEqual(Array(count).fill('config-token'));
@@ -285,6 +313,7 @@ describe('tokens, API keys and secrets in config files and Nix', () => {
     ["an environment variable's name", 'token: GITHUB_TOKEN_FOR_RELEASES_2\n'],
     ["systemd-networkd's IPv6 token", 'Token=prefixstable:2002:da8:1::\nToken=static:::1a:2b:3c:4d\n'],
     ['an SRI hash', 'token: sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n'],
+    ['a JSON key naming an id', '{"client_token_id":"4f8a9b2c7d1e6f3a5b8c9d0e1f2a3b4c","x":1}'],
     ['an inline value on a longer line', '{ services.foo.token = "ghp_zdV5Gc3CjeqLQzDfr5jIMIuTG7qeyArI4C9f"; x = 1; }\n'],
   ])('does not report %s', (_, text) => {
     expect(rulesIn(text)).toEqual([]);
