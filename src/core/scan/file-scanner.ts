@@ -13,7 +13,7 @@ import { binaryKeyFile, textKeyFile } from './rules/key-files.js';
 import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
-import { looksLikePlaceholder, printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
+import { entropy, looksLikePlaceholder, printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
 import { detectContainer } from './formats/container-kind.js';
 import { detectFormat } from './formats/index.js';
 import { unopenedFilesystem, unopenedFilesystemMessage, unopenedReason } from './formats/filesystems.js';
@@ -91,6 +91,33 @@ const WIREGUARD_KEY_FILE = /^\s*([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)\s*$/;
 const PGPASS_NAME = /^\.?pgpass$/;
 const PGPASS_LINE = /^((?:[^:\\\n]|\\.)*:){4}((?:[^:\\\n]|\\.)+)$/gm;
 const SSH_KEY_NAME = /^(?:ssh_host_[a-z0-9]+_key|id_(?:rsa|dsa|ecdsa|ed25519|ecdsa_sk|ed25519_sk|xmss))$/;
+/**
+ * A key file's name: `key`, `keyfile`, `*.key`, `*_key`, `*-keyfile`, each maybe with `.bin`
+ * (`crypto_keyfile.bin`, the LUKS keyfile `boot.initrd.secrets` copies into the initrd); never a
+ * public one, and not a word ending in "key" (`monkey`, `hotkey`).
+ */
+const KEY_FILE_NAME = /^(?!.*pub)(?:[\w.-]*[._-])?key(?:file)?(?:\.bin)?$/i;
+/** One line of random text: a key written as hex or base64 (`openssl rand -hex 32 > luks.key`). */
+const RANDOM_LINE = /^\s*([A-Za-z0-9+/=_-]{32,1024})\s*$/;
+
+/**
+ * Whether the bytes of a file named like a key file are key material: random bytes (byte entropy
+ * near what random data of that length shows, not a container) or one random line of text.
+ */
+function looksLikeKeyMaterial(content: Buffer, binary: boolean): boolean {
+  if (content.length < 16 || content.length > 65536) return false;
+  if (!binary) {
+    const line = RANDOM_LINE.exec(content.toString('latin1'))?.[1];
+    return line !== undefined && entropy(line) >= 3.5 && /[0-9]/.test(line) && /[A-Za-z]/.test(line);
+  }
+  // LUKS headers (a header backup holds only encrypted key slots) and containers are not keys.
+  if (content.toString('latin1', 0, 6) === 'LUKS\xba\xbe' || detectContainer(content)) return false;
+  const counts = new Uint32Array(256);
+  for (let index = 0; index < content.length; index++) counts[content[index]!]!++;
+  let bits = 0;
+  for (const count of counts) if (count > 0) bits -= (count / content.length) * Math.log2(count / content.length);
+  return bits >= Math.min(7.2, Math.log2(content.length) - 1.5);
+}
 
 /** quiet-text.ts's check with the format registry: a file that starts like a container is asked. */
 export function isQuietText(bytes: Buffer, start: number, end: number, name: string, sopsGoverned: boolean | undefined, environment: ScanEnvironment): boolean {
@@ -487,6 +514,11 @@ export class FileScanner implements ContentScanner {
       if (key && !looksLikePlaceholder(key, 3.5)) {
         this.record({ rule: 'wireguard-private-key-file', kind: 'wireguard-private-key', secret: Buffer.from(key, 'base64'), start: 0, end: content.length, note: 'a key file named like a private key' }, 0);
       }
+    }
+    // A LUKS keyfile (`dd if=/dev/urandom of=luks.key`, the installer's `/crypto_keyfile.bin`) or a
+    // key kept as one random line: nothing in its bytes names it, its name and randomness do.
+    if (KEY_FILE_NAME.test(name) && (this.hits?.size ?? 0) === 0 && looksLikeKeyMaterial(content, binary)) {
+      this.record({ rule: 'random-key-file', kind: 'private-key', secret: content, start: 0, end: content.length, note: 'random bytes in a file named like a key file (a LUKS keyfile?)' }, 0);
     }
     if (name === '.sops.yaml' || name === '.sops.yml') {
       result.sopsConfigs.push({ name: this.target.inner ?? this.target.path, text: content.toString('utf8') });

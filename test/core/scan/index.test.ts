@@ -140,6 +140,37 @@ describe('scanPaths: every class', () => {
     expect(report.findings[0]!.fingerprint).toMatch(/^[a-z0-9-]+:[0-9a-f]{16}$/);
   });
 
+  it('finds a LUKS keyfile by its name and randomness, in a folder and in a zstd initrd', async () => {
+    const root = await tempDir();
+    const keyfile = randomBytes(4096);
+    await writeTree(root, {
+      'etc/secrets/luks.key': keyfile,
+      'etc/secrets/disk-keyfile': randomBytes(512),
+      'etc/secrets/root.key': `${randomBytes(32).toString('hex')}\n`,
+      // Not key files: a word ending in "key", a public key, zeros, prose, a gzip stream.
+      'data/monkey': randomBytes(4096),
+      'etc/secrets/signing.pub.key': randomBytes(64),
+      'etc/secrets/swap.key': Buffer.alloc(4096),
+      'etc/secrets/readme.key': 'This file names the key, it is not one.\n',
+      'etc/secrets/archive.key': gzipSync(randomBytes(2048)),
+    });
+    const report = await scanPaths([root], quiet);
+    expect(report.findings.filter((f) => f.rule === 'random-key-file').map((f) => f.path).sort()).toEqual(['etc/secrets/disk-keyfile', 'etc/secrets/luks.key', 'etc/secrets/root.key']);
+    expect(report.findings.filter((f) => f.rule !== 'random-key-file')).toEqual([]);
+    expect(kindsAt(report, 'etc/secrets/luks.key')).toEqual(['random-key-file']);
+
+    // `boot.initrd.secrets."/crypto_keyfile.bin"`: the keyfile in the initrd's newc cpio, zstd-compressed.
+    const tree = path.join(root, 'initrd-root');
+    await writeTree(tree, { 'crypto_keyfile.bin': keyfile, 'etc/hostname': 'dubnium\n' });
+    const cpio = execFileSync('sh', ['-c', 'find . | LC_ALL=C sort | cpio -o -H newc --quiet | zstd -q -c'], { cwd: tree });
+    await rm(tree, { recursive: true });
+    await rm(path.join(root, 'etc'), { recursive: true });
+    await rm(path.join(root, 'data'), { recursive: true });
+    await writeFile(path.join(root, 'initrd'), cpio);
+    const initrd = await scanPaths([root], quiet);
+    expect(initrd.findings.map((f) => [f.path, f.inner, f.rule])).toEqual([['initrd', '/crypto_keyfile.bin', 'random-key-file']]);
+  });
+
   it('finds JSON-escaped and base64-wrapped (Kubernetes Secret) keys', async () => {
     const root = await tempDir();
     const key = sshKey('ed25519').privateKey;
