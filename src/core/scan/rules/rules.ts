@@ -539,26 +539,34 @@ const CONFIG_PASSWORD =
 
 const CONFIG_PASSWORD_NOT = new Set(['encrypted', 'file', 'path', 'command', 'cmd', 'length', 'prompt', 'policy', 'min', 'max', 'required', 'enable', 'enabled', 'field', 'type', 'reset', 'url', 'salt', 'env', 'var', 'regex', 'pattern', 'label']);
 
-/** Passwords in INI, TOML, YAML, JSON and PHP configuration (see CONFIG_PASSWORD); a Nix option is nixPasswordRule's. */
+/** A password element in XML (`<Password>s3cr3t</Password>`, `<db_password>…</db_password>`), on one line. */
+const CONFIG_PASSWORD_XML = /<((?:[A-Za-z_][\w.-]*?)?(?:[Pp]assword|PASSWORD))>([^<>\n]{8,256})<\/\1>/g;
+
+/** Passwords in INI, TOML, YAML, JSON, PHP and XML configuration (see CONFIG_PASSWORD); a Nix option is nixPasswordRule's. */
 function configPasswordRule(text: string, hits: RawHit[]): void {
   for (const match of matchingLines(text, CONFIG_PASSWORD, ['assword', 'ASSWORD'])) {
-    const name = match[1]!;
     const value = match[2] ?? match[3] ?? match[4]!;
-    // The words of the name (snake, kebab, dotted or camel case): a hash, a file or a rule about passwords is not one.
-    const words = name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[._-]+/);
-    if (words.some((word) => CONFIG_PASSWORD_NOT.has(word) || word.includes('hash'))) continue;
     // Unquoted, a value of letters alone is a name (`mkRandomSecret`), and one before `;` a Nix expression.
     if (match[4] !== undefined && (/^[A-Za-z_-]+$/.test(value) || /;[ \t]*(?:#.*)?$/.test(match[0]))) continue;
-    if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2.5)) continue;
-    // References and expressions (`config.sops.secrets.x.path`, `process.env.X`, `getpass()`), paths and crypt hashes are not passwords.
-    if (/[()[\]{}<>`]|\s/.test(value) || /^[a-z_][\w-]*(?:\.[\w-]+){1,}$/i.test(value) || isPathOrUrl(value)) continue;
-    // wpa_supplicant's `password=ext:NAME` names a password kept elsewhere.
-    if (isCryptHash(value, text, match.index) || /^(?:true|false|null|none|yes|no)$/i.test(value) || value.startsWith('ext:')) continue;
-    const start = match.index + match[0].lastIndexOf(value);
-    const end = start + value.length;
-    if (overlapsAny(hits, start, end)) continue;
-    hits.push({ rule: 'config-password', kind: 'plaintext-password', secret: value, start, end, note: `key ${name}` });
+    configPassword(text, match, match[1]!, value, hits);
   }
+  if (!text.includes('assword>') && !text.includes('ASSWORD>')) return;
+  for (const match of matchingLines(text, CONFIG_PASSWORD_XML, ['assword>', 'ASSWORD>'])) configPassword(text, match, match[1]!, match[2]!, hits);
+}
+
+function configPassword(text: string, match: RegExpExecArray, name: string, value: string, hits: RawHit[]): void {
+  // The words of the name (snake, kebab, dotted or camel case): a hash, a file or a rule about passwords is not one.
+  const words = name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[._-]+/);
+  if (words.some((word) => CONFIG_PASSWORD_NOT.has(word) || word.includes('hash'))) return;
+  if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2.5)) return;
+  // References and expressions (`config.sops.secrets.x.path`, `process.env.X`, `getpass()`), paths and crypt hashes are not passwords.
+  if (/[()[\]{}<>`]|\s/.test(value) || /^[a-z_][\w-]*(?:\.[\w-]+){1,}$/i.test(value) || isPathOrUrl(value)) return;
+  // wpa_supplicant's `password=ext:NAME` names a password kept elsewhere.
+  if (isCryptHash(value, text, match.index) || /^(?:true|false|null|none|yes|no)$/i.test(value) || value.startsWith('ext:')) return;
+  const start = match.index + match[0].lastIndexOf(value);
+  const end = start + value.length;
+  if (overlapsAny(hits, start, end)) return;
+  hits.push({ rule: 'config-password', kind: 'plaintext-password', secret: value, start, end, note: `key ${name}` });
 }
 
 /**

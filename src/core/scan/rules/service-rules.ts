@@ -397,6 +397,9 @@ const CONFIG_TOKEN_JSON = /"((?:[A-Za-z_][\w.-]*?)?(?:[Tt]oken|TOKEN|[Aa]pi[_-]?
 
 const CONFIG_TOKEN_NEEDLES = ['oken', 'OKEN', 'pi', 'PI', 'ecret', 'ECRET'];
 
+/** The same names as XML elements on one line (`<ApiKey>…</ApiKey>` in a Sonarr or Radarr `config.xml`). */
+const CONFIG_TOKEN_XML = /<((?:[A-Za-z_][\w.-]*?)?(?:[Tt]oken|TOKEN|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY|[Ss]ecret[_-]?[Kk]ey|SECRET[_-]?KEY|[_-](?:[Ss]ecret|SECRET)))>([^<>\s]{20,512})<\/\1>/g;
+
 function configTokenRule(text: string, hits: RawHit[]): void {
   for (const match of matchingLines(text, CONFIG_TOKEN_LINE, CONFIG_TOKEN_NEEDLES)) {
     const value = match[2] ?? match[3] ?? match[4]!;
@@ -404,8 +407,12 @@ function configTokenRule(text: string, hits: RawHit[]): void {
     if (match[4] !== undefined && (/;[ \t]*(?:#.*)?$/.test(match[0]) || /^[A-Za-z_][\w-]*(?:\.[\w-]+)+$/.test(value))) continue;
     configToken(match, match[1]!, value, hits);
   }
-  if (!text.includes('":')) return;
-  for (const match of matchingLines(text, CONFIG_TOKEN_JSON, CONFIG_TOKEN_NEEDLES)) configToken(match, match[1]!, match[2]!, hits);
+  if (text.includes('":')) {
+    for (const match of matchingLines(text, CONFIG_TOKEN_JSON, CONFIG_TOKEN_NEEDLES)) configToken(match, match[1]!, match[2]!, hits);
+  }
+  if (text.includes('</')) {
+    for (const match of matchingLines(text, CONFIG_TOKEN_XML, CONFIG_TOKEN_NEEDLES)) configToken(match, match[1]!, match[2]!, hits);
+  }
 }
 
 function configToken(match: RegExpExecArray, name: string, value: string, hits: RawHit[]): void {

@@ -277,6 +277,7 @@ describe('tokens, API keys and secrets in config files and Nix', () => {
     ['a Kubernetes Secret', (value: string) => `kind: Secret\nstringData:\n  client-secret: ${value}\n`, 1],
     ['a Nix string literal', (value: string) => `  services.paperless.settings.apiKey = "${value}";\n`, 1],
     ['a secret key of a web app in Nix', (value: string) => `      security.secret_key = "${value}";\n`, 1],
+    ["a Sonarr or Radarr config.xml", (value: string) => `<Config>\n  <Port>8989</Port>\n  <ApiKey>${value}</ApiKey>\n  <AuthenticationMethod>Forms</AuthenticationMethod>\n</Config>\n`, 1],
     ['minified JSON', (value: string) => `{"token_type":"bearer","access_token":"${value}","expires_in":3600}`, 1],
     [
       "rclone's OAuth token",
@@ -313,6 +314,7 @@ describe('tokens, API keys and secrets in config files and Nix', () => {
     ["an environment variable's name", 'token: GITHUB_TOKEN_FOR_RELEASES_2\n'],
     ["systemd-networkd's IPv6 token", 'Token=prefixstable:2002:da8:1::\nToken=static:::1a:2b:3c:4d\n'],
     ['an SRI hash', 'token: sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n'],
+    ['an XML element naming a file', '<TokenFile>/var/lib/app/token-2024-abcdefgh</TokenFile>\n'],
     ['a JSON key naming an id', '{"client_token_id":"4f8a9b2c7d1e6f3a5b8c9d0e1f2a3b4c","x":1}'],
     ['an inline value on a longer line', '{ services.foo.token = "ghp_zdV5Gc3CjeqLQzDfr5jIMIuTG7qeyArI4C9f"; x = 1; }\n'],
   ])('does not report %s', (_, text) => {
@@ -375,6 +377,7 @@ describe('passwords in the config formats beside Nix', () => {
     ['JSON', (value: string) => `{\n  "username": "app",\n  "password": "${value}",\n  "port": 5432\n}\n`],
     ['a PHP array (Nextcloud config.php)', (value: string) => `<?php\n$CONFIG = array (\n  'dbuser' => 'nextcloud',\n  'dbpassword' => '${value}',\n);\n`],
     ['a YAML list item', (value: string) => `users:\n  - password: '${value}'\n`],
+    ['an XML element', (value: string) => `<Config>\n  <UrlBase></UrlBase>\n  <Password>${value}</Password>\n</Config>\n`],
     ["a Kubernetes Secret's data (base64 is no encryption)", (value: string) => `kind: Secret\ndata:\n  bindPassword: ${Buffer.from(value).toString('base64')}\n`],
   ])('finds a literal password in %s', (_, write) => {
     const value = password();
@@ -397,6 +400,8 @@ describe('passwords in the config formats beside Nix', () => {
     ['a short value', 'password: abc123\n'],
     ['a boolean', 'require_password: false\n'],
     ['a wpa_supplicant external password', '          password=ext:eduroam\n'],
+    ["a bcrypt hash in Syncthing's config.xml", '        <password>$2a$10$8s2MJ4z8Ns6U5dQm1bdXkuP0ZgGaNm3Ji3mtIs1xJ9lS8FQKfkmYa</password>\n'],
+    ['an XML password element holding a placeholder', '  <Password>changeme-later</Password>\n'],
   ])('does not report %s', (_, text) => {
     expect(rulesIn(text)).toEqual([]);
   });
