@@ -298,6 +298,12 @@ export function textKeyFile(text: string): RawHit | undefined {
     if (!match) return undefined;
     return { rule: 'synapse-signing-key', kind: 'private-key', secret: Buffer.from(match[2]!, 'base64'), start: 0, end: match[0].length, note: `Matrix homeserver signing key ${match[1]}` };
   }
+  // ZeroTier's identity.secret: `<10-hex address>:0:<64-byte public key>:<64-byte private key>` in hex.
+  if (text.length >= 270 && text.length <= 276 && text.charCodeAt(10) === 0x3a && text.startsWith(':0:', 10)) {
+    const match = /^([0-9a-f]{10}):0:[0-9a-f]{128}:([0-9a-f]{128})\s*$/.exec(text);
+    if (!match) return undefined;
+    return { rule: 'zerotier-identity-secret', kind: 'private-key', secret: Buffer.from(match[2]!, 'hex'), start: 0, end: match[0].length, note: `ZeroTier identity ${match[1]}` };
+  }
   if (first === 0x42 && text.startsWith('BORG_KEY ')) {
     const match = /^BORG_KEY [0-9a-f]{64}\r?\n([A-Za-z0-9+/=\r\n]{100,})/.exec(text);
     if (!match) return undefined;

@@ -140,4 +140,16 @@ describe('key files of other tools', () => {
     const report = await scanPaths([dir], quiet);
     expect(rules(report)).toEqual({ 'homeserver.signing.key': ['synapse-signing-key'], 'repo.borgkey': ['borg-key-file'], 'host.key': ['pem-private-key'] });
   });
+
+  it("finds ZeroTier's identity.secret, not its identity.public", async () => {
+    // zerotier-one is not packaged here: the files are written in its format (address:0:public:private, hex).
+    const dir = await tempDir();
+    const address = randomBytes(5).toString('hex');
+    const publicKey = randomBytes(64).toString('hex');
+    writeFileSync(path.join(dir, 'identity.secret'), `${address}:0:${publicKey}:${randomBytes(64).toString('hex')}`);
+    writeFileSync(path.join(dir, 'identity.public'), `${address}:0:${publicKey}`);
+    const report = await scanPaths([dir], quiet);
+    expect(rules(report)).toEqual({ 'identity.secret': ['zerotier-identity-secret'] });
+    expect(report.findings[0]!.note).toBe(`ZeroTier identity ${address}`);
+  });
 });
