@@ -62,8 +62,8 @@ export const TAILSCALE_PRIVATE = 1 << 29;
 export const JWK = 1 << 30;
 /**
  * A configuration key named for a token, an API key or a secret: `[Tt]oken`/`TOKEN`,
- * `[Aa]pi[_-]?[Kk]ey`/`API[_-]?KEY`, `[Ss]ecret[_-]?[Kk]ey`/`SECRET[_-]?KEY`, `[_-][Ss]ecret`/`[_-]SECRET`
- * (the sign bit: the mask is a 32-bit integer).
+ * `[Aa]pi[_-]?[Kk]ey`/`API[_-]?KEY`, `[Ss]ecret[_-]?[Kk]ey`/`SECRET[_-]?KEY`, `[_-][Ss]ecret`/`[_-]SECRET`,
+ * and an HTTP `[Aa]uthorization` header (`["']?[ \t]*:` after it). The sign bit: the mask is a 32-bit integer.
  */
 export const CONFIG_TOKEN = 1 << 31;
 
@@ -166,6 +166,14 @@ export function isRegexSpace(code: number): boolean {
   return code === 0x20 || (code >= 0x09 && code <= 0x0d) || code === 0xa0;
 }
 
+/** `[Aa]uthorization["']?[ \t]*` right before the `:` at `at`. */
+function authorizationBefore(text: string, at: number): boolean {
+  let end = at;
+  while (end > 0 && (text.charCodeAt(end - 1) === 0x20 || text.charCodeAt(end - 1) === 0x09)) end--;
+  if (text.charCodeAt(end - 1) === 0x22 || text.charCodeAt(end - 1) === 0x27) end--;
+  return text.charCodeAt(end - 1) === 0x6e && text.startsWith('uthorization', end - 12) && (text.charCodeAt(end - 13) | 0x20) === 0x61;
+}
+
 function atColon(text: string, at: number): number {
   let mask = 0;
   const next = text.charCodeAt(at + 1);
@@ -174,6 +182,7 @@ function atColon(text: string, at: number): number {
   if (text.charCodeAt(at + 87) === 0x3d && text.charCodeAt(at + 88) === 0x3d) mask |= NIX_CACHE_KEY;
   if (next === 0x3a && at >= 67 && text.startsWith('K10', at - 67)) mask |= K3S;
   if (text.startsWith('privkey', at - 7) || text.startsWith('nlpriv', at - 6)) mask |= TAILSCALE_PRIVATE;
+  if (authorizationBefore(text, at)) mask |= CONFIG_TOKEN;
   // "auth" : (the docker rule's pattern allows whitespace before the colon)
   let end = at;
   while (end > 0 && isRegexSpace(text.charCodeAt(end - 1))) end--;

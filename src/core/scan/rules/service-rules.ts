@@ -413,6 +413,35 @@ function configTokenRule(text: string, hits: RawHit[]): void {
   if (text.includes('</')) {
     for (const match of matchingLines(text, CONFIG_TOKEN_XML, CONFIG_TOKEN_NEEDLES)) configToken(match, match[1]!, match[2]!, hits);
   }
+  if (text.includes('uthorization')) authorizationHeaderRule(text, hits);
+}
+
+/**
+ * An HTTP Authorization header with its credentials written out: `curl -H "Authorization: Bearer …"`,
+ * a Home Assistant `rest` sensor's headers, a Prometheus scrape config. `Bearer` and `Token` take a
+ * token (looksLikeToken), `Basic` base64 of `user:password`.
+ */
+const AUTHORIZATION_HEADER = /[Aa]uthorization["']?[ \t]*:[ \t]*["']?(Bearer|bearer|BEARER|Token|token|Basic|basic)[ \t]+([A-Za-z0-9._~+/-]+=*)/g;
+
+function authorizationHeaderRule(text: string, hits: RawHit[]): void {
+  for (const match of matchingLines(text, AUTHORIZATION_HEADER, ['uthorization'])) {
+    const scheme = match[1]!.toLowerCase();
+    const value = match[2]!;
+    let secret = value;
+    if (scheme === 'basic') {
+      const decoded = Buffer.from(value, 'base64').toString('latin1');
+      const colon = decoded.indexOf(':');
+      if (value.length < 8 || colon < 1 || !/^[\x20-\x7e]+$/.test(decoded)) continue;
+      secret = decoded.slice(colon + 1);
+      if (secret.length < 6 || isTemplateValue(secret) || isDescriptivePlaceholder(secret) || looksLikePlaceholder(secret, 2)) continue;
+    } else if (value.length < 20 || !looksLikeToken(value)) {
+      continue;
+    }
+    const start = match.index + match[0].lastIndexOf(value);
+    const end = start + value.length;
+    if (overlapsAny(hits, start, end)) continue;
+    hits.push({ rule: 'authorization-header', kind: 'service-token', secret, start, end, note: `${match[1]} credentials in an Authorization header` });
+  }
 }
 
 function configToken(match: RegExpExecArray, name: string, value: string, hits: RawHit[]): void {

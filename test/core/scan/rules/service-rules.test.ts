@@ -322,6 +322,38 @@ describe('tokens, API keys and secrets in config files and Nix', () => {
   });
 });
 
+describe('credentials in an HTTP Authorization header', () => {
+  const token = () => {
+    let value = randomString(40);
+    while (!/[0-9]/.test(value) || !/[A-Za-z]/.test(value)) value = randomString(40);
+    return value;
+  };
+  it.each([
+    ['a curl command', (value: string) => `curl -fsS -H "Authorization: Bearer ${value}" https://api.lan/v1/models\n`],
+    ["a Home Assistant rest sensor's headers", (value: string) => `sensor:\n  - platform: rest\n    headers:\n      Authorization: "Bearer ${value}"\n`],
+    ['a JSON headers object', (value: string) => `{"headers":{"authorization":"Token ${value}"}}`],
+    ['HTTP Basic credentials', () => `curl -H 'Authorization: Basic ${Buffer.from(`admin:${randomString(14)}`).toString('base64')}' http://nas.lan/\n`],
+  ])('finds %s', (_, write) => {
+    const hits = scanText(write(token()), { operatorSecrets: [] });
+    expect(hits.map((hit) => hit.rule)).toEqual(['authorization-header']);
+  });
+
+  it('a vendor token in the header is reported once, by its vendor rule', () => {
+    expect(rulesIn(`curl -H "Authorization: Bearer ${githubToken()}" https://api.github.com/user\n`)).toEqual(['github-token']);
+  });
+
+  it.each([
+    ['a variable', 'curl -H "Authorization: Bearer $GITHUB_TOKEN" https://api.github.com\n'],
+    ['a template', 'Authorization: "Bearer {{ states(\'input_text.token\') }}"\n'],
+    ['a Nix interpolation', '  Authorization: Bearer ${config.sops.placeholder.api-token}\n'],
+    ['a placeholder', 'Authorization: Bearer YOUR_TOKEN_HERE\n'],
+    ['the scheme alone', 'header = "Authorization: Bearer"\n'],
+    ['Basic of a placeholder', `Authorization: Basic ${Buffer.from('user:password').toString('base64')}\n`],
+  ])('does not report %s', (_, text) => {
+    expect(rulesIn(text)).toEqual([]);
+  });
+});
+
 describe('1Password service account tokens', () => {
   /** A token of the shape 1Password issues (`ops_` + base64 of the account JSON), made at test time. */
   const token = (account: Record<string, unknown>) => `ops_${Buffer.from(JSON.stringify(account)).toString('base64')}`;
