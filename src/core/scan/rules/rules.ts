@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import type * as Bech32 from 'bech32';
 import { nodeCrypto } from './fingerprint.js';
 import * as L from './literals.js';
-import { serviceRules } from './service-rules.js';
+import { looksLikeToken, serviceRules } from './service-rules.js';
 import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchingLines, overlapsAny, textyRatio } from './text-util.js';
 
 /** A match inside one text window; offsets relative to that window. */
@@ -344,6 +344,8 @@ const DOCUMENTATION_HOST = /(?:^|\.)(?:example\.(?:com|net|org)|example|invalid)
 
 // After `://`: user, `:`, password, `@`, host (the scheme before it is checked by hand).
 const URL_USERINFO = /([^\s:@/"'`<>(){}[\]\\]{1,128}):([^\s@/"'`<>(){}[\]\\]{3,256})@([A-Za-z0-9._-]+)/y;
+/** After `://`: a token as the whole userinfo (`https://ghp_…@github.com`, which git sends as the password). */
+const URL_TOKEN_USER = /([A-Za-z0-9_.~-]{20,256})@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)/y;
 
 /** Whether a URL scheme (`\b[a-z][a-z0-9+.-]{1,15}`, any case) ends right before `colon`. */
 function schemeBefore(text: string, colon: number): boolean {
@@ -366,7 +368,11 @@ function urlCredentialRule(text: string, hits: RawHit[]): void {
   for (let colon = text.indexOf('://'); colon !== -1; colon = text.indexOf('://', colon + 3)) {
     URL_USERINFO.lastIndex = colon + 3;
     const match = URL_USERINFO.exec(text);
-    if (!match || !schemeBefore(text, colon)) continue;
+    if (!match) {
+      urlTokenUser(text, colon, hits);
+      continue;
+    }
+    if (!schemeBefore(text, colon)) continue;
     const password = match[2]!;
     if (DOCUMENTATION_HOST.test(match[3]!.replace(/\.$/, ''))) continue;
     if (/^[$%{<@]/.test(password) || isTemplateValue(password) || URL_PLACEHOLDER.test(password) || /\$\{|\{\{|<[^>]*>/.test(password)) continue;
@@ -374,6 +380,17 @@ function urlCredentialRule(text: string, hits: RawHit[]): void {
     const start = match.index + match[1]!.length + 1;
     hits.push({ rule: 'url-credentials', kind: 'url-credentials', secret: password, start, end: start + password.length });
   }
+}
+
+/** A token-shaped user without a password (see URL_TOKEN_USER); a Sentry DSN's public key is not one. */
+function urlTokenUser(text: string, colon: number, hits: RawHit[]): void {
+  URL_TOKEN_USER.lastIndex = colon + 3;
+  const match = URL_TOKEN_USER.exec(text);
+  if (!match || !schemeBefore(text, colon)) return;
+  const [, user, host] = match as unknown as [string, string, string];
+  if (DOCUMENTATION_HOST.test(host) || /(?:^|\.)(?:sentry\.io|ingest\.[\w.-]+)$|^sentry\./i.test(host) || !looksLikeToken(user)) return;
+  const start = match.index;
+  hits.push({ rule: 'url-credentials', kind: 'url-credentials', secret: user, start, end: start + user.length, note: "a token as the URL's user" });
 }
 
 const CACHE_KEY_BODY = /[A-Za-z0-9][A-Za-z0-9._-]{0,127}:([A-Za-z0-9+/]{86}==)(?![A-Za-z0-9+/=])/y;
@@ -753,6 +770,13 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
   serviceRules(text, hits, families);
   // After the Nix and environment-file rules: a line they reported is not reported again.
   if (families & (L.PASSWORD | L.ENV_PASSWORD)) configPasswordRule(text, hits);
+  // A vendor's token in a URL (a `glpat-` token as the password of a GitLab clone URL) is reported once, by its vendor's rule.
+  if (families & L.URL) {
+    for (let index = hits.length - 1; index >= 0; index--) {
+      const hit = hits[index]!;
+      if (hit.rule === 'url-credentials' && hits.some((other) => other !== hit && other.rule !== 'url-credentials' && other.start === hit.start && other.end === hit.end)) hits.splice(index, 1);
+    }
+  }
 }
 
 /** True when entropy says a value is random enough to be a credential (used by SOPS checks). */

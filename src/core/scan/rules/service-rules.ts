@@ -344,7 +344,7 @@ function envPasswordRule(text: string, hits: RawHit[]): void {
  * Whether a value given to a token's name looks like a token: 20 characters or more (the callers'
  * patterns), letters and digits, high entropy, not a path, reference, placeholder or public key.
  */
-function looksLikeToken(value: string): boolean {
+export function looksLikeToken(value: string): boolean {
   if (!/[A-Za-z]/.test(value) || !/[0-9]/.test(value)) return false;
   // A token is made of these; anything else is a template (`{env:X}`, `<X>`), a hash (`$argon2id$...`) or prose.
   if (!/^[A-Za-z0-9+/=_.:~-]+$/.test(value)) return false;

@@ -4,7 +4,7 @@
  * are that oracle). A bit missing would skip a rule; a bit too many costs time, and is tested too.
  * The URL rule, rewritten around `indexOf('://')`, must find what its old single pattern found.
  */
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import * as L from '../../../../src/core/scan/rules/literals.js';
 import { base64Run, scanText } from '../../../../src/core/scan/rules/rules.js';
@@ -125,6 +125,23 @@ describe('url-credentials', () => {
       const text = `${BEFORE[randomInt(BEFORE.length)]}${SCHEMES[randomInt(SCHEMES.length)]}://${user}:${password}@${host}/path ${randomInt(2) ? 'and ftp://x:y@z' : ''}`;
       const found = scanText(text, { operatorSecrets: [] }).filter((hit) => hit.rule === 'url-credentials').map((hit) => hit.start);
       expect(found, JSON.stringify(text)).toEqual(oldUrlStarts(text));
+    }
+  });
+
+  it("finds a token given as the URL's whole userinfo, once; not a user name, a Sentry DSN or a documentation host", () => {
+    const token = `ghp_${randomBytes(27).toString('base64url').replace(/[-_]/g, 'x').slice(0, 36)}`;
+    const hits = scanText(`git clone https://${token}@github.com/org/private.git\n`, { operatorSecrets: [] });
+    expect(hits.map((hit) => [hit.rule, hit.note])).toEqual([['url-credentials', "a token as the URL's user"]]);
+    expect(hits[0]!.secret).toBe(token);
+    const glpat = `glpat-${randomBytes(15).toString('base64url').replace(/[-_]/g, 'y').slice(0, 20)}`;
+    expect(scanText(`https://oauth2:${glpat}@gitlab.com/org/r.git`, { operatorSecrets: [] }).map((hit) => hit.rule)).toEqual(['gitlab-token']);
+    for (const text of [
+      'ssh://git@github.com/org/repo.git',
+      'https://firstname.lastname.contractor@git.lan/repo',
+      `https://${randomBytes(16).toString('hex')}@o450000.ingest.sentry.io/5044000`,
+      `https://${token}@github.example/org/repo`,
+    ]) {
+      expect(scanText(text, { operatorSecrets: [] }), text).toEqual([]);
     }
   });
 });
