@@ -189,6 +189,28 @@ describe('volumes the scan does not open, made with their own tools', () => {
     expect(unopenedFilesystem(volume((bytes) => bytes.write('NXSB', 32, 'latin1')))).toEqual({ name: 'APFS', kind: 'filesystem' });
   });
 
+  it('ZFS and bcachefs by their labels, as their on-disk formats give them (neither has a tool here)', () => {
+    const label = (fill: (bytes: Buffer) => void) => {
+      const bytes = randomBytes(256 * 1024);
+      fill(bytes);
+      return bytes;
+    };
+    // A ZFS vdev label: the XDR name/value list at 16 KiB (encoding 1, little-endian) with the pool's guid.
+    const zfs = label((bytes) => {
+      bytes.set([1, 1, 0, 0, 0, 0, 0, 0], 16384);
+      bytes.write('\0\0\0\x09pool_guid\0\0\0', 16384 + 200, 'latin1');
+    });
+    expect(unopenedFilesystem(zfs)).toEqual({ name: 'ZFS', kind: 'filesystem' });
+    const bcachefs = label((bytes) => Buffer.from('c68573f666ce90a9d96a60cf803df7ef', 'hex').copy(bytes, 4096 + 24));
+    expect(unopenedFilesystem(bcachefs)).toEqual({ name: 'bcachefs', kind: 'filesystem' });
+    // The same bytes without the pool guid, or with the magic a byte off, are not volumes.
+    const noGuid = Buffer.from(zfs);
+    noGuid.fill(0x41, 16384 + 4, 16384 + 114688);
+    expect(unopenedFilesystem(noGuid)).toBeUndefined();
+    const shifted = label((bytes) => Buffer.from('c68573f666ce90a9d96a60cf803df7ef', 'hex').copy(bytes, 4096 + 25));
+    expect(unopenedFilesystem(shifted)).toBeUndefined();
+  });
+
   it('virtual disk images (qcow2, VHDX, VHD, VMDK, VDI) by their headers, as their specifications give them', async () => {
     const header = (fill: (bytes: Buffer) => void) => {
       const bytes = randomBytes(64 * 1024);

@@ -1,7 +1,7 @@
 /**
  * Volumes whose files the scan does not open (FAT, exFAT and ext2/3/4 it does: fat.ts, exfat.ts,
- * ext4.ts; ISO 9660 and squashfs too): NTFS, XFS, Btrfs, F2FS, EROFS, cramfs, HFS+, APFS and UDF
- * filesystems, virtual disk images (qcow2, VHDX, dynamic VHD, VMDK, VDI), and encrypted volumes
+ * ext4.ts; ISO 9660 and squashfs too): NTFS, XFS, Btrfs, ZFS, bcachefs, F2FS, EROFS, cramfs, HFS+,
+ * APFS and UDF filesystems, virtual disk images (qcow2, VHDX, dynamic VHD, VMDK, VDI), and encrypted volumes
  * (LUKS, BitLocker). Their bytes still stream through the rules raw, so a plain key stored
  * uncompressed in the clear is found, but a compressed file on them (a `.tar.gz`, a `.zst`) is never
  * unpacked, several of them compress file content themselves (an EROFS Nix store image usually
@@ -17,6 +17,8 @@ export interface UnopenedVolume {
 }
 
 const FILESYSTEM = 'filesystem' as const;
+const BCACHEFS_MAGIC = Buffer.from('c68573f666ce90a9d96a60cf803df7ef', 'hex');
+const BCACHE_MAGIC = Buffer.from('c68573f64e1a45ca8265f57f48ba6d81', 'hex');
 const DISK_IMAGE = 'disk image' as const;
 const ENCRYPTED = 'encrypted volume' as const;
 
@@ -26,6 +28,15 @@ export function unopenedFilesystem(head: Buffer): UnopenedVolume | undefined {
   if (text(3, 11) === 'NTFS    ') return { name: 'NTFS', kind: FILESYSTEM };
   if (text(0, 4) === 'XFSB' && head.readUInt32BE(4) >= 512 && head.readUInt32BE(4) <= 65536) return { name: 'XFS', kind: FILESYSTEM };
   if (text(0x10040, 0x10048) === '_BHRfS_M') return { name: 'Btrfs', kind: FILESYSTEM };
+  // ZFS: a vdev label's name/value list at 16 KiB, XDR-encoded (encoding 1, then its byte order),
+  // naming the pool's guid; a pool's vdev compresses its blocks (lz4 by default) and may encrypt them.
+  if (head.length >= 16384 + 4096 && head[16384] === 1 && head[16385]! <= 1 && head[16386] === 0 && head[16387] === 0 && head.subarray(16384, 16384 + 114688).includes('pool_guid')) {
+    return { name: 'ZFS', kind: FILESYSTEM };
+  }
+  // bcachefs (and a bcache backing device): its superblock at 4 KiB, magic after the checksum and versions.
+  if (head.length >= 4096 + 40 && (BCACHEFS_MAGIC.equals(head.subarray(4096 + 24, 4096 + 40)) || BCACHE_MAGIC.equals(head.subarray(4096 + 24, 4096 + 40)))) {
+    return { name: 'bcachefs', kind: FILESYSTEM };
+  }
   if (head.length >= 1040) {
     const magic = head.readUInt32LE(1024);
     // EROFS: its magic and a block size of 512 B to 64 KiB (log2 at byte 12 of the superblock).
