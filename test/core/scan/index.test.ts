@@ -146,7 +146,7 @@ describe('scanPaths: every class', () => {
     await writeTree(root, {
       'etc/secrets/luks.key': keyfile,
       'etc/secrets/disk-keyfile': randomBytes(512),
-      'etc/secrets/root.key': `${randomBytes(32).toString('hex')}\n`,
+      'etc/secrets/root.key': `${randomBytes(48).toString('hex')}\n`,
       // Not key files: a word ending in "key", a public key, zeros, prose, a gzip stream.
       'data/monkey': randomBytes(4096),
       'etc/secrets/signing.pub.key': randomBytes(64),

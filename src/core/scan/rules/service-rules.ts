@@ -395,7 +395,8 @@ const CONFIG_TOKEN_NOT = new Set(['public', 'pub', 'id', 'ids', 'file', 'files',
  */
 const CONFIG_TOKEN_JSON = /"((?:[A-Za-z_][\w.-]*?)?(?:[Tt]oken|TOKEN|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY|[Ss]ecret[_-]?[Kk]ey|SECRET[_-]?KEY|[_-](?:[Ss]ecret|SECRET)))"[ \t]*:[ \t]*"([^"\\\n]{20,512})"/g;
 
-const CONFIG_TOKEN_NEEDLES = ['oken', 'OKEN', 'pi', 'PI', 'ecret', 'ECRET'];
+/** What every name the patterns take holds (for matchingLines): each spelling of token, API key and secret. */
+const CONFIG_TOKEN_NEEDLES = ['oken', 'OKEN', 'ecret', 'ECRET', 'pikey', 'piKey', 'pi_key', 'pi_Key', 'pi-key', 'pi-Key', 'PIKEY', 'PI_KEY', 'PI-KEY'];
 
 /** The same names as XML elements on one line (`<ApiKey>…</ApiKey>` in a Sonarr or Radarr `config.xml`). */
 const CONFIG_TOKEN_XML = /<((?:[A-Za-z_][\w.-]*?)?(?:[Tt]oken|TOKEN|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY|[Ss]ecret[_-]?[Kk]ey|SECRET[_-]?KEY|[_-](?:[Ss]ecret|SECRET)))>([^<>\s]{20,512})<\/\1>/g;

@@ -11,9 +11,16 @@ import { describe, expect, it } from 'vitest';
 import { scanText } from '../../../../src/core/scan/rules/rules.js';
 import { serviceCredentials } from '../../../helpers/service-credentials.js';
 import { fakeTokens, githubToken, randomString } from '../../../helpers/credentials.js';
+import { isDescriptivePlaceholder, looksLikePlaceholder } from '../../../../src/core/scan/rules/text-util.js';
 import { tempDir } from '../../../helpers/tmp.js';
 
 const rulesIn = (text: string) => scanText(text, { operatorSecrets: [] }).map((hit) => hit.rule);
+
+/**
+ * A random value the name-based token rules must take: letters and digits, and none of the
+ * placeholder words a random string holds once in about ten thousand draws (`XxXx`, `yOUr`, `FaKe`).
+ */
+const tokenShaped = (value: string) => /[0-9]/.test(value) && /[A-Za-z]/.test(value) && !looksLikePlaceholder(value, 3.5) && !isDescriptivePlaceholder(value);
 
 describe('credentials of an AI workstation and homelab', () => {
   const fresh = serviceCredentials();
@@ -209,7 +216,7 @@ describe('service tokens in environment files', () => {
     ['a systemd Environment file', (value: string) => `[Service]\nPAPERLESS_APIKEY=${value}\n`],
   ])('finds a literal token in %s', (_, write) => {
     let value = token();
-    while (!/[0-9]/.test(value) || !/[A-Za-z]/.test(value)) value = token();
+    while (!tokenShaped(value)) value = token();
     const hits = scanText(write(value), { operatorSecrets: [] });
     expect(hits.map((hit) => hit.rule)).toEqual(['env-token']);
     expect(hits[0]!.kind).toBe('service-token');
@@ -265,7 +272,7 @@ describe('webhook URLs', () => {
 describe('tokens, API keys and secrets in config files and Nix', () => {
   const token = () => {
     let value = randomString(36);
-    while (!/[0-9]/.test(value) || !/[A-Za-z]/.test(value)) value = randomString(36);
+    while (!tokenShaped(value)) value = randomString(36);
     return value;
   };
   it.each([
@@ -288,6 +295,16 @@ describe('tokens, API keys and secrets in config files and Nix', () => {
     const hits = scanText(write(token()), { operatorSecrets: [] });
     expect(hits.map((hit) => hit.rule)).toEqual(Array(count).fill('config-token'));
     expect(hits.every((hit) => hit.kind === 'service-token')).toBe(true);
+  });
+
+  it('takes every spelling of the names, as a YAML key, a JSON key and an XML element', () => {
+    const names = ['token', 'Token', 'TOKEN', 'authToken', 'apikey', 'apiKey', 'api_key', 'Api_Key', 'api-key', 'Api-key', 'API_KEY', 'APIKEY', 'API-KEY', 'secretKey', 'SecretKey', 'secret_key', 'SECRET_KEY', 'SECRETKEY', 'app_secret', 'app-Secret', 'APP_SECRET'];
+    for (const name of names) {
+      const value = token();
+      for (const text of [`${name}: ${value}\n`, `{"${name}":"${value}"}`, `<${name}>${value}</${name}>`]) {
+        expect(scanText(text, { operatorSecrets: [] }).map((hit) => [hit.rule, hit.secret]), text).toEqual([['config-token', value]]);
+      }
+    }
   });
 
   it('a token its vendor rule or the environment-file rule reports is reported once, by that rule', () => {
@@ -325,7 +342,7 @@ describe('tokens, API keys and secrets in config files and Nix', () => {
 describe('credentials in an HTTP Authorization header', () => {
   const token = () => {
     let value = randomString(40);
-    while (!/[0-9]/.test(value) || !/[A-Za-z]/.test(value)) value = randomString(40);
+    while (!tokenShaped(value)) value = randomString(40);
     return value;
   };
   it.each([
