@@ -46,7 +46,10 @@ process.on('exit', () => {
   }
   rmSync(work, { recursive: true, force: true });
 });
+// Stopped by Ctrl-C, `timeout` (SIGTERM) or a closed terminal, the bench still unmounts its sticks.
 process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
+process.on('SIGHUP', () => process.exit(129));
 
 const log = (line) => process.stderr.write(`${line}\n`);
 const sh = (command, args, options = {}) => execFileSync(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
