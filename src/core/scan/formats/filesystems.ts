@@ -17,10 +17,10 @@ export interface UnopenedVolume {
 }
 
 const FILESYSTEM = 'filesystem' as const;
-const BCACHEFS_MAGIC = Buffer.from('c68573f666ce90a9d96a60cf803df7ef', 'hex');
-const BCACHE_MAGIC = Buffer.from('c68573f64e1a45ca8265f57f48ba6d81', 'hex');
 const DISK_IMAGE = 'disk image' as const;
 const ENCRYPTED = 'encrypted volume' as const;
+const BCACHEFS_MAGIC = Buffer.from('c68573f666ce90a9d96a60cf803df7ef', 'hex');
+const BCACHE_MAGIC = Buffer.from('c68573f64e1a45ca8265f57f48ba6d81', 'hex');
 
 /** The volume `head` (the first bytes of a file, partition or disk) starts, by its superblock or header; undefined for anything else. */
 export function unopenedFilesystem(head: Buffer): UnopenedVolume | undefined {
@@ -34,9 +34,8 @@ export function unopenedFilesystem(head: Buffer): UnopenedVolume | undefined {
     return { name: 'ZFS', kind: FILESYSTEM };
   }
   // bcachefs (and a bcache backing device): its superblock at 4 KiB, magic after the checksum and versions.
-  if (head.length >= 4096 + 40 && (BCACHEFS_MAGIC.equals(head.subarray(4096 + 24, 4096 + 40)) || BCACHE_MAGIC.equals(head.subarray(4096 + 24, 4096 + 40)))) {
-    return { name: 'bcachefs', kind: FILESYSTEM };
-  }
+  const bcacheMagic = head.subarray(4096 + 24, 4096 + 40);
+  if (BCACHEFS_MAGIC.equals(bcacheMagic) || BCACHE_MAGIC.equals(bcacheMagic)) return { name: 'bcachefs', kind: FILESYSTEM };
   if (head.length >= 1040) {
     const magic = head.readUInt32LE(1024);
     // EROFS: its magic and a block size of 512 B to 64 KiB (log2 at byte 12 of the superblock).

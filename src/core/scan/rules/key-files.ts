@@ -256,15 +256,15 @@ function kerberosKeytab(bytes: Buffer): RawHit | undefined {
     offset += 2;
     if (version === 1) components--; // version 1 counts the realm too
     if (components < 1 || components > 8) return undefined;
-    const printable = (count: number) => {
+    // A counted string of printable ASCII (the realm, a component), skipped.
+    const printable = () => {
       const length = bytes.readUInt16BE(offset);
       if (length === 0 || length > 255 || offset + 2 + length > end) throw new RangeError('name');
       for (let index = offset + 2; index < offset + 2 + length; index++) if (bytes[index]! < 0x20 || bytes[index]! > 0x7e) throw new RangeError('name');
       offset += 2 + length;
-      return count;
     };
-    printable(0); // realm
-    for (let index = 0; index < components; index++) printable(index);
+    printable(); // realm
+    for (let index = 0; index < components; index++) printable();
     if (version === 2) offset += 4; // name type
     offset += 4 + 1; // timestamp, key version
     const enctype = bytes.readUInt16BE(offset);

@@ -8,7 +8,7 @@ import type * as Bech32 from 'bech32';
 import { nodeCrypto } from './fingerprint.js';
 import * as L from './literals.js';
 import { looksLikeToken, serviceRules } from './service-rules.js';
-import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchingLines, overlapsAny, textyRatio } from './text-util.js';
+import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchingLines, nameWords, overlapsAny, textyRatio } from './text-util.js';
 
 /** A match inside one text window; offsets relative to that window. */
 export interface RawHit {
@@ -573,8 +573,7 @@ function configPasswordRule(text: string, hits: RawHit[]): void {
 
 function configPassword(text: string, match: RegExpExecArray, name: string, value: string, hits: RawHit[]): void {
   // The words of the name (snake, kebab, dotted or camel case): a hash, a file or a rule about passwords is not one.
-  const words = name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[._-]+/);
-  if (words.some((word) => CONFIG_PASSWORD_NOT.has(word) || word.includes('hash'))) return;
+  if (nameWords(name).some((word) => CONFIG_PASSWORD_NOT.has(word) || word.includes('hash'))) return;
   if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2.5)) return;
   // References and expressions (`config.sops.secrets.x.path`, `process.env.X`, `getpass()`), paths and crypt hashes are not passwords.
   if (/[()[\]{}<>`]|\s/.test(value) || /^[a-z_][\w-]*(?:\.[\w-]+){1,}$/i.test(value) || isPathOrUrl(value)) return;

@@ -8,7 +8,7 @@
  */
 import * as L from './literals.js';
 import type { RawHit } from './rules.js';
-import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchingLines, overlapsAny } from './text-util.js';
+import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchingLines, nameWords, overlapsAny } from './text-util.js';
 
 /** GitHub-style checksummed token body: 30 random characters and their CRC-32 in 6 base62 digits. */
 function crcTokenValid(body: string): boolean {
@@ -446,8 +446,7 @@ function authorizationHeaderRule(text: string, hits: RawHit[]): void {
 }
 
 function configToken(match: RegExpExecArray, name: string, value: string, hits: RawHit[]): void {
-  const words = name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[._-]+/);
-  if (words.some((word) => CONFIG_TOKEN_NOT.has(word))) return;
+  if (nameWords(name).some((word) => CONFIG_TOKEN_NOT.has(word))) return;
   // An SRI hash, an environment variable's name (`token: GITHUB_TOKEN_2`) and words joined by
   // dashes (`client-secret-name-2`) are not tokens.
   if (/^sha(?:1|256|384|512)-/.test(value) || /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/.test(value) || /^(?:[A-Za-z]+[-_]){2,}[A-Za-z0-9]+$/.test(value)) return;

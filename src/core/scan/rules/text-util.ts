@@ -47,6 +47,11 @@ export function overlapsAny(spans: readonly { start: number; end: number }[], st
   return spans.some((span) => span.start < end && span.end > start);
 }
 
+/** The words of a config key's name, lowercased: snake, kebab, dotted and camel case (`dbPassword` → db, password). */
+export function nameWords(name: string): string[] {
+  return name.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[._-]+/);
+}
+
 /**
  * The matches of `pattern` (global and multiline, each match within one line: `^…$` with no `\n`
  * in between) that lie on a line of `text` holding one of `needles`, in text order, `index` into
