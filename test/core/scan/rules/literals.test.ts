@@ -8,6 +8,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import * as L from '../../../../src/core/scan/rules/literals.js';
 import { base64Run, scanText } from '../../../../src/core/scan/rules/rules.js';
+import { looksLikeToken } from '../../../../src/core/scan/rules/service-rules.js';
 
 const ORACLE: [string, number, RegExp][] = [
   ['AGE', L.AGE, /AGE-/],
@@ -129,11 +130,18 @@ describe('url-credentials', () => {
   });
 
   it("finds a token given as the URL's whole userinfo, once; not a user name, a Sentry DSN or a documentation host", () => {
-    const token = `ghp_${randomBytes(27).toString('base64url').replace(/[-_]/g, 'x').slice(0, 36)}`;
+    // Fresh random bodies, drawn again in the rare case one holds a placeholder word (`xXxX`, `yOuR`).
+    const draw = (prefix: string, length: number) => {
+      for (;;) {
+        const value = `${prefix}${randomBytes(length).toString('base64url').replace(/[-_]/g, '').slice(0, length)}`;
+        if (value.length === prefix.length + length && looksLikeToken(value)) return value;
+      }
+    };
+    const token = draw('ghp_', 36);
     const hits = scanText(`git clone https://${token}@github.com/org/private.git\n`, { operatorSecrets: [] });
     expect(hits.map((hit) => [hit.rule, hit.note])).toEqual([['url-credentials', "a token as the URL's user"]]);
     expect(hits[0]!.secret).toBe(token);
-    const glpat = `glpat-${randomBytes(15).toString('base64url').replace(/[-_]/g, 'y').slice(0, 20)}`;
+    const glpat = draw('glpat-', 20);
     expect(scanText(`https://oauth2:${glpat}@gitlab.com/org/r.git`, { operatorSecrets: [] }).map((hit) => hit.rule)).toEqual(['gitlab-token']);
     for (const text of [
       'ssh://git@github.com/org/repo.git',
