@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { ContentScanner, Finding } from '../types.js';
 import { fingerprint } from './rules/fingerprint.js';
 import { isPlainText, isQuietText as isQuietTextCore, SPECIAL_NAME_END } from './quiet-text.js';
+import { looksLikeSecretValue, secretFileKind, soleLine } from './rules/named-secrets.js';
 import { binaryKeyFile, textKeyFile } from './rules/key-files.js';
 import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
@@ -516,6 +517,15 @@ export class FileScanner implements ContentScanner {
     // key kept as one random line: nothing in its bytes names it, its name and randomness do.
     if (KEY_FILE_NAME.test(name) && (this.hits?.size ?? 0) === 0 && looksLikeKeyMaterial(content, binary)) {
       this.record({ rule: 'random-key-file', kind: 'private-key', secret: content, start: 0, end: content.length, note: 'random bytes in a file named like a key file (a LUKS keyfile?)' }, 0);
+    }
+    // A secret in a file of its own, named for it: `pkgs.writeText "restic-password" "…"` and
+    // `environment.etc."restic-password".text` put one line into `/nix/store/…-restic-password`.
+    if (!binary && content.length <= 1024 && (this.hits?.size ?? 0) === 0) {
+      const kind = name === '' ? undefined : secretFileKind(name);
+      const value = kind ? soleLine(text) : undefined;
+      if (kind && value !== undefined && looksLikeSecretValue(value, kind)) {
+        this.record({ rule: 'secret-named-file', kind, secret: value, start: 0, end: value.length, note: 'a file named like a secret that holds one line' }, 0, 1);
+      }
     }
     if (name === '.sops.yaml' || name === '.sops.yml') {
       result.sopsConfigs.push({ name: this.target.inner ?? this.target.path, text: content.toString('utf8') });

@@ -19,8 +19,12 @@ export function isPlainText(bytes: Buffer): boolean {
   return isAscii(bytes) && bytes.indexOf(0) === -1;
 }
 
-/** A path whose basename may be an SSH, WireGuard or LUKS key file's, a `.pgpass` or `.sops.yaml` (a superset of these, trailing slash allowed). */
-export const SPECIAL_NAME_END = /(?:key(?:file)?(?:\.bin)?|id_[a-z0-9_]+|pgpass|\.sops\.ya?ml)[/\\]?$/i;
+/**
+ * A path whose basename may be an SSH, WireGuard or LUKS key file's, a `.pgpass` or `.sops.yaml`, or
+ * a file named for the secret it holds (`restic-password`, `hf.token`; named-secrets.ts): a superset
+ * of these, trailing slash allowed.
+ */
+export const SPECIAL_NAME_END = /(?:key(?:file)?(?:\.bin)?|id_[a-z0-9_]+|pgpass|\.sops\.ya?ml|(?:pass|pw|psk|token|secret|apikey)[^/\\]*)[/\\]?$/i;
 
 /**
  * Whether the file `bytes[start, end)` (path or inner path `name`) is quiet: see the module comment.

@@ -31,7 +31,7 @@ export const URL = 1 << 11;
 export const NIX_CACHE_KEY = 1 << 12;
 /** `private key` in any case, joined by nothing, `_` or `-`. */
 export const PRIVATE_KEY = 1 << 13;
-/** `assword` (also what a `.netrc` entry needs). */
+/** `assword` (also what a `.netrc` entry needs), and `pass` after `-` or `_` (`restic-passphrase`, `luks_pass`: a store file's name). */
 export const PASSWORD = 1 << 14;
 export const NPM = 1 << 15;
 export const PYPI = 1 << 16;
@@ -88,6 +88,7 @@ function atUnderscore(text: string, at: number): number {
   let mask = 0;
   if (text.charCodeAt(at + 1) === 0x53 && text.startsWith('SECRET', at + 1)) mask |= ENV_PASSWORD | CONFIG_TOKEN; // _SECRET
   else if (secretAfter(text, at)) mask |= CONFIG_TOKEN; // _secret, _Secret
+  else if (text.startsWith('pass', at + 1)) mask |= PASSWORD; // _pass
   const b1 = text.charCodeAt(at - 1);
   const b2 = text.charCodeAt(at - 2);
   const b3 = text.charCodeAt(at - 3);
@@ -119,7 +120,7 @@ function secretAfter(text: string, at: number): boolean {
 
 function atDash(text: string, at: number): number {
   const b1 = text.charCodeAt(at - 1);
-  let mask = secretAfter(text, at) ? CONFIG_TOKEN : 0;
+  let mask = secretAfter(text, at) ? CONFIG_TOKEN : text.startsWith('pass', at + 1) ? PASSWORD : 0;
   switch (b1) {
     case 0x45: // E
       if (text.startsWith('AGE', at - 3)) mask |= AGE;

@@ -7,8 +7,9 @@ import { createRequire } from 'node:module';
 import type * as Bech32 from 'bech32';
 import { nodeCrypto } from './fingerprint.js';
 import * as L from './literals.js';
+import { nixStoreSecretRule } from './named-secrets.js';
 import { looksLikeToken, serviceRules } from './service-rules.js';
-import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchingLines, nameWords, overlapsAny, textyRatio } from './text-util.js';
+import { base62, crc32, entropy, isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchingLines, nameWords, overlapsAny, textyRatio } from './text-util.js';
 
 /** A match inside one text window; offsets relative to that window. */
 export interface RawHit {
@@ -539,11 +540,6 @@ function gpgAgentKeyRule(text: string, hits: RawHit[]): void {
   }
 }
 
-/** A crypt(3) or argon2 hash (`$6$salt$…`), or a 13-character DES crypt marked `encrypted` within 300 characters of `at`: not plaintext. */
-function isCryptHash(value: string, text: string, at: number): boolean {
-  return /^\$(?:1|2[abxy]?|5|6|y|gy|7|argon2(?:id|i|d)?|scrypt|pbkdf2[\w-]*|sha1|md5)\$/.test(value) || (/^[./A-Za-z0-9]{13}$/.test(value) && /encrypted/.test(text.slice(at, at + 300)));
-}
-
 const NIX_PASSWORD = /((?:[\w-]+\.)*([A-Za-z_]*[Pp]assword))\s*=\s*"([^"\\$]*)"\s*;/y;
 
 /**
@@ -765,6 +761,8 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
     if (text.includes('private-key')) gpgAgentKeyRule(text, hits);
   }
   if (families & L.PASSWORD) nixPasswordRule(text, hits);
+  // A literal written to a store file named like a secret (`environment.etc."restic-password".text`).
+  if (families & (L.PASSWORD | L.CONFIG_TOKEN | L.PSK)) nixStoreSecretRule(text, hits);
   if (families & L.JWK) jwkRule(text, hits);
   serviceRules(text, hits, families);
   // After the Nix and environment-file rules: a line they reported is not reported again.

@@ -42,6 +42,11 @@ export function isPathOrUrl(value: string): boolean {
   return /^(?:\/|~\/|\.\/|[a-z][\w+.-]*:\/\/)/i.test(value);
 }
 
+/** A crypt(3) or argon2 hash (`$6$salt$…`), or a 13-character DES crypt marked `encrypted` within 300 characters of `at`: not plaintext. */
+export function isCryptHash(value: string, text: string, at: number): boolean {
+  return /^\$(?:1|2[abxy]?|5|6|y|gy|7|argon2(?:id|i|d)?|scrypt|pbkdf2[\w-]*|sha1|md5)\$/.test(value) || (/^[./A-Za-z0-9]{13}$/.test(value) && /encrypted/.test(text.slice(at, at + 300)));
+}
+
 /** Whether [start, end) overlaps a span already found (a rule that goes by a name yields to the others). */
 export function overlapsAny(spans: readonly { start: number; end: number }[], start: number, end: number): boolean {
   return spans.some((span) => span.start < end && span.end > start);

@@ -25,7 +25,7 @@ const ORACLE: [string, number, RegExp][] = [
   ['URL', L.URL, /:\/\//],
   ['NIX_CACHE_KEY', L.NIX_CACHE_KEY, /:[^]{86}==/],
   ['PRIVATE_KEY', L.PRIVATE_KEY, /private[_-]?key/i],
-  ['PASSWORD', L.PASSWORD, /assword/],
+  ['PASSWORD', L.PASSWORD, /assword|[_-]pass/],
   ['NPM', L.NPM, /npm_/],
   ['PYPI', L.PYPI, /pypi-/],
   ['GOOGLE', L.GOOGLE, /AIza/],
@@ -60,7 +60,7 @@ const FRAGMENTS = [
   'token', 'Token', 'tOken', 'toKen', 'oken', 'TOKEn', 'apikey', 'api_key', 'Api-Key', 'apiKey', 'APIKey', 'API_KEY', 'API-key', 'ApI_key', 'pi_key', 'secret_key',
   'Authorization:', 'authorization: ', '"Authorization":', "'authorization' :", 'Authorization\t:', 'AUTHORIZATION:', 'uthorization:', 'Authorization"\':',
   'secretKey', 'SecretKey', 'SECRETKEY', 'SECRET-KEY', 'Secret_KEY', 'ecret_key', '_secret', '-Secret', '-SECRET', '_sECRET', 'secret', 'Secret', 'ecret', 'ey', 'EY', 'Ke',
-  '_', '-', 'A', 'k', 'K', 'w', 'J', 'y', 'Y', 'e', 's', 't', 'x', 'i', ' ', '\n', 'a', 'b', 'p', 'o', 'r', 'E', 'S', 'C', 'I', 'P', '"',
+  '-pass', '_pass', 'pass', '-pas', '_Pass', '-passphrase', '_', '-', 'A', 'k', 'K', 'w', 'J', 'y', 'Y', 'e', 's', 't', 'x', 'i', ' ', '\n', 'a', 'b', 'p', 'o', 'r', 'E', 'S', 'C', 'I', 'P', '"',
 ];
 
 function randomText(): string {
