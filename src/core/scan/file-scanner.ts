@@ -483,7 +483,8 @@ export class FileScanner implements ContentScanner {
       this.scanBinary(content, 0, Number.POSITIVE_INFINITY);
     } else {
       const scale = utf16 ? 2 : 1;
-      for (const hit of scanText(text, { operatorSecrets: this.environment.operatorSecrets })) {
+      const nixSource = (this.target.inner ?? this.target.path).endsWith('.nix');
+      for (const hit of scanText(text, { operatorSecrets: this.environment.operatorSecrets, nixSource })) {
         this.record(hit, hit.start * scale, lineAt(text, hit.start));
       }
       const textKey = textKeyFile(text);

@@ -7,7 +7,7 @@
  */
 import { isAscii } from 'node:buffer';
 import { ruleLiterals } from './rules/literals.js';
-import { hasBase64Run, holdsOperatorSecret, literalRulesHit, type OperatorSecret } from './rules/rules.js';
+import { hasBase64Run, holdsOperatorSecret, literalRulesHit, nixSourceRulesHit, type OperatorSecret } from './rules/rules.js';
 import { mayHoldSopsMetadata } from './rules/sops.js';
 
 /**
@@ -51,5 +51,6 @@ export function isQuietText(
   const first = bytes[start];
   if ((first === 0x42 || first === 0x78 || first === 0x30 || first === 0x04 || first === 0x50) && (!isContainer || isContainer(bytes, start, end))) return false;
   if (mayHoldSopsMetadata(text) || hasBase64Run(text) || literalRulesHit(text, ruleLiterals(text))) return false;
+  if (name.endsWith('.nix') && nixSourceRulesHit(text)) return false;
   return !(operatorSecrets.length > 0 && holdsOperatorSecret(text, operatorSecrets));
 }

@@ -38,6 +38,8 @@ export interface TextScanContext {
   operatorSecrets: readonly OperatorSecret[];
   /** Nesting depth of base64 unwrapping; rules stop recursing at 2. */
   depth?: number;
+  /** The text is a `.nix` file's: the Nix rules without a literal anchor run too (`requirePass = "…";`). */
+  nixSource?: boolean;
 }
 
 /** The longest secret a rule needs to see whole; streaming windows overlap by at least this. */
@@ -611,6 +613,60 @@ function nixPasswordRule(text: string, hits: RawHit[]): void {
   }
 }
 
+/**
+ * Passwords set in SQL, as `services.postgresql.initialScript` and `services.mysql.initialScript`
+ * write them into the store: `CREATE ROLE app WITH LOGIN PASSWORD '…'`, `ALTER USER x PASSWORD '…'`
+ * (PostgreSQL; not its stored `SCRAM-SHA-256$…` or `md5…` forms) and `IDENTIFIED BY '…'` (MySQL,
+ * MariaDB) after `CREATE USER`/`ALTER USER`/`GRANT` on the same line.
+ */
+const SQL_PASSWORD = /\b(?:(?:CREATE|ALTER)\s+(?:ROLE|USER)|GRANT)\b[^;\n]*?\b(?:PASSWORD\s*(?:=\s*)?|IDENTIFIED\s+BY\s+)'((?:[^'\\\n]|'')+)'/gi;
+
+function sqlPasswordRule(text: string, hits: RawHit[]): void {
+  for (const match of matchingLines(text, SQL_PASSWORD, ['ASSWORD', 'assword', 'DENTIFIED', 'dentified'])) {
+    const value = match[1]!.replace(/''/g, "'");
+    // The user's own name as its password (`ROLE "matrix-synapse" … PASSWORD 'synapse'`, the NixOS manual's example) is a placeholder.
+    const role = /\b(?:ROLE|USER)\s+\\?["'`]?([\w.-]+)/i.exec(match[0])?.[1];
+    if (role !== undefined && role.toLowerCase().includes(value.toLowerCase())) continue;
+    if (value.length < 6 || isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2.5) || isCryptHash(value, text, match.index)) continue;
+    const start = match.index + match[0].length - match[1]!.length - 1;
+    const end = start + match[1]!.length;
+    if (overlapsAny(hits, start, end)) continue;
+    hits.push({ rule: 'sql-password', kind: 'plaintext-password', secret: value, start, end, note: 'a password set in SQL' });
+  }
+}
+
+/**
+ * Nix options named for a password by a short word, in `.nix` files only (the literal sweep has no
+ * cheap anchor for them): `requirePass` (Redis), `olcRootPW` (OpenLDAP), `rootpw`, `adminpass`,
+ * `passwd`. LDAP hashes (`{SSHA}…`) and crypt hashes are not findings.
+ */
+const NIX_PASS_OPTION = /((?:[\w-]+\.)*([A-Za-z_][\w-]*?))\s*=\s*"([^"\\$]*)"\s*;/g;
+
+function nixPassOptionRule(text: string, hits: RawHit[]): void {
+  for (const match of matchingLines(text, NIX_PASS_OPTION, ['ass', 'PW', 'pw', 'asswd'])) {
+    const words = nameWords(match[2]!);
+    if (!/^(?:pass|passwd|pw|(?:admin|root|user|db|rpc|auth|api|mysql|pg|redis|require)(?:pass|pw))$/.test(words.at(-1)!)) continue;
+    // nginx's `proxyPass`, `grpcPass`, `fastcgiPass`: where requests go, not a password.
+    if (words.length > 1 && /^(?:proxy|grpc|fastcgi|uwsgi|scgi|memcached|by|pre|post|first|second|last|multi|single|render)$/.test(words.at(-2)!)) continue;
+    // `pw` alone and anything under `shellAliases` is a command's name (`pw = "playwright";`).
+    if ((words.length === 1 && words[0] === 'pw') || /alias|abbr/i.test(match[1]!)) continue;
+    const value = match[3]!;
+    if (/^unix:/.test(value)) continue;
+    if (value.length < 6 || isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2.5) || isCryptHash(value, text, match.index) || isPathOrUrl(value)) continue;
+    const start = match.index + match[0].lastIndexOf(`"${value}"`) + 1;
+    const end = start + value.length;
+    if (overlapsAny(hits, start, end)) continue;
+    hits.push({ rule: 'nix-plaintext-password', kind: 'plaintext-password', secret: value, start, end, note: `option ${match[2]!}` });
+  }
+}
+
+/** Whether the Nix rules without a literal anchor find anything in a `.nix` file's text (see quiet-text.ts). */
+export function nixSourceRulesHit(text: string): boolean {
+  const hits: RawHit[] = [];
+  nixPassOptionRule(text, hits);
+  return hits.length > 0;
+}
+
 const BASE64 = new Uint8Array(128);
 for (const ch of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') BASE64[ch.charCodeAt(0)] = 1;
 
@@ -731,6 +787,7 @@ export function scanText(text: string, context: TextScanContext): RawHit[] {
   const hits: RawHit[] = [];
   const families = L.ruleLiterals(text);
   if (families !== 0) literalRules(text, hits, families);
+  if (context.nixSource) nixPassOptionRule(text, hits);
   base64WrappedRule(text, hits, context);
   if (context.operatorSecrets.length > 0) operatorRule(text, hits, context);
   return hits;
@@ -766,7 +823,10 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
   if (families & L.JWK) jwkRule(text, hits);
   serviceRules(text, hits, families);
   // After the Nix and environment-file rules: a line they reported is not reported again.
-  if (families & (L.PASSWORD | L.ENV_PASSWORD)) configPasswordRule(text, hits);
+  if (families & (L.PASSWORD | L.ENV_PASSWORD)) {
+    configPasswordRule(text, hits);
+    sqlPasswordRule(text, hits);
+  }
   // A vendor's token in a URL (a `glpat-` token as the password of a GitLab clone URL) is reported once, by its vendor's rule.
   if (families & L.URL) {
     for (let index = hits.length - 1; index >= 0; index--) {

@@ -42,9 +42,15 @@ export function isPathOrUrl(value: string): boolean {
   return /^(?:\/|~\/|\.\/|[a-z][\w+.-]*:\/\/)/i.test(value);
 }
 
-/** A crypt(3) or argon2 hash (`$6$salt$…`), or a 13-character DES crypt marked `encrypted` within 300 characters of `at`: not plaintext. */
+/**
+ * A password hash, not plaintext: crypt(3) or argon2 (`$6$salt$…`), an LDAP scheme (`{SSHA}…`,
+ * `{CRYPT}$6$…`), PostgreSQL's stored forms (`SCRAM-SHA-256$4096:…`, `md5` + 32 hex), or a
+ * 13-character DES crypt marked `encrypted` within 300 characters of `at`.
+ */
 export function isCryptHash(value: string, text: string, at: number): boolean {
-  return /^\$(?:1|2[abxy]?|5|6|y|gy|7|argon2(?:id|i|d)?|scrypt|pbkdf2[\w-]*|sha1|md5)\$/.test(value) || (/^[./A-Za-z0-9]{13}$/.test(value) && /encrypted/.test(text.slice(at, at + 300)));
+  if (/^\$(?:1|2[abxy]?|5|6|y|gy|7|argon2(?:id|i|d)?|scrypt|pbkdf2[\w-]*|sha1|md5)\$/.test(value)) return true;
+  if (/^\{[A-Z][A-Z0-9-]*\}\S{8,}$/.test(value) || /^SCRAM-SHA-256\$\d+:/.test(value) || /^md5[0-9a-f]{32}$/.test(value)) return true;
+  return /^[./A-Za-z0-9]{13}$/.test(value) && /encrypted/.test(text.slice(at, at + 300));
 }
 
 /** Whether [start, end) overlaps a span already found (a rule that goes by a name yields to the others). */

@@ -1,0 +1,87 @@
+/**
+ * Passwords NixOS configurations write into the store by way of other languages and short names:
+ * SQL in `services.postgresql.initialScript` (rule `sql-password`), and options named by `pass` or
+ * `pw` (`requirePass`, `olcRootPW`) in `.nix` files, which the literal sweep cannot anchor on and
+ * which must not be skipped as quiet text. Values are drawn fresh each run.
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { scanPaths } from '../../../../src/core/scan/index.js';
+import { looksLikeSecretValue } from '../../../../src/core/scan/rules/named-secrets.js';
+import { scanText } from '../../../../src/core/scan/rules/rules.js';
+import { tempDir, writeTree } from '../../../helpers/tmp.js';
+
+function password(length = 14): string {
+  for (;;) {
+    const value = randomBytes(length).toString('base64').replace(/[+/=]/g, '').slice(0, length);
+    if (value.length === length && looksLikeSecretValue(value, 'plaintext-password') && /\d/.test(value)) return value;
+  }
+}
+
+function found(text: string, rule: string, nixSource = false): string[] {
+  return scanText(text, { operatorSecrets: [], nixSource }).filter((hit) => hit.rule === rule).map((hit) => String(hit.secret));
+}
+
+describe('sql-password', () => {
+  it('finds passwords set in SQL, PostgreSQL and MySQL, at their offsets', () => {
+    const [a, b, c, d] = [password(), password(), password(), `${password(8)}''q`];
+    const text = `services.postgresql.initialScript = pkgs.writeText "init.sql" ''
+  CREATE ROLE nextcloud WITH LOGIN PASSWORD '${a}' CREATEDB;
+  ALTER USER postgres WITH ENCRYPTED PASSWORD '${b}';
+'';
+services.mysql.initialScript = pkgs.writeText "init.sql" "CREATE USER 'app'@'localhost' IDENTIFIED BY '${c}';";
+create role grafana login password '${d}';
+`;
+    expect(found(text, 'sql-password')).toEqual([a, b, c, d.replace("''", "'")]);
+    const hits = scanText(text, { operatorSecrets: [] }).filter((hit) => hit.rule === 'sql-password');
+    expect(hits.map((hit) => text.slice(hit.start, hit.end))).toEqual([a, b, c, d]);
+  });
+
+  it("leaves stored hashes, placeholders and the user's own name alone", () => {
+    const text = `CREATE ROLE app WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:c2FsdHNhbHQ=$abc:def';
+ALTER USER app PASSWORD 'md5${'0123456789abcdef'.repeat(2)}';
+CREATE ROLE "matrix-synapse" WITH LOGIN PASSWORD 'synapse';
+CREATE USER 'x'@'%' IDENTIFIED BY 'changeme';
+-- the password column: SELECT password FROM users;
+`;
+    expect(found(text, 'sql-password')).toEqual([]);
+  });
+});
+
+describe('Nix options named by pass or pw', () => {
+  it('finds requirePass, olcRootPW, rootpw and adminpass literals in .nix files, also where the file looks quiet', async () => {
+    const [a, b, c] = [password(), password(), password()];
+    const text = `{
+  services.redis.servers.main.requirePass = "${a}";
+  services.openldap.settings.children."olcDatabase={1}mdb".attrs.olcRootPW = "${b}";
+  services.foo.rootpw = "${c}";
+}
+`;
+    expect(found(text, 'nix-plaintext-password', true)).toEqual([a, b, c]);
+    // Only in Nix source: the same lines in another file are not read this way.
+    expect(found(text, 'nix-plaintext-password', false)).toEqual([]);
+    const root = await tempDir();
+    await writeTree(root, { 'hosts/redis.nix': text, 'hosts/redis.txt': text });
+    const report = await scanPaths([root], { operatorSecrets: false });
+    expect(report.findings.map((f) => [f.path, f.rule, f.note])).toEqual([
+      ['hosts/redis.nix', 'nix-plaintext-password', 'option requirePass'],
+      ['hosts/redis.nix', 'nix-plaintext-password', 'option olcRootPW'],
+      ['hosts/redis.nix', 'nix-plaintext-password', 'option rootpw'],
+    ]);
+  });
+
+  it('leaves nginx passes, aliases, hashes, files and references alone', () => {
+    const text = `{
+  locations."/".proxyPass = "unix:/run/app.sock";
+  locations."/grpc".grpcPass = "unix:/run/v2ray/v2ray.sock";
+  environment.shellAliases.pw = "playwright";
+  programs.fish.shellAbbrs.pass = "gopass show -c";
+  attrs.olcRootPW = "{SSHA}c2FsdGVkaGFzaGVkdmFsdWU=";
+  services.redis.servers.main.requirePassFile = "/run/secrets/redis";
+  services.redis.servers.main.requirePass = "\${config.sops.placeholder.redis}";
+  services.bar.bypass = "Xk3mQ8zL2xR7";
+}
+`;
+    expect(found(text, 'nix-plaintext-password', true)).toEqual([]);
+  });
+});
