@@ -50,7 +50,9 @@ export function isQuietText(
   if (text.indexOf('\0') !== -1) return false;
   const first = bytes[start];
   if ((first === 0x42 || first === 0x78 || first === 0x30 || first === 0x04 || first === 0x50) && (!isContainer || isContainer(bytes, start, end))) return false;
-  if (mayHoldSopsMetadata(text) || hasBase64Run(text) || literalRulesHit(text, ruleLiterals(text))) return false;
-  if (name.endsWith('.nix') && nixSourceRulesHit(text)) return false;
+  if (mayHoldSopsMetadata(text) || hasBase64Run(text)) return false;
+  const families = ruleLiterals(text);
+  if (literalRulesHit(text, families)) return false;
+  if (name.endsWith('.nix') && nixSourceRulesHit(text, families)) return false;
   return !(operatorSecrets.length > 0 && holdsOperatorSecret(text, operatorSecrets));
 }

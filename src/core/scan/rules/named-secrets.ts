@@ -108,12 +108,10 @@ function nixStringAt(text: string, at: number): { value: string; start: number }
   return { value, start: at + 2 + raw.indexOf(value) };
 }
 
-const SPACE = /\s*/y;
-
 function skipSpace(text: string, at: number): number {
-  SPACE.lastIndex = at;
-  SPACE.exec(text);
-  return SPACE.lastIndex;
+  let cursor = at;
+  for (let code = text.charCodeAt(cursor); code === 0x20 || (code >= 0x09 && code <= 0x0d); code = text.charCodeAt(++cursor));
+  return cursor;
 }
 
 /** The quoted name that ends (its closing quote) at `close`, or undefined. */

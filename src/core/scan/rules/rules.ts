@@ -9,7 +9,7 @@ import { nodeCrypto } from './fingerprint.js';
 import * as L from './literals.js';
 import { nixStoreSecretRule } from './named-secrets.js';
 import { looksLikeToken, serviceRules } from './service-rules.js';
-import { base62, crc32, entropy, isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchingLines, nameWords, overlapsAny, textyRatio } from './text-util.js';
+import { base62, crc32, entropy, isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchesOnLines, matchingLines, nameWords, needleLines, overlapsAny, textyRatio } from './text-util.js';
 
 /** A match inside one text window; offsets relative to that window. */
 export interface RawHit {
@@ -558,8 +558,8 @@ const CONFIG_PASSWORD_NOT = new Set(['encrypted', 'file', 'path', 'command', 'cm
 const CONFIG_PASSWORD_XML = /<((?:[A-Za-z_][\w.-]*?)?(?:[Pp]assword|PASSWORD))>([^<>\n]{8,256})<\/\1>/g;
 
 /** Passwords in INI, TOML, YAML, JSON, PHP and XML configuration (see CONFIG_PASSWORD); a Nix option is nixPasswordRule's. */
-function configPasswordRule(text: string, hits: RawHit[]): void {
-  for (const match of matchingLines(text, CONFIG_PASSWORD, ['assword', 'ASSWORD'])) {
+function configPasswordRule(text: string, hits: RawHit[], lines: readonly number[]): void {
+  for (const match of matchesOnLines(text, lines, CONFIG_PASSWORD)) {
     const value = match[2] ?? match[3] ?? match[4]!;
     // Unquoted, a value of letters alone is a name (`mkRandomSecret`), and one before `;` a Nix expression.
     if (match[4] !== undefined && (/^[A-Za-z_-]+$/.test(value) || /;[ \t]*(?:#.*)?$/.test(match[0]))) continue;
@@ -621,8 +621,47 @@ function nixPasswordRule(text: string, hits: RawHit[]): void {
  */
 const SQL_PASSWORD = /\b(?:(?:CREATE|ALTER)\s+(?:ROLE|USER)|GRANT)\b[^;\n]*?\b(?:PASSWORD\s*(?:=\s*)?|IDENTIFIED\s+BY\s+)'((?:[^'\\\n]|'')+)'/gi;
 
-function sqlPasswordRule(text: string, hits: RawHit[]): void {
-  for (const match of matchingLines(text, SQL_PASSWORD, ['ASSWORD', 'assword', 'DENTIFIED', 'dentified'])) {
+/** What may follow `\s` inside a line: whitespace but the newline. */
+function isLineSpace(code: number): boolean {
+  return code !== 0x0a && L.isRegexSpace(code);
+}
+
+/** Whether a quoted value can follow the needle at `at` as SQL_PASSWORD needs: `PASSWORD '`, `PASSWORD = '`, `IDENTIFIED BY '`. */
+function sqlValueFollows(text: string, at: number, needle: string): boolean {
+  let cursor = at + needle.length;
+  while (isLineSpace(text.charCodeAt(cursor))) cursor++;
+  if (needle.charCodeAt(0) === 0x44 || needle.charCodeAt(0) === 0x64) {
+    // IDENTIFIED BY
+    if (cursor === at + needle.length || (text.charCodeAt(cursor) | 0x20) !== 0x62 || (text.charCodeAt(cursor + 1) | 0x20) !== 0x79) return false;
+    cursor += 2;
+    const before = cursor;
+    while (isLineSpace(text.charCodeAt(cursor))) cursor++;
+    if (cursor === before) return false;
+  } else if (text.charCodeAt(cursor) === 0x3d) {
+    cursor++;
+    while (isLineSpace(text.charCodeAt(cursor))) cursor++;
+  }
+  return text.charCodeAt(cursor) === 0x27;
+}
+
+const SQL_NEEDLES = ['ASSWORD', 'assword', 'DENTIFIED', 'dentified'];
+/** The sql-password search, for the test that `sqlValueFollows` keeps every line the pattern matches on. */
+export const SQL_PASSWORD_SEARCH = { patterns: [SQL_PASSWORD], needles: SQL_NEEDLES, candidate: sqlValueFollows };
+
+/** `passwordLines`: the lines holding `assword`/`ASSWORD` (configPasswordRule's too); those with `IDENTIFIED BY` are added here. */
+function sqlPasswordRule(text: string, hits: RawHit[], passwordLines: readonly number[]): void {
+  let lines = passwordLines.filter((start) => {
+    const end = text.indexOf('\n', start);
+    const line = text.slice(start, end === -1 ? text.length : end);
+    for (const needle of ['ASSWORD', 'assword']) {
+      for (let at = line.indexOf(needle); at !== -1; at = line.indexOf(needle, at + 1)) if (sqlValueFollows(line, at, needle)) return true;
+    }
+    return false;
+  });
+  if (text.includes('DENTIFIED') || text.includes('dentified')) {
+    lines = [...new Set([...lines, ...needleLines(text, ['DENTIFIED', 'dentified'], sqlValueFollows)])].sort((a, b) => a - b);
+  }
+  for (const match of matchesOnLines(text, lines, SQL_PASSWORD)) {
     const value = match[1]!.replace(/''/g, "'");
     // The user's own name as its password (`ROLE "matrix-synapse" … PASSWORD 'synapse'`, the NixOS manual's example) is a placeholder.
     const role = /\b(?:ROLE|USER)\s+\\?["'`]?([\w.-]+)/i.exec(match[0])?.[1];
@@ -661,9 +700,10 @@ function nixPassOptionRule(text: string, hits: RawHit[]): void {
 }
 
 /** Whether the Nix rules without a literal anchor find anything in a `.nix` file's text (see quiet-text.ts). */
-export function nixSourceRulesHit(text: string): boolean {
+export function nixSourceRulesHit(text: string, families: number): boolean {
   const hits: RawHit[] = [];
   nixPassOptionRule(text, hits);
+  if (families & (L.PASSWORD | L.CONFIG_TOKEN | L.PSK)) nixStoreSecretRule(text, hits);
   return hits.length > 0;
 }
 
@@ -787,7 +827,11 @@ export function scanText(text: string, context: TextScanContext): RawHit[] {
   const hits: RawHit[] = [];
   const families = L.ruleLiterals(text);
   if (families !== 0) literalRules(text, hits, families);
-  if (context.nixSource) nixPassOptionRule(text, hits);
+  if (context.nixSource) {
+    nixPassOptionRule(text, hits);
+    // A literal written to a store file named like a secret (`environment.etc."restic-password".text`).
+    if (families & (L.PASSWORD | L.CONFIG_TOKEN | L.PSK)) nixStoreSecretRule(text, hits);
+  }
   base64WrappedRule(text, hits, context);
   if (context.operatorSecrets.length > 0) operatorRule(text, hits, context);
   return hits;
@@ -818,14 +862,15 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
     if (text.includes('private-key')) gpgAgentKeyRule(text, hits);
   }
   if (families & L.PASSWORD) nixPasswordRule(text, hits);
-  // A literal written to a store file named like a secret (`environment.etc."restic-password".text`).
-  if (families & (L.PASSWORD | L.CONFIG_TOKEN | L.PSK)) nixStoreSecretRule(text, hits);
   if (families & L.JWK) jwkRule(text, hits);
   serviceRules(text, hits, families);
   // After the Nix and environment-file rules: a line they reported is not reported again.
   if (families & (L.PASSWORD | L.ENV_PASSWORD)) {
-    configPasswordRule(text, hits);
-    sqlPasswordRule(text, hits);
+    const lines = needleLines(text, ['assword', 'ASSWORD']);
+    if (lines.length > 0 || text.includes('DENTIFIED') || text.includes('dentified')) {
+      configPasswordRule(text, hits, lines);
+      sqlPasswordRule(text, hits, lines);
+    }
   }
   // A vendor's token in a URL (a `glpat-` token as the password of a GitLab clone URL) is reported once, by its vendor's rule.
   if (families & L.URL) {

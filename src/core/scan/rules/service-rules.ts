@@ -8,7 +8,7 @@
  */
 import * as L from './literals.js';
 import type { RawHit } from './rules.js';
-import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchingLines, nameWords, overlapsAny } from './text-util.js';
+import { base62, crc32, entropy, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchesOnLines, matchingLines, nameWords, needleLines, overlapsAny } from './text-util.js';
 
 /** GitHub-style checksummed token body: 30 random characters and their CRC-32 in 6 base62 digits. */
 function crcTokenValid(body: string): boolean {
@@ -396,23 +396,59 @@ const CONFIG_TOKEN_NOT = new Set(['public', 'pub', 'id', 'ids', 'file', 'files',
 const CONFIG_TOKEN_JSON = /"((?:[A-Za-z_][\w.-]*?)?(?:[Tt]oken|TOKEN|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY|[Ss]ecret[_-]?[Kk]ey|SECRET[_-]?KEY|[_-](?:[Ss]ecret|SECRET)))"[ \t]*:[ \t]*"([^"\\\n]{20,512})"/g;
 
 /** What every name the patterns take holds (for matchingLines): each spelling of token, API key and secret. */
-const CONFIG_TOKEN_NEEDLES = ['oken', 'OKEN', 'ecret', 'ECRET', 'pikey', 'piKey', 'pi_key', 'pi_Key', 'pi-key', 'pi-Key', 'PIKEY', 'PI_KEY', 'PI-KEY'];
+const CONFIG_TOKEN_NEEDLES = ['oken', 'OKEN', 'ecret', 'ECRET', 'key', 'Key', 'KEY'];
 
 /** The same names as XML elements on one line (`<ApiKey>…</ApiKey>` in a Sonarr or Radarr `config.xml`). */
 const CONFIG_TOKEN_XML = /<((?:[A-Za-z_][\w.-]*?)?(?:[Tt]oken|TOKEN|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY|[Ss]ecret[_-]?[Kk]ey|SECRET[_-]?KEY|[_-](?:[Ss]ecret|SECRET)))>([^<>\s]{20,512})<\/\1>/g;
 
+const lower = (code: number): number => code | 0x20;
+
+/**
+ * Whether the needle at `at` can end a name CONFIG_TOKEN_LINE, _JSON or _XML takes: `oken` after a
+ * `t`, `ecret` after an `s` and then a `key` or a `_`/`-` before it, `key` after `api` (joined by
+ * nothing, `_` or `-`), and then a character that may follow a name in one of them (a quote, a
+ * space, `:`, `=`, `>`). Most occurrences in a binary's strings or prose (`broken`, `secretly`,
+ * `tokens`, `monkey`) are not.
+ */
+function tokenNameEnds(text: string, at: number, needle: string): boolean {
+  let end = at + needle.length;
+  const first = lower(needle.charCodeAt(0));
+  if (first === 0x6f) {
+    if (lower(text.charCodeAt(at - 1)) !== 0x74) return false; // [Tt]oken
+  } else if (first === 0x65) {
+    if (lower(text.charCodeAt(at - 1)) !== 0x73) return false; // [Ss]ecret
+    let key = end;
+    const joiner = text.charCodeAt(key);
+    if (joiner === 0x5f || joiner === 0x2d) key++;
+    if (lower(text.charCodeAt(key)) === 0x6b && lower(text.charCodeAt(key + 1)) === 0x65 && lower(text.charCodeAt(key + 2)) === 0x79) end = key + 3;
+    else if (text.charCodeAt(at - 2) !== 0x5f && text.charCodeAt(at - 2) !== 0x2d) return false;
+  } else {
+    // [Aa]pi[_-]?[Kk]ey, API[_-]?KEY
+    const joiner = text.charCodeAt(at - 1);
+    const api = joiner === 0x5f || joiner === 0x2d ? at - 4 : at - 3;
+    if (lower(text.charCodeAt(api)) !== 0x61 || lower(text.charCodeAt(api + 1)) !== 0x70 || lower(text.charCodeAt(api + 2)) !== 0x69) return false;
+  }
+  const next = text.charCodeAt(end);
+  return next === 0x22 || next === 0x27 || next === 0x20 || next === 0x09 || next === 0x3a || next === 0x3d || next === 0x3e;
+}
+
+/** The config-token searches, for the test that `tokenNameEnds` keeps every line a pattern matches on. */
+export const CONFIG_TOKEN_SEARCH = { patterns: [CONFIG_TOKEN_LINE, CONFIG_TOKEN_JSON, CONFIG_TOKEN_XML], needles: CONFIG_TOKEN_NEEDLES, candidate: tokenNameEnds };
+
 function configTokenRule(text: string, hits: RawHit[]): void {
-  for (const match of matchingLines(text, CONFIG_TOKEN_LINE, CONFIG_TOKEN_NEEDLES)) {
+  // The lines a name ends on, found once for the three forms.
+  const lines = needleLines(text, CONFIG_TOKEN_NEEDLES, tokenNameEnds);
+  for (const match of matchesOnLines(text, lines, CONFIG_TOKEN_LINE)) {
     const value = match[2] ?? match[3] ?? match[4]!;
     // Unquoted: an expression before `;` (Nix), or a dotted name (`var.r2_secret_key` in Terraform).
     if (match[4] !== undefined && (/;[ \t]*(?:#.*)?$/.test(match[0]) || /^[A-Za-z_][\w-]*(?:\.[\w-]+)+$/.test(value))) continue;
     configToken(match, match[1]!, value, hits);
   }
-  if (text.includes('":')) {
-    for (const match of matchingLines(text, CONFIG_TOKEN_JSON, CONFIG_TOKEN_NEEDLES)) configToken(match, match[1]!, match[2]!, hits);
+  if (lines.length > 0 && text.includes('":')) {
+    for (const match of matchesOnLines(text, lines, CONFIG_TOKEN_JSON)) configToken(match, match[1]!, match[2]!, hits);
   }
-  if (text.includes('</')) {
-    for (const match of matchingLines(text, CONFIG_TOKEN_XML, CONFIG_TOKEN_NEEDLES)) configToken(match, match[1]!, match[2]!, hits);
+  if (lines.length > 0 && text.includes('</')) {
+    for (const match of matchesOnLines(text, lines, CONFIG_TOKEN_XML)) configToken(match, match[1]!, match[2]!, hits);
   }
   if (text.includes('uthorization')) authorizationHeaderRule(text, hits);
 }

@@ -64,15 +64,18 @@ export function nameWords(name: string): string[] {
 }
 
 /**
- * The matches of `pattern` (global and multiline, each match within one line: `^…$` with no `\n`
- * in between) that lie on a line of `text` holding one of `needles`, in text order, `index` into
- * `text`: the matches a run over all of `text` gives, when every match holds a needle, without the
- * regex reading the lines that cannot match (most of a binary's strings or a long file).
+ * The starts of the lines of `text` that hold one of `needles`, in text order, each once.
+ * `candidate`, when given, is asked about each occurrence of a needle (at `at`): a line is taken
+ * only for an occurrence it accepts, so it must accept every occurrence a match can hold (a superset).
  */
-export function* matchingLines(text: string, pattern: RegExp, needles: readonly string[]): Generator<RegExpExecArray> {
+export function needleLines(text: string, needles: readonly string[], candidate?: (text: string, at: number, needle: string) => boolean): number[] {
   const starts: number[] = [];
   for (const needle of needles) {
     for (let at = text.indexOf(needle); at !== -1; ) {
+      if (candidate && !candidate(text, at, needle)) {
+        at = text.indexOf(needle, at + 1);
+        continue;
+      }
       starts.push(text.lastIndexOf('\n', at) + 1);
       const end = text.indexOf('\n', at + needle.length);
       if (end === -1) break;
@@ -80,10 +83,15 @@ export function* matchingLines(text: string, pattern: RegExp, needles: readonly 
     }
   }
   if (starts.length > 1) starts.sort((a, b) => a - b);
-  let previous = -1;
+  let kept = 0;
+  for (let index = 0; index < starts.length; index++) if (index === 0 || starts[index] !== starts[index - 1]) starts[kept++] = starts[index]!;
+  starts.length = kept;
+  return starts;
+}
+
+/** The matches of `pattern` (global, each within one line) on the lines starting at `starts`, `index` into `text`. */
+export function* matchesOnLines(text: string, starts: readonly number[], pattern: RegExp): Generator<RegExpExecArray> {
   for (const start of starts) {
-    if (start === previous) continue;
-    previous = start;
     const newline = text.indexOf('\n', start);
     const line = text.slice(start, newline === -1 ? text.length : newline);
     pattern.lastIndex = 0;
@@ -93,6 +101,21 @@ export function* matchingLines(text: string, pattern: RegExp, needles: readonly 
       yield match;
     }
   }
+}
+
+/**
+ * The matches of `pattern` (global and multiline, each match within one line: `^…$` with no `\n`
+ * in between) that lie on a line of `text` holding one of `needles` (see needleLines), in text
+ * order: the matches a run over all of `text` gives, when every match holds a needle, without the
+ * regex reading the lines that cannot match (most of a binary's strings or a long file).
+ */
+export function matchingLines(
+  text: string,
+  pattern: RegExp,
+  needles: readonly string[],
+  candidate?: (text: string, at: number, needle: string) => boolean,
+): Generator<RegExpExecArray> {
+  return matchesOnLines(text, needleLines(text, needles, candidate), pattern);
 }
 
 export function isTemplateValue(value: string): boolean {

@@ -33,8 +33,9 @@ function token(prefix = '', length = 40): string {
   }
 }
 
+/** The rules over `text` as a `.nix` file's (the Nix store rule reads only those). */
 function rules(text: string): [string, string][] {
-  return scanText(text, { operatorSecrets: [] }).map((hit) => [hit.rule, String(hit.secret)]);
+  return scanText(text, { operatorSecrets: [], nixSource: true }).map((hit) => [hit.rule, String(hit.secret)]);
 }
 
 describe('secretFileKind', () => {
@@ -101,7 +102,9 @@ describe('nix-store-secret', () => {
 `;
     const found = rules(text).filter(([rule]) => rule === 'nix-store-secret');
     expect(found.map(([, secret]) => secret).sort()).toEqual([p1, p2, p3, t1, t2].sort());
-    const hits = scanText(text, { operatorSecrets: [] }).filter((hit) => hit.rule === 'nix-store-secret');
+    const hits = scanText(text, { operatorSecrets: [], nixSource: true }).filter((hit) => hit.rule === 'nix-store-secret');
+    // Only in Nix source: the same text in another file is not read for it.
+    expect(scanText(text, { operatorSecrets: [] }).filter((hit) => hit.rule === 'nix-store-secret')).toEqual([]);
     for (const hit of hits) expect(text.slice(hit.start, hit.end)).toBe(String(hit.secret));
     expect(hits.find((hit) => hit.secret === p1)?.kind).toBe('plaintext-password');
     expect(hits.find((hit) => hit.secret === t1)?.note).toBe('builtins.toFile "cookie-secret": a world-readable file in the Nix store');

@@ -1,9 +1,12 @@
 /**
  * The skip search that gathers the printable runs of binary files must give exactly what reading
- * every byte gives (the straightforward loop below is the oracle), for every run length.
+ * every byte gives (the straightforward loop below is the oracle), for every run length. The line
+ * search's candidate checks must keep every line a rule's pattern matches on.
  */
 import { randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { SQL_PASSWORD_SEARCH } from '../../../../src/core/scan/rules/rules.js';
+import { CONFIG_TOKEN_SEARCH } from '../../../../src/core/scan/rules/service-rules.js';
 import { matchingLines, printableSegments, TEXTY } from '../../../../src/core/scan/rules/text-util.js';
 
 function everyByte(bytes: Buffer, minLength: number) {
@@ -68,5 +71,41 @@ describe('matchingLines', () => {
       const lines = [...matchingLines(text, pattern, ['PASSWORD', '_KEY'])].map((match): [number, string] => [match.index, match[0]]);
       expect(lines, JSON.stringify(text)).toEqual(whole);
     }
+  });
+});
+
+describe('matchingLines with a candidate check', () => {
+  // Pieces of the names and values the searches look for, near misses, and what may follow a name.
+  const PIECES = [
+    'token', 'Token', 'TOKEN', 'oken', 'broken', 'tokens', 'secret', 'Secret', 'SECRET', '_secret', '-Secret', 'secretly', 'secret_key', 'SecretKey',
+    'SECRET-KEY', 'secretkeys', 'apikey', 'api_key', 'API-KEY', 'ApiKey', 'pikey', 'xapi_key', 'password', 'PASSWORD', 'Password', 'identified', 'IDENTIFIED',
+    ' by ', ' BY ', 'by', 'CREATE ROLE x ', 'ALTER USER y ', 'GRANT ', 'create user ', '"', "'", "''", ' ', '\t', '\r', ':', '=', '=>', '>', '<', '</', '\n',
+    ';', '_', '-', '.', 'a', 'k', 'KEY', 'Key', 'my_', 'X', 'Zq81mX0pLw7vR3tY6uI2oP9a', 'Zq81mX0pLw7vR3tY6uI2', 's3cr3tP4ss',
+    ': "', ' = ', '": "', "PASSWORD '", "password = '", "IDENTIFIED BY '", "' ", '<Token>', '</Token>', 'Zq81mX0pLw7vR3tY6uI2oP9a"', "s3cr3tP4ss'",
+  ];
+  function randomText(): string {
+    let out = '';
+    const pieces = randomInt(1, 24);
+    for (let piece = 0; piece < pieces; piece++) out += PIECES[randomInt(PIECES.length)];
+    return out;
+  }
+  const collect = (text: string, pattern: RegExp, needles: readonly string[], candidate?: (text: string, at: number, needle: string) => boolean) =>
+    [...matchingLines(text, pattern, needles, candidate)].map((match) => [match.index, match[0]]);
+
+  it('finds the same matches as without it, for the config-token and sql-password searches', () => {
+    let matched = 0;
+    for (let trial = 0; trial < 30_000; trial++) {
+      const text = randomText();
+      for (const search of [CONFIG_TOKEN_SEARCH, SQL_PASSWORD_SEARCH]) {
+        for (const pattern of search.patterns) {
+          const all = collect(text, pattern, search.needles);
+          matched += all.length;
+          const some = collect(text, pattern, search.needles, search.candidate);
+          if (some.length !== all.length) expect(some, JSON.stringify(text)).toEqual(all);
+        }
+      }
+    }
+    // The texts do hold matches: the comparison is not between two empty lists.
+    expect(matched).toBeGreaterThan(200);
   });
 });
