@@ -1,15 +1,17 @@
 /**
- * Secrets written to a file of their own, found by the file's name: the operator's policy's first
- * example of a leak, `environment.etc."restic-password".text = "…";` (hunter2 in the policy), puts the password into
- * `/nix/store/…-etc-restic-password`, world-readable and on every image built from the store.
- * Nothing in the password says what it is; the name the file is given does.
+ * Secrets written to a file of their own, found by the file's name. The operator's policy's first
+ * example of a leak, `environment.etc."restic-password".text = "…";` (with hunter2 there), puts the
+ * password into `/nix/store/…-etc-restic-password`, world-readable and on every image built from
+ * the store. Nothing in the password says what it is; the name the file is given does.
  *
  * Two views of the same leak:
  * - in Nix source, a literal given to a file named like a secret: `environment.etc."NAME".text`,
  *   `home.file."NAME".text`, `xdg.configFile."NAME" = { text = …; }`, `pkgs.writeText "NAME" …`,
- *   `pkgs.writeTextDir "dir/NAME" …` and `builtins.toFile "NAME" …` (`nixStoreSecretRule`);
+ *   `pkgs.writeTextDir "dir/NAME" …` and `builtins.toFile "NAME" …` (`nixStoreSecretRule`, rule
+ *   `nix-store-secret`, run on `.nix` files);
  * - in a store, an image or a folder, a file named like a secret that holds one line that looks
- *   like one (`namedSecretFile`).
+ *   like one (`secretFileKind` and `looksLikeSecretValue`, which file-scanner.ts applies as rule
+ *   `secret-named-file`).
  */
 import type { RawHit } from './rules.js';
 import { looksLikeToken } from './service-rules.js';
