@@ -125,7 +125,11 @@ function quotedNameBefore(text: string, close: number): string | undefined {
   return /[\n$\\]/.test(name) ? undefined : name;
 }
 
+/** Holds a word secretFileKind looks for (a superset, tested first: most names, `app.conf`, hold none). */
+const SECRET_WORD_HINT = /pass|pw|psk|token|secret|key/i;
+
 function pushHit(text: string, hits: RawHit[], name: string, valueAt: number, how: string): void {
+  if (!SECRET_WORD_HINT.test(name)) return;
   const kind = secretFileKind(name);
   if (!kind) return;
   const string = nixStringAt(text, skipSpace(text, valueAt));
@@ -136,12 +140,15 @@ function pushHit(text: string, hits: RawHit[], name: string, valueAt: number, ho
 }
 
 const WRITER = /(?:writeText(?:Dir)?|toFile)[ \t]+"([^"\n$\\]{1,200})"[ \t\n]+/y;
+const WRITERS = /writeText|toFile/;
 
 /**
- * A literal written to a store file named like a secret (see the module comment). The literal
- * families that select it: the names' words (`assword`, `token`, `_secret`, `api-key`, `psk`).
+ * `pkgs.writeText "NAME" …`, `pkgs.writeTextDir "dir/NAME" …` and `builtins.toFile "NAME" …` with a
+ * literal, NAME named like a secret (see the module comment). One regex test first: most Nix files
+ * write no file this way.
  */
-export function nixStoreSecretRule(text: string, hits: RawHit[]): void {
+export function nixStoreWriterRule(text: string, hits: RawHit[]): void {
+  if (!WRITERS.test(text)) return;
   for (const writer of ['writeText', 'toFile']) {
     for (let at = text.indexOf(writer); at !== -1; at = text.indexOf(writer, at + writer.length)) {
       WRITER.lastIndex = at;
@@ -149,32 +156,35 @@ export function nixStoreSecretRule(text: string, hits: RawHit[]): void {
       if (match) pushHit(text, hits, match[1]!, WRITER.lastIndex, writer === 'toFile' ? 'builtins.toFile' : 'pkgs.writeText');
     }
   }
-  // `"NAME".text = …` and `"NAME" = { …; text = …; }`.
-  for (let at = text.indexOf('text'); at !== -1; at = text.indexOf('text', at + 4)) {
-    const after = skipSpace(text, at + 4);
-    if (text.charCodeAt(after) !== 0x3d || text.charCodeAt(after + 1) === 0x3d) continue;
-    const before = text.charCodeAt(at - 1);
-    if (before === 0x2e) {
-      const name = quotedNameBefore(text, at - 2);
-      if (name !== undefined) pushHit(text, hits, name, after + 1, 'text of');
-      continue;
-    }
-    if (/[\w'"-]/.test(String.fromCharCode(before))) continue;
-    // The attribute set around `text = …`: its opening brace, then `"NAME" =` before it.
-    let depth = 0;
-    let open = at - 1;
-    for (; open >= 0 && at - open < 2000; open--) {
-      const code = text.charCodeAt(open);
-      if (code === 0x7d) depth++;
-      else if (code === 0x7b && depth-- === 0) break;
-    }
-    if (open < 0 || text.charCodeAt(open) !== 0x7b) continue;
-    let cursor = open - 1;
-    while (cursor > 0 && /\s/.test(text[cursor]!)) cursor--;
-    if (text.charCodeAt(cursor) !== 0x3d) continue;
-    cursor--;
-    while (cursor > 0 && /\s/.test(text[cursor]!)) cursor--;
-    const name = quotedNameBefore(text, cursor);
-    if (name !== undefined) pushHit(text, hits, name, after + 1, 'text of');
+}
+
+/**
+ * `"NAME".text = …` and `"NAME" = { …; text = …; }` with a literal, NAME named like a secret: `at`
+ * is where `text` starts and `equals` where its `=` is (rules.ts finds both in its pass over the
+ * `=` of a Nix file).
+ */
+export function nixTextAttribute(text: string, hits: RawHit[], at: number, equals: number): void {
+  const before = text.charCodeAt(at - 1);
+  if (before === 0x2e) {
+    const name = quotedNameBefore(text, at - 2);
+    if (name !== undefined) pushHit(text, hits, name, equals + 1, 'text of');
+    return;
   }
+  if (/[\w'"-]/.test(String.fromCharCode(before))) return;
+  // The attribute set around `text = …`: its opening brace, then `"NAME" =` before it.
+  let depth = 0;
+  let open = at - 1;
+  for (; open >= 0 && at - open < 2000; open--) {
+    const code = text.charCodeAt(open);
+    if (code === 0x7d) depth++;
+    else if (code === 0x7b && depth-- === 0) break;
+  }
+  if (open < 0 || text.charCodeAt(open) !== 0x7b) return;
+  let cursor = open - 1;
+  while (cursor > 0 && /\s/.test(text[cursor]!)) cursor--;
+  if (text.charCodeAt(cursor) !== 0x3d) return;
+  cursor--;
+  while (cursor > 0 && /\s/.test(text[cursor]!)) cursor--;
+  const name = quotedNameBefore(text, cursor);
+  if (name !== undefined) pushHit(text, hits, name, equals + 1, 'text of');
 }

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import type * as Bech32 from 'bech32';
 import { nodeCrypto } from './fingerprint.js';
 import * as L from './literals.js';
-import { nixStoreSecretRule } from './named-secrets.js';
+import { nixStoreWriterRule, nixTextAttribute } from './named-secrets.js';
 import { looksLikeToken, serviceRules } from './service-rules.js';
 import { base62, crc32, entropy, isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchesOnLines, matchingLines, nameWords, needleLines, overlapsAny, textyRatio } from './text-util.js';
 
@@ -677,33 +677,82 @@ function sqlPasswordRule(text: string, hits: RawHit[], passwordLines: readonly n
 /**
  * Nix options named for a password by a short word, in `.nix` files only (the literal sweep has no
  * cheap anchor for them): `requirePass` (Redis), `olcRootPW` (OpenLDAP), `rootpw`, `adminpass`,
- * `passwd`. LDAP hashes (`{SSHA}…`) and crypt hashes are not findings.
+ * `passwd`, given a `"…"` literal on the line of the name. LDAP hashes (`{SSHA}…`) and crypt hashes
+ * are not findings. `nameEnd` is where the option's name ends, `equals` its `=`.
  */
-const NIX_PASS_OPTION = /((?:[\w-]+\.)*([A-Za-z_][\w-]*?))\s*=\s*"([^"\\$]*)"\s*;/g;
-
-function nixPassOptionRule(text: string, hits: RawHit[]): void {
-  for (const match of matchingLines(text, NIX_PASS_OPTION, ['ass', 'PW', 'pw', 'asswd'])) {
-    const words = nameWords(match[2]!);
-    if (!/^(?:pass|passwd|pw|(?:admin|root|user|db|rpc|auth|api|mysql|pg|redis|require)(?:pass|pw))$/.test(words.at(-1)!)) continue;
-    // nginx's `proxyPass`, `grpcPass`, `fastcgiPass`: where requests go, not a password.
-    if (words.length > 1 && /^(?:proxy|grpc|fastcgi|uwsgi|scgi|memcached|by|pre|post|first|second|last|multi|single|render)$/.test(words.at(-2)!)) continue;
-    // `pw` alone and anything under `shellAliases` is a command's name (`pw = "playwright";`).
-    if ((words.length === 1 && words[0] === 'pw') || /alias|abbr/i.test(match[1]!)) continue;
-    const value = match[3]!;
-    if (/^unix:/.test(value)) continue;
-    if (value.length < 6 || isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2.5) || isCryptHash(value, text, match.index) || isPathOrUrl(value)) continue;
-    const start = match.index + match[0].lastIndexOf(`"${value}"`) + 1;
-    const end = start + value.length;
-    if (overlapsAny(hits, start, end)) continue;
-    hits.push({ rule: 'nix-plaintext-password', kind: 'plaintext-password', secret: value, start, end, note: `option ${match[2]!}` });
+function nixPassOption(text: string, hits: RawHit[], nameEnd: number, equals: number): void {
+  // The name's last segment ([A-Za-z_][\w-]*) and the dotted path before it.
+  let segment = nameEnd;
+  while (segment > 0 && isNameChar(text.charCodeAt(segment - 1)) && text.charCodeAt(segment - 1) !== 0x2e) segment--;
+  while (segment < nameEnd && !/[A-Za-z_]/.test(text[segment]!)) segment++;
+  if (segment === nameEnd) return;
+  let path = segment;
+  while (path > 1 && text.charCodeAt(path - 1) === 0x2e && isNameChar(text.charCodeAt(path - 2)) && text.charCodeAt(path - 2) !== 0x2e) {
+    path--;
+    while (path > 0 && isNameChar(text.charCodeAt(path - 1)) && text.charCodeAt(path - 1) !== 0x2e) path--;
   }
+  const name = text.slice(segment, nameEnd);
+  const words = nameWords(name);
+  if (!/^(?:pass|passwd|pw|(?:admin|root|user|db|rpc|auth|api|mysql|pg|redis|require)(?:pass|pw))$/.test(words.at(-1)!)) return;
+  // nginx's `proxyPass`, `grpcPass`, `fastcgiPass`: where requests go, not a password.
+  if (words.length > 1 && /^(?:proxy|grpc|fastcgi|uwsgi|scgi|memcached|by|pre|post|first|second|last|multi|single|render)$/.test(words.at(-2)!)) return;
+  // `pw` alone and anything under `shellAliases` is a command's name (`pw = "playwright";`).
+  if ((words.length === 1 && words[0] === 'pw') || /alias|abbr/i.test(text.slice(path, nameEnd))) return;
+  // The value: a `"…"` literal on the same line, without escapes or interpolation, then `;`.
+  let open = equals + 1;
+  while (isLineSpace(text.charCodeAt(open))) open++;
+  if (text.charCodeAt(open) !== 0x22) return;
+  const close = text.indexOf('"', open + 1);
+  if (close === -1) return;
+  const value = text.slice(open + 1, close);
+  if (/[\n\\$]/.test(value)) return;
+  let after = close + 1;
+  while (isLineSpace(text.charCodeAt(after))) after++;
+  if (text.charCodeAt(after) !== 0x3b || /^unix:/.test(value)) return;
+  if (value.length < 6 || isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2.5) || isCryptHash(value, text, path) || isPathOrUrl(value)) return;
+  const start = open + 1;
+  const end = start + value.length;
+  if (overlapsAny(hits, start, end)) return;
+  hits.push({ rule: 'nix-plaintext-password', kind: 'plaintext-password', secret: value, start, end, note: `option ${name}` });
+}
+
+/**
+ * The Nix rules without a literal anchor, for `.nix` files, in one pass over the file's `=` (not
+ * `==`, `=>`, `!=`, `<=`, `>=`): an option named by a short password word before it (nixPassOption),
+ * and, when a name word's literal occurs (`families`), a `text` attribute of a file named like a
+ * secret (nixTextAttribute); then `writeText`/`toFile` (nixStoreWriterRule).
+ */
+function nixSourceRules(text: string, hits: RawHit[], families: number): void {
+  const storeNames = (families & (L.PASSWORD | L.CONFIG_TOKEN | L.PSK)) !== 0;
+  for (let equals = text.indexOf('='); equals !== -1; equals = text.indexOf('=', equals + 1)) {
+    const next = text.charCodeAt(equals + 1);
+    if (next === 0x3d || next === 0x3e) {
+      equals++;
+      continue;
+    }
+    const previous = text.charCodeAt(equals - 1);
+    if (previous === 0x21 || previous === 0x3c || previous === 0x3e) continue;
+    let end = equals;
+    while (end > 0 && isLineSpace(text.charCodeAt(end - 1))) end--;
+    const last = text.charCodeAt(end - 1) | 0x20;
+    const second = text.charCodeAt(end - 2) | 0x20;
+    // …ss (pass), …pw, …wd (passwd)
+    if ((last === 0x73 && second === 0x73) || (last === 0x77 && second === 0x70) || (last === 0x64 && second === 0x77)) {
+      nixPassOption(text, hits, end, equals);
+      continue;
+    }
+    if (!storeNames) continue;
+    // `text` may stand on the line before its `=`.
+    while (end > 0 && L.isRegexSpace(text.charCodeAt(end - 1))) end--;
+    if (text.charCodeAt(end - 1) === 0x74 && text.startsWith('text', end - 4)) nixTextAttribute(text, hits, end - 4, equals);
+  }
+  if (storeNames) nixStoreWriterRule(text, hits);
 }
 
 /** Whether the Nix rules without a literal anchor find anything in a `.nix` file's text (see quiet-text.ts). */
 export function nixSourceRulesHit(text: string, families: number): boolean {
   const hits: RawHit[] = [];
-  nixPassOptionRule(text, hits);
-  if (families & (L.PASSWORD | L.CONFIG_TOKEN | L.PSK)) nixStoreSecretRule(text, hits);
+  nixSourceRules(text, hits, families);
   return hits.length > 0;
 }
 
@@ -827,11 +876,9 @@ export function scanText(text: string, context: TextScanContext): RawHit[] {
   const hits: RawHit[] = [];
   const families = L.ruleLiterals(text);
   if (families !== 0) literalRules(text, hits, families);
-  if (context.nixSource) {
-    nixPassOptionRule(text, hits);
-    // A literal written to a store file named like a secret (`environment.etc."restic-password".text`).
-    if (families & (L.PASSWORD | L.CONFIG_TOKEN | L.PSK)) nixStoreSecretRule(text, hits);
-  }
+  // Options named by a short password word, and literals written to a store file named like a
+  // secret (`environment.etc."restic-password".text`).
+  if (context.nixSource) nixSourceRules(text, hits, families);
   base64WrappedRule(text, hits, context);
   if (context.operatorSecrets.length > 0) operatorRule(text, hits, context);
   return hits;
