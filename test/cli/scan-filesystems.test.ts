@@ -148,7 +148,7 @@ describe('a filesystem the scan does not open (NTFS, XFS, Btrfs)', () => {
 
 describe('volumes the scan does not open, made with their own tools', () => {
   it.each([
-    ['an EROFS image (lz4hc, as a Nix store image is made)', 'EROFS', 'unscanned-unsupported', async (dir: string, tree: string) => {
+    ['an EROFS image (lz4hc, as a Nix store image is made): its compressed file', 'EROFS', 'unscanned-unsupported', async (dir: string, tree: string) => {
       execFileSync('mkfs.erofs', ['-zlz4hc', path.join(dir, 'vol.img'), tree], { stdio: 'ignore' });
     }],
     ['an F2FS partition', 'F2FS', 'unscanned-unsupported', async (dir: string) => {

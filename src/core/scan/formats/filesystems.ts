@@ -1,11 +1,10 @@
 /**
- * Volumes whose files the scan does not open (FAT, exFAT and ext2/3/4 it does: fat.ts, exfat.ts,
- * ext4.ts; ISO 9660 and squashfs too): NTFS, XFS, Btrfs, ZFS, bcachefs, F2FS, EROFS, cramfs, HFS+,
+ * Volumes whose files the scan does not open (FAT, exFAT, ext2/3/4 and EROFS it does: fat.ts, exfat.ts,
+ * ext4.ts, erofs.ts; ISO 9660 and squashfs too): NTFS, XFS, Btrfs, ZFS, bcachefs, F2FS, cramfs, HFS+,
  * APFS and UDF filesystems, virtual disk images (qcow2, VHDX, dynamic VHD, VMDK, VDI), and encrypted volumes
  * (LUKS, BitLocker). Their bytes still stream through the rules raw, so a plain key stored
  * uncompressed in the clear is found, but a compressed file on them (a `.tar.gz`, a `.zst`) is never
- * unpacked, several of them compress file content themselves (an EROFS Nix store image usually
- * does), and an encrypted volume's content cannot be read at all: such an input is reported
+ * unpacked, several of them compress file content themselves, and an encrypted volume's content cannot be read at all: such an input is reported
  * `unscanned`, never passed.
  */
 import type { UnscannedReason } from './types.js';
@@ -38,8 +37,6 @@ export function unopenedFilesystem(head: Buffer): UnopenedVolume | undefined {
   if (BCACHEFS_MAGIC.equals(bcacheMagic) || BCACHE_MAGIC.equals(bcacheMagic)) return { name: 'bcachefs', kind: FILESYSTEM };
   if (head.length >= 1040) {
     const magic = head.readUInt32LE(1024);
-    // EROFS: its magic and a block size of 512 B to 64 KiB (log2 at byte 12 of the superblock).
-    if (magic === 0xe0f5e1e2 && head[1036]! >= 9 && head[1036]! <= 16) return { name: 'EROFS', kind: FILESYSTEM };
     // F2FS: its magic, major version 1, and a sector size of 512 B to 4 KiB.
     if (magic === 0xf2f52010 && head.readUInt16LE(1028) === 1 && head.readUInt32LE(1032) >= 9 && head.readUInt32LE(1032) <= 12) return { name: 'F2FS', kind: FILESYSTEM };
   }

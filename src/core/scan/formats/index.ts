@@ -5,6 +5,7 @@
 import { ar } from './ar.js';
 import { compressed } from './compressed.js';
 import { cpio } from './cpio.js';
+import { erofs } from './erofs.js';
 import { exfat } from './exfat.js';
 import { ext4 } from './ext4.js';
 import { fat } from './fat.js';
@@ -32,14 +33,14 @@ export { FormatError, HEAD_BYTES, type ByteSource, type FormatContext, type Form
  * costs nothing). The installer-image formats: squashfs and cpio by their magic at byte 0; iso9660
  * (CD001 at 32769, which says no for a whole stick) before partitions (MBR/GPT, which hands the ISO
  * region back as a member) before fat (a boot sector shaped like an MBR, which partitions rejects);
- * exFAT (its name at byte 3 of a boot sector that also ends in 0x55AA) before partitions; ext4 (its
- * superblock at 1024, behind a zeroed boot block) after them.
+ * exFAT (its name at byte 3 of a boot sector that also ends in 0x55AA) before partitions; ext4 and
+ * EROFS (their superblocks at 1024, behind a zeroed boot block) after them.
  * ar (`!<arch>`, a static library excepted) beside tar; zisofs, the archives the scan recognizes but
  * does not read (7-Zip, RAR, Cabinet, xar) and unified kernel images (a PE file with `.linux` or
  * `.initrd` sections) after the compressions; safetensors (a length and a `{`, checked against the
  * size) after every exact magic; zlib (two weak bytes, confirmed by inflating) last.
  */
-export const FORMATS: readonly FormatHandler[] = [zip, tar, ar, gitPack, gitBundle, sqlite, nar, gguf, squashfs, cpio, iso9660, exfat, partitions, fat, ext4, compressed, zisofs, unreadArchives, uki, safetensors, gitObject];
+export const FORMATS: readonly FormatHandler[] = [zip, tar, ar, gitPack, gitBundle, sqlite, nar, gguf, squashfs, cpio, iso9660, exfat, partitions, fat, ext4, erofs, compressed, zisofs, unreadArchives, uki, safetensors, gitObject];
 
 /**
  * The format of a file or member from its first bytes (`head`, up to HEAD_BYTES) and its size when
