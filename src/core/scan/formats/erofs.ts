@@ -56,6 +56,7 @@ function superblock(head: Buffer): Superblock | undefined {
 
 async function readInode(image: ByteSource, sb: Superblock, nid: number): Promise<Inode> {
   const at = sb.metaOffset + nid * 32;
+  if (!Number.isSafeInteger(at) || at + 32 > image.size) throw new FormatError('corrupt', `inode ${nid} lies past the end of the image`);
   const head = await readExactly(image, at, Math.min(64, image.size - at), `inode ${nid}`);
   const format = head.readUInt16LE(0);
   const extended = (format & 1) === 1;
@@ -121,6 +122,7 @@ async function* directoryEntries(listing: ByteSource, block: number, what: strin
   if (listing.size > MAX_DIRECTORY_BYTES) throw new FormatError('corrupt', `${what} claims ${listing.size} bytes`);
   let offset = 0;
   for await (const chunk of sourceChunks(listing, signal, block)) {
+    if (chunk.length < DIRENT) throw new FormatError('corrupt', `${what}: a damaged block at byte ${offset}`);
     const first = chunk.readUInt16LE(8);
     if (first % DIRENT !== 0 || first === 0 || first > chunk.length) throw new FormatError('corrupt', `${what}: a damaged block at byte ${offset}`);
     const count = first / DIRENT;

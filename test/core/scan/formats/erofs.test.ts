@@ -120,6 +120,17 @@ describe('erofs', () => {
     expect(cleanReport.files).toBeGreaterThan(600);
   });
 
+  it('reports a cut image unscanned, never passed, and reads what lies before the cut', async () => {
+    const { img } = await image([]);
+    const bytes = readFileSync(img);
+    writeFileSync(img, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const report = await scanPaths([img], { operatorSecrets: false });
+    const unscanned = report.findings.filter((finding) => finding.kind === 'unscanned');
+    expect(unscanned.length).toBeGreaterThan(0);
+    for (const finding of unscanned) expect(finding.rule).toMatch(/^unscanned-(truncated|corrupt)$/);
+    expect(report.files).toBeGreaterThan(1);
+  });
+
   it('reports each compressed file unscanned by name, never passed, and still reads the stored ones', async () => {
     const { img, tree } = await image(['-zlz4hc']);
     const source = await fileSource(img);
