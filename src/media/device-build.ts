@@ -232,9 +232,14 @@ export async function scanInstallerImage(iso: string, options: Pick<SeedMediaOpt
   if (report.findings.length === 0) return;
   const location = (finding: (typeof report.findings)[number]) => [finding.path, ...(finding.chain ?? (finding.inner ? [finding.inner] : []))].join(' › ');
   const first = report.findings[0]!;
+  const { nixpkgsCopyHint } = await import('../core/scan/public-sources.js');
+  const hint = nixpkgsCopyHint(report.findings);
   const error = new SecretsFoundError(
     `Credentials found in the installer image ${iso}: ${first.kind} in ${location(first)}${report.findings.length > 1 ? ` and ${report.findings.length - 1} more` : ''}. Nothing was written to the stick; rebuild the image without the secret (or allowlist its fingerprint in the profile with a reason).`,
-    report.findings.map((finding) => `${finding.kind} (${finding.rule}) in ${location(finding)}${finding.line ? `:${finding.line}` : ''} fingerprint ${finding.fingerprint}${finding.note ? `: ${finding.note}` : ''}`),
+    [
+      ...report.findings.map((finding) => `${finding.kind} (${finding.rule}) in ${location(finding)}${finding.line ? `:${finding.line}` : ''} fingerprint ${finding.fingerprint}${finding.note ? `: ${finding.note}` : ''}`),
+      ...(hint ? [hint] : []),
+    ],
   );
   (error as SecretsFoundError & { findings: unknown[] }).findings = report.findings;
   throw error;

@@ -9,6 +9,7 @@ import { availableParallelism, homedir } from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../../errors.js';
 import type { ContentScanner, Finding, LeakGate, ProgressHook, ScanTarget } from '../types.js';
+import { nixpkgsCopyHint } from './public-sources.js';
 import { FileScanner, unencryptedFinding, type FileResult, type Problem, type ScanEnvironment } from './file-scanner.js';
 import { scanTasks, startHelpers, WORKER_MIN_FILES, type Helpers } from './reading/file-pool.js';
 import type { FileTask } from './reading/file-task.js';
@@ -443,6 +444,8 @@ export function formatScanReport(report: ScanReport): string {
     lines.push(
       `${report.findings.length} credential finding${report.findings.length === 1 ? '' : 's'}: remove them, or add a fingerprint with a reason to the profile's scan allowlist if one is a false positive.`,
     );
+    const hint = nixpkgsCopyHint(report.findings);
+    if (hint) lines.push(hint);
     const unscanned = report.findings.filter((finding) => finding.kind === 'unscanned').length;
     if (unscanned > 0) {
       lines.push(
