@@ -1,6 +1,7 @@
 /** `dubnium-seed verify PATH`: checksums, completeness and a leak scan of an existing seed. */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
+import { nixpkgsCopyHint } from '../core/scan/public-sources.js';
 import { verifySeed, type VerifyReport } from '../core/verify-seed.js';
 import type { InstallerSection } from '../media/installer-verify.js';
 import { resolveExpectedSigner } from '../core/sign.js';
@@ -137,6 +138,8 @@ export function formatVerifyReport(report: VerifyReport): string {
   for (const finding of report.findings) {
     lines.push(`  SECRET  ${finding.path}${finding.inner ? ` (${finding.inner})` : ''}${finding.line ? `:${finding.line}` : ''}: ${finding.kind} [${finding.rule}] fingerprint ${finding.fingerprint}`);
   }
+  const hint = nixpkgsCopyHint(report.findings);
+  if (hint) lines.push(`  NOTE    ${hint}`);
   for (const finding of report.allowed) lines.push(`  allowed ${finding.path}${finding.inner ? ` (${finding.inner})` : ''}: ${finding.kind}: ${finding.allowed?.reason ?? ''}`);
   for (const problem of report.problems) {
     lines.push(`  ${problem.kind.toUpperCase().padEnd(11)} ${problem.message}`);

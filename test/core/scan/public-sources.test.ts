@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { formatVerifyReport } from '../../../src/commands/verify.js';
 import { SecretsFoundError } from '../../../src/errors.js';
 import { formatScanReport, scanPaths } from '../../../src/core/scan/index.js';
 import { inNixpkgsCopy } from '../../../src/core/scan/public-sources.js';
@@ -68,5 +69,8 @@ describe('an installer image carrying the nixpkgs channel', () => {
     const second = await scanPaths([both.iso], { operatorSecrets: false });
     expect(second.findings).toHaveLength(2);
     expect(formatScanReport(second)).toContain('1 of the findings lie in a copy of the nixpkgs sources');
+    // verify's report of a stick whose installer region holds them says the same.
+    const verifyReport = { ok: false, findings: second.findings, allowed: [], problems: [], checked: [] } as unknown as Parameters<typeof formatVerifyReport>[0];
+    expect(formatVerifyReport(verifyReport)).toContain('NOTE    1 of the findings lie in a copy of the nixpkgs sources');
   });
 });
