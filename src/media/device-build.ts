@@ -14,6 +14,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { SecretsFoundError, UsageError } from '../errors.js';
+import { nixpkgsCopyHint } from '../core/scan/public-sources.js';
 import { buildSeed, type BuildOptions, type BuildResult, type BuildStep } from '../core/build-seed.js';
 import { checkFilesystemLimits, isSeedEntry } from '../core/target.js';
 import type { ProgressHook } from '../core/types.js';
@@ -232,7 +233,6 @@ export async function scanInstallerImage(iso: string, options: Pick<SeedMediaOpt
   if (report.findings.length === 0) return;
   const location = (finding: (typeof report.findings)[number]) => [finding.path, ...(finding.chain ?? (finding.inner ? [finding.inner] : []))].join(' › ');
   const first = report.findings[0]!;
-  const { nixpkgsCopyHint } = await import('../core/scan/public-sources.js');
   const hint = nixpkgsCopyHint(report.findings);
   const error = new SecretsFoundError(
     `Credentials found in the installer image ${iso}: ${first.kind} in ${location(first)}${report.findings.length > 1 ? ` and ${report.findings.length - 1} more` : ''}. Nothing was written to the stick; rebuild the image without the secret (or allowlist its fingerprint in the profile with a reason).`,

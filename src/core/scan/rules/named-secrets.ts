@@ -13,9 +13,10 @@
  *   like one (`secretFileKind` and `looksLikeSecretValue`, which file-scanner.ts applies as rule
  *   `secret-named-file`).
  */
+import { isRegexSpace } from './literals.js';
 import type { RawHit } from './rules.js';
 import { looksLikeToken } from './service-rules.js';
-import { isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, overlapsAny } from './text-util.js';
+import { isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, nameWords, overlapsAny } from './text-util.js';
 
 /** What a file's name says it holds. */
 export type SecretFileKind = 'plaintext-password' | 'service-token';
@@ -50,7 +51,8 @@ export function secretFileKind(name: string): SecretFileKind | undefined {
     if (extension === 'txt') base = base.slice(0, dot);
   }
   if (base.length === 0 || base.length > 80) return undefined;
-  const words = base.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[._\-\s]+/).filter((word) => word !== '');
+  // nameWords' words, spaces (a file name may hold them) splitting as well.
+  const words = nameWords(base.replace(/\s+/g, '.')).filter((word) => word !== '');
   let kind: SecretFileKind | undefined;
   for (let index = 0; index < words.length; index++) {
     const word = words[index]!;
@@ -112,7 +114,7 @@ function nixStringAt(text: string, at: number): { value: string; start: number }
 
 function skipSpace(text: string, at: number): number {
   let cursor = at;
-  for (let code = text.charCodeAt(cursor); code === 0x20 || (code >= 0x09 && code <= 0x0d); code = text.charCodeAt(++cursor));
+  while (isRegexSpace(text.charCodeAt(cursor))) cursor++;
   return cursor;
 }
 
@@ -181,10 +183,10 @@ export function nixTextAttribute(text: string, hits: RawHit[], at: number, equal
   }
   if (open < 0 || text.charCodeAt(open) !== 0x7b) return;
   let cursor = open - 1;
-  while (cursor > 0 && /\s/.test(text[cursor]!)) cursor--;
+  while (cursor > 0 && isRegexSpace(text.charCodeAt(cursor))) cursor--;
   if (text.charCodeAt(cursor) !== 0x3d) return;
   cursor--;
-  while (cursor > 0 && /\s/.test(text[cursor]!)) cursor--;
+  while (cursor > 0 && isRegexSpace(text.charCodeAt(cursor))) cursor--;
   const name = quotedNameBefore(text, cursor);
   if (name !== undefined) pushHit(text, hits, name, equals + 1, 'text of');
 }

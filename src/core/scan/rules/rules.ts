@@ -9,7 +9,7 @@ import { nodeCrypto } from './fingerprint.js';
 import * as L from './literals.js';
 import { nixStoreWriterRule, nixTextAttribute } from './named-secrets.js';
 import { looksLikeToken, serviceRules } from './service-rules.js';
-import { base62, crc32, entropy, isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchesOnLines, matchingLines, nameWords, needleLines, overlapsAny, textyRatio } from './text-util.js';
+import { base62, crc32, entropy, isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchesOnLines, nameWords, needleLines, overlapsAny, textyRatio } from './text-util.js';
 
 /** A match inside one text window; offsets relative to that window. */
 export interface RawHit {
@@ -565,8 +565,9 @@ function configPasswordRule(text: string, hits: RawHit[], lines: readonly number
     if (match[4] !== undefined && (/^[A-Za-z_-]+$/.test(value) || /;[ \t]*(?:#.*)?$/.test(match[0]))) continue;
     configPassword(text, match, match[1]!, value, hits);
   }
+  // An element's lines hold `assword` too: the same lines, read when an element can be there.
   if (!text.includes('assword>') && !text.includes('ASSWORD>')) return;
-  for (const match of matchingLines(text, CONFIG_PASSWORD_XML, ['assword>', 'ASSWORD>'])) configPassword(text, match, match[1]!, match[2]!, hits);
+  for (const match of matchesOnLines(text, lines, CONFIG_PASSWORD_XML)) configPassword(text, match, match[1]!, match[2]!, hits);
 }
 
 function configPassword(text: string, match: RegExpExecArray, name: string, value: string, hits: RawHit[]): void {
@@ -913,11 +914,10 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
   serviceRules(text, hits, families);
   // After the Nix and environment-file rules: a line they reported is not reported again.
   if (families & (L.PASSWORD | L.ENV_PASSWORD)) {
+    // The lines holding `assword`, found once for both rules.
     const lines = needleLines(text, ['assword', 'ASSWORD']);
-    if (lines.length > 0 || text.includes('DENTIFIED') || text.includes('dentified')) {
-      configPasswordRule(text, hits, lines);
-      sqlPasswordRule(text, hits, lines);
-    }
+    configPasswordRule(text, hits, lines);
+    sqlPasswordRule(text, hits, lines);
   }
   // A vendor's token in a URL (a `glpat-` token as the password of a GitLab clone URL) is reported once, by its vendor's rule.
   if (families & L.URL) {
