@@ -143,10 +143,10 @@ async function* directoryEntries(listing: ByteSource, block: number, what: strin
 async function* erofsMembers(input: ByteSource | AsyncIterable<Buffer>, context: FormatContext): AsyncGenerator<Member> {
   if (typeof (input as ByteSource).read !== 'function') throw new FormatError('unsupported', 'EROFS needs random access to the image');
   const image = input as ByteSource;
-  const sb = superblock(await readExactly(image, 0, SUPER_OFFSET + 128, 'the superblock'));
+  const head = await readExactly(image, 0, SUPER_OFFSET + 128, 'the superblock');
+  const sb = superblock(head);
   if (!sb) throw new FormatError('corrupt', 'not an EROFS superblock');
-  const head = await readExactly(image, SUPER_OFFSET, 128, 'the superblock');
-  if (head.readUInt16LE(86) !== 0) throw new FormatError('unsupported', 'an EROFS image whose data lies on extra devices (blob devices), which this scan cannot reach');
+  if (head.readUInt16LE(SUPER_OFFSET + 86) !== 0) throw new FormatError('unsupported', 'an EROFS image whose data lies on extra devices (blob devices), which this scan cannot reach');
   const block = 2 ** sb.blockBits;
   const visited = new Set<number>([sb.rootNid]);
   const stack: { path: string; nid: number }[] = [{ path: '', nid: sb.rootNid }];
