@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { scanText } from '../../../../src/core/scan/rules/rules.js';
 import { serviceCredentials } from '../../../helpers/service-credentials.js';
 import { fakeTokens, githubToken, randomString } from '../../../helpers/credentials.js';
-import { isDescriptivePlaceholder, looksLikePlaceholder } from '../../../../src/core/scan/rules/text-util.js';
+import { entropy, isDescriptivePlaceholder, looksLikePlaceholder } from '../../../../src/core/scan/rules/text-util.js';
 import { tempDir } from '../../../helpers/tmp.js';
 
 const rulesIn = (text: string) => scanText(text, { operatorSecrets: [] }).map((hit) => hit.rule);
@@ -50,6 +50,15 @@ describe('credentials of an AI workstation and homelab', () => {
       expect(rulesIn(text)).toContain(rule);
     });
   }
+
+  it('finds a DeepSeek key whose random hex happens to repeat digits, not a placeholder of one digit or one word', () => {
+    // About one key in 250 has 3.2 bits of entropy or less: drawn until one does.
+    let body = randomBytes(16).toString('hex');
+    while (entropy(body) > 3.2) body = randomBytes(16).toString('hex');
+    expect(rulesIn(`deepseek_api_key = "sk-${body}"\n`)).toContain('deepseek-key');
+    expect(rulesIn(`deepseek_api_key = "sk-${'0'.repeat(32)}"\n`)).not.toContain('deepseek-key');
+    expect(rulesIn(`deepseek_api_key = "sk-${'deadbeef'.repeat(4)}"\n`)).not.toContain('deepseek-key');
+  });
 
   it('never reports the value itself: hits carry it only as the secret to fingerprint', () => {
     const hits = scanText(`RESTIC_PASSWORD=${fresh.resticPassword}\n`, { operatorSecrets: [] });
@@ -93,6 +102,15 @@ describe('more providers and cluster credentials', () => {
       expect(rulesIn(text)).toContain(rule);
     });
   }
+
+  it('finds a DeepSeek key whose random hex happens to repeat digits, not a placeholder of one digit or one word', () => {
+    // About one key in 250 has 3.2 bits of entropy or less: drawn until one does.
+    let body = randomBytes(16).toString('hex');
+    while (entropy(body) > 3.2) body = randomBytes(16).toString('hex');
+    expect(rulesIn(`deepseek_api_key = "sk-${body}"\n`)).toContain('deepseek-key');
+    expect(rulesIn(`deepseek_api_key = "sk-${'0'.repeat(32)}"\n`)).not.toContain('deepseek-key');
+    expect(rulesIn(`deepseek_api_key = "sk-${'deadbeef'.repeat(4)}"\n`)).not.toContain('deepseek-key');
+  });
 
   const notFound: [string, string][] = [
     ['a Stripe test key from the documentation', 'sk_test_4eC39HqLyjWDarjtT1zdp7dc'],
