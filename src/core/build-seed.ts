@@ -592,7 +592,9 @@ async function packSourceArchive(plan: SourcePlan, destination: string, gate: Le
   let packed = 0;
   const stream = streamSourceArchive(plan, {
     onEntryStart: (entry) => {
-      if (entry.type === 'file') scanners.set(entry.path, gate.open({ path: `source/${plan.fileName}`, inner: `${plan.topFolder}/${entry.path}`, repoPath: entry.path, size: entry.size }));
+      if (entry.type === 'file') {
+        scanners.set(entry.path, gate.open({ path: `source/${plan.fileName}`, inner: `${plan.topFolder}/${entry.path}`, repoPath: entry.path, size: entry.size, ...(entry.gitCrypt ? { gitCrypt: true } : {}) }));
+      }
     },
     onEntryChunk: (entry, chunk) => {
       scanners.get(entry.path)?.update(chunk);

@@ -25,9 +25,9 @@ const GIT_ENV: NodeJS.ProcessEnv = {
 };
 
 /** Runs git in `cwd`; a git that is missing becomes a UsageError that names --plain-folder. */
-export async function runGit(cwd: string, args: readonly string[], options: { reject?: boolean } = {}): Promise<RunResult> {
+export async function runGit(cwd: string, args: readonly string[], options: { reject?: boolean; input?: string } = {}): Promise<RunResult> {
   try {
-    return await run('git', ['-c', 'core.quotePath=false', ...args], { cwd, env: GIT_ENV, reject: options.reject, timeout: 300_000 });
+    return await run('git', ['-c', 'core.quotePath=false', ...args], { cwd, env: GIT_ENV, reject: options.reject, timeout: 300_000, ...(options.input !== undefined ? { input: options.input } : {}) });
   } catch (error) {
     if (error instanceof CommandError && error.code === null && /could not be started/.test(error.message)) {
       throw new UsageError(`git is not installed, so ${cwd} cannot be archived from its git work tree: install git, or pass --plain-folder to archive the folder as it is.`, [], { cause: error });
@@ -106,6 +106,23 @@ export interface IndexEntry {
 }
 
 /** What the index tracks under `prefix`; conflicted paths (several stages) appear once. */
+/**
+ * The files among `fullNames` (paths from the work tree's top) that git-crypt encrypts: their `filter`
+ * attribute is `git-crypt` (or `git-crypt-KEYNAME`), as git itself reads every `.gitattributes`,
+ * `.git/info/attributes` and the user's attributes file. In an unlocked work tree those files are plaintext.
+ */
+export async function listGitCrypt(toplevel: string, fullNames: readonly string[]): Promise<Set<string>> {
+  const governed = new Set<string>();
+  if (fullNames.length === 0) return governed;
+  const result = await runGit(toplevel, ['check-attr', '-z', '--stdin', 'filter'], { input: fullNames.map((name) => `${name}\0`).join('') });
+  const fields = splitNul(result.stdout, toplevel);
+  for (let index = 0; index + 2 < fields.length; index += 3) {
+    const value = fields[index + 2]!;
+    if (value === 'git-crypt' || value.startsWith('git-crypt-')) governed.add(fields[index]!);
+  }
+  return governed;
+}
+
 export async function listIndex(toplevel: string, prefix: string): Promise<IndexEntry[]> {
   const result = await runGit(toplevel, ['ls-files', '-z', '--stage', '--full-name', ...pathspec(prefix)]);
   const seen = new Set<string>();

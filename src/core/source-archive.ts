@@ -4,13 +4,14 @@
  * exactly how it differs from the commit. Two builds of the same tree give the same bytes.
  */
 import { constants as fsConstants } from 'node:fs';
-import { lstat, open, readdir, readlink, realpath, stat } from 'node:fs/promises';
+import { lstat, open, readdir, readFile, readlink, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform, pipeline, type TransformCallback } from 'node:stream';
 import { createGzip, constants as zlibConstants } from 'node:zlib';
 import { UsageError } from '../errors.js';
 import { encodeTarHeader, tarEntryBytes, tarPadding, TAR_END, type TarHeaderInput } from './source-archive-tar.js';
-import { headCommit, listChangedSinceHead, listIndex, listUntracked, locateWorkTree } from './source-archive-git.js';
+import { headCommit, listChangedSinceHead, listGitCrypt, listIndex, listUntracked, locateWorkTree } from './source-archive-git.js';
+import { gitAttributesOf, isGitCryptPath } from './scan/rules/git-crypt.js';
 
 export interface SourceArchiveOptions {
   /**
@@ -43,6 +44,8 @@ export interface SourceEntry {
   linkTarget?: string;
   /** Where the entry is on disk. */
   absPath: string;
+  /** A file its `.gitattributes` give to git-crypt (the leak gate wants it to be git-crypt ciphertext). */
+  gitCrypt?: true;
 }
 
 export interface SourcePlan {
@@ -109,6 +112,8 @@ interface Collected {
   untrackedIncluded: string[];
   untrackedExcluded: number;
   submodules: string[];
+  /** Candidate paths git-crypt encrypts (see listGitCrypt). */
+  gitCrypt: Set<string>;
 }
 
 function isGitName(component: string): boolean {
@@ -168,11 +173,16 @@ async function collectGitTree(toplevel: string, prefix: string, into: string, op
   ]);
 
   const gitlinks: string[] = [];
+  /** Archived files by their name in the work tree, for git's reading of their attributes. */
+  const archived = new Map<string, string>();
   for (const entry of index) {
     const relative = within(entry.path);
     if (relative === null || hasGitComponent(relative)) continue;
     if (entry.mode === '160000') gitlinks.push(relative);
-    else collected.candidates.push({ path: into + relative, absPath: path.join(toplevel, entry.path) });
+    else {
+      collected.candidates.push({ path: into + relative, absPath: path.join(toplevel, entry.path) });
+      archived.set(entry.path, into + relative);
+    }
   }
   for (const fullName of changed) {
     const relative = within(fullName);
@@ -192,12 +202,14 @@ async function collectGitTree(toplevel: string, prefix: string, into: string, op
       const relative = within(fullName);
       if (relative === null || hasGitComponent(relative)) continue;
       collected.candidates.push({ path: into + relative, absPath: path.join(toplevel, fullName) });
+      archived.set(fullName, into + relative);
       collected.untrackedIncluded.push(into + relative);
       collected.changed.add(into + relative);
     }
   } else {
     collected.untrackedExcluded += untrackedFiles.length + nestedRepositories.length;
   }
+  for (const fullName of await listGitCrypt(toplevel, [...archived.keys()])) collected.gitCrypt.add(archived.get(fullName)!);
 
   if (gitlinks.length === 0) return;
   if (options.submodules === 'refuse') {
@@ -292,6 +304,26 @@ async function toEntries(root: string, collected: Collected): Promise<SourceEntr
 }
 
 /**
+ * Marks the files git-crypt encrypts: as git read their attributes (work trees), or as the folder's
+ * own `.gitattributes` read (a plain folder, perhaps an unpacked copy of a git-crypt repository).
+ */
+async function markGitCrypt(entries: SourceEntry[], collected: Collected, plainFolder: boolean): Promise<void> {
+  if (plainFolder) {
+    const files: { dir: string; text: string }[] = [];
+    for (const entry of entries) {
+      if (entry.type !== 'file' || path.posix.basename(entry.path) !== '.gitattributes') continue;
+      const text = await readFile(entry.absPath, 'utf8');
+      const dir = path.posix.dirname(entry.path);
+      if (text.includes('filter')) files.push({ dir: dir === '.' ? '' : dir, text });
+    }
+    if (files.length === 0) return;
+    const attributes = gitAttributesOf(files);
+    for (const entry of entries) if (entry.type === 'file' && isGitCryptPath(attributes, entry.path)) collected.gitCrypt.add(entry.path);
+  }
+  for (const entry of entries) if (entry.type === 'file' && collected.gitCrypt.has(entry.path)) entry.gitCrypt = true;
+}
+
+/**
  * Lists what would be archived, without reading any content. Throws UsageError when the path is
  * missing, is not a git work tree (unless plainFolder), is a bare repository, has no commit yet,
  * has a refused or uninitialized submodule, or holds nothing to archive.
@@ -303,7 +335,7 @@ export async function planSourceArchive(options: SourceArchiveOptions): Promise<
   if (!info.isDirectory()) throw new UsageError(`${given} is not a folder: --repo takes the folder of the configuration repository.`);
   const root = await realpath(given);
   const name = sanitizeArchiveName(options.name ?? path.basename(root));
-  const collected: Collected = { candidates: [], folders: new Set(), changed: new Set(), untrackedIncluded: [], untrackedExcluded: 0, submodules: [] };
+  const collected: Collected = { candidates: [], folders: new Set(), changed: new Set(), untrackedIncluded: [], untrackedExcluded: 0, submodules: [], gitCrypt: new Set() };
 
   const location = await locateWorkTree(root).catch((error: unknown) => {
     // Without git, a plain folder can still be archived.
@@ -340,6 +372,7 @@ export async function planSourceArchive(options: SourceArchiveOptions): Promise<
   }
 
   const entries = await toEntries(root, collected);
+  await markGitCrypt(entries, collected, location.kind === 'not-a-repository');
   if (!entries.some((entry) => entry.type !== 'directory')) {
     const hint = collected.untrackedExcluded > 0 ? ` (${collected.untrackedExcluded} untracked files were left out: commit them or include untracked files)` : '';
     throw new UsageError(`There is nothing to archive in ${given}: no files${location.kind === 'work-tree' ? ' tracked by git' : ''}${hint}.`);

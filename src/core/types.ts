@@ -76,6 +76,8 @@ export interface ScanTarget {
   repoPath?: string;
   /** The file's size, when known (lets scanners pick a strategy). */
   size?: number;
+  /** Its `.gitattributes` give it to git-crypt: unless it is git-crypt ciphertext, it is a finding. */
+  gitCrypt?: boolean;
 }
 
 /** The leak gate the build runs every written byte through. */

@@ -11,6 +11,7 @@ import { fingerprint } from './rules/fingerprint.js';
 import { isPlainText, isQuietText as isQuietTextCore, SPECIAL_NAME_END } from './quiet-text.js';
 import { looksLikeSecretValue, secretFileKind, soleLine } from './rules/named-secrets.js';
 import { binaryKeyFile, textKeyFile } from './rules/key-files.js';
+import { gitCryptPlaintextFinding, isGitCryptCiphertext } from './rules/git-crypt.js';
 import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
@@ -66,16 +67,24 @@ export interface FileTarget {
   sopsGoverned?: boolean;
   /** Bytes that are no file's (see Member.raw): never taken for a filesystem the scan does not open. */
   raw?: true;
+  /** Its `.gitattributes` give it to git-crypt: unless it is git-crypt ciphertext, it is a finding. */
+  gitCrypt?: boolean;
 }
 
 /** Everything a file scan learned; `unencrypted` feeds `.sops.yaml` checks made after the walk. */
 export interface FileResult {
   findings: Finding[];
   problems: Problem[];
-  /** Set when the file has no SOPS metadata and is not age ciphertext (a rule may demand it). */
-  unencrypted?: { fingerprint: string; inner?: string };
+  /**
+   * Set when the file has no SOPS metadata and is neither age nor git-crypt ciphertext (a rule may
+   * demand it). `streamed`: a file over FULL_SCAN_LIMIT, whose SOPS metadata was not looked for (only
+   * git-crypt's rule applies) and whose fingerprint is that of its size and first bytes.
+   */
+  unencrypted?: { fingerprint: string; inner?: string; streamed?: true };
   /** Set when this file is itself a `.sops.yaml`: its text, for the walk that checks the files it governs. */
   sopsConfigs: { name: string; text: string }[];
+  /** Set when this file is a `.gitattributes`: its text, for the walk that checks what git-crypt governs. */
+  gitAttributes?: string;
   files: number;
 }
 
@@ -171,6 +180,8 @@ export class FileScanner implements ContentScanner {
   private total = 0;
   /** Set when the bytes are a filesystem whose files are not opened (see formats/filesystems.ts). */
   private unopened: Finding | undefined;
+  /** A streamed file's first bytes, up to 64 KiB: whether it is ciphertext, and its fingerprint with its size. */
+  private streamHead: Buffer | undefined;
 
   constructor(
     private readonly environment: ScanEnvironment,
@@ -288,6 +299,7 @@ export class FileScanner implements ContentScanner {
     const first = !this.headScanned;
     if (first) {
       this.headScanned = true;
+      this.streamHead = Buffer.from(chunk.subarray(0, 65536));
       this.utf16 = detectUtf16(chunk.subarray(0, 4096));
       this.checkFilesystem(chunk);
     }
@@ -384,6 +396,11 @@ export class FileScanner implements ContentScanner {
     const result: FileResult = { findings: [], problems: [], sopsConfigs: [], files: 1 };
     this.scanWindow(undefined, this.windowTail);
     this.raw?.flush();
+    const head = this.streamHead ?? Buffer.alloc(0);
+    if (this.target.sopsGoverned !== false && !isGitCryptCiphertext(head) && !isAgeCiphertext(head)) {
+      const contentFingerprint = fingerprint('sops-unencrypted-file', Buffer.concat([Buffer.from(`${this.total}:`), head]));
+      result.unencrypted = { fingerprint: contentFingerprint, streamed: true, ...(this.target.inner !== undefined ? { inner: this.target.inner } : {}) };
+    }
     return result;
   }
 
@@ -442,6 +459,9 @@ export class FileScanner implements ContentScanner {
     }
     if (this.unopened) result.findings.push(this.unopened);
     this.applyRules(result);
+    if (this.target.gitCrypt && result.unencrypted) {
+      result.findings.push({ ...gitCryptPlaintextFinding(this.target.path, this.target.inner, result.unencrypted.fingerprint), ...this.place });
+    }
     for (const finding of result.findings) {
       const reason = this.environment.allow.get(finding.fingerprint);
       if (reason !== undefined) finding.allowed = { reason };
@@ -491,7 +511,9 @@ export class FileScanner implements ContentScanner {
       if (textKey) this.record(textKey, 0, 1);
     }
     // Most names cannot be special: one test on the path before the basename is cut out.
-    const name = SPECIAL_NAME_END.test(this.target.inner ?? this.target.path) ? this.name : '';
+    // Git-crypt ciphertext is random bytes under the secret's own name (`id_ed25519`, `luks.key`):
+    // the rules that go by a file's name do not apply to it.
+    const name = SPECIAL_NAME_END.test(this.target.inner ?? this.target.path) && !(binary && isGitCryptCiphertext(content)) ? this.name : '';
     if (SSH_KEY_NAME.test(name) && content.length > 0) {
       const alreadyKey = [...(this.hits?.values() ?? [])].some((finding) => finding.kind === 'private-key');
       if (!alreadyKey) {
@@ -528,11 +550,12 @@ export class FileScanner implements ContentScanner {
         this.record({ rule: 'secret-named-file', kind, secret: value, start: 0, end: value.length, note: 'a file named like a secret that holds one line' }, 0, 1);
       }
     }
+    if (!binary && (this.target.inner ?? this.target.path).endsWith('.gitattributes') && this.name === '.gitattributes') result.gitAttributes = content.toString('utf8');
     if (name === '.sops.yaml' || name === '.sops.yml') {
       result.sopsConfigs.push({ name: this.target.inner ?? this.target.path, text: content.toString('utf8') });
       return;
     }
-    if (binary || utf16 ? isAgeCiphertext(content) : latin1.startsWith(AGE_BINARY) || latin1.startsWith(AGE_ARMOR)) return;
+    if (binary || utf16 ? isAgeCiphertext(content) || isGitCryptCiphertext(content) : latin1.startsWith(AGE_BINARY) || latin1.startsWith(AGE_ARMOR)) return;
     // The prefilter sees the same ASCII in the latin1 view as in UTF-8: decode only when it passes.
     const analysis = !binary && mayHoldSopsMetadata(text) ? analyzeSops(utf16 ? text.replace(/^\ufeff/, '') : content.toString('utf8')) : undefined;
     if (analysis?.hasMetadata) {
@@ -557,7 +580,7 @@ export class FileScanner implements ContentScanner {
   /** `.sops.yaml` given to the gate: a file it says must be encrypted, and is not, is a finding. */
   private applyRules(result: FileResult): void {
     const config = this.environment.sopsConfig;
-    if (!config || this.target.repoPath === undefined || !result.unencrypted) return;
+    if (!config || this.target.repoPath === undefined || !result.unencrypted || result.unencrypted.streamed) return;
     if (!mustBeEncrypted(config, this.target.repoPath)) return;
     result.findings.push({ ...unencryptedFinding(this.target.path, this.target.inner, this.target.repoPath, result.unencrypted.fingerprint), ...this.place });
   }

@@ -4,7 +4,8 @@
  * archives for `dubnium-seed scan` and `verify`. See README "Leak gate" for what is found and why.
  */
 import { blockDeviceSizeSync } from './formats/byte-source.js';
-import { lstatSync, readdirSync, readlinkSync, type Dirent } from 'node:fs';
+import { closeSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, type Dirent } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { availableParallelism, homedir } from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../../errors.js';
@@ -15,6 +16,7 @@ import { scanTasks, startHelpers, WORKER_MIN_FILES, type Helpers } from './readi
 import type { FileTask } from './reading/file-task.js';
 import { startReadAhead, stopReadAhead, type ReadAhead } from './reading/read-ahead.js';
 import { mustBeEncrypted, parseSopsConfig, type SopsConfig } from './rules/sops.js';
+import { gitAttributesOf, gitCryptPlaintextFinding, isGitCryptCiphertext, isGitCryptPath } from './rules/git-crypt.js';
 import type { DecryptionIdentity } from './rules/operator-secrets.js';
 import type { SopsFileRef } from './rules/sops-values.js';
 import type { ScanLimits } from './reading/container-walker.js';
@@ -342,6 +344,7 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
     fileCount += result.files;
   }
   findings.push(...sopsRuleFindings(files, results, roots, environment, problems));
+  findings.push(...gitCryptFindings(files, problems));
 
   for (const finding of findings) {
     const reason = environment.allow.get(finding.fingerprint);
@@ -358,6 +361,67 @@ export async function scanPaths(paths: string[], options: ScanOptions = {}): Pro
     bytes: done,
     operatorSecrets: { enabled: options.operatorSecrets !== false, loaded, ...(notes.length > 0 ? { notes } : {}) },
   };
+}
+
+/**
+ * Files a `.gitattributes` of the scanned tree gives to git-crypt, and that are not git-crypt
+ * ciphertext: a work tree left unlocked. Only those files are read again, their first bytes and, for
+ * the fingerprint, their content.
+ */
+function gitCryptFindings(files: WalkEntry[], problems: Problem[]): Finding[] {
+  const byRoot = new Map<number, WalkEntry[]>();
+  for (const entry of files) {
+    const relative = entry.relative;
+    if (relative === undefined || relative.startsWith('.git/') || relative.includes('/.git/')) continue;
+    let list = byRoot.get(entry.rootIndex);
+    if (!list) byRoot.set(entry.rootIndex, (list = []));
+    list.push(entry);
+  }
+  const out: Finding[] = [];
+  for (const entries of byRoot.values()) {
+    const texts: { dir: string; text: string }[] = [];
+    for (const entry of entries) {
+      if (!/(^|\/)\.gitattributes$/.test(entry.relative!)) continue;
+      try {
+        const text = readFileSync(entry.full, 'utf8');
+        const dir = path.posix.dirname(entry.relative!);
+        if (text.includes('filter')) texts.push({ dir: dir === '.' ? '' : dir, text });
+      } catch (error) {
+        problems.push({ path: entry.reported, message: `cannot read .gitattributes: ${(error as Error).message}` });
+      }
+    }
+    if (texts.length === 0) continue;
+    const attributes = gitAttributesOf(texts);
+    for (const entry of entries) {
+      if (!isGitCryptPath(attributes, entry.relative!)) continue;
+      try {
+        const content = fileDigest(entry.full);
+        if (!content.gitCrypt) out.push(gitCryptPlaintextFinding(entry.reported, undefined, `sops-unencrypted-file:${content.sha256.slice(0, 16)}`));
+      } catch (error) {
+        problems.push({ path: entry.reported, message: `cannot read it to check that git-crypt encrypted it: ${(error as Error).message}` });
+      }
+    }
+  }
+  return out;
+}
+
+/** Whether a file begins as git-crypt ciphertext, and its SHA-256, read in 1 MiB pieces. */
+function fileDigest(file: string): { gitCrypt: boolean; sha256: string } {
+  const descriptor = openSync(file, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(1024 * 1024);
+    const hash = createHash('sha256');
+    let gitCrypt: boolean | undefined;
+    for (;;) {
+      const read = readSync(descriptor, buffer, 0, buffer.length, null);
+      if (read === 0) break;
+      gitCrypt ??= isGitCryptCiphertext(buffer.subarray(0, read));
+      hash.update(buffer.subarray(0, read));
+    }
+    return { gitCrypt: gitCrypt ?? false, sha256: hash.digest('hex') };
+  } finally {
+    closeSync(descriptor);
+  }
 }
 
 /**
@@ -395,7 +459,7 @@ function sopsRuleFindings(files: WalkEntry[], results: (FileResult | undefined)[
   const out: Finding[] = [];
   files.forEach((entry, index) => {
     const unencrypted = results[index]?.unencrypted;
-    if (!unencrypted || entry.relative === undefined) return;
+    if (!unencrypted || unencrypted.streamed || entry.relative === undefined) return;
     let dir = path.posix.dirname(entry.relative);
     for (;;) {
       const config = configs.get(`${entry.rootIndex}:${dir}`);

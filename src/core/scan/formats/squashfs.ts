@@ -309,19 +309,27 @@ function walkFiles(image: Image, signal: AbortSignal | undefined): AsyncGenerato
 const SOPS_CONFIG_NAME = /\/\.sops\.ya?ml$/;
 
 /**
- * Whether a regular file in the image is named `.sops.yaml` or `.sops.yml`: the directories are
- * read, no file's inode. Without one, no member's content fingerprint is needed (it serves only the
- * rules of a `.sops.yaml` among a container's members), and the walker is told so. A directory
- * table that cannot be read answers yes: the walk itself then reports what it cannot read.
+ * Which members' content fingerprints may be needed, from the names in the image (the directories
+ * are read, no file's inode): every member's when a file is named `.sops.yaml` or `.sops.yml` (the
+ * rules of a `.sops.yaml` among a container's members), those beside and below a `.gitattributes`
+ * (which may give them to git-crypt), none otherwise; the walker is told so. A directory table that
+ * cannot be read answers all: the walk itself then reports what it cannot read.
  */
-async function holdsSopsConfig(image: Image, signal: AbortSignal | undefined): Promise<boolean> {
+async function governance(image: Image, signal: AbortSignal | undefined): Promise<(name: string) => boolean> {
+  const attributeDirs: string[] = [];
   try {
-    for await (const entry of walkTree(image, signal, false)) if (SOPS_CONFIG_NAME.test(entry.name)) return true;
-    return false;
+    for await (const entry of walkTree(image, signal, false)) {
+      if (SOPS_CONFIG_NAME.test(entry.name)) return () => true;
+      if (entry.name.endsWith('/.gitattributes')) attributeDirs.push(entry.name.slice(0, -'.gitattributes'.length));
+    }
   } catch (error) {
     if (signal?.aborted) throw signal.reason;
-    return true;
+    return () => true;
   }
+  // A `.gitattributes` may give the files beside and below it to git-crypt: their content is
+  // fingerprinted, for the walk that checks they are ciphertext.
+  if (attributeDirs.length === 0) return () => false;
+  return (name) => attributeDirs.some((dir) => name.startsWith(dir));
 }
 
 /** The tree walk under walkFiles; with `withInodes` false, files are named without their inodes. */
@@ -672,7 +680,7 @@ async function* squashfsMembers(input: ByteSource | AsyncIterable<Buffer>, conte
   const threads = Math.max(1, availableParallelism());
   const own = context.decoder ? undefined : createBlockPool(threads);
   const pool: BlockPool = context.decoder ?? own!;
-  const ungoverned = !(await holdsSopsConfig(image, context.signal));
+  const governed = await governance(image, context.signal);
   const walk = walkFiles(image, context.signal);
   const jobsUpTo = context.jobsUpTo ?? -1;
   const ahead = new ReadAhead(image, pool, walk, Math.max(8, threads * 6), context.signal, jobsUpTo);
@@ -698,7 +706,7 @@ async function* squashfsMembers(input: ByteSource | AsyncIterable<Buffer>, conte
         yield {
           name,
           size: inode.size,
-          ...(ungoverned ? { sopsGoverned: false as const } : {}),
+          ...(governed(name) ? {} : { sopsGoverned: false as const }),
           ...(job ? { job } : {}),
           stream: () => {
             // A walker that asks for jobs scans every job it is offered (see FormatContext.jobsUpTo).
@@ -714,7 +722,7 @@ async function* squashfsMembers(input: ByteSource | AsyncIterable<Buffer>, conte
       yield {
         name,
         size: inode.size,
-        ...(ungoverned ? { sopsGoverned: false as const } : {}),
+        ...(governed(name) ? {} : { sopsGoverned: false as const }),
         stream: () => {
           if (streamed) throw new Error(`squashfs: ${name} was already streamed`);
           streamed = true;

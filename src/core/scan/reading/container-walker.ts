@@ -16,6 +16,7 @@ import { decompressBlock } from '../decompress/block.js';
 import { detectFormat, FormatError, HEAD_BYTES, type BlockDecoder, type ByteSource, type FormatContext, type FormatHandler, type UnscannedReason } from '../formats/index.js';
 import { fingerprint, sha256Hex } from '../rules/fingerprint.js';
 import { mustBeEncrypted, parseSopsConfig } from '../rules/sops.js';
+import { gitAttributesOf, gitCryptPlaintextFinding, isGitCryptPath } from '../rules/git-crypt.js';
 import { BufferSource, FileSource, Spool } from './byte-source.js';
 import { chainOf, unscannedFinding } from './unscanned.js';
 import { MemberPool } from './member-pool.js';
@@ -340,17 +341,43 @@ interface MemberResult {
   name: string;
   result?: FileResult;
   fingerprint?: string;
+  /** The fingerprint is a streamed file's (see FileResult.unencrypted): not for `.sops.yaml` rules. */
+  streamed?: true;
 }
 
 /** Keeps what `result` (of member `seq`) needs to be kept; returns the files it counts when it is not kept. */
 function keepMember(members: MemberResult[], seq: number, name: string, result: FileResult): number {
-  if (result.files !== 1 || result.findings.length > 0 || result.problems.length > 0 || result.sopsConfigs.length > 0) {
+  if (result.files !== 1 || result.findings.length > 0 || result.problems.length > 0 || result.sopsConfigs.length > 0 || result.gitAttributes !== undefined) {
     members.push({ seq, name, result });
     return 0;
   }
   if (!result.unencrypted) return 1;
-  members.push({ seq, name, fingerprint: result.unencrypted.fingerprint });
+  members.push({ seq, name, fingerprint: result.unencrypted.fingerprint, ...(result.unencrypted.streamed ? { streamed: true as const } : {}) });
   return 0;
+}
+
+/**
+ * Applies `.gitattributes` files found among a container's members: a member they give to git-crypt
+ * that is not git-crypt ciphertext (nor SOPS or age ciphertext) is a finding. Paths are the members'
+ * names, each file governing its own folder and below, as in the work tree the archive was made from.
+ */
+function applyMemberGitCrypt(members: MemberResult[], parent: FileTarget, out: FileResult): void {
+  // Names as paths from the container's top (a filesystem's members are named from `/`).
+  const relative = (name: string) => name.replace(/^\/+/, '');
+  const files = members.flatMap((member) => {
+    const text = member.result?.gitAttributes;
+    if (text === undefined || !/(^|\/)\.gitattributes$/.test(member.name) || !text.includes('filter')) return [];
+    const dir = path.posix.dirname(relative(member.name));
+    return [{ dir: dir === '.' ? '' : dir, text }];
+  });
+  if (files.length === 0) return;
+  const attributes = gitAttributesOf(files);
+  for (const member of members) {
+    const fingerprint = member.fingerprint ?? member.result?.unencrypted?.fingerprint;
+    if (fingerprint === undefined || !isGitCryptPath(attributes, relative(member.name))) continue;
+    const finding = gitCryptPlaintextFinding(parent.path, joinInner(parent.inner, member.name), fingerprint);
+    out.findings.push({ ...finding, chain: [...(chainOf(parent) ?? []), member.name] });
+  }
 }
 
 /** Applies `.sops.yaml` files found among a container's members to the members they govern. */
@@ -366,6 +393,7 @@ function applyMemberSopsRules(members: MemberResult[], parent: FileTarget, out: 
     }
     const dir = path.posix.dirname(config.name);
     for (const member of members) {
+      if (member.streamed || member.result?.unencrypted?.streamed) continue;
       const fingerprint = member.fingerprint ?? member.result?.unencrypted?.fingerprint;
       if (fingerprint === undefined) continue;
       const relative = dir === '.' ? member.name : member.name.startsWith(`${dir}/`) ? member.name.slice(dir.length + 1) : undefined;
@@ -497,6 +525,7 @@ async function openContainer(walk: Walk, format: FormatHandler, input: Input, ta
     out.files += result.files;
   }
   applyMemberSopsRules(members, target, out);
+  applyMemberGitCrypt(members, target, out);
   return out;
 }
 

@@ -31,7 +31,7 @@ export const NOTHING: FileResult = Object.freeze({ findings: [], problems: [], s
 
 /** True when a result carries nothing `scanPaths` needs beyond "one clean file". */
 export function isNothing(result: FileResult): boolean {
-  return result.files === 1 && result.findings.length === 0 && result.problems.length === 0 && result.sopsConfigs.length === 0 && result.unencrypted === undefined;
+  return result.files === 1 && result.findings.length === 0 && result.problems.length === 0 && result.sopsConfigs.length === 0 && result.unencrypted === undefined && result.gitAttributes === undefined;
 }
 
 let readBuffer: Buffer | undefined;

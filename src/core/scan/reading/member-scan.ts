@@ -79,7 +79,7 @@ export class MemberScanner {
       const message = broken.message.startsWith('squashfs:') ? broken.message : `squashfs: ${broken.message}`;
       result.findings.push(unscannedFinding(job.target, broken.reason, message));
     }
-    if (result.unencrypted && result.findings.length === 0 && result.problems.length === 0 && result.sopsConfigs.length === 0 && result.files === 1) {
+    if (result.unencrypted && result.findings.length === 0 && result.problems.length === 0 && result.sopsConfigs.length === 0 && result.gitAttributes === undefined && result.files === 1) {
       // Clean, with only the fingerprint a `.sops.yaml` among its siblings may ask for: sent as that.
       return result.unencrypted.fingerprint;
     }

@@ -9,6 +9,7 @@
  */
 import { nodeCrypto } from './fingerprint.js';
 import type { RawHit } from './rules.js';
+import { gitCryptKeyFile } from './git-crypt.js';
 
 /** A DER length at `offset` (after the tag): value and where the content starts; undefined when malformed. */
 function derLength(bytes: Buffer, offset: number): { length: number; start: number } | undefined {
@@ -330,6 +331,8 @@ export function binaryKeyFile(bytes: Buffer): RawHit | undefined {
       return torSecretKey(bytes);
     case 0x05:
       return kerberosKeytab(bytes);
+    case 0x00:
+      return gitCryptKeyFile(bytes);
     default:
       return first !== undefined && first & 0x80 ? pgpSecretKey(bytes) : undefined;
   }

@@ -10,6 +10,7 @@ import * as L from './literals.js';
 import { nixStoreWriterRule, nixTextAttribute } from './named-secrets.js';
 import { looksLikeToken, serviceRules } from './service-rules.js';
 import { base62, crc32, entropy, isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchesOnLines, nameWords, needleLines, overlapsAny, textyRatio } from './text-util.js';
+import { gitCryptKeyFile } from './git-crypt.js';
 
 /** A match inside one text window; offsets relative to that window. */
 export interface RawHit {
@@ -809,6 +810,9 @@ function base64WrappedRule(text: string, hits: RawHit[], context: TextScanContex
     const runEnd = end;
     if (hits.some((hit) => hit.start <= runStart && hit.end >= runEnd)) continue;
     const decoded = Buffer.from(text.slice(run.start, end), 'base64');
+    // A git-crypt key kept as base64 (`base64 < key`, a CI variable such as GIT_CRYPT_KEY).
+    const gitCryptKey = decoded[0] === 0 ? gitCryptKeyFile(decoded) : undefined;
+    if (gitCryptKey) hits.push({ ...gitCryptKey, start: run.start, end, note: `${gitCryptKey.note}, base64-encoded` });
     if (textyRatio(decoded, 4096) < 0.95) continue;
     const inner = scanText(decoded.toString('latin1'), { ...context, depth: (context.depth ?? 0) + 1 });
     for (const hit of inner) {
