@@ -609,6 +609,8 @@ function nixPasswordRule(text: string, hits: RawHit[]): void {
     const value = match[3]!;
     if (/hash|file|path|command|length|prompt|policy/i.test(name) || value === '' || isTemplateValue(value) || isDescriptivePlaceholder(value)) continue;
     if (/^(?:x+|\*+|\.+|…|changeme|password|example|placeholder|secret|hunter2)$/i.test(value)) continue;
+    // An empty string of the language the setting is written into (`password = "''"`: none, for Jupyter).
+    if (/^(?:''|""|\\"\\")$/.test(value)) continue;
     if (isCryptHash(value, text, match.index)) continue;
     const start = match.index + match[0].lastIndexOf(`"${value}"`) + 1;
     hits.push({ rule: 'nix-plaintext-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: `option ${name}` });

@@ -352,6 +352,9 @@ export function looksLikeToken(value: string): boolean {
   if (!/^[A-Za-z0-9+/=_.:~-]+$/.test(value)) return false;
   // A GnuPG key id or fingerprint (`SIGNING_KEY = "823566455E49DDC6..."`) names a public key.
   if (/^(?:[0-9A-F]{16}|[0-9A-F]{40})$/.test(value)) return false;
+  // A GitHub App's or OAuth App's client ID (`Iv1.` and 16 hex, `Iv23li`/`Ov23li` and 14 more) is
+  // public: the page that asks a user to authorize the app shows it.
+  if (/^(?:Iv1\.[0-9a-f]{16}|[IO]v2\dli[A-Za-z0-9]{14})$/.test(value)) return false;
   if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 3.5)) return false;
   // Paths, URLs, references (`config.sops.secrets.x.path`) and a Nix cache's public key are not tokens.
   return !(isPathOrUrl(value) || /^[a-z][\w-]*(?:\.[\w-]+){2,}$/i.test(value) || /:[A-Za-z0-9+/]{43}=$/.test(value));
@@ -369,7 +372,8 @@ function envTokenRule(text: string, hits: RawHit[]): void {
   for (const match of matchingLines(text, pattern, ['TOKEN', 'KEY', '_SECRET'])) {
     const name = match[1]!;
     const value = match[3] ?? match[5]!;
-    if (/PUBLIC|PUB_|PUBKEY|_ID_|VERIFY|TRUSTED/.test(name) || !looksLikeToken(value)) continue;
+    // python-social-auth's `SOCIAL_AUTH_<PROVIDER>_KEY` is the OAuth client ID; its `_SECRET` is the secret.
+    if (/PUBLIC|PUB_|PUBKEY|_ID_|VERIFY|TRUSTED/.test(name) || /^SOCIAL_AUTH_\w+_KEY$/.test(name) || !looksLikeToken(value)) continue;
     const start = match.index + match[0].lastIndexOf(value);
     const end = start + value.length;
     // Already a finding of a rule that knows its vendor (a `ghp_` token, an `sk-` key).

@@ -48,6 +48,14 @@ CREATE USER 'x'@'%' IDENTIFIED BY 'changeme';
   });
 });
 
+describe('empty strings of another language', () => {
+  it("`password = \"''\"` (Jupyter's notebook server, no password) is not a password; a real one beside it is", () => {
+    const real = password();
+    const text = `services.jupyter = {\n  password = "''";\n};\nservices.murmur.password = "${real}";\nfoo.password = "\\"\\"";\n`;
+    expect(found(text, 'nix-plaintext-password', true)).toEqual([real]);
+  });
+});
+
 describe('Nix options named by pass or pw', () => {
   it('finds requirePass, olcRootPW, rootpw and adminpass literals in .nix files, also where the file looks quiet', async () => {
     const [a, b, c] = [password(), password(), password()];

@@ -240,6 +240,12 @@ describe('service tokens in environment files', () => {
     expect(hits[0]!.kind).toBe('service-token');
   });
 
+  it("python-social-auth's client secret is reported, its client ID (`…_KEY`) is not", () => {
+    let value = token();
+    while (!tokenShaped(value)) value = token();
+    expect(rulesIn(`SOCIAL_AUTH_GITHUB_KEY = "Ov23liQ8xZr4Tb6Wn2Yk"\nSOCIAL_AUTH_GITHUB_SECRET = "${value}"\n`)).toEqual(['env-token']);
+  });
+
   it('a vendor token under such a name is reported once, by its vendor rule', () => {
     expect(rulesIn(`OPENROUTER_API_KEY=${serviceCredentials().openrouter}\n`)).toEqual(['openrouter-key']);
   });
@@ -260,6 +266,11 @@ describe('service tokens in environment files', () => {
     ['an argon2 hash of the token (as Vaultwarden wants it)', 'ADMIN_TOKEN=$argon2id$v=19$m=65540,t=3,p=4$TkZqT1Zpb3dnQ0hKcG10RjZOUFZHWTZFOVhlTFk3bVNNYlM0bFdHb3kzZz0$fzWizVbndJKOqEeuQ9GKNyorXZVe7rloQBKn4VEKiu4\n'],
     ['a GnuPG key fingerprint', '        SIGNING_KEY = "823566455E49DDC6AE5813048CA13817A54AAB38";\n'],
     ['a GnuPG key id', '        SIGNING_KEY = "C9974EDF9932B558";\n'],
+    // Public identifiers of GitHub apps; python-social-auth names the OAuth client ID `…_KEY`.
+    ['a GitHub OAuth App client ID as python-social-auth names it', '      SOCIAL_AUTH_GITHUB_KEY = "Ov23liQ8xZr4Tb6Wn2Yk"\n'],
+    ['a GitLab client ID as python-social-auth names it', 'SOCIAL_AUTH_GITLAB_KEY=4c1e9d0f2b7a8e3d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170615\n'],
+    ['a GitHub App client ID', 'GITHUB_APP_CLIENT_KEY=Iv23liZ2mW7qT4xK9pLd\n'],
+    ['an older GitHub App client ID', '  GITHUB_OAUTH_KEY = "Iv1.8a61f9b3a7aba766";\n'],
   ])('does not report %s', (_, text) => {
     expect(rulesIn(text)).toEqual([]);
   });
