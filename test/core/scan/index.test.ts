@@ -289,6 +289,23 @@ describe('SOPS awareness', () => {
     expectNoSecretIn(report, ['plain-value', 'example-but-real']);
   });
 
+  it('an empty value beside a sops block is not plaintext (SOPS writes "" as it is), in YAML, JSON and dotenv', async () => {
+    const { root, recipient } = await sopsNixRepo();
+    const meta = (format: 'json' | 'dotenv') => {
+      const mac = encValue();
+      return format === 'json'
+        ? `"sops": {"age": [{"recipient": "${recipient}", "enc": "x"}], "mac": "${mac}", "version": "3.8.1"}`
+        : `sops_age__list_0__map_recipient=${recipient}\nsops_mac=${mac}\nsops_version=3.8.1\n`;
+    };
+    await writeTree(root, {
+      'secrets/empty.yaml': `_netrc: ""\n_gitconfig: ''\nreal: ${encValue()}\n${sopsYamlBlock(recipient)}`,
+      'secrets/empty.json': `{"netrc": "", "real": "${encValue()}", ${meta('json')}}\n`,
+      'secrets/empty.env': `NETRC=\nREAL=${encValue()}\n${meta('dotenv')}`,
+    });
+    const report = await scanPaths([root], quiet);
+    expect(report.findings).toEqual([]);
+  });
+
   it('the gate applies a given .sops.yaml to repoPath, also for archive members', async () => {
     const gate = await createLeakGate({ ...quiet, sopsConfig: 'creation_rules:\n  - path_regex: ^secrets/.*\\.yaml$\n' });
     const open = gate.open({ path: 'source/repo.tar.gz', inner: 'repo/secrets/a.yaml', repoPath: 'secrets/a.yaml' });

@@ -110,7 +110,8 @@ function walkTree(node: unknown, path: string[], meta: SopsMetadata, parentEncry
   }
   if (!parentEncrypted || node === null || node === undefined) return;
   const value = String(node);
-  if (!ENC.test(value)) out.push({ keyPath: path.join('/'), value });
+  // SOPS writes an empty string as it is: there is nothing in it to encrypt.
+  if (value !== '' && !ENC.test(value)) out.push({ keyPath: path.join('/'), value });
 }
 
 function analyzeTree(tree: unknown): SopsAnalysis | undefined {
@@ -141,7 +142,7 @@ function analyzeDotenv(text: string): SopsAnalysis {
     const key = m[1]!;
     if (key.startsWith('sops_')) continue;
     const value = m[2]!.trim().replace(/^(["'])(.*)\1$/, '$2');
-    if (keyIsEncrypted(key, meta) && !ENC.test(value)) plaintext.push({ keyPath: key, value });
+    if (keyIsEncrypted(key, meta) && value !== '' && !ENC.test(value)) plaintext.push({ keyPath: key, value });
   }
   return { hasMetadata, plaintext };
 }
@@ -170,7 +171,7 @@ function analyzeIni(text: string): SopsAnalysis {
     values.push({ key: entry[1]!, value: entry[2]!.trim(), section });
   }
   for (const { key, value, section: name } of values) {
-    if (keyIsEncrypted(key, meta) && !ENC.test(value)) plaintext.push({ keyPath: `${name}/${key}`, value });
+    if (keyIsEncrypted(key, meta) && value !== '' && !ENC.test(value)) plaintext.push({ keyPath: `${name}/${key}`, value });
   }
   return { hasMetadata: true, plaintext };
 }
