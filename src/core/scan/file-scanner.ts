@@ -100,6 +100,12 @@ const WIREGUARD_KEY_FILE = /^\s*([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)\s*$/;
 /** PostgreSQL's password file (`~/.pgpass`, `PGPASSFILE`): `host:port:database:user:password` lines. */
 const PGPASS_NAME = /^\.?pgpass$/;
 const PGPASS_LINE = /^((?:[^:\\\n]|\\.)*:){4}((?:[^:\\\n]|\\.)+)$/gm;
+/**
+ * iwd's network files (`/var/lib/iwd/<SSID>.psk`): the passphrase and the PSK derived from it, in
+ * the `[Security]` section.
+ */
+const IWD_NAME = /\.psk$/;
+const IWD_SECRET = /^(Passphrase|PreSharedKey)=(.+?)\s*$/gm;
 const SSH_KEY_NAME = /^(?:ssh_host_[a-z0-9]+_key|id_(?:rsa|dsa|ecdsa|ed25519|ecdsa_sk|ed25519_sk|xmss))$/;
 /**
  * A key file's name: `key`, `keyfile`, `*.key`, `*_key`, `*-keyfile`, each maybe with `.bin`
@@ -527,6 +533,17 @@ export class FileScanner implements ContentScanner {
         if (password === '*' || match[0].startsWith('#')) continue;
         const start = match.index + match[0].length - password.length;
         this.record({ rule: 'pgpass-password', kind: 'plaintext-password', secret: password, start, end: start + password.length, note: 'a password in a PostgreSQL password file' }, start * (utf16 ? 2 : 1), lineAt(text, start));
+      }
+    }
+    if (IWD_NAME.test(name) && text.includes('[Security]')) {
+      for (const match of text.matchAll(IWD_SECRET)) {
+        const value = match[2]!;
+        const raw = match[1] === 'PreSharedKey';
+        if (raw ? !/^[0-9a-fA-F]{64}$/.test(value) : value.length < 8 || value.length > 63 || looksLikePlaceholder(value, 2)) continue;
+        const start = match.index + match[0].indexOf('=') + 1;
+        // Reported as what it is, not also as a generic config password.
+        this.hits?.delete(`config-password:${start * (utf16 ? 2 : 1)}`);
+        this.record({ rule: 'wifi-psk', kind: 'wifi-psk', secret: value, start, end: start + value.length, note: `iwd ${match[1]}` }, start * (utf16 ? 2 : 1), lineAt(text, start));
       }
     }
     // `wg genkey > privatekey`: a file that is nothing but a WireGuard (X25519) private key.

@@ -31,7 +31,7 @@ export const URL = 1 << 11;
 export const NIX_CACHE_KEY = 1 << 12;
 /** `private key` in any case, joined by nothing, `_` or `-`. */
 export const PRIVATE_KEY = 1 << 13;
-/** `assword` (also what a `.netrc` entry needs), and `pass` after `-` or `_` (`restic-passphrase`, `luks_pass`: a store file's name). */
+/** `assword` (also what a `.netrc` entry needs), `assphrase`, and `pass` after `-` or `_` (`restic-passphrase`, `luks_pass`: a store file's name). */
 export const PASSWORD = 1 << 14;
 export const NPM = 1 << 15;
 export const PYPI = 1 << 16;
@@ -275,6 +275,8 @@ export function ruleLiterals(text: string): number {
       break;
     }
   }
+  // `passphrase` (iwd's `Passphrase=`, a YAML `passphrase:`), rarer than `assword`: one search when nothing else set the family.
+  if ((mask & PASSWORD) === 0 && text.includes('assphrase')) mask |= PASSWORD;
   // eyJ (a JWT's header)
   for (let at = text.indexOf('J'); at !== -1; at = text.indexOf('J', at + 1)) {
     if (text.charCodeAt(at - 1) === 0x79 && text.charCodeAt(at - 2) === 0x65) {

@@ -551,8 +551,10 @@ const NIX_PASSWORD = /((?:[\w-]+\.)*([A-Za-z_]*[Pp]assword))\s*=\s*"([^"\\$]*)"\
  * (`"password": "s3cr3t",`) and PHP arrays (`'dbpassword' => 's3cr3t',`, Nextcloud's config.php).
  */
 const CONFIG_PASSWORD =
-  /^[ \t-]*["']?((?:[A-Za-z_][\w.-]*?)?(?:[Pp]assword|PASSWORD))["']?[ \t]*(?::|=>|=)[ \t]*(?:"([^"\n]{8,256})"|'([^'\n]{8,256})'|([^\s"'#;,]{8,256}))[ \t]*[,;]?[ \t]*(?:#.*)?$/gm;
+  /^[ \t-]*["']?((?:[A-Za-z_][\w.-]*?)?(?:[Pp]assword|PASSWORD|[Pp]assphrase|PASSPHRASE|[_-](?:pass(?:wd)?|PASS(?:WD)?)))["']?[ \t]*(?::|=>|=)[ \t]*(?:"([^"\n]{8,256})"|'([^'\n]{8,256})'|([^\s"'#;,]{8,256}))[ \t]*[,;]?[ \t]*(?:#.*)?$/gm;
 
+/** What every CONFIG_PASSWORD match holds (its lines are also where sqlPasswordRule looks for `PASSWORD`). */
+const CONFIG_PASSWORD_NEEDLES = ['assword', 'ASSWORD', 'assphrase', 'ASSPHRASE', '_pass', '-pass', '_PASS', '-PASS'];
 const CONFIG_PASSWORD_NOT = new Set(['encrypted', 'file', 'path', 'command', 'cmd', 'length', 'prompt', 'policy', 'min', 'max', 'required', 'enable', 'enabled', 'field', 'type', 'reset', 'url', 'salt', 'env', 'var', 'regex', 'pattern', 'label']);
 
 /** A password element in XML (`<Password>s3cr3t</Password>`, `<db_password>…</db_password>`), on one line. */
@@ -600,6 +602,8 @@ function nixPasswordRule(text: string, hits: RawHit[]): void {
     if (text.charCodeAt(after) !== 0x3d) continue;
     let pathStart = at - 1;
     while (pathStart > 0 && at - pathStart < 4096 && isNameChar(text.charCodeAt(pathStart - 1))) pathStart--;
+    // After a quoted attribute name (`profiles.vpn."vpn-secrets".password`) the path goes on from its dot.
+    if (text.charCodeAt(pathStart) === 0x2e) pathStart++;
     if (pathStart < scannedTo) continue;
     NIX_PASSWORD.lastIndex = pathStart;
     const match = NIX_PASSWORD.exec(text);
@@ -920,8 +924,8 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
   serviceRules(text, hits, families);
   // After the Nix and environment-file rules: a line they reported is not reported again.
   if (families & (L.PASSWORD | L.ENV_PASSWORD)) {
-    // The lines holding `assword`, found once for both rules.
-    const lines = needleLines(text, ['assword', 'ASSWORD']);
+    // The lines holding `assword` (or another name for a password), found once for both rules.
+    const lines = needleLines(text, CONFIG_PASSWORD_NEEDLES);
     configPasswordRule(text, hits, lines);
     sqlPasswordRule(text, hits, lines);
   }

@@ -93,3 +93,45 @@ describe('Nix options named by pass or pw', () => {
     expect(found(text, 'nix-plaintext-password', true)).toEqual([]);
   });
 });
+
+describe('passwords under other names', () => {
+  it('config keys ending in _pass, -pass, _passwd or passphrase, in TOML, YAML, INI and PHP; not their lengths, files or flags', () => {
+    const values = Array.from({ length: 6 }, () => password());
+    const text = `smtp_pass = "${values[0]}"
+db-pass: ${values[1]}
+LDAP_BIND_PASSWD=${values[2]}
+passphrase: ${values[3]}
+    "ldap_bind_pass" => '${values[4]}',
+[Security]
+Passphrase=${values[5]}
+min_pass_length = 12345678
+smtp_pass_file = /run/secrets/smtp
+allow_pass = false
+bypass = ${password()}
+`;
+    expect(found(text, 'config-password')).toEqual(values);
+  });
+
+  it('a password after a quoted attribute name in Nix (`profiles.vpn."vpn-secrets".password`)', () => {
+    const value = password();
+    const text = `networking.networkmanager.ensureProfiles.profiles.vpn."vpn-secrets".password = "${value}";\n`;
+    expect(found(text, 'nix-plaintext-password', true)).toEqual([value]);
+  });
+
+  it("iwd's network files: the passphrase and the pre-shared key are wifi-psk findings, each once", async () => {
+    const root = await tempDir();
+    const passphrase = password(20);
+    const psk = randomBytes(32).toString('hex');
+    await writeTree(root, {
+      'var/lib/iwd/Home Network.psk': `[Security]\nPassphrase=${passphrase}\nPreSharedKey=${psk}\n`,
+      'var/lib/iwd/Open Cafe.open': '[Settings]\nAutoConnect=true\n',
+      // Not iwd's: a `.psk` file without a [Security] section.
+      'notes/readme.psk': '# Passphrase=… lives in the sops file\nsee secrets/wifi.yaml\n',
+    });
+    const report = await scanPaths([root], { operatorSecrets: false });
+    expect(report.findings.map((finding) => [finding.path, finding.rule, finding.line])).toEqual([
+      ['var/lib/iwd/Home Network.psk', 'wifi-psk', 2],
+      ['var/lib/iwd/Home Network.psk', 'wifi-psk', 3],
+    ]);
+  });
+});
