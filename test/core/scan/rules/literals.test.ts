@@ -166,7 +166,9 @@ function around(needles: string[]): string {
 
 describe('rules anchored on their literal find what their single patterns found', () => {
   it('nix-plaintext-password', () => {
-    const old = /(?<![\w.-])((?:[\w-]+\.)*([A-Za-z_]*[Pp]assword))\s*=\s*"([^"\\$]*)"\s*;/g;
+    // The path starts after a character that cannot be in it, or after a lone dot that follows a
+    // quoted attribute name (`profiles.vpn."vpn-secrets".password`).
+    const old = /(?:(?<![\w.-])|(?<=(?:^|[^\w.-])\.))((?:[\w-]+\.)*([A-Za-z_]*[Pp]assword))\s*=\s*"([^"\\$]*)"\s*;/g;
     const values = ['Tq9vLm2Kx8Rw', 'correct horse', 'multi\nline value', 'a$b', ''];
     for (let trial = 0; trial < 20_000; trial++) {
       const text = around(['password', 'Password', 'users.users.x.initialPassword', 'passwordpassword', `password = "${values[randomInt(values.length)]}";`, `x.y.Password="${values[randomInt(values.length)]}" ;`]);
