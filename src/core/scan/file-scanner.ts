@@ -106,6 +106,13 @@ const PGPASS_LINE = /^((?:[^:\\\n]|\\.)*:){4}((?:[^:\\\n]|\\.)+)$/gm;
  */
 const IWD_NAME = /\.psk$/;
 const IWD_SECRET = /^(Passphrase|PreSharedKey)=(.+?)\s*$/gm;
+/**
+ * rclone's config: `pass`/`password`/`password2` hold the remote's password "obscured", that is
+ * AES-CTR with a key every rclone binary carries (`rclone reveal` undoes it): base64url of a
+ * 16-byte IV and the ciphertext.
+ */
+const RCLONE_NAME = /^rclone\.conf$/;
+const RCLONE_PASSWORD = /^[ \t]*(pass|password2?)[ \t]*=[ \t]*([A-Za-z0-9_-]{22,})[ \t]*$/gm;
 const SSH_KEY_NAME = /^(?:ssh_host_[a-z0-9]+_key|id_(?:rsa|dsa|ecdsa|ed25519|ecdsa_sk|ed25519_sk|xmss))$/;
 /**
  * A key file's name: `key`, `keyfile`, `*.key`, `*_key`, `*-keyfile`, each maybe with `.bin`
@@ -544,6 +551,15 @@ export class FileScanner implements ContentScanner {
         // Reported as what it is, not also as a generic config password.
         this.hits?.delete(`config-password:${start * (utf16 ? 2 : 1)}`);
         this.record({ rule: 'wifi-psk', kind: 'wifi-psk', secret: value, start, end: start + value.length, note: `iwd ${match[1]}` }, start * (utf16 ? 2 : 1), lineAt(text, start));
+      }
+    }
+    if (RCLONE_NAME.test(name) && /^[ \t]*type[ \t]*=/m.test(text)) {
+      for (const match of text.matchAll(RCLONE_PASSWORD)) {
+        const value = match[2]!;
+        if (Buffer.from(value, 'base64url').length < 17) continue;
+        const start = match.index + match[0].lastIndexOf(value);
+        this.hits?.delete(`config-password:${start * (utf16 ? 2 : 1)}`);
+        this.record({ rule: 'rclone-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: `rclone's ${match[1]}: obscured, which \`rclone reveal\` undoes` }, start * (utf16 ? 2 : 1), lineAt(text, start));
       }
     }
     // `wg genkey > privatekey`: a file that is nothing but a WireGuard (X25519) private key.

@@ -187,6 +187,29 @@ function armoredKeyRule(text: string, hits: RawHit[]): void {
     hits.push({ rule, kind: 'private-key', secret: der, start: match.index, end, ...(note ? { note } : {}) });
     pattern.lastIndex = Math.max(pattern.lastIndex, end);
   }
+  armoredTokenRule(text, hits);
+}
+
+/**
+ * A token kept in armor: a label that ends in TOKEN, above all cloudflared's `ARGO TUNNEL TOKEN` in
+ * the `cert.pem` that `cloudflared tunnel login` writes (base64 JSON holding the account's API token),
+ * with 32 bytes or more of content.
+ */
+function armoredTokenRule(text: string, hits: RawHit[]): void {
+  const pattern = /-----BEGIN ((?:[A-Z0-9]+ ){0,4}TOKEN)-----/g;
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    const label = match[1]!;
+    const bodyStart = match.index + match[0].length;
+    const endMarker = `-----END ${label}-----`;
+    const endIndex = text.indexOf(endMarker, bodyStart);
+    const bodyEnd = endIndex !== -1 && endIndex - bodyStart < MAX_SECRET_SPAN ? endIndex : Math.min(text.length, bodyStart + MAX_SECRET_SPAN);
+    const content = Buffer.from(armorBody(text.slice(bodyStart, bodyEnd)).base64, 'base64');
+    if (content.length < 32 || looksLikePlaceholder(content.toString('latin1'), 3)) continue;
+    const end = endIndex !== -1 ? endIndex + endMarker.length : bodyEnd;
+    const note = label === 'ARGO TUNNEL TOKEN' ? "cloudflared's cert.pem: a Cloudflare account's API token" : label;
+    hits.push({ rule: 'armored-token', kind: 'service-token', secret: content, start: match.index, end, note });
+    pattern.lastIndex = Math.max(pattern.lastIndex, end);
+  }
 }
 
 function puttyRule(text: string, hits: RawHit[]): void {

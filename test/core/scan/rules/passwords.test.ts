@@ -135,3 +135,19 @@ bypass = ${password()}
     ]);
   });
 });
+
+describe("rclone's obscured passwords", () => {
+  it('finds pass, password and password2 in rclone.conf (obscuring is reversible); not elsewhere, not a short value', async () => {
+    const root = await tempDir();
+    const obscured = () => randomBytes(16 + 12).toString('base64url');
+    const [a, b, c] = [obscured(), obscured(), obscured()];
+    const config = `[box]\ntype = sftp\nhost = box.lan\nuser = me\npass = ${a}\n\n[dav]\ntype = webdav\npassword = ${b}\n\n[crypt]\ntype = crypt\nremote = box:x\npassword2 = ${c}\n[short]\ntype = ftp\npass = abc\n`;
+    await writeTree(root, { '.config/rclone/rclone.conf': config, 'notes/remotes.conf': config.replace(/password2? = .*\n/g, '') });
+    const report = await scanPaths([root], { operatorSecrets: false });
+    expect(report.findings.map((finding) => [finding.path, finding.rule, finding.line])).toEqual([
+      ['.config/rclone/rclone.conf', 'rclone-password', 5],
+      ['.config/rclone/rclone.conf', 'rclone-password', 9],
+      ['.config/rclone/rclone.conf', 'rclone-password', 14],
+    ]);
+  });
+});

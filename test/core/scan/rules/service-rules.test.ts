@@ -504,3 +504,15 @@ describe('Cloudflare tunnel credentials', () => {
     expect(rulesIn(`x ${Buffer.from(JSON.stringify({ a: 'b', note: randomString(80) })).toString('base64')}\n`)).toEqual([]);
   });
 });
+
+describe('tokens in armor', () => {
+  const armor = (label: string, content: Buffer) => `-----BEGIN ${label}-----\n${content.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END ${label}-----\n`;
+  it("finds cloudflared's cert.pem token (ARGO TUNNEL TOKEN), not a certificate beside it or a label without content", () => {
+    const json = JSON.stringify({ zoneID: randomBytes(16).toString('hex'), accountID: randomBytes(16).toString('hex'), apiToken: randomString(40), serviceKey: `v1.0-${randomBytes(60).toString('hex')}` });
+    const text = `${armor('CERTIFICATE', randomBytes(300))}${armor('ARGO TUNNEL TOKEN', Buffer.from(json))}`;
+    const hits = scanText(text, { operatorSecrets: [] });
+    expect(hits.map((hit) => [hit.rule, hit.kind])).toEqual([['armored-token', 'service-token']]);
+    expect(text.slice(hits[0]!.start, hits[0]!.end)).toMatch(/^-----BEGIN ARGO TUNNEL TOKEN-----[\s\S]+-----END ARGO TUNNEL TOKEN-----$/);
+    expect(rulesIn('-----BEGIN ARGO TUNNEL TOKEN-----\n...\n-----END ARGO TUNNEL TOKEN-----\n')).toEqual([]);
+  });
+});
