@@ -580,6 +580,12 @@ const CONFIG_PASSWORD =
 const CONFIG_PASSWORD_NEEDLES = ['assword', 'ASSWORD', 'assphrase', 'ASSPHRASE', '_pass', '-pass', '_PASS', '-PASS'];
 const CONFIG_PASSWORD_NOT = new Set(['encrypted', 'file', 'path', 'command', 'cmd', 'length', 'prompt', 'policy', 'min', 'max', 'required', 'enable', 'enabled', 'field', 'type', 'reset', 'url', 'salt', 'env', 'var', 'regex', 'pattern', 'label']);
 
+/**
+ * A password key in JSON anywhere on a line: minified JSON, such as the `users-groups.json` NixOS
+ * writes into the store with `users.users.<name>.password` and `initialPassword` in it.
+ */
+const CONFIG_PASSWORD_JSON = /"((?:[A-Za-z_][\w.-]*?)?(?:[Pp]assword|PASSWORD|[Pp]assphrase|PASSPHRASE|[_-](?:pass(?:wd)?|PASS(?:WD)?)))"[ \t]*:[ \t]*"((?:[^"\\\n]|\\.){8,256})"/g;
+
 /** A password element in XML (`<Password>s3cr3t</Password>`, `<db_password>…</db_password>`), on one line. */
 const CONFIG_PASSWORD_XML = /<((?:[A-Za-z_][\w.-]*?)?(?:[Pp]assword|PASSWORD))>([^<>\n]{8,256})<\/\1>/g;
 
@@ -591,12 +597,17 @@ function configPasswordRule(text: string, hits: RawHit[], lines: readonly number
     if (match[4] !== undefined && (/^[A-Za-z_-]+$/.test(value) || /;[ \t]*(?:#.*)?$/.test(match[0]))) continue;
     configPassword(text, match, match[1]!, value, hits);
   }
+  // JSON keys within a line (a key at the line's start was read above: its value is not taken twice).
+  if (text.includes('":')) for (const match of matchesOnLines(text, lines, CONFIG_PASSWORD_JSON)) configPassword(text, match, match[1]!, match[2]!, hits);
   // An element's lines hold `assword` too: the same lines, read when an element can be there.
   if (!text.includes('assword>') && !text.includes('ASSWORD>')) return;
   for (const match of matchesOnLines(text, lines, CONFIG_PASSWORD_XML)) configPassword(text, match, match[1]!, match[2]!, hits);
 }
 
 function configPassword(text: string, match: RegExpExecArray, name: string, value: string, hits: RawHit[]): void {
+  // OpenTofu's encrypted state names its key provider in `meta` (`key_provider.pbkdf2.<name>`): the
+  // value is the key derivation's salt and parameters, not the passphrase.
+  if (name.startsWith('key_provider.')) return;
   // The words of the name (snake, kebab, dotted or camel case): a hash, a file or a rule about passwords is not one.
   if (nameWords(name).some((word) => CONFIG_PASSWORD_NOT.has(word) || word.includes('hash'))) return;
   if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2.5)) return;
@@ -778,6 +789,27 @@ function nixSourceRules(text: string, hits: RawHit[], families: number): void {
     if (text.charCodeAt(end - 1) === 0x74 && text.startsWith('text', end - 4)) nixTextAttribute(text, hits, end - 4, equals);
   }
   if (storeNames) nixStoreWriterRule(text, hits);
+  if (text.includes('basicAuth')) nixBasicAuthRule(text, hits);
+}
+
+/**
+ * nginx's `basicAuth = { alice = "…"; }` (services.nginx.virtualHosts.<name>.basicAuth and its
+ * locations): user names to plaintext passwords, which NixOS's manual warns end up in the store.
+ * `basicAuthFile` is a path.
+ */
+function nixBasicAuthRule(text: string, hits: RawHit[]): void {
+  const pattern = /\bbasicAuth\s*=\s*\{([^{}]*)\}/g;
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    const bodyStart = match.index + match[0].indexOf('{') + 1;
+    const entry = /(?:"([^"\n]+)"|([A-Za-z_][\w'-]*))\s*=\s*"([^"\\$\n]*)"\s*;/g;
+    for (let user = entry.exec(match[1]!); user; user = entry.exec(match[1]!)) {
+      const value = user[3]!;
+      if (value === '' || isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 1.5)) continue;
+      const start = bodyStart + user.index + user[0].lastIndexOf(`"${value}"`) + 1;
+      if (overlapsAny(hits, start, start + value.length)) continue;
+      hits.push({ rule: 'nix-plaintext-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: `nginx basicAuth password of ${user[1] ?? user[2]}` });
+    }
+  }
 }
 
 /** Whether the Nix rules without a literal anchor find anything in a `.nix` file's text (see quiet-text.ts). */

@@ -343,6 +343,47 @@ function envPasswordRule(text: string, hits: RawHit[]): void {
 }
 
 /**
+ * The environment rules over systemd units' `Environment=` lines, where NixOS puts
+ * `systemd.services.<name>.environment` (`Environment="MEILI_MASTER_KEY=…" "OTHER=1"`): each
+ * assignment goes on a line of its own in a copy of the text of the same length (the line's prefix,
+ * its quotes and the spaces between assignments become line breaks, every other line blanks), so
+ * offsets stay the text's own.
+ */
+function systemdEnvironmentRules(text: string, hits: RawHit[]): void {
+  let view: Buffer | undefined;
+  for (let at = text.indexOf('Environment='); at !== -1; at = text.indexOf('Environment=', at + 12)) {
+    const lineStart = text.lastIndexOf('\n', at) + 1;
+    if (!/^[ \t]*$/.test(text.slice(lineStart, at))) continue;
+    let lineEnd = text.indexOf('\n', at);
+    if (lineEnd === -1) lineEnd = text.length;
+    view ??= Buffer.alloc(text.length, 0x20);
+    view[at + 11] = 0x0a;
+    let quoted = false;
+    for (let index = at + 12; index < lineEnd; index++) {
+      const code = text.charCodeAt(index);
+      if (code === 0x5c && quoted && index + 1 < lineEnd) {
+        view[index] = code;
+        view[index + 1] = Math.min(text.charCodeAt(index + 1), 0x7f);
+        index++;
+      } else if (code === 0x22) {
+        quoted = !quoted;
+        view[index] = 0x0a;
+      } else {
+        // Outside quotes a space ends an assignment; a character beyond latin1 cannot be in a name.
+        view[index] = !quoted && (code === 0x20 || code === 0x09) ? 0x0a : code > 0xff ? 0x3f : code;
+      }
+    }
+    if (lineEnd < text.length) view[lineEnd] = 0x0a;
+  }
+  if (!view) return;
+  const assignments = view.toString('latin1');
+  const more: RawHit[] = [];
+  envPasswordRule(assignments, more);
+  envTokenRule(assignments, more);
+  for (const hit of more) if (!overlapsAny(hits, hit.start, hit.end)) hits.push({ ...hit, note: `${hit.note}, in a systemd unit's Environment=` });
+}
+
+/**
  * Whether a value given to a token's name looks like a token: 20 characters or more (the callers'
  * patterns), letters and digits, high entropy, not a path, reference, placeholder or public key.
  */
@@ -571,6 +612,7 @@ export function serviceRules(text: string, hits: RawHit[], families: number): vo
   if (families & L.ENV_PASSWORD) {
     envPasswordRule(text, hits);
     envTokenRule(text, hits);
+    if (text.includes('Environment=')) systemdEnvironmentRules(text, hits);
   }
   // A .netrc entry needs `password` (so the PASSWORD family) and `machine`.
   if (families & L.PASSWORD && text.includes('achine ')) netrcRule(text, hits);

@@ -151,3 +151,37 @@ describe("rclone's obscured passwords", () => {
     ]);
   });
 });
+
+describe('passwords NixOS writes into the store', () => {
+  it("users-groups.json (minified JSON): initialPassword and password, not hashes, nulls or files", () => {
+    const [a, b] = [password(), password()];
+    const json = JSON.stringify({
+      users: [
+        { name: 'nixos', uid: 1000, initialPassword: a, hashedPassword: null, password: null, hashedPasswordFile: null },
+        { name: 'op', password: b, initialHashedPassword: '$6$rounds=5000$saltsalt$0123456789abcdefABCDEF', passwordFile: '/run/secrets/op' },
+      ],
+      mutableUsers: true,
+    });
+    expect(found(json, 'config-password')).toEqual([a, b]);
+    const hits = scanText(json, { operatorSecrets: [] }).filter((hit) => hit.rule === 'config-password');
+    expect(hits.map((hit) => json.slice(hit.start, hit.end))).toEqual([a, b]);
+    // OpenTofu's encrypted state: the key provider's salt and parameters under the passphrase's name.
+    const kdf = Buffer.from(JSON.stringify({ salt: randomBytes(32).toString('base64'), iterations: 600000, hash_function: 'sha512', key_length: 32 })).toString('base64');
+    expect(found(`{"serial":3,"meta":{"key_provider.pbkdf2.state_encryption_password":"${kdf}"},"encrypted_data":"${randomBytes(64).toString('base64')}"}`, 'config-password')).toEqual([]);
+    // A key at the start of a line and the same key later on it: each value once.
+    const pretty = `{\n  "password": "${a}", "db_password": "${b}"\n}\n`;
+    expect(found(pretty, 'config-password')).toEqual([a, b]);
+  });
+
+  it("nginx basicAuth: each user's password, in .nix files; not basicAuthFile, empty or interpolated values", () => {
+    const [a, b] = [password(), password()];
+    const text = `{
+  services.nginx.virtualHosts."x.lan".basicAuth = { admin = "${a}"; "bob.smith" = "${b}"; };
+  services.nginx.virtualHosts."y.lan".locations."/".basicAuth = { guest = ""; ci = "\${secret}"; };
+  services.nginx.virtualHosts."z.lan".basicAuthFile = "/run/secrets/htpasswd";
+}
+`;
+    expect(found(text, 'nix-plaintext-password', true)).toEqual([a, b]);
+    expect(found(text, 'nix-plaintext-password', false)).toEqual([]);
+  });
+});

@@ -516,3 +516,16 @@ describe('tokens in armor', () => {
     expect(rulesIn('-----BEGIN ARGO TUNNEL TOKEN-----\n...\n-----END ARGO TUNNEL TOKEN-----\n')).toEqual([]);
   });
 });
+
+describe("systemd units' Environment= lines (where NixOS puts a service's environment)", () => {
+  it('finds tokens and passwords among quoted and unquoted assignments, at their offsets; not references or other variables', () => {
+    let token = randomString(36);
+    while (!tokenShaped(token)) token = randomString(36);
+    const unit = `[Service]\nEnvironment="LANG=C.UTF-8" "MEILI_MASTER_KEY=${token}" "PATH=/run/wrappers/bin"\nEnvironment=DB_PASSWORD=Zq8vLm2Kx7Rw4t PORT=8080\nEnvironment="NOTE=a value with spaces and API_TOKEN=not-one"\nEnvironment="GITHUB_TOKEN_FILE=/run/secrets/gh"\nExecStart=/nix/store/x-app/bin/app\n`;
+    const hits = scanText(unit, { operatorSecrets: [] });
+    expect(hits.sort((x, y) => x.start - y.start).map((hit) => [hit.rule, unit.slice(hit.start, hit.end)])).toEqual([
+      ['env-token', token],
+      ['env-password', 'Zq8vLm2Kx7Rw4t'],
+    ]);
+  });
+});
