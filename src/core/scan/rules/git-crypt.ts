@@ -103,7 +103,7 @@ function wildmatchSource(pattern: string): string {
         negated = true;
         body = body.slice(1);
       }
-      body = body.replace(/\\(.)/g, '$1').replace(/[\\\]^]/g, '\\$&');
+      body = classBody(body);
       source += negated ? `[^/${body}]` : `(?!/)[${body}]`;
       index = close;
     } else if (ch === '\\' && index + 1 < pattern.length) {
@@ -115,16 +115,57 @@ function wildmatchSource(pattern: string): string {
   return source;
 }
 
-/** Where the bracket expression opened at `open` closes (`]` first in it is literal), or -1. */
+/** Where the bracket expression opened at `open` closes (`]` first in it is literal, `[:alpha:]` inside), or -1. */
 function classEnd(pattern: string, open: number): number {
   let index = open + 1;
   if (pattern[index] === '!' || pattern[index] === '^') index++;
   if (pattern[index] === ']') index++;
   for (; index < pattern.length; index++) {
     if (pattern[index] === '\\') index++;
-    else if (pattern[index] === ']') return index;
+    else if (pattern[index] === '[' && pattern[index + 1] === ':') {
+      const close = pattern.indexOf(':]', index + 2);
+      if (close !== -1) index = close + 1;
+    } else if (pattern[index] === ']') return index;
   }
   return -1;
+}
+
+/** wildmatch's character classes, as ranges of a regular expression's class. */
+const POSIX_CLASSES: Record<string, string> = {
+  alnum: 'A-Za-z0-9',
+  alpha: 'A-Za-z',
+  blank: ' \\t',
+  cntrl: '\\x00-\\x1f\\x7f',
+  digit: '0-9',
+  graph: '!-~',
+  lower: 'a-z',
+  print: ' -~',
+  punct: '!-\\/:-@\\[-`{-~',
+  space: ' \\t\\n\\r\\f\\v',
+  upper: 'A-Z',
+  xdigit: '0-9A-Fa-f',
+};
+
+/** A bracket expression's inside as a regular expression class's: escapes taken, `[:name:]` expanded. */
+function classBody(body: string): string {
+  let out = '';
+  for (let index = 0; index < body.length; index++) {
+    const ch = body[index]!;
+    if (ch === '[' && body[index + 1] === ':') {
+      const close = body.indexOf(':]', index + 2);
+      const name = close === -1 ? undefined : body.slice(index + 2, close);
+      if (name !== undefined && POSIX_CLASSES[name] !== undefined) {
+        out += POSIX_CLASSES[name];
+        index = close + 1;
+        continue;
+      }
+    }
+    // An escaped character is itself (`\\-` is no range); a bare `-` keeps its meaning.
+    const escaped = ch === '\\' && index + 1 < body.length;
+    const literal = escaped ? body[++index]! : ch;
+    out += (escaped ? /[\\\]^[-]/ : /[\\\]^[]/).test(literal) ? `\\${literal}` : literal;
+  }
+  return out;
 }
 
 function escapeRegex(ch: string): string {

@@ -53,6 +53,9 @@ describe('git-crypt: which files .gitattributes gives to git-crypt, as git reads
         'a/**/b.txt filter=git-crypt',
         'data/[ab]?.bin filter=git-crypt',
         'data/[!c]x.dat filter=git-crypt',
+        'posix/[[:digit:]][[:upper:]].env filter=git-crypt',
+        'posix/[![:alpha:]]*.key -filter',
+        'esc/[a\\-c].txt filter=git-crypt',
         '"quoted dir/*.txt" filter=git-crypt',
         'escaped\\*.txt filter=git-crypt',
         'onlydir/ filter=git-crypt',
@@ -68,7 +71,7 @@ describe('git-crypt: which files .gitattributes gives to git-crypt, as git reads
     const paths = [
       '.gitattributes', 'a.key', 'x/y/z.key', 'secrets/db.nix', 'secrets/deep/er/file', 'secrets', 'secrets/public/ok.pub', 'top.env', 'sub/top.env',
       'hosts/alpha/secret.nix', 'hosts/gamma/secret.nix', 'hosts/alpha/x.age', 'hosts/beta/x.key', 'hosts/beta/y.age', 'hosts/alpha/deep/z.age',
-      'vault/p', 'x/vault/p', 'x/vault/p/q', 'a/b.txt', 'a/x/y/b.txt', 'ab.txt', 'data/ab.bin', 'data/cb.bin', 'data/bx.dat', 'data/cx.dat', 'data/a.bin',
+      'vault/p', 'x/vault/p', 'x/vault/p/q', 'a/b.txt', 'a/x/y/b.txt', 'ab.txt', 'data/ab.bin', 'data/cb.bin', 'data/bx.dat', 'data/cx.dat', 'data/a.bin', 'posix/1A.env', 'posix/a1.env', 'posix/1a.env', 'posix/9.key', 'posix/x.key', 'esc/a.txt', 'esc/-.txt', 'esc/b.txt', 'esc/c.txt',
       'quoted dir/a.txt', 'quoted dir/sub/a.txt', 'escaped*.txt', 'escapedX.txt', 'onlydir/file', 'k.gpg', 'lfs/model.bin', 'indented.cfg', 'crlf.txt', 'hosts/alpha/vault/s',
     ];
     const repo = await repoWith(files);
