@@ -15,7 +15,7 @@ import { gitCryptPlaintextFinding, isGitCryptCiphertext } from './rules/git-cryp
 import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
-import { entropy, looksLikePlaceholder, printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
+import { entropy, isTemplateValue, looksLikePlaceholder, printableSegments, segmentOffset, TEXTY } from './rules/text-util.js';
 import { detectContainer } from './formats/container-kind.js';
 import { detectFormat } from './formats/index.js';
 import { unopenedFilesystem, unopenedFilesystemMessage, unopenedReason } from './formats/filesystems.js';
@@ -113,6 +113,15 @@ const IWD_SECRET = /^(Passphrase|PreSharedKey)=(.+?)\s*$/gm;
  */
 const RCLONE_NAME = /^rclone\.conf$/;
 const RCLONE_PASSWORD = /^[ \t]*(pass|password2?)[ \t]*=[ \t]*([A-Za-z0-9_-]{22,})[ \t]*$/gm;
+/**
+ * npm's legacy credentials in `.npmrc`: `_auth` (base64 of `user:password`) and `_password` (base64
+ * of the password), bare or scoped to a registry (`//registry.example/:_auth=…`).
+ */
+const NPMRC_NAME = /^\.?npmrc$/;
+const NPMRC_AUTH = /^[ \t]*(?:\/\/[^\s=]*:)?(_auth|_password)[ \t]*=[ \t]*"?([A-Za-z0-9+/]{4,}={0,2})"?[ \t]*$/gm;
+/** msmtp's config (`~/.msmtprc`, `/etc/msmtprc`): `password VALUE` (passwordeval runs a command, and is no finding). */
+const MSMTPRC_NAME = /^\.?msmtprc$/;
+const MSMTP_PASSWORD = /^[ \t]*password[ \t]+(\S(?:.*\S)?)[ \t]*$/gm;
 const SSH_KEY_NAME = /^(?:ssh_host_[a-z0-9]+_key|id_(?:rsa|dsa|ecdsa|ed25519|ecdsa_sk|ed25519_sk|xmss))$/;
 /**
  * A key file's name: `key`, `keyfile`, `*.key`, `*_key`, `*-keyfile`, each maybe with `.bin`
@@ -560,6 +569,23 @@ export class FileScanner implements ContentScanner {
         const start = match.index + match[0].lastIndexOf(value);
         this.hits?.delete(`config-password:${start * (utf16 ? 2 : 1)}`);
         this.record({ rule: 'rclone-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: `rclone's ${match[1]}: obscured, which \`rclone reveal\` undoes` }, start * (utf16 ? 2 : 1), lineAt(text, start));
+      }
+    }
+    if (NPMRC_NAME.test(name)) {
+      for (const match of text.matchAll(NPMRC_AUTH)) {
+        const decoded = Buffer.from(match[2]!, 'base64').toString('latin1');
+        const password = match[1] === '_auth' ? decoded.slice(decoded.indexOf(':') + 1) : decoded;
+        if ((match[1] === '_auth' && !decoded.includes(':')) || password.length < 4 || textyRatio(Buffer.from(decoded, 'latin1')) < 1 || looksLikePlaceholder(password, 1.5)) continue;
+        const start = match.index + match[0].lastIndexOf(match[2]!);
+        this.record({ rule: 'npm-auth', kind: 'plaintext-password', secret: password, start, end: start + match[2]!.length, note: `npm ${match[1]}: base64 of ${match[1] === '_auth' ? 'user:password' : 'the password'}` }, start * (utf16 ? 2 : 1), lineAt(text, start));
+      }
+    }
+    if (MSMTPRC_NAME.test(name)) {
+      for (const match of text.matchAll(MSMTP_PASSWORD)) {
+        const value = match[1]!.replace(/^"(.*)"$/, '$1');
+        if (isTemplateValue(value) || looksLikePlaceholder(value, 1.5)) continue;
+        const start = match.index + match[0].lastIndexOf(match[1]!);
+        this.record({ rule: 'msmtp-password', kind: 'plaintext-password', secret: value, start, end: start + match[1]!.length, note: 'msmtp account password' }, start * (utf16 ? 2 : 1), lineAt(text, start));
       }
     }
     // `wg genkey > privatekey`: a file that is nothing but a WireGuard (X25519) private key.

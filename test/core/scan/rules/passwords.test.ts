@@ -185,3 +185,19 @@ describe('passwords NixOS writes into the store', () => {
     expect(found(text, 'nix-plaintext-password', false)).toEqual([]);
   });
 });
+
+describe("npm's and msmtp's config files", () => {
+  it(".npmrc's _auth and _password (base64), msmtprc's password; not _authToken's reference, passwordeval, or the same lines under other names", async () => {
+    const root = await tempDir();
+    const [a, b, c] = [password(), password(), password()];
+    const npmrc = `registry=https://npm.corp.lan/\n//npm.corp.lan/:_auth=${Buffer.from(`deploy:${a}`).toString('base64')}\n//npm.corp.lan/:_password="${Buffer.from(b).toString('base64')}"\n//registry.npmjs.org/:_authToken=\${NPM_TOKEN}\n`;
+    const msmtprc = `defaults\nauth on\naccount mail\nhost smtp.example.net\nuser me\npassword ${c}\naccount other\npasswordeval "pass show mail"\n`;
+    await writeTree(root, { 'home/.npmrc': npmrc, 'etc/msmtprc': msmtprc, 'notes/npm.txt': npmrc, 'notes/mail.txt': msmtprc });
+    const report = await scanPaths([root], { operatorSecrets: false });
+    expect(report.findings.map((finding) => [finding.path, finding.rule, finding.line])).toEqual([
+      ['etc/msmtprc', 'msmtp-password', 6],
+      ['home/.npmrc', 'npm-auth', 2],
+      ['home/.npmrc', 'npm-auth', 3],
+    ]);
+  });
+});
