@@ -198,7 +198,7 @@ function atCapitalA(text: string, at: number): number {
       return text.startsWith('AKIA', at) ? AWS_KEY_ID : 0;
     case 0x53: // S
       if (text.startsWith('ASIA', at)) return AWS_KEY_ID;
-      if (text.startsWith('ASSWORD', at) || text.startsWith('ASSPHRASE', at)) return ENV_PASSWORD;
+      if (text.startsWith('ASSWORD', at) || text.startsWith('ASSPHRASE', at) || text.startsWith('ASSWD', at)) return ENV_PASSWORD;
       return text.startsWith('_PASS', at - 2) ? ENV_PASSWORD : 0;
     case 0x49: // I
       return text.startsWith('AIza', at) ? GOOGLE : 0;

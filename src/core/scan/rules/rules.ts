@@ -471,12 +471,22 @@ function ed25519PairMatches(seed: Buffer, publicKey: Buffer): boolean {
 
 /** WireGuard private keys: 32 bytes of base64 next to a private-key option or `[Interface]` PrivateKey. */
 function wireguardRule(text: string, hits: RawHit[]): void {
-  const pattern = /(?:private[_-]?key(?:File)?|PrivateKey)["']?\s*(?:=|:)\s*(?:pkgs\.writeText\s+"[^"]*"\s+)?["']?([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)(?![A-Za-z0-9+/=])/gi;
+  // After `=` or `:`, or fed to `wg set` as a file (`private-key <(echo "…")`, as NixOS's wireguard
+  // module writes `privateKey` into its service script in the store).
+  const pattern =
+    /(?:private[_-]?key(?:File)?|PrivateKey)["']?(?:\s*(?:=|:)\s*(?:pkgs\.writeText\s+"[^"]*"\s+)?|\s+<\(\s*(?:echo|printf(?:\s+["']?%s(?:\\n)?["']?)?)\s+)["']?([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)(?![A-Za-z0-9+/=])/gi;
   for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
     const key = match[1]!;
     if (looksLikePlaceholder(key, 3.5)) continue;
     const start = match.index + match[0].lastIndexOf(key);
     hits.push({ rule: 'wireguard-private-key', kind: 'wireguard-private-key', secret: Buffer.from(key, 'base64'), start, end: start + key.length });
+  }
+  const preshared = /preshared-key\s+<\(\s*(?:echo|printf(?:\s+["']?%s(?:\\n)?["']?)?)\s+["']?([A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)(?![A-Za-z0-9+/=])/g;
+  for (let match = preshared.exec(text); match; match = preshared.exec(text)) {
+    const key = match[1]!;
+    if (looksLikePlaceholder(key, 3.5)) continue;
+    const start = match.index + match[0].lastIndexOf(key);
+    hits.push({ rule: 'wireguard-preshared-key', kind: 'wireguard-preshared-key', secret: key, start, end: start + key.length, note: 'fed to wg set' });
   }
   // The same option names with a key in hex: Yggdrasil's `PrivateKey` (a 64-byte Ed25519 key, in
   // `yggdrasil.conf` or `services.yggdrasil.settings`), and 32-byte keys of other daemons.
@@ -574,10 +584,10 @@ const NIX_PASSWORD = /((?:[\w-]+\.)*([A-Za-z_]*[Pp]assword))\s*=\s*"([^"\\$]*)"\
  * (`"password": "s3cr3t",`) and PHP arrays (`'dbpassword' => 's3cr3t',`, Nextcloud's config.php).
  */
 const CONFIG_PASSWORD =
-  /^[ \t-]*["']?((?:[A-Za-z_][\w.-]*?)?(?:[Pp]assword|PASSWORD|[Pp]assphrase|PASSPHRASE|[_-](?:pass(?:wd)?|PASS(?:WD)?)))["']?[ \t]*(?::|=>|=)[ \t]*(?:"([^"\n]{8,256})"|'([^'\n]{8,256})'|([^\s"'#;,]{8,256}))[ \t]*[,;]?[ \t]*(?:#.*)?$/gm;
+  /^[ \t-]*["']?((?:[A-Za-z_][\w.-]*?)?(?:[Pp]assword|PASSWORD|[Pp]assphrase|PASSPHRASE|PASSWD|[_-](?:pass(?:wd)?|PASS(?:WD)?)))["']?[ \t]*(?::|=>|=)[ \t]*(?:"([^"\n]{8,256})"|'([^'\n]{8,256})'|([^\s"'#;,]{8,256}))[ \t]*[,;]?[ \t]*(?:#.*)?$/gm;
 
 /** What every CONFIG_PASSWORD match holds (its lines are also where sqlPasswordRule looks for `PASSWORD`). */
-const CONFIG_PASSWORD_NEEDLES = ['assword', 'ASSWORD', 'assphrase', 'ASSPHRASE', '_pass', '-pass', '_PASS', '-PASS'];
+const CONFIG_PASSWORD_NEEDLES = ['assword', 'ASSWORD', 'assphrase', 'ASSPHRASE', 'ASSWD', '_pass', '-pass', '_PASS', '-PASS'];
 const CONFIG_PASSWORD_NOT = new Set(['encrypted', 'file', 'path', 'command', 'cmd', 'length', 'prompt', 'policy', 'min', 'max', 'required', 'enable', 'enabled', 'field', 'type', 'reset', 'url', 'salt', 'env', 'var', 'regex', 'pattern', 'label']);
 
 /**

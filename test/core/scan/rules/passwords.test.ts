@@ -201,3 +201,11 @@ describe("npm's and msmtp's config files", () => {
     ]);
   });
 });
+
+describe("Gitea's PASSWD", () => {
+  it('an INI key PASSWD (app.ini [mailer]) or …_PASSWD is a password; passwd: files (nsswitch) is not', () => {
+    const [a, b] = [password(), password()];
+    const text = `[mailer]\nENABLED = true\nPASSWD = ${a}\n[ldap]\nBIND_PASSWD=${b}\npasswd: files systemd\n`;
+    expect(found(text, 'config-password')).toEqual([a, b]);
+  });
+});

@@ -52,3 +52,15 @@ describe('VPN secrets', () => {
     expect(findings.map((finding) => `${path.basename(finding.path)} ${finding.rule}`).sort()).toEqual(['privatekey wireguard-private-key-file', 'wg0-private.key wireguard-private-key-file']);
   });
 });
+
+describe('WireGuard keys fed to wg set in a script (NixOS writes privateKey into its service script)', () => {
+  const key = () => randomBytes(32).toString('base64');
+  it('finds private-key <(echo "…") and preshared-key <(echo …), quoted or not, and printf; not a variable', () => {
+    const [a, b, c] = [key(), key(), key()];
+    const script = `#!/bin/sh\nwg set wg0 private-key <(echo "${a}") listen-port 51820\nwg set wg0 peer X preshared-key <(echo ${b}) allowed-ips 10.0.0.2/32\nwg set wg1 private-key <(printf '%s' "${c}")\nwg set wg2 private-key <(echo "$WG_PRIVATE_KEY")\n`;
+    const hits = scanText(script, { operatorSecrets: [] });
+    expect(hits.map((hit) => [hit.rule, script.slice(hit.start, hit.end)]).sort()).toEqual(
+      [['wireguard-private-key', a], ['wireguard-preshared-key', b], ['wireguard-private-key', c]].sort(),
+    );
+  });
+});
