@@ -7,19 +7,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { Finding } from '../../src/core/types.js';
 import { cliEnv, runCli } from '../helpers/cli.js';
 import { makeIso } from '../helpers/installer-image.js';
 import { mksquashfs, storeHash } from '../helpers/squashfs-image.js';
 import { git, listTree, tempDir, writeTree } from '../helpers/tmp.js';
 
-interface Finding {
-  path: string;
-  inner?: string;
-  chain?: string[];
-  kind: string;
-  rule: string;
-  fingerprint: string;
-}
 
 function gitCrypt(cwd: string, ...args: string[]): void {
   execFileSync('git-crypt', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOME: cwd, GIT_CONFIG_NOSYSTEM: '1' } });

@@ -136,6 +136,18 @@ function isPgpSecretPacket(first: number): boolean {
   return tag === 5 || tag === 7;
 }
 
+/**
+ * The block a `-----BEGIN LABEL-----` match opens: its body's base64 and headers, and where the block
+ * ends (after its END line, or MAX_SECRET_SPAN on when that line is missing or too far).
+ */
+function armorBlock(text: string, match: RegExpExecArray): { base64: string; headers: string[]; end: number } {
+  const bodyStart = match.index + match[0].length;
+  const endMarker = `-----END ${match[1]!}-----`;
+  const endIndex = text.indexOf(endMarker, bodyStart);
+  const bodyEnd = endIndex !== -1 && endIndex - bodyStart < MAX_SECRET_SPAN ? endIndex : Math.min(text.length, bodyStart + MAX_SECRET_SPAN);
+  return { ...armorBody(text.slice(bodyStart, bodyEnd)), end: endIndex !== -1 ? endIndex + endMarker.length : bodyEnd };
+}
+
 function armoredKeyRule(text: string, hits: RawHit[]): void {
   openVpnStaticKeyRule(text, hits);
   // Any label that ends in PRIVATE KEY: the common ones are checked by their structure below, the
@@ -143,15 +155,10 @@ function armoredKeyRule(text: string, hits: RawHit[]): void {
   const pattern = /-----BEGIN ((?:[A-Z0-9]+ ){0,4}PRIVATE KEY(?: BLOCK)?)-----/g;
   for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
     const label = match[1]!;
-    const bodyStart = match.index + match[0].length;
-    const endMarker = `-----END ${label}-----`;
-    const endIndex = text.indexOf(endMarker, bodyStart);
-    const bodyEnd = endIndex !== -1 && endIndex - bodyStart < MAX_SECRET_SPAN ? endIndex : Math.min(text.length, bodyStart + MAX_SECRET_SPAN);
-    const { base64, headers } = armorBody(text.slice(bodyStart, bodyEnd));
+    const { base64, headers, end } = armorBlock(text, match);
     if (base64.length < 40) continue; // "-----BEGIN ... -----\n...\n" in docs: no key material
     const der = Buffer.from(base64, 'base64');
     const encryptedHeader = headers.some((line) => /ENCRYPTED/i.test(line));
-    const end = endIndex !== -1 ? endIndex + endMarker.length : bodyEnd;
     let rule: string;
     let note: string | undefined;
     if (label === 'OPENSSH PRIVATE KEY') {
@@ -199,13 +206,9 @@ function armoredTokenRule(text: string, hits: RawHit[]): void {
   const pattern = /-----BEGIN ((?:[A-Z0-9]+ ){0,4}TOKEN)-----/g;
   for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
     const label = match[1]!;
-    const bodyStart = match.index + match[0].length;
-    const endMarker = `-----END ${label}-----`;
-    const endIndex = text.indexOf(endMarker, bodyStart);
-    const bodyEnd = endIndex !== -1 && endIndex - bodyStart < MAX_SECRET_SPAN ? endIndex : Math.min(text.length, bodyStart + MAX_SECRET_SPAN);
-    const content = Buffer.from(armorBody(text.slice(bodyStart, bodyEnd)).base64, 'base64');
+    const { base64, end } = armorBlock(text, match);
+    const content = Buffer.from(base64, 'base64');
     if (content.length < 32 || looksLikePlaceholder(content.toString('latin1'), 3)) continue;
-    const end = endIndex !== -1 ? endIndex + endMarker.length : bodyEnd;
     const note = label === 'ARGO TUNNEL TOKEN' ? "cloudflared's cert.pem: a Cloudflare account's API token" : label;
     hits.push({ rule: 'armored-token', kind: 'service-token', secret: content, start: match.index, end, note });
     pattern.lastIndex = Math.max(pattern.lastIndex, end);

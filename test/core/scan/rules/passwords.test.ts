@@ -22,6 +22,14 @@ function found(text: string, rule: string, nixSource = false): string[] {
   return scanText(text, { operatorSecrets: [], nixSource }).filter((hit) => hit.rule === rule).map((hit) => String(hit.secret));
 }
 
+/** Path, rule and line of each finding of a scan of a fresh folder holding `files`. */
+async function treeFindings(files: Record<string, string>): Promise<(string | number | undefined)[][]> {
+  const root = await tempDir();
+  await writeTree(root, files);
+  const report = await scanPaths([root], { operatorSecrets: false });
+  return report.findings.map((finding) => [finding.path, finding.rule, finding.line]);
+}
+
 describe('sql-password', () => {
   it('finds passwords set in SQL, PostgreSQL and MySQL, at their offsets', () => {
     const [a, b, c, d] = [password(), password(), password(), `${password(8)}''q`];
@@ -119,17 +127,15 @@ bypass = ${password()}
   });
 
   it("iwd's network files: the passphrase and the pre-shared key are wifi-psk findings, each once", async () => {
-    const root = await tempDir();
     const passphrase = password(20);
     const psk = randomBytes(32).toString('hex');
-    await writeTree(root, {
+    const findings = await treeFindings({
       'var/lib/iwd/Home Network.psk': `[Security]\nPassphrase=${passphrase}\nPreSharedKey=${psk}\n`,
       'var/lib/iwd/Open Cafe.open': '[Settings]\nAutoConnect=true\n',
       // Not iwd's: a `.psk` file without a [Security] section.
       'notes/readme.psk': '# Passphrase=… lives in the sops file\nsee secrets/wifi.yaml\n',
     });
-    const report = await scanPaths([root], { operatorSecrets: false });
-    expect(report.findings.map((finding) => [finding.path, finding.rule, finding.line])).toEqual([
+    expect(findings).toEqual([
       ['var/lib/iwd/Home Network.psk', 'wifi-psk', 2],
       ['var/lib/iwd/Home Network.psk', 'wifi-psk', 3],
     ]);
@@ -138,13 +144,10 @@ bypass = ${password()}
 
 describe("rclone's obscured passwords", () => {
   it('finds pass, password and password2 in rclone.conf (obscuring is reversible); not elsewhere, not a short value', async () => {
-    const root = await tempDir();
     const obscured = () => randomBytes(16 + 12).toString('base64url');
     const [a, b, c] = [obscured(), obscured(), obscured()];
     const config = `[box]\ntype = sftp\nhost = box.lan\nuser = me\npass = ${a}\n\n[dav]\ntype = webdav\npassword = ${b}\n\n[crypt]\ntype = crypt\nremote = box:x\npassword2 = ${c}\n[short]\ntype = ftp\npass = abc\n`;
-    await writeTree(root, { '.config/rclone/rclone.conf': config, 'notes/remotes.conf': config.replace(/password2? = .*\n/g, '') });
-    const report = await scanPaths([root], { operatorSecrets: false });
-    expect(report.findings.map((finding) => [finding.path, finding.rule, finding.line])).toEqual([
+    expect(await treeFindings({ '.config/rclone/rclone.conf': config, 'notes/remotes.conf': config.replace(/password2? = .*\n/g, '') })).toEqual([
       ['.config/rclone/rclone.conf', 'rclone-password', 5],
       ['.config/rclone/rclone.conf', 'rclone-password', 9],
       ['.config/rclone/rclone.conf', 'rclone-password', 14],
@@ -188,13 +191,10 @@ describe('passwords NixOS writes into the store', () => {
 
 describe("npm's and msmtp's config files", () => {
   it(".npmrc's _auth and _password (base64), msmtprc's password; not _authToken's reference, passwordeval, or the same lines under other names", async () => {
-    const root = await tempDir();
     const [a, b, c] = [password(), password(), password()];
     const npmrc = `registry=https://npm.corp.lan/\n//npm.corp.lan/:_auth=${Buffer.from(`deploy:${a}`).toString('base64')}\n//npm.corp.lan/:_password="${Buffer.from(b).toString('base64')}"\n//registry.npmjs.org/:_authToken=\${NPM_TOKEN}\n`;
     const msmtprc = `defaults\nauth on\naccount mail\nhost smtp.example.net\nuser me\npassword ${c}\naccount other\npasswordeval "pass show mail"\n`;
-    await writeTree(root, { 'home/.npmrc': npmrc, 'etc/msmtprc': msmtprc, 'notes/npm.txt': npmrc, 'notes/mail.txt': msmtprc });
-    const report = await scanPaths([root], { operatorSecrets: false });
-    expect(report.findings.map((finding) => [finding.path, finding.rule, finding.line])).toEqual([
+    expect(await treeFindings({ 'home/.npmrc': npmrc, 'etc/msmtprc': msmtprc, 'notes/npm.txt': npmrc, 'notes/mail.txt': msmtprc })).toEqual([
       ['etc/msmtprc', 'msmtp-password', 6],
       ['home/.npmrc', 'npm-auth', 2],
       ['home/.npmrc', 'npm-auth', 3],
