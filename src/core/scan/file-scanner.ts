@@ -122,6 +122,11 @@ const NPMRC_AUTH = /^[ \t]*(?:\/\/[^\s=]*:)?(_auth|_password)[ \t]*=[ \t]*"?([A-
 /** msmtp's config (`~/.msmtprc`, `/etc/msmtprc`): `password VALUE` (passwordeval runs a command, and is no finding). */
 const MSMTPRC_NAME = /^\.?msmtprc$/;
 const MSMTP_PASSWORD = /^[ \t]*password[ \t]+(\S(?:.*\S)?)[ \t]*$/gm;
+/**
+ * OpenVPN's `auth-user-pass` file, user name and password on two lines, as NixOS writes
+ * `services.openvpn.servers.<name>.authUserPass` into the store (`…-openvpn-credentials-<name>`).
+ */
+const OPENVPN_CREDENTIALS_NAME = /(?:^|-)openvpn-credentials(?:-|$)/;
 const SSH_KEY_NAME = /^(?:ssh_host_[a-z0-9]+_key|id_(?:rsa|dsa|ecdsa|ed25519|ecdsa_sk|ed25519_sk|xmss))$/;
 /**
  * A key file's name: `key`, `keyfile`, `*.key`, `*_key`, `*-keyfile`, each maybe with `.bin`
@@ -586,6 +591,14 @@ export class FileScanner implements ContentScanner {
         if (isTemplateValue(value) || looksLikePlaceholder(value, 1.5)) continue;
         const start = match.index + match[0].lastIndexOf(match[1]!);
         this.record({ rule: 'msmtp-password', kind: 'plaintext-password', secret: value, start, end: start + match[1]!.length, note: 'msmtp account password' }, start * (utf16 ? 2 : 1), lineAt(text, start));
+      }
+    }
+    if (OPENVPN_CREDENTIALS_NAME.test(name) && !binary && content.length <= 1024) {
+      const lines = text.split('\n').map((line) => line.trim()).filter((line) => line !== '');
+      const password = lines.length === 2 ? lines[1]! : undefined;
+      if (password !== undefined && looksLikeSecretValue(password, 'plaintext-password')) {
+        const start = text.indexOf(password, text.indexOf(lines[0]!) + lines[0]!.length);
+        this.record({ rule: 'openvpn-credentials', kind: 'plaintext-password', secret: password, start, end: start + password.length, note: "OpenVPN auth-user-pass file: its second line is the password" }, start * (utf16 ? 2 : 1), lineAt(text, start));
       }
     }
     // `wg genkey > privatekey`: a file that is nothing but a WireGuard (X25519) private key.

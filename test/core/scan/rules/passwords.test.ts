@@ -209,3 +209,14 @@ describe("Gitea's PASSWD", () => {
     expect(found(text, 'config-password')).toEqual([a, b]);
   });
 });
+
+describe("OpenVPN's auth-user-pass file", () => {
+  it('finds the password of the two-line file NixOS writes for authUserPass (…-openvpn-credentials-<name>); not a one-line file, nor other names', async () => {
+    const value = password();
+    expect(await treeFindings({
+      [`nix/store/${'a'.repeat(32)}-openvpn-credentials-office`]: `alice\n${value}\n`,
+      [`nix/store/${'b'.repeat(32)}-openvpn-credentials-home`]: 'only-a-user-name\n',
+      'notes/two-lines.txt': `alice\n${value}\n`,
+    })).toEqual([[`nix/store/${'a'.repeat(32)}-openvpn-credentials-office`, 'openvpn-credentials', 2]]);
+  });
+});
