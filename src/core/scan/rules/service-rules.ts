@@ -328,10 +328,10 @@ function ipsecPskRule(text: string, hits: RawHit[]): void {
  * `export B2_ACCOUNT_KEY="..."`, and the same names given a string literal in Nix
  * (`MAIL_PASSWORD = "...";`). A Nix expression (`cfg.passwordFile;`) is not a value.
  */
-function envPasswordRule(text: string, hits: RawHit[]): void {
+function envPasswordRule(text: string, hits: RawHit[], lines: readonly number[]): void {
   const pattern =
     /^[ \t]*(?:export[ \t]+)?([A-Z][A-Z0-9_]*(?:PASSWORD|PASSPHRASE|_PASS|ACCOUNT_KEY))(?:=(["']?)([^\s"'#;]{6,256})\2|[ \t]*=[ \t]*(["'])([^"'\n]{6,256})\4[ \t]*;?)[ \t]*$/gm;
-  for (const match of matchingLines(text, pattern, ['PASS', 'ACCOUNT_KEY'])) {
+  for (const match of matchesOnLines(text, lines, pattern)) {
     const name = match[1]!;
     const value = match[3] ?? match[5]!;
     if (/_(?:FILE|COMMAND|CMD|PATH)$/.test(name) || isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2)) continue;
@@ -342,45 +342,64 @@ function envPasswordRule(text: string, hits: RawHit[]): void {
   }
 }
 
+/** What every name envPasswordRule and envTokenRule take holds (`…PASSWORD`, `…_PASS`, `…ACCOUNT_KEY`, `…TOKEN`, `…_KEY`, `…APIKEY`, `…_SECRET`). */
+const ENV_NAME_NEEDLES = ['TOKEN', 'KEY', '_SECRET', 'PASS'];
+
+/** A quoted assignment (`"API_TOKEN=…"`), or a Nix one after `{` or `;` on its line (`{ X_SECRET = "…"; }`). */
+const QUOTED_ASSIGNMENT = /"([A-Z][A-Z0-9_]*=[^"\n]*)"|(?<=[{;][ \t]*)([A-Z][A-Z0-9_]*[ \t]*=[ \t]*"[^"\n]*"[ \t]*;)/g;
+
 /**
- * The environment rules over systemd units' `Environment=` lines, where NixOS puts
- * `systemd.services.<name>.environment` (`Environment="MEILI_MASTER_KEY=…" "OTHER=1"`): each
- * assignment goes on a line of its own in a copy of the text of the same length (the line's prefix,
- * its quotes and the spaces between assignments become line breaks, every other line blanks), so
- * offsets stay the text's own.
+ * The environment rules over assignments that do not stand at the start of a line, where NixOS and
+ * container tooling put them: systemd units' `Environment=` lines (`Environment="MEILI_MASTER_KEY=…"
+ * "OTHER=1"`, from `systemd.services.<name>.environment`), quoted assignments in Nix lists and
+ * strings (`serviceConfig.Environment = [ "A=b" "API_TOKEN=…" ]`), compose files and JSON
+ * (`"Env": ["PATH=…", "API_TOKEN=…"]` in an OCI image config), and Nix attribute sets on one line
+ * (`environment = { X_SECRET = "…"; };`). Each assignment goes on a line of its own in a copy of the
+ * text of the same length (the rest blanked, line breaks around each assignment), so offsets stay
+ * the text's own.
  */
-function systemdEnvironmentRules(text: string, hits: RawHit[]): void {
+function embeddedAssignmentRules(text: string, hits: RawHit[], lines: readonly number[]): void {
   let view: Buffer | undefined;
+  /** Where each copied assignment starts: the lines of the copy the rules read. */
+  const starts: number[] = [];
+  const copy = (from: number, to: number) => {
+    view ??= Buffer.alloc(text.length, 0x20);
+    starts.push(from);
+    // A character beyond latin1 cannot be in a name or a token.
+    for (let index = from; index < to; index++) view[index] = Math.min(text.charCodeAt(index), 0xff);
+    if (from > 0) view[from - 1] = 0x0a;
+    if (to < text.length) view[to] = 0x0a;
+  };
   for (let at = text.indexOf('Environment='); at !== -1; at = text.indexOf('Environment=', at + 12)) {
     const lineStart = text.lastIndexOf('\n', at) + 1;
     if (!/^[ \t]*$/.test(text.slice(lineStart, at))) continue;
     let lineEnd = text.indexOf('\n', at);
     if (lineEnd === -1) lineEnd = text.length;
-    view ??= Buffer.alloc(text.length, 0x20);
-    view[at + 11] = 0x0a;
+    // Outside quotes a space ends an assignment; inside them it is part of the value.
     let quoted = false;
-    for (let index = at + 12; index < lineEnd; index++) {
-      const code = text.charCodeAt(index);
-      if (code === 0x5c && quoted && index + 1 < lineEnd) {
-        view[index] = code;
-        view[index + 1] = Math.min(text.charCodeAt(index + 1), 0x7f);
-        index++;
-      } else if (code === 0x22) {
-        quoted = !quoted;
-        view[index] = 0x0a;
-      } else {
-        // Outside quotes a space ends an assignment; a character beyond latin1 cannot be in a name.
-        view[index] = !quoted && (code === 0x20 || code === 0x09) ? 0x0a : code > 0xff ? 0x3f : code;
+    let from = at + 12;
+    for (let index = from; index <= lineEnd; index++) {
+      const code = index < lineEnd ? text.charCodeAt(index) : 0x0a;
+      if (code === 0x5c && quoted) index++;
+      else if (code === 0x22 || code === 0x0a || (!quoted && (code === 0x20 || code === 0x09))) {
+        if (code === 0x22) quoted = !quoted;
+        if (index > from) copy(from, index);
+        from = index + 1;
       }
     }
-    if (lineEnd < text.length) view[lineEnd] = 0x0a;
+  }
+  // Only the lines that hold a name the environment rules take.
+  for (const match of matchesOnLines(text, lines, QUOTED_ASSIGNMENT)) {
+    const from = match[1] !== undefined ? match.index + 1 : match.index;
+    copy(from, from + (match[1] ?? match[2]!).length);
   }
   if (!view) return;
-  const assignments = view.toString('latin1');
+  const assignments = (view as Buffer).toString('latin1');
   const more: RawHit[] = [];
-  envPasswordRule(assignments, more);
-  envTokenRule(assignments, more);
-  for (const hit of more) if (!overlapsAny(hits, hit.start, hit.end)) hits.push({ ...hit, note: `${hit.note}, in a systemd unit's Environment=` });
+  const lineStarts = [...new Set(starts)].sort((a, b) => a - b);
+  envPasswordRule(assignments, more, lineStarts);
+  envTokenRule(assignments, more, lineStarts);
+  for (const hit of more) if (!overlapsAny(hits, hit.start, hit.end)) hits.push(hit);
 }
 
 /**
@@ -407,10 +426,10 @@ export function looksLikeToken(value: string): boolean {
  * `GITHUB_TOKEN_PATH`, a public key), so the value must look random: 20 characters or more without
  * spaces, letters and digits, high entropy, not a path, reference, placeholder or public key.
  */
-function envTokenRule(text: string, hits: RawHit[]): void {
+function envTokenRule(text: string, hits: RawHit[], lines: readonly number[]): void {
   const pattern =
     /^[ \t]*(?:export[ \t]+)?(?:[A-Za-z][\w.-]*\.)?([A-Z][A-Z0-9_]*(?:TOKEN|_KEY|APIKEY|_SECRET))(?:=(["']?)([^\s"'#;]{20,512})\2|[ \t]*=[ \t]*(["'])([^\s"']{20,512})\4[ \t]*;?)[ \t]*$/gm;
-  for (const match of matchingLines(text, pattern, ['TOKEN', 'KEY', '_SECRET'])) {
+  for (const match of matchesOnLines(text, lines, pattern)) {
     const name = match[1]!;
     const value = match[3] ?? match[5]!;
     // python-social-auth's `SOCIAL_AUTH_<PROVIDER>_KEY` is the OAuth client ID; its `_SECRET` is the secret.
@@ -610,9 +629,11 @@ export function serviceRules(text: string, hits: RawHit[], families: number): vo
     if (text.includes('PSK')) ipsecPskRule(text, hits);
   }
   if (families & L.ENV_PASSWORD) {
-    envPasswordRule(text, hits);
-    envTokenRule(text, hits);
-    if (text.includes('Environment=')) systemdEnvironmentRules(text, hits);
+    // The lines holding a name the environment rules take (every name of theirs holds one of these), found once for the three.
+    const lines = needleLines(text, ENV_NAME_NEEDLES);
+    envPasswordRule(text, hits, lines);
+    envTokenRule(text, hits, lines);
+    embeddedAssignmentRules(text, hits, lines);
   }
   // A .netrc entry needs `password` (so the PASSWORD family) and `machine`.
   if (families & L.PASSWORD && text.includes('achine ')) netrcRule(text, hits);

@@ -529,3 +529,33 @@ describe("systemd units' Environment= lines (where NixOS puts a service's enviro
     ]);
   });
 });
+
+describe('assignments that do not start a line', () => {
+  it('finds tokens and passwords in Nix lists and strings, one-line attribute sets, compose lists and an OCI config Env; not other variables', () => {
+    const draw = () => {
+      let value = randomString(32);
+      while (!tokenShaped(value)) value = randomString(32);
+      return value;
+    };
+    const [a, b, c, d] = [draw(), draw(), draw(), draw()];
+    const dbPassword = `Zq${randomInt(10)}${randomString(12)}`;
+    const text = [
+      `systemd.services.app.serviceConfig.Environment = "APP_TOKEN=${a}";`,
+      `systemd.services.other.serviceConfig.Environment = [ "LANG=C.UTF-8" "OTHER_API_KEY=${b}" ];`,
+      `systemd.services.x.environment = { LANG = "C"; X_SECRET = "${c}"; };`,
+      '    environment:',
+      `      - "DB_PASSWORD=${dbPassword}"`,
+      `{"config":{"Env":["PATH=/usr/bin","REGISTRY_TOKEN=${d}"],"Cmd":["/app"]}}`,
+      '[ "GITHUB_TOKEN_FILE=/run/secrets/gh" "HOME=/var/empty" ]',
+      '',
+    ].join('\n');
+    const hits = scanText(text, { operatorSecrets: [] }).sort((x, y) => x.start - y.start);
+    expect(hits.map((hit) => [hit.rule, text.slice(hit.start, hit.end)])).toEqual([
+      ['env-token', a],
+      ['env-token', b],
+      ['env-token', c],
+      ['env-password', dbPassword],
+      ['env-token', d],
+    ]);
+  });
+});
