@@ -11,7 +11,7 @@ import { createGzip, constants as zlibConstants } from 'node:zlib';
 import { UsageError } from '../errors.js';
 import { encodeTarHeader, tarEntryBytes, tarPadding, TAR_END, type TarHeaderInput } from './source-archive-tar.js';
 import { headCommit, listChangedSinceHead, listGitCrypt, listIndex, listUntracked, locateWorkTree } from './source-archive-git.js';
-import { gitAttributesOf, isGitCryptPath } from './scan/rules/git-crypt.js';
+import { gitAttributesOf, isGitAttributesFile, isGitCryptPath } from './scan/rules/git-crypt.js';
 
 export interface SourceArchiveOptions {
   /**
@@ -309,15 +309,12 @@ async function toEntries(root: string, collected: Collected): Promise<SourceEntr
  */
 async function markGitCrypt(entries: SourceEntry[], collected: Collected, plainFolder: boolean): Promise<void> {
   if (plainFolder) {
-    const files: { dir: string; text: string }[] = [];
+    const files: { path: string; text: string }[] = [];
     for (const entry of entries) {
-      if (entry.type !== 'file' || path.posix.basename(entry.path) !== '.gitattributes') continue;
-      const text = await readFile(entry.absPath, 'utf8');
-      const dir = path.posix.dirname(entry.path);
-      if (text.includes('filter')) files.push({ dir: dir === '.' ? '' : dir, text });
+      if (entry.type === 'file' && isGitAttributesFile(entry.path)) files.push({ path: entry.path, text: await readFile(entry.absPath, 'utf8') });
     }
-    if (files.length === 0) return;
     const attributes = gitAttributesOf(files);
+    if (attributes.length === 0) return;
     for (const entry of entries) if (entry.type === 'file' && isGitCryptPath(attributes, entry.path)) collected.gitCrypt.add(entry.path);
   }
   for (const entry of entries) if (entry.type === 'file' && collected.gitCrypt.has(entry.path)) entry.gitCrypt = true;

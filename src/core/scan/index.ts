@@ -16,7 +16,7 @@ import { scanTasks, startHelpers, WORKER_MIN_FILES, type Helpers } from './readi
 import type { FileTask } from './reading/file-task.js';
 import { startReadAhead, stopReadAhead, type ReadAhead } from './reading/read-ahead.js';
 import { mustBeEncrypted, parseSopsConfig, type SopsConfig } from './rules/sops.js';
-import { gitAttributesOf, gitCryptPlaintextFinding, isGitCryptCiphertext, isGitCryptPath } from './rules/git-crypt.js';
+import { gitAttributesOf, gitCryptPlaintextFinding, isGitAttributesFile, isGitCryptCiphertext, isGitCryptPath } from './rules/git-crypt.js';
 import type { DecryptionIdentity } from './rules/operator-secrets.js';
 import type { SopsFileRef } from './rules/sops-values.js';
 import type { ScanLimits } from './reading/container-walker.js';
@@ -379,19 +379,17 @@ function gitCryptFindings(files: WalkEntry[], problems: Problem[]): Finding[] {
   }
   const out: Finding[] = [];
   for (const entries of byRoot.values()) {
-    const texts: { dir: string; text: string }[] = [];
+    const texts: { path: string; text: string }[] = [];
     for (const entry of entries) {
-      if (!/(^|\/)\.gitattributes$/.test(entry.relative!)) continue;
+      if (!isGitAttributesFile(entry.relative!)) continue;
       try {
-        const text = readFileSync(entry.full, 'utf8');
-        const dir = path.posix.dirname(entry.relative!);
-        if (text.includes('filter')) texts.push({ dir: dir === '.' ? '' : dir, text });
+        texts.push({ path: entry.relative!, text: readFileSync(entry.full, 'utf8') });
       } catch (error) {
         problems.push({ path: entry.reported, message: `cannot read .gitattributes: ${(error as Error).message}` });
       }
     }
-    if (texts.length === 0) continue;
     const attributes = gitAttributesOf(texts);
+    if (attributes.length === 0) continue;
     for (const entry of entries) {
       if (!isGitCryptPath(attributes, entry.relative!)) continue;
       try {

@@ -364,14 +364,9 @@ function keepMember(members: MemberResult[], seq: number, name: string, result: 
 function applyMemberGitCrypt(members: MemberResult[], parent: FileTarget, out: FileResult): void {
   // Names as paths from the container's top (a filesystem's members are named from `/`).
   const relative = (name: string) => name.replace(/^\/+/, '');
-  const files = members.flatMap((member) => {
-    const text = member.result?.gitAttributes;
-    if (text === undefined || !/(^|\/)\.gitattributes$/.test(member.name) || !text.includes('filter')) return [];
-    const dir = path.posix.dirname(relative(member.name));
-    return [{ dir: dir === '.' ? '' : dir, text }];
-  });
-  if (files.length === 0) return;
+  const files = members.flatMap((member) => (member.result?.gitAttributes !== undefined ? [{ path: relative(member.name), text: member.result.gitAttributes }] : []));
   const attributes = gitAttributesOf(files);
+  if (attributes.length === 0) return;
   for (const member of members) {
     const fingerprint = member.fingerprint ?? member.result?.unencrypted?.fingerprint;
     if (fingerprint === undefined || !isGitCryptPath(attributes, relative(member.name))) continue;

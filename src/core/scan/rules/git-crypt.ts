@@ -12,6 +12,7 @@
  * for a path the last line that says anything about `filter` winning, the deepest file's lines after
  * its parents'. Macros (`[attr]name …`, defined in a root `.gitattributes`) are expanded.
  */
+import path from 'node:path';
 import type { Finding } from '../../types.js';
 import type { RawHit } from './rules.js';
 
@@ -227,11 +228,23 @@ function filterOf(attributes: readonly string[], macros: Macros, depth: number):
   return said;
 }
 
-/** The `.gitattributes` files of one tree, by folder: the root first, so its macros are known. */
-export function gitAttributesOf(files: { dir: string; text: string }[]): GitAttributes[] {
+/** Whether a path (from a tree's top, `/`-separated) names a `.gitattributes` file. */
+export function isGitAttributesFile(file: string): boolean {
+  return file === '.gitattributes' || file.endsWith('/.gitattributes');
+}
+
+/**
+ * The `.gitattributes` files of one tree, each given by its path from the tree's top, as rules by
+ * folder; those that never mention a filter are left out. The root's file comes first, so its macros
+ * are known to the others.
+ */
+export function gitAttributesOf(files: { path: string; text: string }[]): GitAttributes[] {
   const macros: Macros = new Map();
-  const sorted = [...files].sort((a, b) => (a.dir === '' ? -1 : b.dir === '' ? 1 : a.dir.length - b.dir.length));
-  return sorted.map((file) => parseGitAttributes(file.text, file.dir, macros));
+  const folders = files
+    .filter((file) => isGitAttributesFile(file.path) && file.text.includes('filter'))
+    .map((file) => ({ dir: path.posix.dirname(file.path) === '.' ? '' : path.posix.dirname(file.path), text: file.text }))
+    .sort((a, b) => a.dir.length - b.dir.length);
+  return folders.map((file) => parseGitAttributes(file.text, file.dir, macros));
 }
 
 /**

@@ -30,11 +30,7 @@ async function repoWith(files: Record<string, string>): Promise<string> {
 }
 
 function oursSay(files: Record<string, string>, paths: string[]): Map<string, boolean> {
-  const attributes = gitAttributesOf(
-    Object.entries(files)
-      .filter(([name]) => name.endsWith('.gitattributes'))
-      .map(([name, text]) => ({ dir: path.posix.dirname(name) === '.' ? '' : path.posix.dirname(name), text })),
-  );
+  const attributes = gitAttributesOf(Object.entries(files).map(([name, text]) => ({ path: name, text })));
   return new Map(paths.map((file) => [file, isGitCryptPath(attributes, file)]));
 }
 
