@@ -119,9 +119,27 @@ const RCLONE_PASSWORD = /^[ \t]*(pass|password2?)[ \t]*=[ \t]*([A-Za-z0-9_-]{22,
  */
 const NPMRC_NAME = /^\.?npmrc$/;
 const NPMRC_AUTH = /^[ \t]*(?:\/\/[^\s=]*:)?(_auth|_password)[ \t]*=[ \t]*"?([A-Za-z0-9+/]{4,}={0,2})"?[ \t]*$/gm;
-/** msmtp's config (`~/.msmtprc`, `/etc/msmtprc`): `password VALUE` (passwordeval runs a command, and is no finding). */
-const MSMTPRC_NAME = /^\.?msmtprc$/;
-const MSMTP_PASSWORD = /^[ \t]*password[ \t]+(\S(?:.*\S)?)[ \t]*$/gm;
+/**
+ * The mail clients' configs, under their own names or as the store files home-manager and NixOS
+ * write them to (`/nix/store/<hash>-msmtprc`, `…-mbsyncrc`). Each keeps a password in plain text
+ * when it is not given a command to fetch one:
+ * - msmtp (`~/.msmtprc`, `/etc/msmtprc`): `password VALUE` (`passwordeval` runs a command);
+ * - mbsync/isync (`~/.mbsyncrc`): `Pass VALUE` (`PassCmd` runs a command);
+ * - OfflineIMAP (`~/.offlineimaprc`): `remotepass = VALUE` (`remotepasseval`, `remotepassfile` point elsewhere);
+ * - fetchmail (`~/.fetchmailrc`): `password 'VALUE'` (or `pass`, `passwd`) anywhere in a poll entry.
+ */
+const MAIL_CLIENT_CONFIGS: { rule: string; name: RegExp; pattern: RegExp; note: string }[] = [
+  { rule: 'msmtp-password', name: /^(?:.*-)?\.?msmtprc$/, pattern: /^[ \t]*password[ \t]+(\S(?:.*\S)?)[ \t]*$/gm, note: 'msmtp account password' },
+  { rule: 'mbsync-password', name: /^(?:.*-)?\.?(?:mbsyncrc|isyncrc)$/, pattern: /^[ \t]*Pass[ \t]+(\S(?:.*\S)?)[ \t]*$/gm, note: 'mbsync (isync) account password' },
+  { rule: 'offlineimap-password', name: /^(?:.*-)?(?:\.?offlineimaprc|offlineimap\.conf)$/, pattern: /^[ \t]*remotepass[ \t]*[=:][ \t]*(\S(?:.*\S)?)[ \t]*$/gm, note: 'OfflineIMAP remotepass' },
+  {
+    rule: 'fetchmail-password',
+    name: /^(?:.*-)?\.?fetchmailrc$/,
+    // Not the authentication method `auth password`.
+    pattern: /(?<!\bauth(?:enticate)?[ \t]*)(?:^|[ \t])(?:password|pass|passwd)[ \t]+("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^\s#"']+)/gm,
+    note: 'fetchmail poll password',
+  },
+];
 /**
  * OpenVPN's `auth-user-pass` file, user name and password on two lines, as NixOS writes
  * `services.openvpn.servers.<name>.authUserPass` into the store (`…-openvpn-credentials-<name>`).
@@ -585,12 +603,17 @@ export class FileScanner implements ContentScanner {
         this.record({ rule: 'npm-auth', kind: 'plaintext-password', secret: password, start, end: start + match[2]!.length, note: `npm ${match[1]}: base64 of ${match[1] === '_auth' ? 'user:password' : 'the password'}` }, start * (utf16 ? 2 : 1), lineAt(text, start));
       }
     }
-    if (MSMTPRC_NAME.test(name)) {
-      for (const match of text.matchAll(MSMTP_PASSWORD)) {
-        const value = match[1]!.replace(/^"(.*)"$/, '$1');
-        if (isTemplateValue(value) || looksLikePlaceholder(value, 1.5)) continue;
+    for (const config of MAIL_CLIENT_CONFIGS) {
+      if (name === '' || !config.name.test(name)) continue;
+      for (const match of text.matchAll(config.pattern)) {
+        // A comment's line (fetchmail's keywords can be anywhere on a line, so its comments are looked at here).
+        const lineStart = text.lastIndexOf('\n', match.index) + 1;
+        if (/^[ \t]*#/.test(text.slice(lineStart, match.index + match[0].length))) continue;
+        const value = match[1]!.replace(/^"(.*)"$|^'(.*)'$/, '$1$2');
+        if (value === '' || isTemplateValue(value) || looksLikePlaceholder(value, 1.5)) continue;
         const start = match.index + match[0].lastIndexOf(match[1]!);
-        this.record({ rule: 'msmtp-password', kind: 'plaintext-password', secret: value, start, end: start + match[1]!.length, note: 'msmtp account password' }, start * (utf16 ? 2 : 1), lineAt(text, start));
+        this.hits?.delete(`config-password:${start * (utf16 ? 2 : 1)}`);
+        this.record({ rule: config.rule, kind: 'plaintext-password', secret: value, start, end: start + match[1]!.length, note: config.note }, start * (utf16 ? 2 : 1), lineAt(text, start));
       }
     }
     if (OPENVPN_CREDENTIALS_NAME.test(name) && !binary && content.length <= 1024) {

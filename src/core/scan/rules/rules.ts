@@ -11,6 +11,7 @@ import { nixStoreWriterRule, nixTextAttribute } from './named-secrets.js';
 import { looksLikeToken, serviceRules } from './service-rules.js';
 import { base62, crc32, entropy, isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchesOnLines, nameWords, needleLines, overlapsAny, textyRatio } from './text-util.js';
 import { gitCryptKeyFile } from './git-crypt.js';
+import { cliFlagRule } from './cli-flags.js';
 
 /** A match inside one text window; offsets relative to that window. */
 export interface RawHit {
@@ -584,10 +585,11 @@ const NIX_PASSWORD = /((?:[\w-]+\.)*([A-Za-z_]*[Pp]assword))\s*=\s*"([^"\\$]*)"\
 /**
  * A password key given a literal on a line of its own in the config formats beside Nix: INI and TOML
  * (`admin_password = s3cr3t`), YAML (`db_password: s3cr3t`, Home Assistant's `secrets.yaml`), JSON
- * (`"password": "s3cr3t",`) and PHP arrays (`'dbpassword' => 's3cr3t',`, Nextcloud's config.php).
+ * (`"password": "s3cr3t",`), PHP arrays (`'dbpassword' => 's3cr3t',`, Nextcloud's config.php) and
+ * mutt's `set imap_pass = "s3cr3t"`.
  */
 const CONFIG_PASSWORD =
-  /^[ \t-]*["']?((?:[A-Za-z_][\w.-]*?)?(?:[Pp]assword|PASSWORD|[Pp]assphrase|PASSPHRASE|PASSWD|[_-](?:pass(?:wd)?|PASS(?:WD)?)))["']?[ \t]*(?::|=>|=)[ \t]*(?:"([^"\n]{8,256})"|'([^'\n]{8,256})'|([^\s"'#;,]{8,256}))[ \t]*[,;]?[ \t]*(?:#.*)?$/gm;
+  /^[ \t-]*(?:set[ \t]+)?["']?((?:[A-Za-z_][\w.-]*?)?(?:[Pp]assword|PASSWORD|[Pp]assphrase|PASSPHRASE|PASSWD|[_-](?:pass(?:wd)?|PASS(?:WD)?)))["']?[ \t]*(?::|=>|=)[ \t]*(?:"([^"\n]{8,256})"|'([^'\n]{8,256})'|([^\s"'#;,]{8,256}))[ \t]*[,;]?[ \t]*(?:#.*)?$/gm;
 
 /** What every CONFIG_PASSWORD match holds (its lines are also where sqlPasswordRule looks for `PASSWORD`). */
 const CONFIG_PASSWORD_NEEDLES = ['assword', 'ASSWORD', 'assphrase', 'ASSPHRASE', 'ASSWD', '_pass', '-pass', '_PASS', '-PASS'];
@@ -990,6 +992,8 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
   if (families & L.PASSWORD) nixPasswordRule(text, hits);
   if (families & L.JWK) jwkRule(text, hits);
   serviceRules(text, hits, families);
+  // `--password=…`, `--token …`: after the vendors' and the environment rules, which name a value better.
+  if (families & (L.PASSWORD | L.CONFIG_TOKEN)) cliFlagRule(text, hits);
   // After the Nix and environment-file rules: a line they reported is not reported again.
   if (families & (L.PASSWORD | L.ENV_PASSWORD)) {
     // The lines holding `assword` (or another name for a password), found once for both rules.

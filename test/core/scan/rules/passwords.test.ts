@@ -220,3 +220,29 @@ describe("OpenVPN's auth-user-pass file", () => {
     })).toEqual([[`nix/store/${'a'.repeat(32)}-openvpn-credentials-office`, 'openvpn-credentials', 2]]);
   });
 });
+
+describe("the mail clients' configs: mbsync, OfflineIMAP, fetchmail, mutt", () => {
+  it('finds the plain passwords under their names and as store files; not the commands, the auth method, comments, or the same lines elsewhere', async () => {
+    const [a, b, c, d, e] = [password(), password(), password(), password(), password()];
+    const mbsyncrc = `IMAPAccount mail\nHost imap.example.net\nUser me\nPass ${a}\nIMAPAccount other\nPassCmd "pass show mail"\n`;
+    const offlineimaprc = `[Repository remote]\ntype = IMAP\nremoteuser = me\nremotepass = ${b}\n[Repository other]\nremotepasseval = get_pass("other")\n`;
+    const fetchmailrc = `# password '${password()}' was the old one\npoll imap.example.net proto imap auth password\n  user 'me' there with password '${c}' is me here\npoll pop.example.net user "me" pass ${d}\n`;
+    const muttrc = `set imap_user = "me@example.net"\nset imap_pass = "${e}"\nset smtp_pass = \`pass show mail\`\n`;
+    const store = `nix/store/${'c'.repeat(32)}-mbsyncrc`;
+    expect(await treeFindings({
+      'home/.mbsyncrc': mbsyncrc,
+      [store]: mbsyncrc,
+      'home/.offlineimaprc': offlineimaprc,
+      'home/.fetchmailrc': fetchmailrc,
+      'home/.muttrc': muttrc,
+      'notes/mail.txt': mbsyncrc + offlineimaprc.replace('remotepass', 'remote') + fetchmailrc,
+    })).toEqual([
+      ['home/.fetchmailrc', 'fetchmail-password', 3],
+      ['home/.fetchmailrc', 'fetchmail-password', 4],
+      ['home/.mbsyncrc', 'mbsync-password', 4],
+      ['home/.muttrc', 'config-password', 2],
+      ['home/.offlineimaprc', 'offlineimap-password', 4],
+      [store, 'mbsync-password', 4],
+    ]);
+  });
+});

@@ -1,0 +1,134 @@
+/**
+ * Credentials given on a command line: `--password=…`, `--token …`, `-apikey …`, openssl's
+ * `-passin pass:…`, and the list forms of the same (`[ "--token" "…" ]` in Nix, `"--token", "…"`
+ * in JSON and YAML). They land where NixOS puts a service's command: a unit's `ExecStart=`, the
+ * scripts `writeShellScript` and a service's `script` write into the store, and the `.nix` source
+ * that says so (`ExecStart = "${pkg}/bin/agent --token …"`), all of them world-readable.
+ *
+ * A flag's name says little on its own (`--ask-pass site.yml`, `--password-file PATH`,
+ * `--token TOKEN` in a man page), so:
+ * - the name ends at the password or token word, then `=`, blanks or a list's quotes follow;
+ * - a name that asks, prompts, shows, generates or negates (`--no-password`, `--ask-pass`,
+ *   `--generate-secret`) takes no value;
+ * - the value is a literal: not a variable, substitution, path, placeholder (`PASSWORD`, `<token>`,
+ *   `xxxxxx`) or openssl's `env:`/`file:`/`fd:`/`stdin` forms;
+ * - a token must look random (`looksLikeToken`, through `looksLikeSecretValue`); a password given after blanks (where the next
+ *   word may be an argument of another kind) must mix letters with digits or symbols, and must not
+ *   be named like a file.
+ */
+import { looksLikeSecretValue } from './named-secrets.js';
+import type { RawHit } from './rules.js';
+import { overlapsAny } from './text-util.js';
+
+/** Where a flag's name can hold a credential word: each needle starts at the `-` before the word. */
+const NEEDLES = ['-pass', '-token', '-secret', '-api'];
+
+/** A flag's name from its first `-`: words joined by `-`, the last a credential word, and what follows it. */
+const FLAG = /--?((?:[a-z0-9]+-)*?)(password|passwd|passphrase|pass|passin|passout|token|api-?key|secret|secret-?key)(?==|[ \t]|["'][ \t]*,?[ \t]*["'])/y;
+
+const PASSWORD_WORDS = new Set(['password', 'passwd', 'passphrase', 'pass', 'passin', 'passout']);
+
+/** Words before the credential word that make the flag a switch or a question, not a value. */
+const SWITCH_WORDS = new Set([
+  'no', 'ask', 'prompt', 'show', 'print', 'generate', 'gen', 'create', 'list', 'require', 'required', 'reset', 'revoke', 'delete', 'remove',
+  'rm', 'read', 'use', 'with', 'without', 'check', 'verify', 'validate', 'skip', 'disable', 'enable', 'allow', 'store', 'save', 'keep',
+  'forget', 'clear', 'hash', 'hashed', 'min', 'max', 'length', 'policy', 'header', 'env', 'file', 'from', 'cmd', 'command', 'helper',
+  'type', 'name', 'id', 'empty', 'random', 'stdin', 'interactive', 'change', 'expire', 'expiry', 'ttl', 'lifetime', 'bypass',
+]);
+
+/** Words that make a value an example of one (`password123`, `my-secret-token`, `changeme1`). */
+const EXAMPLE_WORDS = /pass(?:wor)?d|secret|token|example|changeme|sample|dummy|test/i;
+
+/** Characters that end an unquoted shell word (or a Nix string around the command). */
+const WORD_END = /[\s"'`;|&<>()\\]/;
+
+/** The literal value at `at` after the flag's name, with where it starts; undefined when there is none. */
+function valueAt(text: string, at: number): { value: string; start: number; spaced: boolean } | undefined {
+  let index = at;
+  let spaced = false;
+  let quote: string | undefined;
+  const code = text.charCodeAt(index);
+  if (code === 0x3d) index++;
+  else if (code === 0x22 || code === 0x27) {
+    // A list: the flag's own closing quote, maybe a comma, then the value's opening quote.
+    index++;
+    while (text.charCodeAt(index) === 0x20 || text.charCodeAt(index) === 0x09 || text.charCodeAt(index) === 0x2c) index++;
+    quote = text[index];
+    if (quote !== '"' && quote !== "'") return undefined;
+    spaced = true;
+    index++;
+    const end = text.indexOf(quote, index);
+    if (end === -1 || end - index > 256 || text.slice(index, end).includes('\n')) return undefined;
+    return { value: text.slice(index, end), start: index, spaced };
+  } else {
+    spaced = true;
+    while (text.charCodeAt(index) === 0x20 || text.charCodeAt(index) === 0x09) index++;
+  }
+  const first = text[index];
+  if (first === '"' || first === "'") {
+    const end = text.indexOf(first, index + 1);
+    if (end === -1 || end - index > 257) return undefined;
+    const value = text.slice(index + 1, end);
+    // Escaped quotes (`\"…\"` inside a Nix string) close here too: the value is what they hold.
+    return value.includes('\n') ? undefined : { value: value.endsWith('\\') ? value.slice(0, -1) : value, start: index + 1, spaced };
+  }
+  let end = index;
+  while (end < text.length && end - index <= 256 && !WORD_END.test(text[end]!)) end++;
+  return { value: text.slice(index, end), start: index, spaced };
+}
+
+function credentialValue(value: string, word: string, spaced: boolean): string | undefined {
+  let literal = value;
+  // openssl's `-pass`, `-passin`, `-passout`: `pass:VALUE` is the password, `env:`, `file:`, `fd:` and `stdin` say where it is.
+  if (word === 'pass' || word === 'passin' || word === 'passout') {
+    if (/^(?:env|file|fd):|^stdin$/.test(literal)) return undefined;
+    if (literal.startsWith('pass:')) literal = literal.slice(5);
+  }
+  if (literal.length < 6 || /^[-$%@<{[/~.*]/.test(literal) || literal.includes('${') || literal.includes('$(')) return undefined;
+  // A metavariable (`--password=PASSWORD`, `--token=JETON`, `--passwd USER-ID`) or an example that says what it is (`password123`).
+  if (/^[A-Z][A-Z0-9_-]*$/.test(literal) || EXAMPLE_WORDS.test(literal)) return undefined;
+  if (!PASSWORD_WORDS.has(word)) return looksLikeSecretValue(literal, 'service-token') ? literal : undefined;
+  if (!looksLikeSecretValue(literal, 'plaintext-password')) return undefined;
+  // After blanks the next word may be another argument (or prose: `--password options.`): a password mixes letters and digits, and is no file name.
+  if (spaced && (!/[A-Za-z]/.test(literal) || !/[0-9]/.test(literal) || /^[\w-]+\.[A-Za-z]{1,5}$/.test(literal))) return undefined;
+  return literal;
+}
+
+/** Passwords and tokens given to a command-line flag (see above); `hits` holds what other rules found. */
+export function cliFlagRule(text: string, hits: RawHit[]): void {
+  const seen = new Set<number>();
+  for (const needle of NEEDLES) {
+    for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + needle.length)) {
+      // The flag starts where its run of lowercase words and dashes starts, after neither a word character nor a dot.
+      let start = at;
+      while (start > 0 && at - start < 128 && /[a-z0-9-]/.test(text[start - 1]!)) start--;
+      while (text.charCodeAt(start) !== 0x2d && start < at) start++;
+      // A flag in roff (`\-\-password=…`) is a manual page's, and its values are examples.
+      if (seen.has(start) || (start > 0 && /[\w.\\]/.test(text[start - 1]!))) continue;
+      seen.add(start);
+      FLAG.lastIndex = start;
+      const match = FLAG.exec(text);
+      if (!match) continue;
+      const prefix = match[1]!.split('-').filter(Boolean);
+      const word = match[2]!;
+      if (prefix.some((part) => SWITCH_WORDS.has(part))) continue;
+      const found = valueAt(text, FLAG.lastIndex);
+      if (!found) continue;
+      const literal = credentialValue(found.value, word, found.spaced);
+      if (literal === undefined) continue;
+      const valueStart = found.start + found.value.indexOf(literal);
+      const end = valueStart + literal.length;
+      if (overlapsAny(hits, valueStart, end)) continue;
+      const flag = match[0];
+      const password = PASSWORD_WORDS.has(word);
+      hits.push({
+        rule: password ? 'cli-password' : 'cli-token',
+        kind: password ? 'plaintext-password' : 'service-token',
+        secret: literal,
+        start: valueStart,
+        end,
+        note: `given on a command line (${flag})`,
+      });
+    }
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Credentials given on a command line (rules `cli-password`, `cli-token`), as they land in a unit's
+ * ExecStart=, a script NixOS writes into the store, or the Nix source that says so; and the flags,
+ * manual pages, prose and references that are not credentials. Values are drawn fresh each run.
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { looksLikeSecretValue } from '../../../../src/core/scan/rules/named-secrets.js';
+import { scanText } from '../../../../src/core/scan/rules/rules.js';
+
+function password(): string {
+  for (;;) {
+    const value = randomBytes(14).toString('base64').replace(/[+/=]/g, '').slice(0, 14);
+    if (value.length === 14 && /\d/.test(value) && /[A-Za-z]/.test(value) && looksLikeSecretValue(value, 'plaintext-password')) return value;
+  }
+}
+
+function token(): string {
+  for (;;) {
+    const value = randomBytes(30).toString('base64url');
+    if (/^[A-Za-z0-9]/.test(value) && /\d/.test(value) && /[A-Za-z]/.test(value) && looksLikeSecretValue(value, 'service-token')) return value;
+  }
+}
+
+function found(text: string): [string, string][] {
+  return scanText(text, { operatorSecrets: [], nixSource: false })
+    .filter((hit) => hit.rule.startsWith('cli-'))
+    .map((hit) => {
+      expect(text.slice(hit.start, hit.end)).toBe(hit.secret);
+      return [hit.rule, String(hit.secret)];
+    });
+}
+
+describe('cli-password and cli-token', () => {
+  it('finds a password or token given to a flag: =, blanks, quotes, single dash, openssl pass:, and list forms', () => {
+    const [p1, p2, p3, p4, p5] = [password(), password(), password(), password(), password()];
+    const [t1, t2, t3, t4] = [token(), token(), token(), token()];
+    const text = [
+      `ExecStart=/nix/store/${'a'.repeat(32)}-agent/bin/agent --token ${t1} --listen 0.0.0.0:8080`,
+      `exec restic --password=${p1} backup /home`,
+      `mysqldump --user=root --password '${p2}' --all-databases`,
+      `openssl enc -aes-256-cbc -passin pass:${p3} -in a -out b`,
+      `ExecStart = "\${pkgs.frpc}/bin/frpc -auth-token=${t2}";`,
+      `serviceConfig.ExecStart = [ "\${pkgs.tool}/bin/tool" "--api-key" "${t3}" ];`,
+      `"args": ["serve", "--client-secret", "${t4}"],`,
+      `curl --proxy-password="${p4}" https://example.net/ && x -password ${p5}`,
+    ].join('\n');
+    expect(found(text).sort()).toEqual(
+      [
+        ['cli-password', p1],
+        ['cli-password', p2],
+        ['cli-password', p3],
+        ['cli-password', p4],
+        ['cli-password', p5],
+        ['cli-token', t1],
+        ['cli-token', t2],
+        ['cli-token', t3],
+        ['cli-token', t4],
+      ].sort(),
+    );
+  });
+
+  it('does not take switches, files, references, placeholders, examples, manual pages or prose', () => {
+    const p = password();
+    const text = [
+      `agent --token-file /run/secrets/agent --password-file=/run/secrets/pw`,
+      `nixos-install --no-root-password ${p} && ansible-playbook --ask-pass site.yml`,
+      `tool --token \${config.sops.secrets.tok.path} --password "$DB_PASSWORD" --secret $(cat /run/secrets/s)`,
+      `wget --password=PASSWORD --token=<token> --api-key YOUR_API_KEY --passwd USER-ID`,
+      `gcloud sql users create --password=password123 --token=${'x'.repeat(30)}`,
+      `\\fB\\-\\-password\\fR=\\fI${p}\\fR and \\-\\-root\\-password=${p}`,
+      `Add documentation for the new --password options. The --password flag, respectively.`,
+      `openssl rsa -passin env:KEY_PASS -passout file:/run/pw -pass stdin`,
+      `a low-pass filter at 4kHz, and per-token ${p} pricing`,
+      `secret-tool store --label=x --secret-key ${'a'.repeat(8)}`,
+    ].join('\n');
+    expect(found(text)).toEqual([]);
+  });
+});
