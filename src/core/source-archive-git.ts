@@ -5,6 +5,7 @@
  */
 import { UsageError, CommandError } from '../errors.js';
 import { run, type RunResult } from '../util/run.js';
+import { isEncryptingFilter } from './scan/rules/git-crypt.js';
 
 /**
  * Variables that would point git at another repository or index than the folder we were given
@@ -108,7 +109,7 @@ export interface IndexEntry {
 /** What the index tracks under `prefix`; conflicted paths (several stages) appear once. */
 /**
  * The files among `fullNames` (paths from the work tree's top) that git-crypt encrypts: their `filter`
- * attribute is `git-crypt` (or `git-crypt-KEYNAME`), as git itself reads every `.gitattributes`,
+ * attribute is `git-crypt` (or `git-crypt-KEYNAME`; transcrypt's `crypt`, `crypt-CONTEXT`), as git itself reads every `.gitattributes`,
  * `.git/info/attributes` and the user's attributes file. In an unlocked work tree those files are plaintext.
  */
 export async function listGitCrypt(toplevel: string, fullNames: readonly string[]): Promise<Set<string>> {
@@ -118,7 +119,7 @@ export async function listGitCrypt(toplevel: string, fullNames: readonly string[
   const fields = splitNul(result.stdout, toplevel);
   for (let index = 0; index + 2 < fields.length; index += 3) {
     const value = fields[index + 2]!;
-    if (value === 'git-crypt' || value.startsWith('git-crypt-')) governed.add(fields[index]!);
+    if (isEncryptingFilter(value)) governed.add(fields[index]!);
   }
   return governed;
 }

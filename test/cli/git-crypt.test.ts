@@ -4,6 +4,7 @@
  * ciphertext, even under a key's name, is not a finding); the key itself is found wherever it lies.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -167,5 +168,78 @@ describe('git-crypt: an unlocked work tree is a leak, a locked one is not', () =
     const document = JSON.parse(refused.stdout) as { findings: Finding[] };
     expect(document.findings.filter((finding) => finding.rule === 'git-crypt-plaintext').map((finding) => finding.inner!.replace(/^[^/]+\//, '')).sort()).toEqual(['alpha/host.env', 'luks.key']);
     expect(listTree(target)).toEqual([]);
+  });
+});
+
+/**
+ * A repository set up the way transcrypt sets one up (transcrypt is not in Debian 12): git's
+ * `filter.crypt` runs `openssl enc -a` with the password from `.git/config` (`transcrypt.password`),
+ * so git stores base64 that begins `U2FsdGVkX1`; the work tree is
+ * plaintext, as after `transcrypt -c …`. Real git filters, real openssl.
+ */
+async function transcryptRepo(): Promise<{ repo: string; password: string }> {
+  const repo = await tempDir('dubnium-seed-transcrypt-');
+  git(repo, 'init', '-q');
+  const password = randomBytes(24).toString('base64');
+  mkdirSync(path.join(repo, '.git/crypt'));
+  const openssl = 'ENC_PASS=$(git config transcrypt.password) exec openssl enc -aes-256-cbc -md MD5 -pass env:ENC_PASS -a';
+  // openssl writes `Salted__` and a fresh salt; transcrypt derives its salt from the file and writes the same header.
+  writeFileSync(path.join(repo, '.git/crypt/clean'), `#!/bin/sh\n${openssl} -e\n`, { mode: 0o755 });
+  writeFileSync(path.join(repo, '.git/crypt/smudge'), `#!/bin/sh\n${openssl} -d\n`, { mode: 0o755 });
+  git(repo, 'config', 'transcrypt.cipher', 'aes-256-cbc');
+  git(repo, 'config', 'transcrypt.password', password);
+  git(repo, 'config', 'filter.crypt.clean', '"$(git rev-parse --git-common-dir)"/crypt/clean %f');
+  git(repo, 'config', 'filter.crypt.smudge', '"$(git rev-parse --git-common-dir)"/crypt/smudge');
+  git(repo, 'config', 'filter.crypt.required', 'true');
+  await writeTree(repo, {
+    'flake.nix': '{ outputs = { self }: { }; }\n',
+    '.gitattributes': 'secrets/*.nix filter=crypt diff=crypt merge=crypt\nhosts/luks.key filter=crypt-infra diff=crypt-infra\n',
+    'secrets/wifi.nix': SECRET_NIX,
+    'secrets/notes.md': 'not governed\n',
+    'hosts/luks.key': 'a passphrase kept as a file\n',
+  });
+  git(repo, 'config', 'filter.crypt-infra.clean', '"$(git rev-parse --git-common-dir)"/crypt/clean %f');
+  git(repo, 'config', 'filter.crypt-infra.smudge', '"$(git rev-parse --git-common-dir)"/crypt/smudge');
+  git(repo, 'add', '-A');
+  git(repo, 'commit', '-q', '-m', 'initial');
+  return { repo, password };
+}
+
+/** `transcrypt --flush-credentials`: the password and filters leave `.git/config`, and the work tree is checked out as ciphertext. */
+function transcryptLock(repo: string): void {
+  for (const section of ['transcrypt', 'filter.crypt', 'filter.crypt-infra']) git(repo, 'config', '--remove-section', section);
+  rmSync(path.join(repo, 'secrets/wifi.nix'));
+  rmSync(path.join(repo, 'hosts/luks.key'));
+  git(repo, 'checkout', '-f', 'HEAD', '--', '.');
+}
+
+describe('transcrypt: an unlocked work tree is a leak, a locked one is not', () => {
+  it('scan: the files given to filter=crypt (and crypt-CONTEXT) are findings while unlocked, with the password in .git/config; locked, clean', async () => {
+    const { repo, password } = await transcryptRepo();
+    expect(git(repo, 'show', 'HEAD:secrets/wifi.nix').startsWith('U2FsdGVkX1')).toBe(true);
+    const unlocked = await scanJson(repo);
+    expect(unlocked.code).toBe(4);
+    expect(unlocked.findings.filter((finding) => finding.rule === 'git-crypt-plaintext').map((finding) => finding.path).sort()).toEqual(['hosts/luks.key', 'secrets/wifi.nix']);
+    expect(unlocked.findings.filter((finding) => finding.rule !== 'git-crypt-plaintext').map((finding) => [finding.path, finding.rule])).toEqual([['.git/config', 'config-password']]);
+    expect(JSON.stringify(unlocked.findings)).not.toContain(password);
+
+    transcryptLock(repo);
+    expect(readFileSync(path.join(repo, 'hosts/luks.key'), 'latin1').startsWith('U2FsdGVkX1')).toBe(true);
+    expect(await scanJson(repo)).toEqual({ code: 0, findings: [] });
+  });
+
+  it('build: exit 4 from an unlocked work tree with nothing written; a locked one builds', async () => {
+    const { repo } = await transcryptRepo();
+    const env = cliEnv({ HOME: await tempDir('dubnium-seed-home-') });
+    const target = path.join(await tempDir(), 'seed');
+    const refused = await runCli(['build', '--repo', repo, '--target', target, '--no-operator-secrets', '--json'], { env });
+    expect(refused.code).toBe(4);
+    const document = JSON.parse(refused.stdout) as { findings: Finding[] };
+    expect(document.findings.filter((finding) => finding.rule === 'git-crypt-plaintext').map((finding) => finding.inner!.replace(/^[^/]+\//, '')).sort()).toEqual(['hosts/luks.key', 'secrets/wifi.nix']);
+    expect(listTree(target)).toEqual([]);
+
+    transcryptLock(repo);
+    const built = await runCli(['build', '--repo', repo, '--target', target, '--no-operator-secrets'], { env });
+    expect(built.code).toBe(0);
   });
 });

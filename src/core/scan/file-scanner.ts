@@ -11,7 +11,7 @@ import { fingerprint } from './rules/fingerprint.js';
 import { isPlainText, isQuietText as isQuietTextCore, SPECIAL_NAME_END } from './quiet-text.js';
 import { looksLikeSecretValue, secretFileKind, soleLine } from './rules/named-secrets.js';
 import { binaryKeyFile, textKeyFile } from './rules/key-files.js';
-import { gitCryptPlaintextFinding, isGitCryptCiphertext } from './rules/git-crypt.js';
+import { gitCryptPlaintextFinding, isGitCryptCiphertext, TRANSCRYPT_MAGIC } from './rules/git-crypt.js';
 import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
@@ -558,7 +558,7 @@ export class FileScanner implements ContentScanner {
     // Most names cannot be special: one test on the path before the basename is cut out.
     // Git-crypt ciphertext is random bytes under the secret's own name (`id_ed25519`, `luks.key`):
     // the rules that go by a file's name do not apply to it.
-    const name = SPECIAL_NAME_END.test(this.target.inner ?? this.target.path) && !(binary && isGitCryptCiphertext(content)) ? this.name : '';
+    const name = SPECIAL_NAME_END.test(this.target.inner ?? this.target.path) && !isGitCryptCiphertext(content) ? this.name : '';
     if (SSH_KEY_NAME.test(name) && content.length > 0) {
       const alreadyKey = [...(this.hits?.values() ?? [])].some((finding) => finding.kind === 'private-key');
       if (!alreadyKey) {
@@ -650,7 +650,7 @@ export class FileScanner implements ContentScanner {
       result.sopsConfigs.push({ name: this.target.inner ?? this.target.path, text: content.toString('utf8') });
       return;
     }
-    if (binary || utf16 ? isAgeCiphertext(content) || isGitCryptCiphertext(content) : latin1.startsWith(AGE_BINARY) || latin1.startsWith(AGE_ARMOR)) return;
+    if (binary || utf16 ? isAgeCiphertext(content) || isGitCryptCiphertext(content) : latin1.startsWith(AGE_BINARY) || latin1.startsWith(AGE_ARMOR) || latin1.startsWith(TRANSCRYPT_MAGIC)) return;
     // The prefilter sees the same ASCII in the latin1 view as in UTF-8: decode only when it passes.
     const analysis = !binary && mayHoldSopsMetadata(text) ? analyzeSops(utf16 ? text.replace(/^\ufeff/, '') : content.toString('utf8')) : undefined;
     if (analysis?.hasMetadata) {

@@ -7,6 +7,11 @@
  * not begin with those bytes, is a finding; and a git-crypt key file (`.git/git-crypt/keys/default`,
  * `git-crypt export-key`), which decrypts every such file, is one wherever it lies.
  *
+ * transcrypt (https://github.com/elasticdog/transcrypt) works the same way with its own filter,
+ * `filter=crypt` (`crypt-CONTEXT` for a named context): git stores `openssl enc -a` output, base64
+ * that begins `U2FsdGVkX1` (`Salted__`), and an unlocked work tree holds plaintext. Its password is
+ * in `.git/config` (`[transcrypt] password = …`), which `config-password` reads.
+ *
  * Which files git-crypt governs is read as git reads attributes (gitattributes(5)): the patterns of
  * .gitignore without negation, each `.gitattributes` file applying to its own folder and below, and
  * for a path the last line that says anything about `filter` winning, the deepest file's lines after
@@ -21,10 +26,25 @@ export const GIT_CRYPT_MAGIC = Buffer.from('\0GITCRYPT\0', 'latin1');
 /** The first bytes of a git-crypt key file (format 2, git-crypt 0.4 and later). */
 const GIT_CRYPT_KEY_MAGIC = Buffer.from('\0GITCRYPTKEY', 'latin1');
 
-export function isGitCryptCiphertext(bytes: Uint8Array): boolean {
-  if (bytes.length < GIT_CRYPT_MAGIC.length) return false;
-  for (let index = 0; index < GIT_CRYPT_MAGIC.length; index++) if (bytes[index] !== GIT_CRYPT_MAGIC[index]) return false;
+/** The first bytes of every file transcrypt encrypted: `Salted__` (openssl's salted header) in base64. */
+export const TRANSCRYPT_MAGIC = 'U2FsdGVkX1';
+
+function startsWith(bytes: Uint8Array, magic: Uint8Array): boolean {
+  if (bytes.length < magic.length) return false;
+  for (let index = 0; index < magic.length; index++) if (bytes[index] !== magic[index]) return false;
   return true;
+}
+
+const TRANSCRYPT_BYTES = Buffer.from(TRANSCRYPT_MAGIC, 'latin1');
+
+/** Whether `bytes` begin as git-crypt's or transcrypt's ciphertext. */
+export function isGitCryptCiphertext(bytes: Uint8Array): boolean {
+  return startsWith(bytes, GIT_CRYPT_MAGIC) || startsWith(bytes, TRANSCRYPT_BYTES);
+}
+
+/** Whether a `filter` attribute's value hands a file to git-crypt (`git-crypt`, `git-crypt-KEYNAME`) or transcrypt (`crypt`, `crypt-CONTEXT`). */
+export function isEncryptingFilter(value: string): boolean {
+  return value === 'git-crypt' || value.startsWith('git-crypt-') || value === 'crypt' || value.startsWith('crypt-');
 }
 
 /**
@@ -248,8 +268,9 @@ export function gitAttributesOf(files: { path: string; text: string }[]): GitAtt
 }
 
 /**
- * Whether git-crypt encrypts the file at `path` (relative to the tree's root, `/`-separated): the
- * filter its attributes give it is `git-crypt`, or `git-crypt-KEYNAME` for a named key.
+ * Whether git-crypt (or transcrypt) encrypts the file at `path` (relative to the tree's root,
+ * `/`-separated): the filter its attributes give it is `git-crypt`, or `git-crypt-KEYNAME` for a
+ * named key (transcrypt: `crypt`, `crypt-CONTEXT`).
  */
 export function isGitCryptPath(attributes: readonly GitAttributes[], path: string): boolean {
   let value: string | undefined;
@@ -259,12 +280,12 @@ export function isGitCryptPath(attributes: readonly GitAttributes[], path: strin
     const relative = file.dir === '' ? path : path.slice(file.dir.length + 1);
     for (const line of file.lines) if (line.match(relative)) value = line.value;
   }
-  return value !== undefined && (value === 'git-crypt' || value.startsWith('git-crypt-'));
+  return value !== undefined && isEncryptingFilter(value);
 }
 
 /** The note of a file git-crypt should hold encrypted and that is plaintext. */
 export const GIT_CRYPT_PLAINTEXT_NOTE =
-  '.gitattributes gives it to git-crypt (filter=git-crypt) but it is plaintext, not git-crypt ciphertext: the work tree was unlocked with `git-crypt unlock`. Run `git-crypt lock` before building, or move the secret to sops-nix or agenix';
+  '.gitattributes gives it to git-crypt (filter=git-crypt) or transcrypt (filter=crypt) but it is plaintext, not ciphertext: the work tree was unlocked. Run `git-crypt lock` (transcrypt: `transcrypt --flush-credentials`) before building, or move the secret to sops-nix or agenix';
 
 /**
  * The finding for a file git-crypt should hold encrypted and that is plaintext. Its fingerprint is
