@@ -243,3 +243,15 @@ describe('transcrypt: an unlocked work tree is a leak, a locked one is not', () 
     expect(built.code).toBe(0);
   });
 });
+
+describe("a work tree's .git/info/attributes", () => {
+  it('scan of the work tree reads it after every .gitattributes, as git does', async () => {
+    const { repo } = await unlockedRepo({ 'hosts/alpha/host.env': 'HOST_NOTE=kept in git-crypt by .git/info/attributes\n' });
+    gitCrypt(repo, 'lock');
+    writeFileSync(path.join(repo, '.git/info/attributes'), '*.env filter=git-crypt diff=git-crypt\nhosts/luks.key -filter\n');
+    // Locked, what .gitattributes gave git-crypt is ciphertext; the file info/attributes gives it is plaintext, and so a finding.
+    const { code, findings } = await scanJson(repo);
+    expect(code).toBe(4);
+    expect(findings.map((finding) => [finding.path, finding.rule])).toEqual([['hosts/alpha/host.env', 'git-crypt-plaintext']]);
+  });
+});

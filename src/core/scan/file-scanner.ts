@@ -11,7 +11,7 @@ import { fingerprint } from './rules/fingerprint.js';
 import { isPlainText, isQuietText as isQuietTextCore, SPECIAL_NAME_END } from './quiet-text.js';
 import { looksLikeSecretValue, secretFileKind, soleLine } from './rules/named-secrets.js';
 import { binaryKeyFile, textKeyFile } from './rules/key-files.js';
-import { gitCryptPlaintextFinding, isGitCryptCiphertext, TRANSCRYPT_MAGIC } from './rules/git-crypt.js';
+import { gitCryptPlaintextFinding, isGitAttributesFile, isGitCryptCiphertext, TRANSCRYPT_MAGIC } from './rules/git-crypt.js';
 import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
@@ -645,7 +645,7 @@ export class FileScanner implements ContentScanner {
         this.record({ rule: 'secret-named-file', kind, secret: value, start: 0, end: value.length, note: 'a file named like a secret that holds one line' }, 0, 1);
       }
     }
-    if (!binary && (this.target.inner ?? this.target.path).endsWith('.gitattributes') && this.name === '.gitattributes') result.gitAttributes = content.toString('utf8');
+    if (!binary && (this.name === '.gitattributes' || this.name === 'attributes') && isGitAttributesFile(this.target.inner ?? this.target.path)) result.gitAttributes = content.toString('utf8');
     if (name === '.sops.yaml' || name === '.sops.yml') {
       result.sopsConfigs.push({ name: this.target.inner ?? this.target.path, text: content.toString('utf8') });
       return;

@@ -16,7 +16,7 @@ import { scanTasks, startHelpers, WORKER_MIN_FILES, type Helpers } from './readi
 import type { FileTask } from './reading/file-task.js';
 import { startReadAhead, stopReadAhead, type ReadAhead } from './reading/read-ahead.js';
 import { mustBeEncrypted, parseSopsConfig, type SopsConfig } from './rules/sops.js';
-import { gitAttributesOf, gitCryptPlaintextFinding, isGitAttributesFile, isGitCryptCiphertext, isGitCryptPath } from './rules/git-crypt.js';
+import { gitAttributesOf, gitCryptPlaintextFinding, isGitAttributesFile, isGitCryptCiphertext, isGitCryptPath, isInGitDir } from './rules/git-crypt.js';
 import type { DecryptionIdentity } from './rules/operator-secrets.js';
 import type { SopsFileRef } from './rules/sops-values.js';
 import type { ScanLimits } from './reading/container-walker.js';
@@ -372,7 +372,7 @@ function gitCryptFindings(files: WalkEntry[], problems: Problem[]): Finding[] {
   const byRoot = new Map<number, WalkEntry[]>();
   for (const entry of files) {
     const relative = entry.relative;
-    if (relative === undefined || relative.startsWith('.git/') || relative.includes('/.git/')) continue;
+    if (relative === undefined || (isInGitDir(relative) && !isGitAttributesFile(relative))) continue;
     let list = byRoot.get(entry.rootIndex);
     if (!list) byRoot.set(entry.rootIndex, (list = []));
     list.push(entry);

@@ -67,6 +67,8 @@ interface FilterLine {
 export interface GitAttributes {
   dir: string;
   lines: FilterLine[];
+  /** `.git/info/attributes`: applied after every `.gitattributes` of its tree. */
+  last?: boolean;
 }
 
 /** The first field of a line: a C-quoted pattern (`"a b/*"`) or the text up to the first space. */
@@ -248,10 +250,26 @@ function filterOf(attributes: readonly string[], macros: Macros, depth: number):
   return said;
 }
 
-/** Whether a path (from a tree's top, `/`-separated) names a `.gitattributes` file. */
-export function isGitAttributesFile(file: string): boolean {
-  return file === '.gitattributes' || file.endsWith('/.gitattributes');
+/** Whether a path names a repository's own attributes file, `.git/info/attributes`. */
+function isInfoAttributesFile(file: string): boolean {
+  return file === '.git/info/attributes' || file.endsWith('/.git/info/attributes');
 }
+
+/**
+ * Whether a path (from a tree's top, `/`-separated) names a `.gitattributes` file, or the
+ * `.git/info/attributes` of a work tree, which git reads after (above) all of them.
+ */
+export function isGitAttributesFile(file: string): boolean {
+  return file === '.gitattributes' || file.endsWith('/.gitattributes') || isInfoAttributesFile(file);
+}
+
+/** Whether a path lies in a repository's `.git` folder, which attributes never govern. */
+export function isInGitDir(file: string): boolean {
+  return file.startsWith('.git/') || file.includes('/.git/');
+}
+
+/** The order git applies attributes files in: the shallower first, a work tree's `.git/info/attributes` after all. */
+const applyOrder = (file: GitAttributes): number => (file.last ? 1e9 : 0) + file.dir.length;
 
 /**
  * The `.gitattributes` files of one tree, each given by its path from the tree's top, as rules by
@@ -262,9 +280,14 @@ export function gitAttributesOf(files: { path: string; text: string }[]): GitAtt
   const macros: Macros = new Map();
   const folders = files
     .filter((file) => isGitAttributesFile(file.path) && file.text.includes('filter'))
-    .map((file) => ({ dir: path.posix.dirname(file.path) === '.' ? '' : path.posix.dirname(file.path), text: file.text }))
-    .sort((a, b) => a.dir.length - b.dir.length);
-  return folders.map((file) => parseGitAttributes(file.text, file.dir, macros));
+    .map((file) => {
+      const last = isInfoAttributesFile(file.path);
+      // `.git/info/attributes` governs the work tree `.git` lies in.
+      const dir = last ? file.path.slice(0, -'/.git/info/attributes'.length) : path.posix.dirname(file.path);
+      return { dir: dir === '.' ? '' : dir, text: file.text, last, lines: [] };
+    })
+    .sort((a, b) => applyOrder(a) - applyOrder(b));
+  return folders.map((file) => ({ ...parseGitAttributes(file.text, file.dir, macros), ...(file.last ? { last: true } : {}) }));
 }
 
 /**
@@ -275,7 +298,8 @@ export function gitAttributesOf(files: { path: string; text: string }[]): GitAtt
 export function isGitCryptPath(attributes: readonly GitAttributes[], path: string): boolean {
   let value: string | undefined;
   // Shallower files first, each line in order: the last line that matches decides.
-  const applicable = attributes.filter((file) => file.dir === '' || path.startsWith(`${file.dir}/`)).sort((a, b) => a.dir.length - b.dir.length);
+  if (isInGitDir(path)) return false;
+  const applicable = attributes.filter((file) => file.dir === '' || path.startsWith(`${file.dir}/`)).sort((a, b) => applyOrder(a) - applyOrder(b));
   for (const file of applicable) {
     const relative = file.dir === '' ? path : path.slice(file.dir.length + 1);
     for (const line of file.lines) if (line.match(relative)) value = line.value;

@@ -35,7 +35,7 @@ function oursSay(files: Record<string, string>, paths: string[]): Map<string, bo
 }
 
 describe('git-crypt: which files .gitattributes gives to git-crypt, as git reads it', () => {
-  it('agrees with git check-attr on macros, resets, nested files, quoting, classes and **', async () => {
+  it('agrees with git check-attr on macros, resets, nested files, .git/info/attributes, quoting, classes and **', async () => {
     const files = {
       '.gitattributes': [
         '[attr]secret filter=git-crypt diff=git-crypt',
@@ -63,12 +63,14 @@ describe('git-crypt: which files .gitattributes gives to git-crypt, as git reads
       ].join('\n'),
       'hosts/alpha/.gitattributes': 'secret.nix !filter\n*.age filter=git-crypt\n[attr]secret -filter\n',
       'hosts/beta/.gitattributes': '*.key -filter\n',
+      // The repository's own attributes, above every .gitattributes.
+      '.git/info/attributes': 'hosts/beta/x.key filter=git-crypt\nsecrets/db.nix -filter\n*.age !filter\nsecrets/info.txt filter=git-crypt\n',
     };
     const paths = [
       '.gitattributes', 'a.key', 'x/y/z.key', 'secrets/db.nix', 'secrets/deep/er/file', 'secrets', 'secrets/public/ok.pub', 'top.env', 'sub/top.env',
       'hosts/alpha/secret.nix', 'hosts/gamma/secret.nix', 'hosts/alpha/x.age', 'hosts/beta/x.key', 'hosts/beta/y.age', 'hosts/alpha/deep/z.age',
       'vault/p', 'x/vault/p', 'x/vault/p/q', 'a/b.txt', 'a/x/y/b.txt', 'ab.txt', 'data/ab.bin', 'data/cb.bin', 'data/bx.dat', 'data/cx.dat', 'data/a.bin', 'posix/1A.env', 'posix/a1.env', 'posix/1a.env', 'posix/9.key', 'posix/x.key', 'esc/a.txt', 'esc/-.txt', 'esc/b.txt', 'esc/c.txt',
-      'quoted dir/a.txt', 'quoted dir/sub/a.txt', 'escaped*.txt', 'escapedX.txt', 'onlydir/file', 'k.gpg', 'lfs/model.bin', 'indented.cfg', 'crlf.txt', 'hosts/alpha/vault/s',
+      'quoted dir/a.txt', 'quoted dir/sub/a.txt', 'escaped*.txt', 'escapedX.txt', 'onlydir/file', 'k.gpg', 'lfs/model.bin', 'indented.cfg', 'crlf.txt', 'hosts/alpha/vault/s', 'secrets/info.txt',
     ];
     const repo = await repoWith(files);
     const expected = gitSays(repo, paths);
