@@ -36,8 +36,8 @@ const SWITCH_WORDS = new Set([
   'type', 'name', 'id', 'empty', 'random', 'stdin', 'interactive', 'change', 'expire', 'expiry', 'ttl', 'lifetime', 'bypass',
 ]);
 
-/** Words that make a value an example of one (`password123`, `my-secret-token`, `changeme1`). */
-const EXAMPLE_WORDS = /pass(?:wor)?d|secret|token|example|changeme|sample|dummy|test/i;
+/** Words that make a value an example of one (`password123`, `my-secret-token`, `changeme1`, `alice_pw` in a NixOS test). */
+const EXAMPLE_WORDS = /pass(?:wor)?d|secret|token|example|changeme|sample|dummy|test|(?:^|[_-])pw(?:$|[_-])/i;
 
 /** Characters that end an unquoted shell word (or a Nix string around the command). */
 const WORD_END = /[\s"'`;|&<>()\\]/;
@@ -94,41 +94,49 @@ function credentialValue(value: string, word: string, spaced: boolean): string |
   return literal;
 }
 
-/** Passwords and tokens given to a command-line flag (see above); `hits` holds what other rules found. */
-export function cliFlagRule(text: string, hits: RawHit[]): void {
+/** Where `text` has a `-` before a credential word, when the literal sweep did not just say (`credentialDashes`). */
+function dashesOf(text: string): number[] {
+  const dashes: number[] = [];
+  for (const needle of NEEDLES) for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + needle.length)) dashes.push(at);
+  return dashes;
+}
+
+/**
+ * Passwords and tokens given to a command-line flag (see above); `hits` holds what other rules found.
+ * `dashes` are where a `-` comes before a credential word (the literal sweep's `credentialDashes`).
+ */
+export function cliFlagRule(text: string, hits: RawHit[], dashes: readonly number[] = dashesOf(text)): void {
   const seen = new Set<number>();
-  for (const needle of NEEDLES) {
-    for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + needle.length)) {
-      // The flag starts where its run of lowercase words and dashes starts, after neither a word character nor a dot.
-      let start = at;
-      while (start > 0 && at - start < 128 && /[a-z0-9-]/.test(text[start - 1]!)) start--;
-      while (text.charCodeAt(start) !== 0x2d && start < at) start++;
-      // A flag in roff (`\-\-password=…`) is a manual page's, and its values are examples.
-      if (seen.has(start) || (start > 0 && /[\w.\\]/.test(text[start - 1]!))) continue;
-      seen.add(start);
-      FLAG.lastIndex = start;
-      const match = FLAG.exec(text);
-      if (!match) continue;
-      const prefix = match[1]!.split('-').filter(Boolean);
-      const word = match[2]!;
-      if (prefix.some((part) => SWITCH_WORDS.has(part))) continue;
-      const found = valueAt(text, FLAG.lastIndex);
-      if (!found) continue;
-      const literal = credentialValue(found.value, word, found.spaced);
-      if (literal === undefined) continue;
-      const valueStart = found.start + found.value.indexOf(literal);
-      const end = valueStart + literal.length;
-      if (overlapsAny(hits, valueStart, end)) continue;
-      const flag = match[0];
-      const password = PASSWORD_WORDS.has(word);
-      hits.push({
-        rule: password ? 'cli-password' : 'cli-token',
-        kind: password ? 'plaintext-password' : 'service-token',
-        secret: literal,
-        start: valueStart,
-        end,
-        note: `given on a command line (${flag})`,
-      });
-    }
+  for (const at of dashes) {
+    // The flag starts where its run of lowercase words and dashes starts, after neither a word character nor a dot.
+    let start = at;
+    while (start > 0 && at - start < 128 && /[a-z0-9-]/.test(text[start - 1]!)) start--;
+    while (text.charCodeAt(start) !== 0x2d && start < at) start++;
+    // A flag in roff (`\-\-password=…`) is a manual page's, and its values are examples.
+    if (seen.has(start) || (start > 0 && /[\w.\\]/.test(text[start - 1]!))) continue;
+    seen.add(start);
+    FLAG.lastIndex = start;
+    const match = FLAG.exec(text);
+    if (!match) continue;
+    const prefix = match[1]!.split('-').filter(Boolean);
+    const word = match[2]!;
+    if (prefix.some((part) => SWITCH_WORDS.has(part))) continue;
+    const found = valueAt(text, FLAG.lastIndex);
+    if (!found) continue;
+    const literal = credentialValue(found.value, word, found.spaced);
+    if (literal === undefined) continue;
+    const valueStart = found.start + found.value.indexOf(literal);
+    const end = valueStart + literal.length;
+    if (overlapsAny(hits, valueStart, end)) continue;
+    const flag = match[0];
+    const password = PASSWORD_WORDS.has(word);
+    hits.push({
+      rule: password ? 'cli-password' : 'cli-token',
+      kind: password ? 'plaintext-password' : 'service-token',
+      secret: literal,
+      start: valueStart,
+      end,
+      note: `given on a command line (${flag})`,
+    });
   }
 }

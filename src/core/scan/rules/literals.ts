@@ -118,9 +118,42 @@ function secretAfter(text: string, at: number): boolean {
   return first === 0x73 && text.startsWith('ecret', at + 2);
 }
 
+/**
+ * Where the text the last sweep read (`credentialDashesOf`) has a `-` before `pass`, `token`,
+ * `secret` or `api`: where a command-line flag can name a credential (`--password=…`; cli-flags.ts
+ * reads them, instead of four more searches of its own). A side result of `ruleLiterals`, whose
+ * mask has no bit to spare.
+ */
+export const credentialDashes: number[] = [];
+export let credentialDashesOf: string | undefined;
+
 function atDash(text: string, at: number): number {
   const b1 = text.charCodeAt(at - 1);
-  let mask = secretAfter(text, at) ? CONFIG_TOKEN : text.startsWith('pass', at + 1) ? PASSWORD : 0;
+  let mask = 0;
+  switch (text.charCodeAt(at + 1)) {
+    case 0x73: // s
+      if (secretAfter(text, at)) {
+        mask = CONFIG_TOKEN;
+        credentialDashes.push(at);
+      }
+      break;
+    case 0x70: // p
+      if (text.startsWith('pass', at + 1)) {
+        mask = PASSWORD;
+        credentialDashes.push(at);
+      }
+      break;
+    case 0x74: // t
+      if (text.startsWith('token', at + 1)) credentialDashes.push(at);
+      break;
+    case 0x61: // a
+      if (text.startsWith('api', at + 1)) credentialDashes.push(at);
+      break;
+    case 0x53: // S
+      if (secretAfter(text, at)) mask = CONFIG_TOKEN;
+      break;
+    default:
+  }
   switch (b1) {
     case 0x45: // E
       if (text.startsWith('AGE', at - 3)) mask |= AGE;
@@ -262,6 +295,8 @@ function atEnvK(text: string, at: number): number {
 /** The rule families `text` may trigger (0 for most texts): a bit per family, see the constants above. */
 export function ruleLiterals(text: string): number {
   let mask = 0;
+  credentialDashes.length = 0;
+  credentialDashesOf = text;
   for (let at = text.indexOf('_'); at !== -1; at = text.indexOf('_', at + 1)) mask |= atUnderscore(text, at);
   for (let at = text.indexOf('-'); at !== -1; at = text.indexOf('-', at + 1)) mask |= atDash(text, at);
   for (let at = text.indexOf(':'); at !== -1; at = text.indexOf(':', at + 1)) mask |= atColon(text, at);

@@ -992,8 +992,6 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
   if (families & L.PASSWORD) nixPasswordRule(text, hits);
   if (families & L.JWK) jwkRule(text, hits);
   serviceRules(text, hits, families);
-  // `--password=…`, `--token …`: after the vendors' and the environment rules, which name a value better.
-  if (families & (L.PASSWORD | L.CONFIG_TOKEN)) cliFlagRule(text, hits);
   // After the Nix and environment-file rules: a line they reported is not reported again.
   if (families & (L.PASSWORD | L.ENV_PASSWORD)) {
     // The lines holding `assword` (or another name for a password), found once for both rules.
@@ -1001,6 +999,10 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
     configPasswordRule(text, hits, lines);
     sqlPasswordRule(text, hits, lines);
   }
+  // `--password=…`, `--token …`: after the rules that name a value better, and after config-password,
+  // which reads a flag at a line's start (`  --admin-password="…"`) as it always has.
+  if (L.credentialDashesOf !== text) cliFlagRule(text, hits);
+  else if (L.credentialDashes.length > 0) cliFlagRule(text, hits, L.credentialDashes);
   // A vendor's token in a URL (a `glpat-` token as the password of a GitLab clone URL) is reported once, by its vendor's rule.
   if (families & L.URL) {
     for (let index = hits.length - 1; index >= 0; index--) {

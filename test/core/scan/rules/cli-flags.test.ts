@@ -5,7 +5,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { cliFlagRule } from '../../../../src/core/scan/rules/cli-flags.js';
+import { credentialDashes, ruleLiterals } from '../../../../src/core/scan/rules/literals.js';
 import { looksLikeSecretValue } from '../../../../src/core/scan/rules/named-secrets.js';
+import type { RawHit } from '../../../../src/core/scan/rules/rules.js';
 import { scanText } from '../../../../src/core/scan/rules/rules.js';
 
 function password(): string {
@@ -45,6 +48,15 @@ describe('cli-password and cli-token', () => {
       `"args": ["serve", "--client-secret", "${t4}"],`,
       `curl --proxy-password="${p4}" https://example.net/ && x -password ${p5}`,
     ].join('\n');
+    // The literal sweep's dashes (what scanText uses) and the rule's own search find the same.
+    const own: RawHit[] = [];
+    cliFlagRule(text, own);
+    ruleLiterals(text);
+    const swept: RawHit[] = [];
+    cliFlagRule(text, swept, credentialDashes);
+    const byStart = (a: RawHit, b: RawHit) => a.start - b.start;
+    expect(swept.sort(byStart)).toEqual(own.sort(byStart));
+    expect(own).toHaveLength(9);
     expect(found(text).sort()).toEqual(
       [
         ['cli-password', p1],
@@ -67,7 +79,7 @@ describe('cli-password and cli-token', () => {
       `nixos-install --no-root-password ${p} && ansible-playbook --ask-pass site.yml`,
       `tool --token \${config.sops.secrets.tok.path} --password "$DB_PASSWORD" --secret $(cat /run/secrets/s)`,
       `wget --password=PASSWORD --token=<token> --api-key YOUR_API_KEY --passwd USER-ID`,
-      `gcloud sql users create --password=password123 --token=${'x'.repeat(30)}`,
+      `gcloud sql users create --password=password123 --token=${'x'.repeat(30)} && kadmin -l add --password=alice_pw`,
       `\\fB\\-\\-password\\fR=\\fI${p}\\fR and \\-\\-root\\-password=${p}`,
       `Add documentation for the new --password options. The --password flag, respectively.`,
       `openssl rsa -passin env:KEY_PASS -passout file:/run/pw -pass stdin`,
