@@ -63,7 +63,8 @@ export const JWK = 1 << 30;
 /**
  * A configuration key named for a token, an API key or a secret: `[Tt]oken`/`TOKEN`,
  * `[Aa]pi[_-]?[Kk]ey`/`API[_-]?KEY`, `[Ss]ecret[_-]?[Kk]ey`/`SECRET[_-]?KEY`, `[_-][Ss]ecret`/`[_-]SECRET`,
- * and an HTTP `[Aa]uthorization` header (`["']?[ \t]*:` after it). The sign bit: the mask is a 32-bit integer.
+ * and an HTTP `[Aa]uthorization` header (`["']?[ \t]*:` after it); also a flag's `-api`, `-auth`,
+ * `-master`, `-encryption` (`--authkey`, `--master-key`: cli-flags.ts). The sign bit: the mask is a 32-bit integer.
  */
 export const CONFIG_TOKEN = 1 << 31;
 
@@ -120,7 +121,7 @@ function secretAfter(text: string, at: number): boolean {
 
 /**
  * Where the text the last sweep read (`credentialDashesOf`) has a `-` before `pass`, `token`,
- * `secret` or `api`: where a command-line flag can name a credential (`--password=…`; cli-flags.ts
+ * `secret`, `api`, `auth`, `master` or `encryption`: where a command-line flag can name a credential (`--password=…`; cli-flags.ts
  * reads them, instead of four more searches of its own). A side result of `ruleLiterals`, whose
  * mask has no bit to spare.
  */
@@ -143,11 +144,30 @@ function atDash(text: string, at: number): number {
         credentialDashes.push(at);
       }
       break;
+    // A flag's word sets CONFIG_TOKEN (whose rules run on a superset anyway), so that the literal rules run for the flag.
     case 0x74: // t
-      if (text.startsWith('token', at + 1)) credentialDashes.push(at);
+      if (text.startsWith('token', at + 1)) {
+        mask = CONFIG_TOKEN;
+        credentialDashes.push(at);
+      }
       break;
     case 0x61: // a
-      if (text.startsWith('api', at + 1)) credentialDashes.push(at);
+      if (text.startsWith('api', at + 1) || text.startsWith('auth', at + 1)) {
+        mask = CONFIG_TOKEN;
+        credentialDashes.push(at);
+      }
+      break;
+    case 0x6d: // m
+      if (text.startsWith('master', at + 1)) {
+        mask = CONFIG_TOKEN;
+        credentialDashes.push(at);
+      }
+      break;
+    case 0x65: // e
+      if (text.startsWith('encryption', at + 1)) {
+        mask = CONFIG_TOKEN;
+        credentialDashes.push(at);
+      }
       break;
     case 0x53: // S
       if (secretAfter(text, at)) mask = CONFIG_TOKEN;

@@ -72,6 +72,13 @@ describe('cli-password and cli-token', () => {
     );
   });
 
+  it('finds a flag whose word no other rule anchors on, in a text with nothing else (--authkey, --master-key, --encryption-key)', () => {
+    const [t1, t2, t3] = [token(), token(), token()];
+    expect(found(`tailscale up --authkey ${t1}\n`)).toEqual([['cli-token', t1]]);
+    expect(found(`meilisearch --master-key=${t2}\n`)).toEqual([['cli-token', t2]]);
+    expect(found(`restic-server --encryption-key '${t3}'\n`)).toEqual([['cli-token', t3]]);
+  });
+
   it('does not take switches, files, references, placeholders, examples, manual pages or prose', () => {
     const p = password();
     const text = [
