@@ -120,15 +120,19 @@ const RCLONE_PASSWORD = /^[ \t]*(pass|password2?)[ \t]*=[ \t]*([A-Za-z0-9_-]{22,
 const NPMRC_NAME = /^\.?npmrc$/;
 const NPMRC_AUTH = /^[ \t]*(?:\/\/[^\s=]*:)?(_auth|_password)[ \t]*=[ \t]*"?([A-Za-z0-9+/]{4,}={0,2})"?[ \t]*$/gm;
 /**
- * The mail clients' configs, under their own names or as the store files home-manager and NixOS
- * write them to (`/nix/store/<hash>-msmtprc`, `…-mbsyncrc`). Each keeps a password in plain text
- * when it is not given a command to fetch one:
+ * Configs that keep a password in a form of their own, found under their own names or as the store
+ * files home-manager and NixOS write them to (`/nix/store/<hash>-msmtprc`, `…-redis.conf`):
+ * - Redis and Valkey (`redis.conf`, from `services.redis.servers.<name>.requirePass` and
+ *   `settings`): `requirepass VALUE`, `masterauth VALUE`, and an ACL user's `>VALUE`;
+ * the mail clients, when they are not given a command to fetch one:
  * - msmtp (`~/.msmtprc`, `/etc/msmtprc`): `password VALUE` (`passwordeval` runs a command);
  * - mbsync/isync (`~/.mbsyncrc`): `Pass VALUE` (`PassCmd` runs a command);
  * - OfflineIMAP (`~/.offlineimaprc`): `remotepass = VALUE` (`remotepasseval`, `remotepassfile` point elsewhere);
  * - fetchmail (`~/.fetchmailrc`): `password 'VALUE'` (or `pass`, `passwd`) anywhere in a poll entry.
  */
-const MAIL_CLIENT_CONFIGS: { rule: string; name: RegExp; pattern: RegExp; note: string }[] = [
+const NAMED_CONFIG_PASSWORDS: { rule: string; name: RegExp; pattern: RegExp; note: string }[] = [
+  { rule: 'redis-password', name: /(?:redis|valkey)[\w.-]*\.conf$/, pattern: /^[ \t]*(?:requirepass|masterauth)[ \t]+(\S(?:.*\S)?)[ \t]*$/gm, note: 'Redis requirepass/masterauth' },
+  { rule: 'redis-password', name: /(?:redis|valkey)[\w.-]*\.conf$/, pattern: /^[ \t]*user[ \t]+\S+[^\n#]*?[ \t]>(\S+)/gm, note: "a Redis ACL user's password" },
   { rule: 'msmtp-password', name: /^(?:.*-)?\.?msmtprc$/, pattern: /^[ \t]*password[ \t]+(\S(?:.*\S)?)[ \t]*$/gm, note: 'msmtp account password' },
   { rule: 'mbsync-password', name: /^(?:.*-)?\.?(?:mbsyncrc|isyncrc)$/, pattern: /^[ \t]*Pass[ \t]+(\S(?:.*\S)?)[ \t]*$/gm, note: 'mbsync (isync) account password' },
   { rule: 'offlineimap-password', name: /^(?:.*-)?(?:\.?offlineimaprc|offlineimap\.conf)$/, pattern: /^[ \t]*remotepass[ \t]*[=:][ \t]*(\S(?:.*\S)?)[ \t]*$/gm, note: 'OfflineIMAP remotepass' },
@@ -603,7 +607,7 @@ export class FileScanner implements ContentScanner {
         this.record({ rule: 'npm-auth', kind: 'plaintext-password', secret: password, start, end: start + match[2]!.length, note: `npm ${match[1]}: base64 of ${match[1] === '_auth' ? 'user:password' : 'the password'}` }, start * (utf16 ? 2 : 1), lineAt(text, start));
       }
     }
-    for (const config of MAIL_CLIENT_CONFIGS) {
+    for (const config of NAMED_CONFIG_PASSWORDS) {
       if (name === '' || !config.name.test(name)) continue;
       for (const match of text.matchAll(config.pattern)) {
         // A comment's line (fetchmail's keywords can be anywhere on a line, so its comments are looked at here).

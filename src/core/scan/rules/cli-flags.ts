@@ -1,6 +1,7 @@
 /**
  * Credentials given on a command line: `--password=…`, `--token …`, `-apikey …`, `--authkey …`
- * (a Headscale pre-auth key to `tailscale up`), `--master-key=…` (Meilisearch), openssl's
+ * (a Headscale pre-auth key to `tailscale up`), `--master-key=…` (Meilisearch), `redis-server
+ * --requirepass …`, openssl's
  * `-passin pass:…`, and the list forms of the same (`[ "--token" "…" ]` in Nix, `"--token", "…"`
  * in JSON and YAML). They land where NixOS puts a service's command: a unit's `ExecStart=`, the
  * scripts `writeShellScript` and a service's `script` write into the store, and the `.nix` source
@@ -22,12 +23,12 @@ import type { RawHit } from './rules.js';
 import { overlapsAny } from './text-util.js';
 
 /** Where a flag's name can hold a credential word: each needle starts at the `-` before the word. */
-const NEEDLES = ['-pass', '-token', '-secret', '-api', '-auth', '-master', '-encryption'];
+const NEEDLES = ['-pass', '-token', '-secret', '-api', '-auth', '-master', '-encryption', '-requirepass'];
 
 /** A flag's name from its first `-`: words joined by `-`, the last a credential word, and what follows it. */
-const FLAG = /--?((?:[a-z0-9]+-)*?)(password|passwd|passphrase|pass|passin|passout|token|api-?key|auth-?key|master-?key|encryption-?key|secret|secret-?key|secret-access-key)(?==|[ \t]|["'][ \t]*,?[ \t]*["'])/y;
+const FLAG = /--?((?:[a-z0-9]+-)*?)(password|passwd|passphrase|pass|passin|passout|requirepass|masterauth|token|api-?key|auth-?key|master-?key|encryption-?key|secret|secret-?key|secret-access-key)(?==|[ \t]|["'][ \t]*,?[ \t]*["'])/y;
 
-const PASSWORD_WORDS = new Set(['password', 'passwd', 'passphrase', 'pass', 'passin', 'passout']);
+const PASSWORD_WORDS = new Set(['password', 'passwd', 'passphrase', 'pass', 'passin', 'passout', 'requirepass', 'masterauth']);
 
 /** Words before the credential word that make the flag a switch or a question, not a value. */
 const SWITCH_WORDS = new Set([

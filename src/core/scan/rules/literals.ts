@@ -31,7 +31,11 @@ export const URL = 1 << 11;
 export const NIX_CACHE_KEY = 1 << 12;
 /** `private key` in any case, joined by nothing, `_` or `-`. */
 export const PRIVATE_KEY = 1 << 13;
-/** `assword` (also what a `.netrc` entry needs), `assphrase`, and `pass` after `-` or `_` (`restic-passphrase`, `luks_pass`: a store file's name). */
+/**
+ * `assword` (also what a `.netrc` entry needs), `assphrase`, `pass` after `-` or `_`
+ * (`restic-passphrase`, `luks_pass`: a store file's name), `:{PLAIN}`/`:{CLEARTEXT}` (htpasswd), and
+ * `-requirepass` (`redis-server --requirepass`).
+ */
 export const PASSWORD = 1 << 14;
 export const NPM = 1 << 15;
 export const PYPI = 1 << 16;
@@ -121,7 +125,7 @@ function secretAfter(text: string, at: number): boolean {
 
 /**
  * Where the text the last sweep read (`credentialDashesOf`) has a `-` before `pass`, `token`,
- * `secret`, `api`, `auth`, `master` or `encryption`: where a command-line flag can name a credential (`--password=…`; cli-flags.ts
+ * `secret`, `api`, `auth`, `master`, `encryption` or `requirepass`: where a command-line flag can name a credential (`--password=…`; cli-flags.ts
  * reads them, instead of four more searches of its own). A side result of `ruleLiterals`, whose
  * mask has no bit to spare.
  */
@@ -160,6 +164,12 @@ function atDash(text: string, at: number): number {
     case 0x6d: // m
       if (text.startsWith('master', at + 1)) {
         mask = CONFIG_TOKEN;
+        credentialDashes.push(at);
+      }
+      break;
+    case 0x72: // r
+      if (text.startsWith('requirepass', at + 1)) {
+        mask = PASSWORD;
         credentialDashes.push(at);
       }
       break;
@@ -233,6 +243,8 @@ function atColon(text: string, at: number): number {
   const next = text.charCodeAt(at + 1);
   if (next === 0x2f && text.charCodeAt(at + 2) === 0x2f) mask |= URL;
   else if (next === 0x41 && text.charCodeAt(at + 2) === 0x41) mask |= TELEGRAM;
+  // `user:{PLAIN}…` (an htpasswd file from nginx's basicAuth, a Dovecot passwd-file): a password as it is.
+  else if (next === 0x7b && (text.startsWith('{PLAIN}', at + 1) || text.startsWith('{CLEARTEXT}', at + 1))) mask |= PASSWORD;
   if (text.charCodeAt(at + 87) === 0x3d && text.charCodeAt(at + 88) === 0x3d) mask |= NIX_CACHE_KEY;
   if (next === 0x3a && at >= 67 && text.startsWith('K10', at - 67)) mask |= K3S;
   if (text.startsWith('privkey', at - 7) || text.startsWith('nlpriv', at - 6)) mask |= TAILSCALE_PRIVATE;

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import type * as Bech32 from 'bech32';
 import { nodeCrypto } from './fingerprint.js';
 import * as L from './literals.js';
-import { nixStoreWriterRule, nixTextAttribute } from './named-secrets.js';
+import { looksLikeSecretValue, nixStoreWriterRule, nixTextAttribute } from './named-secrets.js';
 import { looksLikeToken, serviceRules } from './service-rules.js';
 import { base62, crc32, entropy, isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchesOnLines, nameWords, needleLines, overlapsAny, textyRatio } from './text-util.js';
 import { gitCryptKeyFile } from './git-crypt.js';
@@ -619,6 +619,40 @@ function configPasswordRule(text: string, hits: RawHit[], lines: readonly number
   for (const match of matchesOnLines(text, lines, CONFIG_PASSWORD_XML)) configPassword(text, match, match[1]!, match[2]!, hits);
 }
 
+/**
+ * A password kept as it is under the `{PLAIN}` or `{CLEARTEXT}` scheme: the htpasswd file NixOS
+ * writes into the store for nginx's `basicAuth` (`alice:{PLAIN}…`), a Dovecot passwd-file
+ * (`user:{PLAIN}…:uid:gid…`).
+ */
+const PLAIN_SCHEME = /^[ \t]*([^:\s#][^:\s]*):\{(?:PLAIN|CLEARTEXT)\}([^:\r\n]+)/gm;
+
+function plainSchemeRule(text: string, hits: RawHit[]): void {
+  for (const match of text.matchAll(PLAIN_SCHEME)) {
+    const value = match[2]!;
+    if (isTemplateValue(value)) continue;
+    const start = match.index + match[0].length - value.length;
+    hits.push({ rule: 'plain-scheme-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: `${match[1]}'s password under the {PLAIN} scheme (an htpasswd or passwd-file)` });
+  }
+}
+
+/**
+ * A `password=` option inside a line: mount options (`//nas/share /mnt cifs
+ * username=me,password=…` in fstab, `Options=` of a .mount unit, `fileSystems.<name>.options = [
+ * "password=…" ]`), connection strings (`;password=…`) and query strings (`&password=…`).
+ */
+const OPTION_PASSWORD = /(?<=[,\s"'(;&?])password=([^,\s"';&)]{6,256})/g;
+
+function optionPasswordRule(text: string, hits: RawHit[], lines: readonly number[]): void {
+  if (!text.includes('password=')) return;
+  for (const match of matchesOnLines(text, lines, OPTION_PASSWORD)) {
+    const value = match[1]!;
+    if (/^[$%{<@]/.test(value) || value.startsWith('ext:') || !looksLikeSecretValue(value, 'plaintext-password')) continue;
+    const start = match.index + 'password='.length;
+    if (overlapsAny(hits, start, start + value.length)) continue;
+    hits.push({ rule: 'option-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: 'a password= option (mount options, a connection string)' });
+  }
+}
+
 function configPassword(text: string, match: RegExpExecArray, name: string, value: string, hits: RawHit[]): void {
   // OpenTofu's encrypted state names its key provider in `meta` (`key_provider.pbkdf2.<name>`): the
   // value is the key derivation's salt and parameters, not the passphrase.
@@ -989,7 +1023,10 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
     wireguardRule(text, hits);
     if (text.includes('private-key')) gpgAgentKeyRule(text, hits);
   }
-  if (families & L.PASSWORD) nixPasswordRule(text, hits);
+  if (families & L.PASSWORD) {
+    nixPasswordRule(text, hits);
+    if (text.includes(':{PLAIN}') || text.includes(':{CLEARTEXT}')) plainSchemeRule(text, hits);
+  }
   if (families & L.JWK) jwkRule(text, hits);
   serviceRules(text, hits, families);
   // After the Nix and environment-file rules: a line they reported is not reported again.
@@ -997,6 +1034,7 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
     // The lines holding `assword` (or another name for a password), found once for both rules.
     const lines = needleLines(text, CONFIG_PASSWORD_NEEDLES);
     configPasswordRule(text, hits, lines);
+    optionPasswordRule(text, hits, lines);
     sqlPasswordRule(text, hits, lines);
   }
   // `--password=…`, `--token …`: after the rules that name a value better, and after config-password,

@@ -345,15 +345,21 @@ function envPasswordRule(text: string, hits: RawHit[], lines: readonly number[])
 /** What every name envPasswordRule and envTokenRule take holds (`…PASSWORD`, `…_PASS`, `…ACCOUNT_KEY`, `…TOKEN`, `…_KEY`, `…APIKEY`, `…_SECRET`). */
 const ENV_NAME_NEEDLES = ['TOKEN', 'KEY', '_SECRET', 'PASS'];
 
-/** A quoted assignment (`"API_TOKEN=…"`), or a Nix one after `{` or `;` on its line (`{ X_SECRET = "…"; }`). */
-const QUOTED_ASSIGNMENT = /"([A-Z][A-Z0-9_]*=[^"\n]*)"|(?<=[{;][ \t]*)([A-Z][A-Z0-9_]*[ \t]*=[ \t]*"[^"\n]*"[ \t]*;)/g;
+/**
+ * A quoted assignment (`"API_TOKEN=…"`, `'API_TOKEN=…'`), one given to a container's `-e`/`--env`
+ * (`podman run -e DB_PASSWORD=…`, as the oci-containers module writes its scripts), or a Nix one
+ * after `{` or `;` on its line (`{ X_SECRET = "…"; }`).
+ */
+const QUOTED_ASSIGNMENT =
+  /"([A-Z][A-Z0-9_]*=[^"\n]*)"|'([A-Z][A-Z0-9_]*=[^'\n]*)'|(?<=(?:^|[ \t])(?:-e|--env)[ \t=]+)([A-Z][A-Z0-9_]*=[^\s"';]+)|(?<=[{;][ \t]*)([A-Z][A-Z0-9_]*[ \t]*=[ \t]*"[^"\n]*"[ \t]*;)/gm;
 
 /**
  * The environment rules over assignments that do not stand at the start of a line, where NixOS and
  * container tooling put them: systemd units' `Environment=` lines (`Environment="MEILI_MASTER_KEY=…"
  * "OTHER=1"`, from `systemd.services.<name>.environment`), quoted assignments in Nix lists and
  * strings (`serviceConfig.Environment = [ "A=b" "API_TOKEN=…" ]`), compose files and JSON
- * (`"Env": ["PATH=…", "API_TOKEN=…"]` in an OCI image config), and Nix attribute sets on one line
+ * (`"Env": ["PATH=…", "API_TOKEN=…"]` in an OCI image config), a container's `-e` (`podman run -e
+ * 'DB_PASSWORD=…'` in the scripts of virtualisation.oci-containers), and Nix attribute sets on one line
  * (`environment = { X_SECRET = "…"; };`). Each assignment goes on a line of its own in a copy of the
  * text of the same length (the rest blanked, line breaks around each assignment), so offsets stay
  * the text's own.
@@ -390,8 +396,9 @@ function embeddedAssignmentRules(text: string, hits: RawHit[], lines: readonly n
   }
   // Only the lines that hold a name the environment rules take.
   for (const match of matchesOnLines(text, lines, QUOTED_ASSIGNMENT)) {
-    const from = match[1] !== undefined ? match.index + 1 : match.index;
-    copy(from, from + (match[1] ?? match[2]!).length);
+    const quoted = match[1] ?? match[2];
+    const from = quoted !== undefined ? match.index + 1 : match.index;
+    copy(from, from + (quoted ?? match[3] ?? match[4]!).length);
   }
   if (!view) return;
   const assignments = (view as Buffer).toString('latin1');

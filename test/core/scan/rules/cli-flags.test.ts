@@ -72,11 +72,13 @@ describe('cli-password and cli-token', () => {
     );
   });
 
-  it('finds a flag whose word no other rule anchors on, in a text with nothing else (--authkey, --master-key, --encryption-key)', () => {
+  it('finds a flag whose word no other rule anchors on, in a text with nothing else (--authkey, --master-key, --encryption-key, --requirepass)', () => {
     const [t1, t2, t3] = [token(), token(), token()];
     expect(found(`tailscale up --authkey ${t1}\n`)).toEqual([['cli-token', t1]]);
     expect(found(`meilisearch --master-key=${t2}\n`)).toEqual([['cli-token', t2]]);
     expect(found(`restic-server --encryption-key '${t3}'\n`)).toEqual([['cli-token', t3]]);
+    const p = password();
+    expect(found(`redis-server --port 6379 --requirepass ${p}\n`)).toEqual([['cli-password', p]]);
   });
 
   it('does not take switches, files, references, placeholders, examples, manual pages or prose', () => {

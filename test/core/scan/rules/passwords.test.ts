@@ -246,3 +246,29 @@ describe("the mail clients' configs: mbsync, OfflineIMAP, fetchmail, mutt", () =
     ]);
   });
 });
+
+describe('passwords in the store files NixOS writes from literals: htpasswd, redis.conf, mount options, container scripts', () => {
+  it('finds each, and not the hashed, referenced or credential-file forms beside them', async () => {
+    const [a, b, c, d, e, f, g] = [password(), password(), password(), password(), password(), password(), password()];
+    const store = (name: string) => `nix/store/${'d'.repeat(32)}-${name}`;
+    expect(await treeFindings({
+      // services.nginx.virtualHosts.<name>.basicAuth
+      [store('basicAuth.htpasswd')]: `alice:{PLAIN}${a}\nbob:$2y$05$${'x'.repeat(53)}\n`,
+      // services.redis.servers.<name>.requirePass, settings.masterauth and an ACL user
+      [store('redis.conf')]: `port 6379\nrequirepass ${b}\nmasterauth "${c}"\nuser app on >${d} ~* +@all\nuser ops on #${'e'.repeat(64)} ~* +@all\nuser default on nopass ~* +@all\n`,
+      // fileSystems.<name>.options for a CIFS share, in fstab, a .mount unit and the Nix source
+      [store('etc-fstab')]: `//nas/share /mnt/share cifs username=me,password=${e},uid=1000 0 0\n//nas/other /mnt/other cifs credentials=/run/secrets/smb 0 0\n`,
+      'hosts/nas.nix': `{\n  fileSystems."/mnt/share" = {\n    device = "//nas/share";\n    fsType = "cifs";\n    options = [ "username=me" "password=${f}" ];\n  };\n  fileSystems."/mnt/b".options = [ "password=$SMB_PASSWORD" "credentials=/run/secrets/smb" ];\n}\n`,
+      // virtualisation.oci-containers.containers.<name>.environment, as its script passes it to podman
+      [store('unit-script-podman-db-start/bin/podman-db-start')]: `#!/bin/sh\nexec podman run --rm --name db -e 'POSTGRES_PASSWORD=${g}' -e 'TZ=UTC' -e POSTGRES_USER=app postgres\n`,
+    })).toEqual([
+      ['hosts/nas.nix', 'option-password', 5],
+      [store('basicAuth.htpasswd'), 'plain-scheme-password', 1],
+      [store('etc-fstab'), 'option-password', 1],
+      [store('redis.conf'), 'redis-password', 2],
+      [store('redis.conf'), 'redis-password', 3],
+      [store('redis.conf'), 'redis-password', 4],
+      [store('unit-script-podman-db-start/bin/podman-db-start'), 'env-password', 2],
+    ]);
+  });
+});
