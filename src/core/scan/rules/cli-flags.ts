@@ -41,6 +41,14 @@ const SWITCH_WORDS = new Set([
 /** Words that make a value an example of one (`password123`, `my-secret-token`, `changeme1`, `alice_pw` in a NixOS test). */
 const EXAMPLE_WORDS = /pass(?:wor)?d|secret|token|example|changeme|sample|dummy|test|(?:^|[_-])pw(?:$|[_-])/i;
 
+/**
+ * A metavariable (`--password=PASSWORD`, `--token=JETON`, `--passwd USER-ID`), an example that says
+ * what it is (`password123`), or a manual page's roff escape (`bar\*(Aq`): documentation's values.
+ */
+export function isExampleValue(value: string): boolean {
+  return /^[A-Z][A-Z0-9_-]*$/.test(value) || EXAMPLE_WORDS.test(value) || value.includes('\\');
+}
+
 /** Characters that end an unquoted shell word (or a Nix string around the command). */
 const WORD_END = /[\s"'`;|&<>()\\]/;
 
@@ -87,8 +95,7 @@ function credentialValue(value: string, word: string, spaced: boolean): string |
     if (literal.startsWith('pass:')) literal = literal.slice(5);
   }
   if (literal.length < 6 || /^[-$%@<{[/~.*]/.test(literal) || literal.includes('${') || literal.includes('$(')) return undefined;
-  // A metavariable (`--password=PASSWORD`, `--token=JETON`, `--passwd USER-ID`) or an example that says what it is (`password123`).
-  if (/^[A-Z][A-Z0-9_-]*$/.test(literal) || EXAMPLE_WORDS.test(literal)) return undefined;
+  if (isExampleValue(literal)) return undefined;
   if (!PASSWORD_WORDS.has(word)) return looksLikeSecretValue(literal, 'service-token') ? literal : undefined;
   if (!looksLikeSecretValue(literal, 'plaintext-password')) return undefined;
   // After blanks the next word may be another argument (or prose: `--password options.`): a password mixes letters and digits, and is no file name.

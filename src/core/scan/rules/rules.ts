@@ -11,7 +11,7 @@ import { looksLikeSecretValue, nixStoreWriterRule, nixTextAttribute } from './na
 import { looksLikeToken, serviceRules } from './service-rules.js';
 import { base62, crc32, entropy, isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchesOnLines, nameWords, needleLines, overlapsAny, textyRatio } from './text-util.js';
 import { gitCryptKeyFile } from './git-crypt.js';
-import { cliFlagRule } from './cli-flags.js';
+import { cliFlagRule, isExampleValue } from './cli-flags.js';
 
 /** A match inside one text window; offsets relative to that window. */
 export interface RawHit {
@@ -646,7 +646,7 @@ function optionPasswordRule(text: string, hits: RawHit[], lines: readonly number
   if (!text.includes('password=')) return;
   for (const match of matchesOnLines(text, lines, OPTION_PASSWORD)) {
     const value = match[1]!;
-    if (/^[$%{<@]/.test(value) || value.startsWith('ext:') || !looksLikeSecretValue(value, 'plaintext-password')) continue;
+    if (/^[$%{<@]/.test(value) || value.startsWith('ext:') || isExampleValue(value) || !looksLikeSecretValue(value, 'plaintext-password')) continue;
     const start = match.index + 'password='.length;
     if (overlapsAny(hits, start, start + value.length)) continue;
     hits.push({ rule: 'option-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: 'a password= option (mount options, a connection string)' });

@@ -260,6 +260,8 @@ describe('passwords in the store files NixOS writes from literals: htpasswd, red
       [store('etc-fstab')]: `//nas/share /mnt/share cifs username=me,password=${e},uid=1000 0 0\n//nas/other /mnt/other cifs credentials=/run/secrets/smb 0 0\n`,
       'hosts/nas.nix': `{\n  fileSystems."/mnt/share" = {\n    device = "//nas/share";\n    fsType = "cifs";\n    options = [ "username=me" "password=${f}" ];\n  };\n  fileSystems."/mnt/b".options = [ "password=$SMB_PASSWORD" "credentials=/run/secrets/smb" ];\n}\n`,
       // virtualisation.oci-containers.containers.<name>.environment, as its script passes it to podman
+      // Documentation: metavariables, examples and roff (manual pages of dirmngr, wget, pam.conf).
+      'share/doc/options.txt': `ldap://host/dc=example,dc=com,password=PASSWORD\n--post-data \\*(Aquser=foo&password=bar\\*(Aq\nuser=admin&password=password123\n`,
       [store('unit-script-podman-db-start/bin/podman-db-start')]: `#!/bin/sh\nexec podman run --rm --name db -e 'POSTGRES_PASSWORD=${g}' -e 'TZ=UTC' -e POSTGRES_USER=app postgres\n`,
     })).toEqual([
       ['hosts/nas.nix', 'option-password', 5],
