@@ -646,7 +646,7 @@ function optionPasswordRule(text: string, hits: RawHit[], lines: readonly number
   if (!text.includes('password=')) return;
   for (const match of matchesOnLines(text, lines, OPTION_PASSWORD)) {
     const value = match[1]!;
-    if (/^[$%{<@]/.test(value) || value.startsWith('ext:') || isExampleValue(value) || !looksLikeSecretValue(value, 'plaintext-password')) continue;
+    if (/^[$%{<@[(*]/.test(value) || value.startsWith('ext:') || isExampleValue(value) || !looksLikeSecretValue(value, 'plaintext-password')) continue;
     const start = match.index + 'password='.length;
     if (overlapsAny(hits, start, start + value.length)) continue;
     hits.push({ rule: 'option-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: 'a password= option (mount options, a connection string)' });
