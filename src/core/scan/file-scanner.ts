@@ -124,6 +124,7 @@ const NPMRC_AUTH = /^[ \t]*(?:\/\/[^\s=]*:)?(_auth|_password)[ \t]*=[ \t]*"?([A-
  * files home-manager and NixOS write them to (`/nix/store/<hash>-msmtprc`, `…-redis.conf`):
  * - Redis and Valkey (`redis.conf`, from `services.redis.servers.<name>.requirePass` and
  *   `settings`): `requirepass VALUE`, `masterauth VALUE`, and an ACL user's `>VALUE`;
+ * - Postfix's `sasl_passwd` map and sSMTP's `AuthPass`;
  * the mail clients, when they are not given a command to fetch one:
  * - msmtp (`~/.msmtprc`, `/etc/msmtprc`): `password VALUE` (`passwordeval` runs a command);
  * - mbsync/isync (`~/.mbsyncrc`): `Pass VALUE` (`PassCmd` runs a command);
@@ -133,6 +134,10 @@ const NPMRC_AUTH = /^[ \t]*(?:\/\/[^\s=]*:)?(_auth|_password)[ \t]*=[ \t]*"?([A-
 const NAMED_CONFIG_PASSWORDS: { rule: string; name: RegExp; pattern: RegExp; note: string }[] = [
   { rule: 'redis-password', name: /(?:redis|valkey)[\w.-]*\.conf$/, pattern: /^[ \t]*(?:requirepass|masterauth)[ \t]+(\S(?:.*\S)?)[ \t]*$/gm, note: 'Redis requirepass/masterauth' },
   { rule: 'redis-password', name: /(?:redis|valkey)[\w.-]*\.conf$/, pattern: /^[ \t]*user[ \t]+\S+[^\n#]*?[ \t]>(\S+)/gm, note: "a Redis ACL user's password" },
+  // Postfix's SASL password map (`smtp_sasl_password_maps`, `services.postfix.mapFiles.sasl_passwd`): `[relay]:587 user:password`.
+  { rule: 'postfix-sasl-password', name: /(?:^|[-_])sasl[_-]?passwd$/, pattern: /^[ \t]*[^\s#]\S*[ \t]+[^\s:]*:(\S+)[ \t]*$/gm, note: "a password in Postfix's SASL password map" },
+  // sSMTP (`/etc/ssmtp/ssmtp.conf`): `AuthPass=…`.
+  { rule: 'ssmtp-password', name: /(?:^|-)ssmtp\.conf$/, pattern: /^[ \t]*AuthPass[ \t]*=[ \t]*(\S(?:.*\S)?)[ \t]*$/gm, note: 'sSMTP AuthPass' },
   { rule: 'msmtp-password', name: /^(?:.*-)?\.?msmtprc$/, pattern: /^[ \t]*password[ \t]+(\S(?:.*\S)?)[ \t]*$/gm, note: 'msmtp account password' },
   { rule: 'mbsync-password', name: /^(?:.*-)?\.?(?:mbsyncrc|isyncrc)$/, pattern: /^[ \t]*Pass[ \t]+(\S(?:.*\S)?)[ \t]*$/gm, note: 'mbsync (isync) account password' },
   { rule: 'offlineimap-password', name: /^(?:.*-)?(?:\.?offlineimaprc|offlineimap\.conf)$/, pattern: /^[ \t]*remotepass[ \t]*[=:][ \t]*(\S(?:.*\S)?)[ \t]*$/gm, note: 'OfflineIMAP remotepass' },

@@ -68,7 +68,8 @@ export const JWK = 1 << 30;
  * A configuration key named for a token, an API key or a secret: `[Tt]oken`/`TOKEN`,
  * `[Aa]pi[_-]?[Kk]ey`/`API[_-]?KEY`, `[Ss]ecret[_-]?[Kk]ey`/`SECRET[_-]?KEY`, `[_-][Ss]ecret`/`[_-]SECRET`,
  * and an HTTP `[Aa]uthorization` header (`["']?[ \t]*:` after it); also a flag's `-api`, `-auth`,
- * `-master`, `-encryption` (`--authkey`, `--master-key`: cli-flags.ts). The sign bit: the mask is a 32-bit integer.
+ * `-master`, `-encryption` (`--authkey`, `--master-key`: cli-flags.ts), and `hmac-` (a DNS TSIG key's
+ * algorithm, beside its secret). The sign bit: the mask is a 32-bit integer.
  */
 export const CONFIG_TOKEN = 1 << 31;
 
@@ -217,6 +218,9 @@ function atDash(text: string, at: number): number {
       break;
     case 0x73: // s
       if (text.startsWith('access', at - 6) && text.startsWith('tokens', at + 1)) mask |= NIX_ACCESS_TOKENS;
+      break;
+    case 0x63: // c: `hmac-`, a DNS TSIG key's algorithm, whose `secret` is the key
+      if (text.startsWith('hmac', at - 4)) mask |= CONFIG_TOKEN;
       break;
     default:
   }

@@ -619,6 +619,26 @@ function cloudflareTunnelToken(token: string): boolean {
 }
 
 /** The rules of this file, each run only when its family's literal occurs in `text` (see literals.ts). */
+/**
+ * A DNS TSIG key's shared secret: BIND's `key "name" { algorithm hmac-sha256; secret "…"; };`
+ * (`services.bind` puts named.conf into the store), Knot's and NSD's `secret: …` beside
+ * `algorithm: hmac-…`. Whoever holds it can update the zone (RFC 2136: ACME DNS-01, dynamic DNS).
+ */
+const TSIG_SECRET = /\bsecret\b[ \t]*[:=]?[ \t]*["']?([A-Za-z0-9+/]{16,}={0,2})["']?/g;
+
+function tsigSecretRule(text: string, hits: RawHit[]): void {
+  for (const match of text.matchAll(TSIG_SECRET)) {
+    // The same key block: `hmac-` within a few lines either side.
+    const near = text.slice(Math.max(0, match.index - 300), match.index + match[0].length + 300);
+    if (!/\bhmac-(?:md5|sha1|sha224|sha256|sha384|sha512)\b/i.test(near)) continue;
+    const value = match[1]!;
+    if (Buffer.from(value, 'base64').length < 16 || looksLikePlaceholder(value, 3.5)) continue;
+    const start = match.index + match[0].lastIndexOf(value);
+    if (overlapsAny(hits, start, start + value.length)) continue;
+    hits.push({ rule: 'tsig-secret', kind: 'service-token', secret: value, start, end: start + value.length, note: 'a DNS TSIG key (whoever holds it can update the zone)' });
+  }
+}
+
 export function serviceRules(text: string, hits: RawHit[], families: number): void {
   for (const rule of SERVICE_RULES) {
     if ((families & rule.family) === 0) continue;
@@ -648,6 +668,7 @@ export function serviceRules(text: string, hits: RawHit[], families: number): vo
     dockerAuthRule(text, hits);
     if (text.includes('"TunnelSecret"')) cloudflareTunnelRule(text, hits);
   }
+  if (families & L.CONFIG_TOKEN && text.includes('hmac-')) tsigSecretRule(text, hits);
   // Last: a value another rule reported (a vendor's token, a Docker auth) is not reported again.
   if (families & L.CONFIG_TOKEN) configTokenRule(text, hits);
 }

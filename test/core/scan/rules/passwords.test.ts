@@ -276,3 +276,26 @@ describe('passwords in the store files NixOS writes from literals: htpasswd, red
     ]);
   });
 });
+
+describe("mail relays' password maps and DNS TSIG keys", () => {
+  it("finds Postfix's sasl_passwd, sSMTP's AuthPass and a TSIG key's secret (BIND, Knot), not their look-alikes", async () => {
+    const [a, b] = [password(), password()];
+    const tsig = randomBytes(32).toString('base64');
+    const store = (name: string) => `nix/store/${'f'.repeat(32)}-${name}`;
+    expect(await treeFindings({
+      // services.postfix.mapFiles.sasl_passwd
+      [store('sasl_passwd')]: `# relay\n[smtp.example.net]:587 me@example.net:${a}\n`,
+      [store('etc-ssmtp.conf')]: `root=me@example.net\nmailhub=smtp.example.net:587\nAuthUser=me\nAuthPass=${b}\n`,
+      [store('named.conf')]: `key "acme" {\n  algorithm hmac-sha256;\n  secret "${tsig}";\n};\noptions { directory "/run/named"; };\n`,
+      [store('knot.conf')]: `key:\n  - id: acme\n    algorithm: hmac-sha256\n    secret: ${tsig}\n`,
+      // A secret without an HMAC algorithm near it is something else; a TSIG key kept in a file is referenced.
+      'notes/other.conf': `secret: ${randomBytes(32).toString('base64')}\n\n\n${'x'.repeat(400)}\nalgorithm: hmac-sha256\n`,
+      [store('named-ref.conf')]: `include "/run/secrets/acme.key";\nkey "acme" { algorithm hmac-sha256; };\n`,
+    })).toEqual([
+      [store('etc-ssmtp.conf'), 'ssmtp-password', 4],
+      [store('knot.conf'), 'tsig-secret', 4],
+      [store('named.conf'), 'tsig-secret', 3],
+      [store('sasl_passwd'), 'postfix-sasl-password', 2],
+    ]);
+  });
+});
