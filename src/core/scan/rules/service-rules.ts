@@ -353,13 +353,17 @@ const ENV_NAME_NEEDLES = ['TOKEN', 'KEY', '_SECRET', 'PASS'];
 const QUOTED_ASSIGNMENT =
   /"([A-Z][A-Z0-9_]*=[^"\n]*)"|'([A-Z][A-Z0-9_]*=[^'\n]*)'|(?<=(?:^|[ \t])(?:-e|--env)[ \t=]+)([A-Z][A-Z0-9_]*=[^\s"';]+)|(?<=[{;][ \t]*)([A-Z][A-Z0-9_]*[ \t]*=[ \t]*"[^"\n]*"[ \t]*;)/gm;
 
+/** fish's `set -gx NAME value` (name, then the blanks before the value) and `$env.NAME =`/`$env:NAME =` (nushell, PowerShell). */
+const OTHER_SHELL_ASSIGNMENT = /^[ \t]*set[ \t]+(?:-[A-Za-z-]+[ \t]+)*([A-Z][A-Z0-9_]*)([ \t]+)(?=\S)|\$env[.:]([A-Z][A-Z0-9_]*[ \t]*=)/g;
+
 /**
  * The environment rules over assignments that do not stand at the start of a line, where NixOS and
  * container tooling put them: systemd units' `Environment=` lines (`Environment="MEILI_MASTER_KEY=…"
  * "OTHER=1"`, from `systemd.services.<name>.environment`), quoted assignments in Nix lists and
  * strings (`serviceConfig.Environment = [ "A=b" "API_TOKEN=…" ]`), compose files and JSON
  * (`"Env": ["PATH=…", "API_TOKEN=…"]` in an OCI image config), a container's `-e` (`podman run -e
- * 'DB_PASSWORD=…'` in the scripts of virtualisation.oci-containers), and Nix attribute sets on one line
+ * 'DB_PASSWORD=…'` in the scripts of virtualisation.oci-containers), fish's, nushell's and
+ * PowerShell's assignments (home-manager's session variables for them), and Nix attribute sets on one line
  * (`environment = { X_SECRET = "…"; };`). Each assignment goes on a line of its own in a copy of the
  * text of the same length (the rest blanked, line breaks around each assignment), so offsets stay
  * the text's own.
@@ -393,6 +397,16 @@ function embeddedAssignmentRules(text: string, hits: RawHit[], lines: readonly n
         from = index + 1;
       }
     }
+  }
+  // Other shells' assignments, as home-manager writes `home.sessionVariables` for them: fish's
+  // `set -gx NAME value` (read as NAME=value: the blank after the name becomes `=` in the copy),
+  // and nushell's and PowerShell's `$env.NAME = "value"`, `$env:NAME = "value"`.
+  for (const match of matchesOnLines(text, lines, OTHER_SHELL_ASSIGNMENT)) {
+    const from = match[1] !== undefined ? match.index + match[0].length - match[2]!.length - match[1].length : match.index + match[0].length - match[3]!.length;
+    let lineEnd = text.indexOf('\n', from);
+    if (lineEnd === -1) lineEnd = text.length;
+    copy(from, lineEnd);
+    if (match[1] !== undefined) (view as Buffer)[from + match[1].length] = 0x3d;
   }
   // Only the lines that hold a name the environment rules take.
   for (const match of matchesOnLines(text, lines, QUOTED_ASSIGNMENT)) {

@@ -299,3 +299,20 @@ describe("mail relays' password maps and DNS TSIG keys", () => {
     ]);
   });
 });
+
+describe("other shells' session variables (home-manager writes home.sessionVariables for each)", () => {
+  it("finds fish's set -gx, nushell's $env.NAME = and PowerShell's $env:NAME =; not commands or references", async () => {
+    const token = `t${randomBytes(27).toString('base64').replace(/[+/=]/g, '')}9Z`;
+    const pass = password();
+    expect(await treeFindings({
+      'home/.config/fish/conf.d/hm-session-vars.fish': `set -gx EDITOR nvim\nset -gx SERVICE_API_TOKEN "${token}"\nset --global --export DB_PASSWORD ${pass}\nset -gx GH_TOKEN (cat /run/secrets/gh)\nset -gx OTHER_TOKEN $GH_TOKEN\n`,
+      'home/.config/nushell/env.nu': `$env.EDITOR = "nvim"\n$env.SERVICE_API_TOKEN = "${token}"\n$env.OTHER_TOKEN = (open ~/.token)\n`,
+      'home/profile.ps1': `$env:SERVICE_API_TOKEN = "${token}"\n`,
+    })).toEqual([
+      ['home/.config/fish/conf.d/hm-session-vars.fish', 'env-token', 2],
+      ['home/.config/fish/conf.d/hm-session-vars.fish', 'env-password', 3],
+      ['home/.config/nushell/env.nu', 'env-token', 2],
+      ['home/profile.ps1', 'env-token', 1],
+    ]);
+  });
+});
