@@ -126,9 +126,9 @@ function secretAfter(text: string, at: number): boolean {
 
 /**
  * Where the text the last sweep read (`credentialDashesOf`) has a `-` before `pass`, `token`,
- * `secret`, `api`, `auth`, `master`, `encryption` or `requirepass`: where a command-line flag can name a credential (`--password=…`; cli-flags.ts
- * reads them, instead of four more searches of its own). A side result of `ruleLiterals`, whose
- * mask has no bit to spare.
+ * `secret`, `api`, `auth`, `master`, `encryption` or `requirepass`: where a command-line flag can
+ * name a credential (`--password=…`; cli-flags.ts reads them, instead of searches of its own). A
+ * side result of `ruleLiterals`, whose mask has no bit to spare.
  */
 export const credentialDashes: number[] = [];
 export let credentialDashesOf: string | undefined;
@@ -136,54 +136,40 @@ export let credentialDashesOf: string | undefined;
 function atDash(text: string, at: number): number {
   const b1 = text.charCodeAt(at - 1);
   let mask = 0;
+  // The family a credential word after the dash sets: a flag's word that is no family's literal
+  // (`-token`, `-auth`, `-master`) sets CONFIG_TOKEN, whose rules run on a superset anyway, so that
+  // the literal rules run for the flag.
+  let word = 0;
   switch (text.charCodeAt(at + 1)) {
     case 0x73: // s
-      if (secretAfter(text, at)) {
-        mask = CONFIG_TOKEN;
-        credentialDashes.push(at);
-      }
+      if (secretAfter(text, at)) word = CONFIG_TOKEN;
       break;
     case 0x70: // p
-      if (text.startsWith('pass', at + 1)) {
-        mask = PASSWORD;
-        credentialDashes.push(at);
-      }
+      if (text.startsWith('pass', at + 1)) word = PASSWORD;
       break;
-    // A flag's word sets CONFIG_TOKEN (whose rules run on a superset anyway), so that the literal rules run for the flag.
     case 0x74: // t
-      if (text.startsWith('token', at + 1)) {
-        mask = CONFIG_TOKEN;
-        credentialDashes.push(at);
-      }
+      if (text.startsWith('token', at + 1)) word = CONFIG_TOKEN;
       break;
     case 0x61: // a
-      if (text.startsWith('api', at + 1) || text.startsWith('auth', at + 1)) {
-        mask = CONFIG_TOKEN;
-        credentialDashes.push(at);
-      }
+      if (text.startsWith('api', at + 1) || text.startsWith('auth', at + 1)) word = CONFIG_TOKEN;
       break;
     case 0x6d: // m
-      if (text.startsWith('master', at + 1)) {
-        mask = CONFIG_TOKEN;
-        credentialDashes.push(at);
-      }
+      if (text.startsWith('master', at + 1)) word = CONFIG_TOKEN;
       break;
     case 0x72: // r
-      if (text.startsWith('requirepass', at + 1)) {
-        mask = PASSWORD;
-        credentialDashes.push(at);
-      }
+      if (text.startsWith('requirepass', at + 1)) word = PASSWORD;
       break;
     case 0x65: // e
-      if (text.startsWith('encryption', at + 1)) {
-        mask = CONFIG_TOKEN;
-        credentialDashes.push(at);
-      }
+      if (text.startsWith('encryption', at + 1)) word = CONFIG_TOKEN;
       break;
     case 0x53: // S
       if (secretAfter(text, at)) mask = CONFIG_TOKEN;
       break;
     default:
+  }
+  if (word !== 0) {
+    mask = word;
+    credentialDashes.push(at);
   }
   switch (b1) {
     case 0x45: // E
