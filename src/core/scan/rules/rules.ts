@@ -647,6 +647,10 @@ function optionPasswordRule(text: string, hits: RawHit[], lines: readonly number
   for (const match of matchesOnLines(text, lines, OPTION_PASSWORD)) {
     const value = match[1]!;
     if (/^[$%{<@[(*]/.test(value) || value.startsWith('ext:') || isExampleValue(value) || !looksLikeSecretValue(value, 'plaintext-password')) continue;
+    // Code: an expression or a reference (`password=os.environ["X"]`, `password=args.db`) is not a password.
+    if (/[[\](){}]/.test(value) || /^[A-Za-z_]\w*(?:\.\w+)+$/.test(value)) continue;
+    // After a blank or `(` (a keyword argument, `-o password=…`) a password mixes letters and digits, as a variable's name rarely does.
+    if (/[\s(]/.test(text[match.index - 1] ?? ' ') && !(/[0-9]/.test(value) && /[A-Za-z]/.test(value))) continue;
     const start = match.index + 'password='.length;
     if (overlapsAny(hits, start, start + value.length)) continue;
     hits.push({ rule: 'option-password', kind: 'plaintext-password', secret: value, start, end: start + value.length, note: 'a password= option (mount options, a connection string)' });

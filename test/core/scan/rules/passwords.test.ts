@@ -262,6 +262,8 @@ describe('passwords in the store files NixOS writes from literals: htpasswd, red
       // virtualisation.oci-containers.containers.<name>.environment, as its script passes it to podman
       // Documentation: metavariables, examples and roff (manual pages of dirmngr, wget, pam.conf).
       'share/doc/options.txt': `ldap://host/dc=example,dc=com,password=PASSWORD\n--post-data \\*(Aquser=foo&password=bar\\*(Aq\nuser=admin&password=password123\n`,
+      // Code beside the configuration: keyword arguments given references and names.
+      'scripts/db.py': `conn = connect(\n    host=host,\n    password=os.environ["DB_ADMIN_PASSWORD"],\n    password=args.db_password,\n)\nconnect(password=current_value)\n`,
       // A log filter's redaction (badele/nix-homelab's vector rules).
       'hosts/vector.nix': `reduced = replace(reduced, r'[?&]password=[^&]*', "?password=[SENSITIVE]")\n`,
       [store('unit-script-podman-db-start/bin/podman-db-start')]: `#!/bin/sh\nexec podman run --rm --name db -e 'POSTGRES_PASSWORD=${g}' -e 'TZ=UTC' -e POSTGRES_USER=app postgres\n`,
