@@ -103,7 +103,7 @@ function credentialValue(value: string, word: string, spaced: boolean): string |
   return literal;
 }
 
-/** Where `text` has a `-` before a credential word, when the literal sweep did not just say (`credentialDashes`). */
+/** Where `text` has a `-` before a credential word, when the literal sweep did not just say (`swept.credentialDashes`). */
 function dashesOf(text: string): number[] {
   const dashes: number[] = [];
   for (const needle of NEEDLES) for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + needle.length)) dashes.push(at);
@@ -112,7 +112,7 @@ function dashesOf(text: string): number[] {
 
 /**
  * Passwords and tokens given to a command-line flag (see above); `hits` holds what other rules found.
- * `dashes` are where a `-` comes before a credential word (the literal sweep's `credentialDashes`).
+ * `dashes` are where a `-` comes before a credential word (the literal sweep's `swept.credentialDashes`).
  */
 export function cliFlagRule(text: string, hits: RawHit[], dashes: readonly number[] = dashesOf(text)): void {
   const seen = new Set<number>();

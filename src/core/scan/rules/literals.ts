@@ -125,13 +125,20 @@ function secretAfter(text: string, at: number): boolean {
 }
 
 /**
- * Where the text the last sweep read (`credentialDashesOf`) has a `-` before `pass`, `token`,
- * `secret`, `api`, `auth`, `master`, `encryption` or `requirepass`: where a command-line flag can
- * name a credential (`--password=…`; cli-flags.ts reads them, instead of searches of its own). A
- * side result of `ruleLiterals`, whose mask has no bit to spare.
+ * What the last sweep saw beyond its mask, which has no bit to spare, for the rules that would
+ * otherwise search the whole text again (valid while `swept.text` is the text they read):
+ * - `credentialDashes`: where a `-` comes before `pass`, `token`, `secret`, `api`, `auth`, `master`,
+ *   `encryption` or `requirepass`, where a command-line flag can name a credential (`--password=…`;
+ *   cli-flags.ts);
+ * - `plainScheme`: `:{PLAIN}` or `:{CLEARTEXT}` occurs (an htpasswd line);
+ * - `hmac`: `hmac-` occurs (a DNS TSIG key's algorithm).
  */
-export const credentialDashes: number[] = [];
-export let credentialDashesOf: string | undefined;
+export const swept: { text: string | undefined; credentialDashes: number[]; plainScheme: boolean; hmac: boolean } = {
+  text: undefined,
+  credentialDashes: [],
+  plainScheme: false,
+  hmac: false,
+};
 
 function atDash(text: string, at: number): number {
   const b1 = text.charCodeAt(at - 1);
@@ -169,7 +176,7 @@ function atDash(text: string, at: number): number {
   }
   if (word !== 0) {
     mask = word;
-    credentialDashes.push(at);
+    swept.credentialDashes.push(at);
   }
   switch (b1) {
     case 0x45: // E
@@ -206,7 +213,10 @@ function atDash(text: string, at: number): number {
       if (text.startsWith('access', at - 6) && text.startsWith('tokens', at + 1)) mask |= NIX_ACCESS_TOKENS;
       break;
     case 0x63: // c: `hmac-`, a DNS TSIG key's algorithm, whose `secret` is the key
-      if (text.startsWith('hmac', at - 4)) mask |= CONFIG_TOKEN;
+      if (text.startsWith('hmac', at - 4)) {
+        mask |= CONFIG_TOKEN;
+        swept.hmac = true;
+      }
       break;
     default:
   }
@@ -234,7 +244,10 @@ function atColon(text: string, at: number): number {
   if (next === 0x2f && text.charCodeAt(at + 2) === 0x2f) mask |= URL;
   else if (next === 0x41 && text.charCodeAt(at + 2) === 0x41) mask |= TELEGRAM;
   // `user:{PLAIN}…` (an htpasswd file from nginx's basicAuth, a Dovecot passwd-file): a password as it is.
-  else if (next === 0x7b && (text.startsWith('{PLAIN}', at + 1) || text.startsWith('{CLEARTEXT}', at + 1))) mask |= PASSWORD;
+  else if (next === 0x7b && (text.startsWith('{PLAIN}', at + 1) || text.startsWith('{CLEARTEXT}', at + 1))) {
+    mask |= PASSWORD;
+    swept.plainScheme = true;
+  }
   if (text.charCodeAt(at + 87) === 0x3d && text.charCodeAt(at + 88) === 0x3d) mask |= NIX_CACHE_KEY;
   if (next === 0x3a && at >= 67 && text.startsWith('K10', at - 67)) mask |= K3S;
   if (text.startsWith('privkey', at - 7) || text.startsWith('nlpriv', at - 6)) mask |= TAILSCALE_PRIVATE;
@@ -317,8 +330,10 @@ function atEnvK(text: string, at: number): number {
 /** The rule families `text` may trigger (0 for most texts): a bit per family, see the constants above. */
 export function ruleLiterals(text: string): number {
   let mask = 0;
-  credentialDashes.length = 0;
-  credentialDashesOf = text;
+  swept.text = text;
+  swept.credentialDashes.length = 0;
+  swept.plainScheme = false;
+  swept.hmac = false;
   for (let at = text.indexOf('_'); at !== -1; at = text.indexOf('_', at + 1)) mask |= atUnderscore(text, at);
   for (let at = text.indexOf('-'); at !== -1; at = text.indexOf('-', at + 1)) mask |= atDash(text, at);
   for (let at = text.indexOf(':'); at !== -1; at = text.indexOf(':', at + 1)) mask |= atColon(text, at);

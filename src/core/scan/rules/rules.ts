@@ -643,7 +643,6 @@ function plainSchemeRule(text: string, hits: RawHit[]): void {
 const OPTION_PASSWORD = /(?<=[,\s"'(;&?])password=([^,\s"';&)]{6,256})/g;
 
 function optionPasswordRule(text: string, hits: RawHit[], lines: readonly number[]): void {
-  if (!text.includes('password=')) return;
   for (const match of matchesOnLines(text, lines, OPTION_PASSWORD)) {
     const value = match[1]!;
     if (/^[$%{<@[(*]/.test(value) || value.startsWith('ext:') || isExampleValue(value) || !looksLikeSecretValue(value, 'plaintext-password')) continue;
@@ -1029,7 +1028,7 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
   }
   if (families & L.PASSWORD) {
     nixPasswordRule(text, hits);
-    if (text.includes(':{PLAIN}') || text.includes(':{CLEARTEXT}')) plainSchemeRule(text, hits);
+    if (L.swept.text === text ? L.swept.plainScheme : text.includes(':{PLAIN}') || text.includes(':{CLEARTEXT}')) plainSchemeRule(text, hits);
   }
   if (families & L.JWK) jwkRule(text, hits);
   serviceRules(text, hits, families);
@@ -1043,8 +1042,8 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
   }
   // `--password=…`, `--token …`: after the rules that name a value better, and after config-password,
   // which reads a flag at a line's start (`  --admin-password="…"`) as it always has.
-  if (L.credentialDashesOf !== text) cliFlagRule(text, hits);
-  else if (L.credentialDashes.length > 0) cliFlagRule(text, hits, L.credentialDashes);
+  if (L.swept.text !== text) cliFlagRule(text, hits);
+  else if (L.swept.credentialDashes.length > 0) cliFlagRule(text, hits, L.swept.credentialDashes);
   // A vendor's token in a URL (a `glpat-` token as the password of a GitLab clone URL) is reported once, by its vendor's rule.
   if (families & L.URL) {
     for (let index = hits.length - 1; index >= 0; index--) {

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { cliFlagRule } from '../../../../src/core/scan/rules/cli-flags.js';
-import { credentialDashes, ruleLiterals } from '../../../../src/core/scan/rules/literals.js';
+import { ruleLiterals, swept as sweep } from '../../../../src/core/scan/rules/literals.js';
 import { looksLikeSecretValue } from '../../../../src/core/scan/rules/named-secrets.js';
 import type { RawHit } from '../../../../src/core/scan/rules/rules.js';
 import { scanText } from '../../../../src/core/scan/rules/rules.js';
@@ -53,7 +53,7 @@ describe('cli-password and cli-token', () => {
     cliFlagRule(text, own);
     ruleLiterals(text);
     const swept: RawHit[] = [];
-    cliFlagRule(text, swept, credentialDashes);
+    cliFlagRule(text, swept, sweep.credentialDashes);
     const byStart = (a: RawHit, b: RawHit) => a.start - b.start;
     expect(swept.sort(byStart)).toEqual(own.sort(byStart));
     expect(own).toHaveLength(9);
