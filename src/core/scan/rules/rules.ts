@@ -640,10 +640,13 @@ function plainSchemeRule(text: string, hits: RawHit[]): void {
  * username=me,password=…` in fstab, `Options=` of a .mount unit, `fileSystems.<name>.options = [
  * "password=…" ]`), connection strings (`;password=…`) and query strings (`&password=…`).
  */
-const OPTION_PASSWORD = /(?<=[,\s"'(;&?])password=([^,\s"';&)]{6,256})/g;
+const OPTION_PASSWORD = /password=([^,\s"';&)]{6,256})/g;
+/** What comes before an option's `password=`: a separator of options or arguments, a quote; not a line's start (config-password's). */
+const OPTION_BEFORE = new Set([...',; \t"\'(&?']);
 
 function optionPasswordRule(text: string, hits: RawHit[], lines: readonly number[]): void {
   for (const match of matchesOnLines(text, lines, OPTION_PASSWORD)) {
+    if (!OPTION_BEFORE.has(text[match.index - 1] ?? '')) continue;
     const value = match[1]!;
     if (/^[$%{<@[(*]/.test(value) || value.startsWith('ext:') || isExampleValue(value) || !looksLikeSecretValue(value, 'plaintext-password')) continue;
     // Code: an expression or a reference (`password=os.environ["X"]`, `password=args.db`) is not a password.

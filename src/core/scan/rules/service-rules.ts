@@ -351,7 +351,7 @@ const ENV_NAME_NEEDLES = ['TOKEN', 'KEY', '_SECRET', 'PASS'];
  * after `{` or `;` on its line (`{ X_SECRET = "…"; }`).
  */
 const QUOTED_ASSIGNMENT =
-  /"([A-Z][A-Z0-9_]*=[^"\n]*)"|'([A-Z][A-Z0-9_]*=[^'\n]*)'|(?<=(?:^|[ \t])(?:-e|--env)[ \t=]+)([A-Z][A-Z0-9_]*=[^\s"';]+)|(?<=[{;][ \t]*)([A-Z][A-Z0-9_]*[ \t]*=[ \t]*"[^"\n]*"[ \t]*;)/gm;
+  /"([A-Z][A-Z0-9_]*=[^"\n]*)"|'([A-Z][A-Z0-9_]*=[^'\n]*)'|(?:^|[ \t])(?:-e|--env)[ \t=]+([A-Z][A-Z0-9_]*=[^\s"';]+)|(?<=[{;][ \t]*)([A-Z][A-Z0-9_]*[ \t]*=[ \t]*"[^"\n]*"[ \t]*;)/gm;
 
 /** fish's `set -gx NAME value` (name, then the blanks before the value) and `$env.NAME =`/`$env:NAME =` (nushell, PowerShell). */
 const OTHER_SHELL_ASSIGNMENT = /^[ \t]*set[ \t]+(?:-[A-Za-z-]+[ \t]+)*([A-Z][A-Z0-9_]*)([ \t]+)(?=\S)|\$env[.:]([A-Z][A-Z0-9_]*[ \t]*=)/g;
@@ -411,7 +411,8 @@ function embeddedAssignmentRules(text: string, hits: RawHit[], lines: readonly n
   // Only the lines that hold a name the environment rules take.
   for (const match of matchesOnLines(text, lines, QUOTED_ASSIGNMENT)) {
     const quoted = match[1] ?? match[2];
-    const from = quoted !== undefined ? match.index + 1 : match.index;
+    // A quoted one starts after its quote, `-e`'s after the flag, a Nix one where the match does.
+    const from = quoted !== undefined ? match.index + 1 : match[3] !== undefined ? match.index + match[0].length - match[3].length : match.index;
     copy(from, from + (quoted ?? match[3] ?? match[4]!).length);
   }
   if (!view) return;

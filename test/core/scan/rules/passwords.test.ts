@@ -318,3 +318,13 @@ describe("other shells' session variables (home-manager writes home.sessionVaria
     ]);
   });
 });
+
+describe("a container's -e and --env", () => {
+  it('reads NAME=value after -e or --env, quoted or not, at its own offset', () => {
+    const [a, b] = [password(), password()];
+    const text = `exec podman run --rm -e TZ=UTC -e DB_PASSWORD=${a} --env=ADMIN_PASSWORD=${b} -e HOME_DIR=/data app\n`;
+    expect(found(text, 'env-password')).toEqual([a, b]);
+    const hits = scanText(text, { operatorSecrets: [], nixSource: false }).filter((hit) => hit.rule === 'env-password');
+    for (const hit of hits) expect(text.slice(hit.start, hit.end)).toBe(hit.secret);
+  });
+});
