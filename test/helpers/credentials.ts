@@ -88,6 +88,19 @@ export function puttyKeys(): { v2: string; v3: string } {
   });
 }
 
+/** ssh.com's private key format (`---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----`), as PuTTYgen exports it: without and with a passphrase. */
+export function sshComKeys(): { plain: string; protected: string } {
+  return withTemp((dir) => {
+    const ppk = path.join(dir, 'key.ppk');
+    const pass = path.join(dir, 'pass');
+    writeFileSync(pass, `${randomBytes(12).toString('hex')}\n`);
+    exec('puttygen', ['-q', '-t', 'rsa', '-b', '2048', '-C', 'a comment long enough to read', '-o', ppk, '--new-passphrase', '/dev/null']);
+    exec('puttygen', ['-q', ppk, '-O', 'private-sshcom', '-o', path.join(dir, 'plain'), '--new-passphrase', '/dev/null']);
+    exec('puttygen', ['-q', ppk, '-O', 'private-sshcom', '-o', path.join(dir, 'protected'), '--new-passphrase', pass]);
+    return { plain: readFileSync(path.join(dir, 'plain'), 'utf8'), protected: readFileSync(path.join(dir, 'protected'), 'utf8') };
+  });
+}
+
 export const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const ALNUM = BASE62;
 

@@ -183,7 +183,7 @@ function atDash(text: string, at: number): number {
       if (text.startsWith('AGE', at - 3)) mask |= AGE;
       break;
     case 0x2d: // -
-      if (text.startsWith('-----BEGIN ', at - 1)) mask |= ARMOR;
+      if (text.startsWith('-----BEGIN ', at - 1) || text.startsWith('---- BEGIN SSH2 ', at - 3)) mask |= ARMOR;
       break;
     case 0x59: // Y
       if (text.startsWith('PuTTY', at - 5)) mask |= PUTTY;

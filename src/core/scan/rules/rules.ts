@@ -115,11 +115,18 @@ function armorBody(raw: string): { base64: string; headers: string[] } {
   const lines = raw.replace(/\\+r/g, '').replace(/\\+n/g, '\n').split(/\r?\n/);
   const headers: string[] = [];
   let base64 = '';
+  let continued = false;
   for (let line of lines) {
+    // A header line that ends in a backslash goes on in the next (RFC 4716).
+    if (continued) {
+      continued = line.trimEnd().endsWith('\\');
+      continue;
+    }
     line = line.trim().replace(/^["'`]+|["',`]+$/g, '').trim();
     if (line === '') continue;
     if (/^[\w-]+:\s/.test(line)) {
       headers.push(line);
+      continued = line.endsWith('\\');
       continue;
     }
     if (/^=[A-Za-z0-9+/]{4}$/.test(line)) continue; // PGP armor checksum
@@ -143,7 +150,7 @@ function isPgpSecretPacket(first: number): boolean {
  */
 function armorBlock(text: string, match: RegExpExecArray): { base64: string; headers: string[]; end: number } {
   const bodyStart = match.index + match[0].length;
-  const endMarker = `-----END ${match[1]!}-----`;
+  const endMarker = match[0].startsWith('---- ') ? `---- END ${match[2]!} ----` : `-----END ${match[1]!}-----`;
   const endIndex = text.indexOf(endMarker, bodyStart);
   const bodyEnd = endIndex !== -1 && endIndex - bodyStart < MAX_SECRET_SPAN ? endIndex : Math.min(text.length, bodyStart + MAX_SECRET_SPAN);
   return { ...armorBody(text.slice(bodyStart, bodyEnd)), end: endIndex !== -1 ? endIndex + endMarker.length : bodyEnd };
@@ -153,9 +160,11 @@ function armoredKeyRule(text: string, hits: RawHit[]): void {
   openVpnStaticKeyRule(text, hits);
   // Any label that ends in PRIVATE KEY: the common ones are checked by their structure below, the
   // others (Nebula's `NEBULA X25519 PRIVATE KEY`, a TPM's `TSS2 PRIVATE KEY`, ...) by their size.
-  const pattern = /-----BEGIN ((?:[A-Z0-9]+ ){0,4}PRIVATE KEY(?: BLOCK)?)-----/g;
+  // ssh.com's format (`---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----`, as PuTTYgen and Tectia write
+  // it) has four dashes and blanks, and says ENCRYPTED whether or not a passphrase protects it.
+  const pattern = /-----BEGIN ((?:[A-Z0-9]+ ){0,4}PRIVATE KEY(?: BLOCK)?)-----|---- BEGIN (SSH2 ENCRYPTED PRIVATE KEY) ----/g;
   for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
-    const label = match[1]!;
+    const label = match[1] ?? match[2]!;
     const { base64, headers, end } = armorBlock(text, match);
     if (base64.length < 40) continue; // "-----BEGIN ... -----\n...\n" in docs: no key material
     const der = Buffer.from(base64, 'base64');

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scanPaths, type ScanReport } from '../../../../src/core/scan/index.js';
 import { binaryKeyFile } from '../../../../src/core/scan/rules/key-files.js';
+import { sshComKeys } from '../../../helpers/credentials.js';
 import { tempDir } from '../../../helpers/tmp.js';
 
 const quiet = { operatorSecrets: false } as const;
@@ -151,5 +152,19 @@ describe('key files of other tools', () => {
     const report = await scanPaths([dir], quiet);
     expect(rules(report)).toEqual({ 'identity.secret': ['zerotier-identity-secret'] });
     expect(report.findings[0]!.note).toBe(`ZeroTier identity ${address}`);
+  });
+});
+
+describe("ssh.com's private key format (puttygen -O private-sshcom)", () => {
+  it('finds it with and without a passphrase, in a file and inside a config; not its public form or a header alone', async () => {
+    const { plain, protected: encrypted } = sshComKeys();
+    expect(plain.startsWith('---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----')).toBe(true);
+    const dir = await tempDir();
+    writeFileSync(path.join(dir, 'tectia_rsa'), plain);
+    writeFileSync(path.join(dir, 'protected_rsa'), encrypted);
+    writeFileSync(path.join(dir, 'deploy.yaml'), `key: |\n${plain.trimEnd().split('\n').map((line) => `  ${line}`).join('\n')}\n`);
+    writeFileSync(path.join(dir, 'docs.txt'), '---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----\nComment: "example"\n---- END SSH2 ENCRYPTED PRIVATE KEY ----\n');
+    writeFileSync(path.join(dir, 'id.pub'), '---- BEGIN SSH2 PUBLIC KEY ----\nComment: "x"\nAAAAB3NzaC1yc2EAAAADAQABAAABAQC7\n---- END SSH2 PUBLIC KEY ----\n');
+    expect(rules(await scanPaths([dir], quiet))).toEqual({ 'deploy.yaml': ['ssh2-private-key'], 'protected_rsa': ['ssh2-private-key'], 'tectia_rsa': ['ssh2-private-key'] });
   });
 });

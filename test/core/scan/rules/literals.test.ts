@@ -12,7 +12,7 @@ import { looksLikeToken } from '../../../../src/core/scan/rules/service-rules.js
 
 const ORACLE: [string, number, RegExp][] = [
   ['AGE', L.AGE, /AGE-/],
-  ['ARMOR', L.ARMOR, /-----BEGIN /],
+  ['ARMOR', L.ARMOR, /-----BEGIN |---- BEGIN SSH2 /],
   ['PUTTY', L.PUTTY, /PuTTY-/],
   ['GITHUB', L.GITHUB, /gh[pousr]_|github_/],
   ['HUGGINGFACE', L.HUGGINGFACE, /hf_/],
@@ -57,7 +57,7 @@ const FRAGMENTS = [
   'ASSPHRAS', 'PASSWD', 'ASSW', '_PASS', '_PAS', 'ACCOUNT_KEY', 'CCOUNT_KEY', 'glpat-', 'gldt-', 'glrt-', 'glptt-', 'glft-', 'glcbt-', 'glsoat-', 'glxx-', 'gl-',
   'gsk_', 'sk_', 'r8_', 'r_', 'sk_live_', 'rk_live_', 'sk_test_', 'k_live_', 'glsa_', 'lsa_', 'glc_', 'dop_v1_', 'doo_v1_', 'dor_v1_', 'dox_v1_',
   'do_v1_', 'pplx-', 'plx-', 'xai-', 'ai-', 'K10', `K10${'a'.repeat(64)}::`, `K10${'b'.repeat(63)}::`, '::', 'privkey:', 'rivkey:', 'nlpriv:', 'nodekey:', '"kty"', 'kty"', '"kty', '"ktY"', 'psk"kty"', 'ops_', 'ps_', 'op_', 'PSK', 'PS', 'SK', 'pSK', '"TunnelSecret"', '"TunnelSecret" :', 'TunnelSecret"', '"unnelSecret"', 'TOKEN', 'OKEN', 'TOKE', '_KEY', '_KE', 'APIKEY', 'PIKEY', '_SECRET', 'SECRET', '_SECRE', 'O', 'I',
-  'hmac-', 'hmac', 'mac-', '-requirepass', '-requirepas', '-pass', '-secret', '-Secret', '-token', '-tok', 'requirepass', ':{PLAIN}', '{PLAIN}', ':{PLAI', ':{CLEARTEXT}', '{CLEARTEXT}', ':{CLEAR',
+  '---- BEGIN SSH2 ', '--- BEGIN SSH2 ', '---- BEGIN SSH2', '---- BEGIN ', 'hmac-', 'hmac', 'mac-', '-requirepass', '-requirepas', '-pass', '-secret', '-Secret', '-token', '-tok', 'requirepass', ':{PLAIN}', '{PLAIN}', ':{PLAI', ':{CLEARTEXT}', '{CLEARTEXT}', ':{CLEAR',
   '-auth', '-aut', 'auth', '-master', '-maste', '-encryption', '-encryptio', '--api', '-ap', 'api',
   'token', 'Token', 'tOken', 'toKen', 'oken', 'TOKEn', 'apikey', 'api_key', 'Api-Key', 'apiKey', 'APIKey', 'API_KEY', 'API-key', 'ApI_key', 'pi_key', 'secret_key',
   'Authorization:', 'authorization: ', '"Authorization":', "'authorization' :", 'Authorization\t:', 'AUTHORIZATION:', 'uthorization:', 'Authorization"\':',
