@@ -54,9 +54,13 @@ export const PRESHARED = 1 << 23;
  */
 export const ENV_PASSWORD = 1 << 24;
 export const GITLAB = 1 << 25;
-/** `gsk_` (Groq), `r8_` (Replicate), `sk_live_`/`rk_live_` (Stripe), `glsa_`/`glc_` (Grafana), `do?_v1_` (DigitalOcean), `ops_` (1Password). */
+/**
+ * `gsk_` (Groq), `r8_` (Replicate), `sk_live_`/`rk_live_` (Stripe), `glsa_`/`glc_` (Grafana), `do?_v1_`
+ * (DigitalOcean), `ops_` (1Password), `rubygems_`, `dckr_` (Docker Hub), `syt_` (Matrix), `lsv2_`
+ * (LangSmith), `fo1_` (Fly.io).
+ */
 export const PROVIDER_UNDERSCORE = 1 << 26;
-/** `pplx-` (Perplexity), `xai-` (xAI). */
+/** `pplx-` (Perplexity), `xai-` (xAI), `nvapi-` (NVIDIA). */
 export const PROVIDER_DASH = 1 << 27;
 /** `K10<hash>::server:` / `::node:` (k3s join tokens). */
 export const K3S = 1 << 28;
@@ -110,7 +114,12 @@ function atUnderscore(text: string, at: number): number {
     (b1 === 0x61 && text.startsWith('gls', at - 4)) || // glsa_
     (b3 === 0x67 && b2 === 0x6c && b1 === 0x63) || // glc_
     (b3 === 0x6f && b2 === 0x70 && b1 === 0x73) || // ops_
-    (b3 === 0x64 && b2 === 0x6f && (b1 === 0x6f || b1 === 0x70 || b1 === 0x72) && text.startsWith('v1_', at + 1)) // dop_v1_
+    (b3 === 0x64 && b2 === 0x6f && (b1 === 0x6f || b1 === 0x70 || b1 === 0x72) && text.startsWith('v1_', at + 1)) || // dop_v1_
+    (b1 === 0x73 && text.startsWith('rubygems', at - 8)) || // rubygems_
+    (b1 === 0x72 && text.startsWith('dckr', at - 4)) || // dckr_pat_, dckr_oat_
+    (b3 === 0x73 && b2 === 0x79 && b1 === 0x74) || // syt_
+    (b1 === 0x32 && text.startsWith('lsv2', at - 4)) || // lsv2_
+    (b3 === 0x66 && b2 === 0x6f && b1 === 0x31) // fo1_
   ) {
     mask |= PROVIDER_UNDERSCORE;
   }
@@ -196,7 +205,7 @@ function atDash(text: string, at: number): number {
       break;
     case 0x69: // i
       if (text.startsWith('pypi', at - 4)) mask |= PYPI;
-      else if (text.startsWith('xai', at - 3)) mask |= PROVIDER_DASH;
+      else if (text.startsWith('xai', at - 3) || text.startsWith('nvapi', at - 5)) mask |= PROVIDER_DASH;
       break;
     case 0x78: // x
       if (text.startsWith('pplx', at - 4)) mask |= PROVIDER_DASH;

@@ -237,6 +237,57 @@ const SERVICE_RULES: ServiceRule[] = [
     valid: (secret) => entropy(secret.slice(7)) > 3.3,
   },
   {
+    rule: 'rubygems-token',
+    kind: 'rubygems-token',
+    family: L.PROVIDER_UNDERSCORE,
+    pattern: /(?<![A-Za-z0-9_])rubygems_[0-9a-f]{48}(?![A-Za-z0-9_])/g,
+    valid: (secret) => entropy(secret.slice(9)) > 3.3,
+  },
+  {
+    rule: 'docker-hub-token',
+    kind: 'docker-hub-token',
+    family: L.PROVIDER_UNDERSCORE,
+    // A Docker Hub personal or organization access token (the password of `docker login`).
+    pattern: /(?<![A-Za-z0-9_])dckr_(?:pat|oat)_[A-Za-z0-9_-]{27,}(?![A-Za-z0-9_-])/g,
+    valid: (secret) => !looksLikePlaceholder(secret.slice(9), 3.3),
+  },
+  {
+    rule: 'matrix-access-token',
+    kind: 'matrix-access-token',
+    family: L.PROVIDER_UNDERSCORE,
+    // Synapse's access tokens: `syt_`, the user's localpart in base64, 20 random characters, a 6-character CRC (a bridge's or bot's login).
+    pattern: /(?<![A-Za-z0-9_])syt_[A-Za-z0-9+/=-]{2,}_[A-Za-z0-9]{20}_[A-Za-z0-9]{6}(?![A-Za-z0-9_])/g,
+    valid: (secret) => {
+      const parts = secret.split('_');
+      const random = parts[parts.length - 2]!;
+      if (looksLikePlaceholder(random, 3.3)) return false;
+      const body = parts.slice(0, -1).join('_');
+      return base62(crc32(body), 6) === parts[parts.length - 1];
+    },
+  },
+  {
+    rule: 'langsmith-key',
+    kind: 'langsmith-key',
+    family: L.PROVIDER_UNDERSCORE,
+    pattern: /(?<![A-Za-z0-9_])lsv2_(?:pt|sk)_[0-9a-f]{32}_[0-9a-f]{10}(?![A-Za-z0-9_])/g,
+    valid: (secret) => entropy(secret.slice(8, 40)) > 3.3,
+  },
+  {
+    rule: 'flyio-token',
+    kind: 'flyio-token',
+    family: L.PROVIDER_UNDERSCORE,
+    pattern: /(?<![A-Za-z0-9_])fo1_[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/g,
+    valid: (secret) => !looksLikePlaceholder(secret.slice(4), 3.5),
+  },
+  {
+    rule: 'nvidia-api-key',
+    kind: 'nvidia-api-key',
+    family: L.PROVIDER_DASH,
+    // NVIDIA's API catalog and NGC keys (NIM endpoints): `nvapi-` and 64 characters.
+    pattern: /(?<![A-Za-z0-9_-])nvapi-[A-Za-z0-9_-]{64}(?![A-Za-z0-9_-])/g,
+    valid: (secret) => !looksLikePlaceholder(secret.slice(6), 3.5),
+  },
+  {
     rule: 'perplexity-key',
     kind: 'perplexity-key',
     family: L.PROVIDER_DASH,

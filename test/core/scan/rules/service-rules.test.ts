@@ -559,3 +559,48 @@ describe('assignments that do not start a line', () => {
     ]);
   });
 });
+
+describe('more vendor tokens by their shape: RubyGems, Docker Hub, Matrix (Synapse), LangSmith, Fly.io, NVIDIA', () => {
+  const hex = (length: number) => randomBytes(length).toString('hex').slice(0, length);
+  const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+  const crc32 = (text: string) => {
+    let crc = 0xffffffff;
+    for (let index = 0; index < text.length; index++) {
+      crc ^= text.charCodeAt(index);
+      for (let bit = 0; bit < 8; bit++) crc = crc & 1 ? 0xedb88320 ^ (crc >>> 1) : crc >>> 1;
+    }
+    return (crc ^ 0xffffffff) >>> 0;
+  };
+  const base62 = (value: number) => {
+    let out = '';
+    for (let rest = value; rest > 0; rest = Math.floor(rest / 62)) out = BASE62[rest % 62]! + out;
+    return out.padStart(6, '0');
+  };
+  /** A Synapse access token as synapse.handlers.auth makes one: the localpart in unpadded base64, 20 random characters, base62 CRC-32. */
+  const synapseToken = (localpart: string) => {
+    const base = `syt_${Buffer.from(localpart).toString('base64').replace(/=+$/, '')}_${randomString(20)}`;
+    return `${base}_${base62(crc32(base))}`;
+  };
+
+  it('finds each with its vendor rule', () => {
+    const cases: [string, string][] = [
+      [`:rubygems_api_key: rubygems_${hex(48)}\n`, 'rubygems-token'],
+      [`echo dckr_pat_${randomString(27)} | docker login -u me --password-stdin\n`, 'docker-hub-token'],
+      [`access_token: ${synapseToken('mautrix-telegram')}\n`, 'matrix-access-token'],
+      [`LANGCHAIN_API_KEY=lsv2_pt_${hex(32)}_${hex(10)}\n`, 'langsmith-key'],
+      [`fly_token = "fo1_${randomString(43)}"\n`, 'flyio-token'],
+      [`"nvapi-${randomString(64)}"`, 'nvidia-api-key'],
+    ];
+    for (const [text, rule] of cases) expect(rulesIn(text), text).toContain(rule);
+  });
+
+  it('does not take stubs, a Synapse token with a wrong checksum, or other prefixes', () => {
+    const good = synapseToken('bot');
+    const wrong = `${good.slice(0, -6)}${good.slice(-6) === '000000' ? '000001' : '000000'}`;
+    const text = [
+      `rubygems_${'0'.repeat(48)}`, `dckr_pat_${'x'.repeat(27)}`, wrong, `lsv2_pt_${'a'.repeat(32)}_${'b'.repeat(10)}`,
+      `fo1_${'A'.repeat(43)}`, `nvapi-${'x'.repeat(64)}`, `mynvapi-${randomString(64)}`, `xrubygems_${hex(48)}`,
+    ].join('\n');
+    expect(rulesIn(text).filter((rule) => /rubygems|docker-hub|matrix|langsmith|flyio|nvidia/.test(rule))).toEqual([]);
+  });
+});
