@@ -1,7 +1,7 @@
 /**
  * Credentials given on a command line: `--password=…`, `--token …`, `-apikey …`, `--authkey …`
  * (a Headscale pre-auth key to `tailscale up`), `--master-key=…` (Meilisearch), `redis-server
- * --requirepass …`, openssl's
+ * --requirepass …`, curl's `-u user:password` (`--user`; on a line that runs curl), openssl's
  * `-passin pass:…`, and the list forms of the same (`[ "--token" "…" ]` in Nix, `"--token", "…"`
  * in JSON and YAML). They land where NixOS puts a service's command: a unit's `ExecStart=`, the
  * scripts `writeShellScript` and a service's `script` write into the store, and the `.nix` source
@@ -23,12 +23,12 @@ import type { RawHit } from './rules.js';
 import { overlapsAny } from './text-util.js';
 
 /** Where a flag's name can hold a credential word: each needle starts at the `-` before the word. */
-const NEEDLES = ['-pass', '-token', '-secret', '-api', '-auth', '-master', '-encryption', '-requirepass'];
+const NEEDLES = ['-pass', '-token', '-secret', '-api', '-auth', '-master', '-encryption', '-requirepass', '-u ', '-u=', '-user ', '-user='];
 
 /** A flag's name from its first `-`: words joined by `-`, the last a credential word, and what follows it. */
-const FLAG = /--?((?:[a-z0-9]+-)*?)(password|passwd|passphrase|pass|passin|passout|requirepass|masterauth|token|api-?key|auth-?key|master-?key|encryption-?key|secret|secret-?key|secret-access-key)(?==|[ \t]|["'][ \t]*,?[ \t]*["'])/y;
+const FLAG = /--?((?:[a-z0-9]+-)*?)(password|passwd|passphrase|pass|passin|passout|requirepass|masterauth|u|user|token|api-?key|auth-?key|master-?key|encryption-?key|secret|secret-?key|secret-access-key)(?==|[ \t]|["'][ \t]*,?[ \t]*["'])/y;
 
-const PASSWORD_WORDS = new Set(['password', 'passwd', 'passphrase', 'pass', 'passin', 'passout', 'requirepass', 'masterauth']);
+const PASSWORD_WORDS = new Set(['password', 'passwd', 'passphrase', 'pass', 'passin', 'passout', 'requirepass', 'masterauth', 'u', 'user']);
 
 /** Words before the credential word that make the flag a switch or a question, not a value. */
 const SWITCH_WORDS = new Set([
@@ -132,9 +132,17 @@ export function cliFlagRule(text: string, hits: RawHit[], dashes: readonly numbe
     if (prefix.some((part) => SWITCH_WORDS.has(part))) continue;
     const found = valueAt(text, FLAG.lastIndex);
     if (!found) continue;
-    const literal = credentialValue(found.value, word, found.spaced);
+    let value = found.value;
+    if (word === 'u' || word === 'user') {
+      // curl's `-u user:password` (`--user`), on a line that runs curl: the password after the first colon.
+      const lineStart = text.lastIndexOf('\n', start) + 1;
+      const colon = value.indexOf(':');
+      if (match[1] !== '' || colon < 1 || !/\bcurl\b/.test(text.slice(lineStart, start))) continue;
+      value = value.slice(colon + 1);
+    }
+    const literal = credentialValue(value, word, found.spaced && word !== 'u' && word !== 'user');
     if (literal === undefined) continue;
-    const valueStart = found.start + found.value.indexOf(literal);
+    const valueStart = found.start + found.value.lastIndexOf(literal);
     const end = valueStart + literal.length;
     if (overlapsAny(hits, valueStart, end)) continue;
     const flag = match[0];

@@ -137,8 +137,8 @@ function secretAfter(text: string, at: number): boolean {
  * What the last sweep saw beyond its mask, which has no bit to spare, for the rules that would
  * otherwise search the whole text again (valid while `swept.text` is the text they read):
  * - `credentialDashes`: where a `-` comes before `pass`, `token`, `secret`, `api`, `auth`, `master`,
- *   `encryption` or `requirepass`, where a command-line flag can name a credential (`--password=…`;
- *   cli-flags.ts);
+ *   `encryption` or `requirepass`, or before `u` or `user` and a blank or `=` (curl's `-u user:password`),
+ *   where a command-line flag can name a credential (`--password=…`; cli-flags.ts);
  * - `plainScheme`: `:{PLAIN}` or `:{CLEARTEXT}` occurs (an htpasswd line);
  * - `hmac`: `hmac-` occurs (a DNS TSIG key's algorithm).
  */
@@ -175,6 +175,13 @@ function atDash(text: string, at: number): number {
     case 0x72: // r
       if (text.startsWith('requirepass', at + 1)) word = PASSWORD;
       break;
+    case 0x75: {
+      // u: curl's `-u user:password`, `--user user:password`. The place only: a `-u` sets no family
+      // (`sudo -u`, `docker run -u` are everywhere); a curl line holds a URL, whose family runs the rules.
+      const after = text.charCodeAt(text.startsWith('user', at + 1) ? at + 5 : at + 2);
+      if (after === 0x20 || after === 0x3d) swept.credentialDashes.push(at);
+      break;
+    }
     case 0x65: // e
       if (text.startsWith('encryption', at + 1)) word = CONFIG_TOKEN;
       break;

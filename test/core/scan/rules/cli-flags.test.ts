@@ -81,6 +81,18 @@ describe('cli-password and cli-token', () => {
     expect(found(`redis-server --port 6379 --requirepass ${p}\n`)).toEqual([['cli-password', p]]);
   });
 
+  it("finds curl's -u user:password and --user, on a line that runs curl; not other commands' -u, variables or an empty password", () => {
+    const [p1, p2, p3] = [password(), password(), password()];
+    const text = [
+      `ExecStart = "\${pkgs.curl}/bin/curl -fsS -u ddns:${p1} https://dyn.example.net/nic/update?hostname=home";`,
+      `curl --user 'admin:${p2}' -X POST https://nas.example.net/api/backup`,
+      `curl --user=me:${p3} https://example.net/`,
+      `sudo -u postgres psql -c 'SELECT 1' && docker run -u 1000:1000 app && crontab -u backup:${password()} -l`,
+      'curl -u "$API_USER:$API_PASSWORD" https://example.net/ && curl -u me: https://example.net/ && curl -u token https://example.net/',
+    ].join('\n');
+    expect(found(text).sort()).toEqual([['cli-password', p1], ['cli-password', p2], ['cli-password', p3]].sort());
+  });
+
   it('does not take switches, files, references, placeholders, examples, manual pages or prose', () => {
     const p = password();
     const text = [

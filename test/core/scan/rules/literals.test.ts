@@ -57,7 +57,7 @@ const FRAGMENTS = [
   'ASSPHRAS', 'PASSWD', 'ASSW', '_PASS', '_PAS', 'ACCOUNT_KEY', 'CCOUNT_KEY', 'glpat-', 'gldt-', 'glrt-', 'glptt-', 'glft-', 'glcbt-', 'glsoat-', 'glxx-', 'gl-',
   'gsk_', 'sk_', 'r8_', 'r_', 'sk_live_', 'rk_live_', 'sk_test_', 'k_live_', 'glsa_', 'lsa_', 'glc_', 'dop_v1_', 'doo_v1_', 'dor_v1_', 'dox_v1_',
   'do_v1_', 'pplx-', 'plx-', 'xai-', 'ai-', 'K10', `K10${'a'.repeat(64)}::`, `K10${'b'.repeat(63)}::`, '::', 'privkey:', 'rivkey:', 'nlpriv:', 'nodekey:', '"kty"', 'kty"', '"kty', '"ktY"', 'psk"kty"', 'ops_', 'ps_', 'op_', 'PSK', 'PS', 'SK', 'pSK', '"TunnelSecret"', '"TunnelSecret" :', 'TunnelSecret"', '"unnelSecret"', 'TOKEN', 'OKEN', 'TOKE', '_KEY', '_KE', 'APIKEY', 'PIKEY', '_SECRET', 'SECRET', '_SECRE', 'O', 'I',
-  'rubygems_', 'ubygems_', 'dckr_', 'ckr_', 'syt_', 'yt_', 'lsv2_', 'sv2_', 'fo1_', 'o1_', 'nvapi-', 'vapi-', '---- BEGIN SSH2 ', '--- BEGIN SSH2 ', '---- BEGIN SSH2', '---- BEGIN ', 'hmac-', 'hmac', 'mac-', '-requirepass', '-requirepas', '-pass', '-secret', '-Secret', '-token', '-tok', 'requirepass', ':{PLAIN}', '{PLAIN}', ':{PLAI', ':{CLEARTEXT}', '{CLEARTEXT}', ':{CLEAR',
+  '-u ', '-u=', '-u', '--user ', '-user=', '-use ', 'rubygems_', 'ubygems_', 'dckr_', 'ckr_', 'syt_', 'yt_', 'lsv2_', 'sv2_', 'fo1_', 'o1_', 'nvapi-', 'vapi-', '---- BEGIN SSH2 ', '--- BEGIN SSH2 ', '---- BEGIN SSH2', '---- BEGIN ', 'hmac-', 'hmac', 'mac-', '-requirepass', '-requirepas', '-pass', '-secret', '-Secret', '-token', '-tok', 'requirepass', ':{PLAIN}', '{PLAIN}', ':{PLAI', ':{CLEARTEXT}', '{CLEARTEXT}', ':{CLEAR',
   '-auth', '-aut', 'auth', '-master', '-maste', '-encryption', '-encryptio', '--api', '-ap', 'api',
   'token', 'Token', 'tOken', 'toKen', 'oken', 'TOKEn', 'apikey', 'api_key', 'Api-Key', 'apiKey', 'APIKey', 'API_KEY', 'API-key', 'ApI_key', 'pi_key', 'secret_key',
   'Authorization:', 'authorization: ', '"Authorization":', "'authorization' :", 'Authorization\t:', 'AUTHORIZATION:', 'uthorization:', 'Authorization"\':',
@@ -89,7 +89,7 @@ describe('ruleLiterals', () => {
       const actual = L.ruleLiterals(text);
       if (actual !== expected) expect(names(actual), JSON.stringify(text)).toEqual(names(expected));
       // What the sweep notes beside its mask, for the rules that would search the text again.
-      const dashes = [...text.matchAll(/-(?=pass|token|secret|api|auth|master|encryption|requirepass)/g)].map((match) => match.index);
+      const dashes = [...text.matchAll(/-(?=pass|token|secret|api|auth|master|encryption|requirepass|u[ =]|user[ =])/g)].map((match) => match.index);
       const notes = { text, credentialDashes: dashes, plainScheme: /:\{(?:PLAIN|CLEARTEXT)\}/.test(text), hmac: text.includes('hmac-') };
       if (JSON.stringify(L.swept) !== JSON.stringify(notes)) expect(L.swept, JSON.stringify(text)).toEqual(notes);
     }
