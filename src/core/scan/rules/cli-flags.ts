@@ -14,9 +14,10 @@
  *   `--generate-secret`) takes no value;
  * - the value is a literal: not a variable, substitution, path, placeholder (`PASSWORD`, `<token>`,
  *   `xxxxxx`) or openssl's `env:`/`file:`/`fd:`/`stdin` forms;
- * - a token must look random (`looksLikeToken`, through `looksLikeSecretValue`); a password given after blanks (where the next
- *   word may be an argument of another kind) must mix letters with digits or symbols, and must not
- *   be named like a file.
+ * - a token must look random (`looksLikeToken`, through `looksLikeSecretValue`); a password given
+ *   after blanks (where the next word may be prose or an argument of another kind) must mix letters
+ *   and digits, and must not be named like a file;
+ * - curl's `-u`/`--user` counts only on a line that runs curl, and its value is `user:password`.
  */
 import { looksLikeSecretValue } from './named-secrets.js';
 import type { RawHit } from './rules.js';
