@@ -11,7 +11,7 @@ import { fingerprint } from './rules/fingerprint.js';
 import { isPlainText, isQuietText as isQuietTextCore, SPECIAL_NAME_END } from './quiet-text.js';
 import { looksLikeSecretValue, secretFileKind, soleLine } from './rules/named-secrets.js';
 import { binaryKeyFile, textKeyFile } from './rules/key-files.js';
-import { gitCryptPlaintextFinding, isGitAttributesFile, isGitCryptCiphertext, TRANSCRYPT_MAGIC } from './rules/git-crypt.js';
+import { gitCryptPlaintextFinding, isGitAttributesFile, isGitCryptCiphertext } from './rules/git-crypt.js';
 import { MAX_SECRET_SPAN, scanText, type OperatorSecret, type RawHit } from './rules/rules.js';
 import { OVERLAP, RawStream } from './raw-stream.js';
 import { analyzeSops, isAgeCiphertext, mayHoldSopsMetadata, mustBeEncrypted, sopsValueFingerprint, type SopsConfig } from './rules/sops.js';
@@ -659,7 +659,7 @@ export class FileScanner implements ContentScanner {
       result.sopsConfigs.push({ name: this.target.inner ?? this.target.path, text: content.toString('utf8') });
       return;
     }
-    if (binary || utf16 ? isAgeCiphertext(content) || isGitCryptCiphertext(content) : latin1.startsWith(AGE_BINARY) || latin1.startsWith(AGE_ARMOR) || latin1.startsWith(TRANSCRYPT_MAGIC)) return;
+    if (isGitCryptCiphertext(content) || (binary || utf16 ? isAgeCiphertext(content) : latin1.startsWith(AGE_BINARY) || latin1.startsWith(AGE_ARMOR))) return;
     // The prefilter sees the same ASCII in the latin1 view as in UTF-8: decode only when it passes.
     const analysis = !binary && mayHoldSopsMetadata(text) ? analyzeSops(utf16 ? text.replace(/^\ufeff/, '') : content.toString('utf8')) : undefined;
     if (analysis?.hasMetadata) {

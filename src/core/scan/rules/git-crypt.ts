@@ -27,7 +27,7 @@ export const GIT_CRYPT_MAGIC = Buffer.from('\0GITCRYPT\0', 'latin1');
 const GIT_CRYPT_KEY_MAGIC = Buffer.from('\0GITCRYPTKEY', 'latin1');
 
 /** The first bytes of every file transcrypt encrypted: `Salted__` (openssl's salted header) in base64. */
-export const TRANSCRYPT_MAGIC = 'U2FsdGVkX1';
+const TRANSCRYPT_MAGIC = 'U2FsdGVkX1';
 
 function startsWith(bytes: Uint8Array, magic: Uint8Array): boolean {
   if (bytes.length < magic.length) return false;
