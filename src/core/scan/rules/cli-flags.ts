@@ -23,9 +23,6 @@ import { looksLikeSecretValue } from './named-secrets.js';
 import type { RawHit } from './rules.js';
 import { overlapsAny } from './text-util.js';
 
-/** Where a flag's name can hold a credential word: each needle starts at the `-` before the word. */
-const NEEDLES = ['-pass', '-token', '-secret', '-api', '-auth', '-master', '-encryption', '-requirepass', '-u ', '-u=', '-user ', '-user='];
-
 /** A flag's name from its first `-`: words joined by `-`, the last a credential word, and what follows it. */
 const FLAG = /--?((?:[a-z0-9]+-)*?)(password|passwd|passphrase|pass|passin|passout|requirepass|masterauth|u|user|token|api-?key|auth-?key|master-?key|encryption-?key|secret|secret-?key|secret-access-key)(?==|[ \t]|["'][ \t]*,?[ \t]*["'])/y;
 
@@ -57,14 +54,13 @@ const WORD_END = /[\s"'`;|&<>()\\]/;
 function valueAt(text: string, at: number): { value: string; start: number; spaced: boolean } | undefined {
   let index = at;
   let spaced = false;
-  let quote: string | undefined;
   const code = text.charCodeAt(index);
   if (code === 0x3d) index++;
   else if (code === 0x22 || code === 0x27) {
     // A list: the flag's own closing quote, maybe a comma, then the value's opening quote.
     index++;
     while (text.charCodeAt(index) === 0x20 || text.charCodeAt(index) === 0x09 || text.charCodeAt(index) === 0x2c) index++;
-    quote = text[index];
+    const quote = text[index];
     if (quote !== '"' && quote !== "'") return undefined;
     spaced = true;
     index++;
@@ -104,18 +100,12 @@ function credentialValue(value: string, word: string, spaced: boolean): string |
   return literal;
 }
 
-/** Where `text` has a `-` before a credential word, when the literal sweep did not just say (`swept.credentialDashes`). */
-function dashesOf(text: string): number[] {
-  const dashes: number[] = [];
-  for (const needle of NEEDLES) for (let at = text.indexOf(needle); at !== -1; at = text.indexOf(needle, at + needle.length)) dashes.push(at);
-  return dashes;
-}
-
 /**
  * Passwords and tokens given to a command-line flag (see above); `hits` holds what other rules found.
- * `dashes` are where a `-` comes before a credential word (the literal sweep's `swept.credentialDashes`).
+ * `dashes` are where a `-` comes before a credential word: the literal sweep notes them
+ * (`swept.credentialDashes` in literals.ts), as it visits every `-` anyway.
  */
-export function cliFlagRule(text: string, hits: RawHit[], dashes: readonly number[] = dashesOf(text)): void {
+export function cliFlagRule(text: string, hits: RawHit[], dashes: readonly number[]): void {
   const seen = new Set<number>();
   for (const at of dashes) {
     // The flag starts where its run of lowercase words and dashes starts, after neither a word character nor a dot.

@@ -149,6 +149,12 @@ export const swept: { text: string | undefined; credentialDashes: number[]; plai
   hmac: false,
 };
 
+/** The sweep's notes for `text`: the last sweep's when it read `text` (as scanText's did), else a sweep's of it now. */
+export function sweptFor(text: string): typeof swept {
+  if (swept.text !== text) ruleLiterals(text);
+  return swept;
+}
+
 function atDash(text: string, at: number): number {
   const b1 = text.charCodeAt(at - 1);
   let mask = 0;

@@ -1040,7 +1040,7 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
   }
   if (families & L.PASSWORD) {
     nixPasswordRule(text, hits);
-    if (L.swept.text === text ? L.swept.plainScheme : text.includes(':{PLAIN}') || text.includes(':{CLEARTEXT}')) plainSchemeRule(text, hits);
+    if (L.sweptFor(text).plainScheme) plainSchemeRule(text, hits);
   }
   if (families & L.JWK) jwkRule(text, hits);
   serviceRules(text, hits, families);
@@ -1054,8 +1054,8 @@ function literalRules(text: string, hits: RawHit[], families: number): void {
   }
   // `--password=…`, `--token …`: after the rules that name a value better, and after config-password,
   // which reads a flag at a line's start (`  --admin-password="…"`) as it always has.
-  if (L.swept.text !== text) cliFlagRule(text, hits);
-  else if (L.swept.credentialDashes.length > 0) cliFlagRule(text, hits, L.swept.credentialDashes);
+  const dashes = L.sweptFor(text).credentialDashes;
+  if (dashes.length > 0) cliFlagRule(text, hits, dashes);
   // A vendor's token in a URL (a `glpat-` token as the password of a GitLab clone URL) is reported once, by its vendor's rule.
   if (families & L.URL) {
     for (let index = hits.length - 1; index >= 0; index--) {

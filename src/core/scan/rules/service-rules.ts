@@ -734,7 +734,7 @@ export function serviceRules(text: string, hits: RawHit[], families: number): vo
     dockerAuthRule(text, hits);
     if (text.includes('"TunnelSecret"')) cloudflareTunnelRule(text, hits);
   }
-  if (families & L.CONFIG_TOKEN && (L.swept.text === text ? L.swept.hmac : text.includes('hmac-'))) tsigSecretRule(text, hits);
+  if (families & L.CONFIG_TOKEN && L.sweptFor(text).hmac) tsigSecretRule(text, hits);
   // Last: a value another rule reported (a vendor's token, a Docker auth) is not reported again.
   if (families & L.CONFIG_TOKEN) configTokenRule(text, hits);
 }

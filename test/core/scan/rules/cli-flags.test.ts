@@ -48,9 +48,9 @@ describe('cli-password and cli-token', () => {
       `"args": ["serve", "--client-secret", "${t4}"],`,
       `curl --proxy-password="${p4}" https://example.net/ && x -password ${p5}`,
     ].join('\n');
-    // The literal sweep's dashes (what scanText uses) and the rule's own search find the same.
+    // The literal sweep's dashes (what scanText uses) and every dash of the text find the same.
     const own: RawHit[] = [];
-    cliFlagRule(text, own);
+    cliFlagRule(text, own, [...text.matchAll(/-/g)].map((match) => match.index));
     ruleLiterals(text);
     const swept: RawHit[] = [];
     cliFlagRule(text, swept, sweep.credentialDashes);
