@@ -255,3 +255,21 @@ describe("a work tree's .git/info/attributes", () => {
     expect(findings.map((finding) => [finding.path, finding.rule])).toEqual([['hosts/alpha/host.env', 'git-crypt-plaintext']]);
   });
 });
+
+describe('a squashfs holding a work tree whose only attributes are in .git/info/attributes', () => {
+  it('scan of the image reads them too: the plaintext they give to git-crypt is a finding', async () => {
+    const root = await tempDir('dubnium-seed-info-attributes-squashfs-');
+    const tree = path.join(root, 'store');
+    const source = `nix/store/${storeHash()}-source`;
+    await writeTree(path.join(tree, source), {
+      '.git/info/attributes': 'secrets/*.env filter=git-crypt diff=git-crypt\n',
+      'secrets/host.env': 'HOST_NOTE=kept in git-crypt by .git/info/attributes only\n',
+      'flake.nix': '{ outputs = _: { }; }\n',
+    });
+    const image = path.join(root, 'store.squashfs');
+    mksquashfs(tree, image, ['-comp', 'xz']);
+    const { code, findings } = await scanJson(image);
+    expect(code).toBe(4);
+    expect(findings.map((finding) => [finding.rule, finding.chain?.join(' › ')])).toEqual([['git-crypt-plaintext', `/${source}/secrets/host.env`]]);
+  });
+});

@@ -312,7 +312,7 @@ const SOPS_CONFIG_NAME = /\/\.sops\.ya?ml$/;
  * Which members' content fingerprints may be needed, from the names in the image (the directories
  * are read, no file's inode): every member's when a file is named `.sops.yaml` or `.sops.yml` (the
  * rules of a `.sops.yaml` among a container's members), those beside and below a `.gitattributes`
- * (which may give them to git-crypt), none otherwise; the walker is told so. A directory table that
+ * or in the work tree of a `.git/info/attributes` (which may give them to git-crypt), none otherwise; the walker is told so. A directory table that
  * cannot be read answers all: the walk itself then reports what it cannot read.
  */
 async function governance(image: Image, signal: AbortSignal | undefined): Promise<(name: string) => boolean> {
@@ -321,6 +321,8 @@ async function governance(image: Image, signal: AbortSignal | undefined): Promis
     for await (const entry of walkTree(image, signal, false)) {
       if (SOPS_CONFIG_NAME.test(entry.name)) return () => true;
       if (entry.name.endsWith('/.gitattributes')) attributeDirs.push(entry.name.slice(0, -'.gitattributes'.length));
+      // A work tree's `.git/info/attributes` governs the whole tree `.git` lies in.
+      else if (entry.name.endsWith('/.git/info/attributes')) attributeDirs.push(entry.name.slice(0, -'.git/info/attributes'.length));
     }
   } catch (error) {
     if (signal?.aborted) throw signal.reason;
