@@ -123,7 +123,8 @@ const NPMRC_AUTH = /^[ \t]*(?:\/\/[^\s=]*:)?(_auth|_password)[ \t]*=[ \t]*"?([A-
  * Configs that keep a password in a form of their own, found under their own names or as the store
  * files home-manager and NixOS write them to (`/nix/store/<hash>-msmtprc`, `…-redis.conf`):
  * - Redis and Valkey (`redis.conf`, from `services.redis.servers.<name>.requirePass` and
- *   `settings`): `requirepass VALUE`, `masterauth VALUE`, and an ACL user's `>VALUE`;
+ *   `settings`): `requirepass VALUE`, `masterauth VALUE`, and an ACL user's `>VALUE`; Sentinel's
+ *   `sentinel auth-pass MASTER VALUE` (`sentinel.conf`);
  * - Postfix's `sasl_passwd` map and sSMTP's `AuthPass`;
  * the mail clients, when they are not given a command to fetch one:
  * - msmtp (`~/.msmtprc`, `/etc/msmtprc`): `password VALUE` (`passwordeval` runs a command);
@@ -134,6 +135,8 @@ const NPMRC_AUTH = /^[ \t]*(?:\/\/[^\s=]*:)?(_auth|_password)[ \t]*=[ \t]*"?([A-
 const NAMED_CONFIG_PASSWORDS: { rule: string; name: RegExp; pattern: RegExp; note: string }[] = [
   { rule: 'redis-password', name: /(?:redis|valkey)[\w.-]*\.conf$/, pattern: /^[ \t]*(?:requirepass|masterauth)[ \t]+(\S(?:.*\S)?)[ \t]*$/gm, note: 'Redis requirepass/masterauth' },
   { rule: 'redis-password', name: /(?:redis|valkey)[\w.-]*\.conf$/, pattern: /^[ \t]*user[ \t]+\S+[^\n#]*?[ \t]>(\S+)/gm, note: "a Redis ACL user's password" },
+  // Sentinel (`sentinel.conf`, `redis-sentinel.conf`): the password of the master it watches.
+  { rule: 'redis-password', name: /(?:redis|valkey|sentinel)[\w.-]*\.conf$/, pattern: /^[ \t]*sentinel[ \t]+auth-pass[ \t]+\S+[ \t]+(\S(?:.*\S)?)[ \t]*$/gm, note: 'Redis Sentinel auth-pass' },
   // Postfix's SASL password map (`smtp_sasl_password_maps`, `services.postfix.mapFiles.sasl_passwd`): `[relay]:587 user:password`.
   { rule: 'postfix-sasl-password', name: /(?:^|[-_])sasl[_-]?passwd$/, pattern: /^[ \t]*[^\s#]\S*[ \t]+[^\s:]*:(\S+)[ \t]*$/gm, note: "a password in Postfix's SASL password map" },
   // sSMTP (`/etc/ssmtp/ssmtp.conf`): `AuthPass=…`.

@@ -24,7 +24,7 @@ export function isPlainText(bytes: Buffer): boolean {
  * a file named for the secret it holds (`restic-password`, `hf.token`; named-secrets.ts): a superset
  * of these, trailing slash allowed.
  */
-export const SPECIAL_NAME_END = /(?:key(?:file)?(?:\.bin)?|id_[a-z0-9_]+|pgpass|rclone\.conf|npmrc|msmtprc|mbsyncrc|isyncrc|offlineimaprc|offlineimap\.conf|fetchmailrc|ssmtp\.conf|(?:redis|valkey)[^/\\]*\.conf|openvpn-credentials(?:-[^/\\]*)?|\.sops\.ya?ml|(?:pass|pw|psk|token|secret|apikey)[^/\\]*)[/\\]?$/i;
+export const SPECIAL_NAME_END = /(?:key(?:file)?(?:\.bin)?|id_[a-z0-9_]+|pgpass|rclone\.conf|npmrc|msmtprc|mbsyncrc|isyncrc|offlineimaprc|offlineimap\.conf|fetchmailrc|ssmtp\.conf|(?:redis|valkey|sentinel)[^/\\]*\.conf|openvpn-credentials(?:-[^/\\]*)?|\.sops\.ya?ml|(?:pass|pw|psk|token|secret|apikey)[^/\\]*)[/\\]?$/i;
 
 /**
  * Whether the file `bytes[start, end)` (path or inner path `name`) is quiet: see the module comment.

@@ -1,7 +1,7 @@
 /**
  * Credentials given on a command line: `--password=…`, `--token …`, `-apikey …`, `--authkey …`
  * (a Headscale pre-auth key to `tailscale up`), `--master-key=…` (Meilisearch), `redis-server
- * --requirepass …`, curl's `-u user:password` (`--user`; on a line that runs curl), openssl's
+ * --requirepass …`, curl's `-u user:password` (`--user`; on a line that runs curl), `redis-cli -a …`, openssl's
  * `-passin pass:…`, and the list forms of the same (`[ "--token" "…" ]` in Nix, `"--token", "…"`
  * in JSON and YAML). They land where NixOS puts a service's command: a unit's `ExecStart=`, the
  * scripts `writeShellScript` and a service's `script` write into the store, and the `.nix` source
@@ -17,16 +17,17 @@
  * - a token must look random (`looksLikeToken`, through `looksLikeSecretValue`); a password given
  *   after blanks (where the next word may be prose or an argument of another kind) must mix letters
  *   and digits, and must not be named like a file;
- * - curl's `-u`/`--user` counts only on a line that runs curl, and its value is `user:password`.
+ * - curl's `-u`/`--user` counts only on a line that runs curl, and its value is `user:password`;
+ *   redis-cli's (valkey-cli's) `-a` only on a line that runs it.
  */
 import { looksLikeSecretValue } from './named-secrets.js';
 import type { RawHit } from './rules.js';
 import { overlapsAny } from './text-util.js';
 
 /** A flag's name from its first `-`: words joined by `-`, the last a credential word, and what follows it. */
-const FLAG = /--?((?:[a-z0-9]+-)*?)(password|passwd|passphrase|pass|passin|passout|requirepass|masterauth|u|user|token|api-?key|auth-?key|master-?key|encryption-?key|secret|secret-?key|secret-access-key)(?==|[ \t]|["'][ \t]*,?[ \t]*["'])/y;
+const FLAG = /--?((?:[a-z0-9]+-)*?)(password|passwd|passphrase|pass|passin|passout|requirepass|masterauth|u|user|a|token|api-?key|auth-?key|master-?key|encryption-?key|secret|secret-?key|secret-access-key)(?==|[ \t]|["'][ \t]*,?[ \t]*["'])/y;
 
-const PASSWORD_WORDS = new Set(['password', 'passwd', 'passphrase', 'pass', 'passin', 'passout', 'requirepass', 'masterauth', 'u', 'user']);
+const PASSWORD_WORDS = new Set(['password', 'passwd', 'passphrase', 'pass', 'passin', 'passout', 'requirepass', 'masterauth', 'u', 'user', 'a']);
 
 /** Words before the credential word that make the flag a switch or a question, not a value. */
 const SWITCH_WORDS = new Set([
@@ -124,14 +125,17 @@ export function cliFlagRule(text: string, hits: RawHit[], dashes: readonly numbe
     const found = valueAt(text, FLAG.lastIndex);
     if (!found) continue;
     let value = found.value;
-    if (word === 'u' || word === 'user') {
+    const lineStart = text.lastIndexOf('\n', start) + 1;
+    if (word === 'a') {
+      // redis-cli's (valkey-cli's) `-a password`, on a line that runs it: a lone `-a` is any tool's switch.
+      if (match[0] !== '-a' || !found.spaced || !/\b(?:redis|valkey)-cli\b/.test(text.slice(lineStart, start))) continue;
+    } else if (word === 'u' || word === 'user') {
       // curl's `-u user:password` (`--user`), on a line that runs curl: the password after the first colon.
-      const lineStart = text.lastIndexOf('\n', start) + 1;
       const colon = value.indexOf(':');
       if (match[1] !== '' || colon < 1 || !/\bcurl\b/.test(text.slice(lineStart, start))) continue;
       value = value.slice(colon + 1);
     }
-    const literal = credentialValue(value, word, found.spaced && word !== 'u' && word !== 'user');
+    const literal = credentialValue(value, word, found.spaced && word !== 'u' && word !== 'user' && word !== 'a');
     if (literal === undefined) continue;
     const valueStart = found.start + found.value.lastIndexOf(literal);
     const end = valueStart + literal.length;

@@ -3,8 +3,8 @@
  * token prefix, an option name, `://`); most texts hold none, and those that do hold few. A regex
  * alternation of all the literals runs at a few hundred MB/s, because its alternatives start on
  * common letters, and one `includes` per literal is thirty passes. Instead each literal is anchored
- * on a character that is rare in configuration text (`_`, `-`, `:`, `A`, `k`, `K`, `w`, `J`), the
- * text is swept for those eight characters with `indexOf` (a vectorized search), and each
+ * on a character that is rare in configuration text (`_`, `-`, `:`, `A`, `.`, `k`, `K`, `w`, `J`), the
+ * text is swept for those nine characters with `indexOf` (a vectorized search), and each
  * occurrence is checked against the few literals around it. The result is a bit mask of families.
  *
  * The mask is a superset: a family's bit is set whenever its rule's pattern could match (the
@@ -57,10 +57,17 @@ export const GITLAB = 1 << 25;
 /**
  * `gsk_` (Groq), `r8_` (Replicate), `sk_live_`/`rk_live_` (Stripe), `glsa_`/`glc_` (Grafana), `do?_v1_`
  * (DigitalOcean), `ops_` (1Password), `rubygems_`, `dckr_` (Docker Hub), `syt_` (Matrix), `lsv2_`
- * (LangSmith), `fo1_` (Fly.io).
+ * (LangSmith), `fo1_` (Fly.io), `shp??_` (Shopify), `lin_api_` (Linear), `sntry?_` (Sentry),
+ * `pscale_` (PlanetScale), `ntn_` (Notion), `sgp_` (Sourcegraph), `sbp_`/`sb_secret_` (Supabase).
  */
 export const PROVIDER_UNDERSCORE = 1 << 26;
-/** `pplx-` (Perplexity), `xai-` (xAI), `nvapi-` (NVIDIA). */
+/**
+ * Provider prefixes joined by `-`: `pplx-` (Perplexity), `xai-` (xAI), `nvapi-` (NVIDIA), `GOCSPX-`
+ * (a Google OAuth client secret), `PMAK-` (Postman), `pul-` (Pulumi), `HRKU-` (Heroku), `tvly-`
+ * (Tavily), `xkeysib-` (Brevo), `ico-` (Infracost); by `.`: `hvs.`/`hvb.`/`hvr.` (Vault), `dp.pt.`
+ * and the other Doppler kinds, `SG.` (SendGrid), `.atlasv1.` (Terraform Cloud), `dt0c01.`
+ * (Dynatrace), a Discord bot token's two dots; and `AKCp` (JFrog Artifactory).
+ */
 export const PROVIDER_DASH = 1 << 27;
 /** `K10<hash>::server:` / `::node:` (k3s join tokens). */
 export const K3S = 1 << 28;
@@ -72,8 +79,8 @@ export const JWK = 1 << 30;
  * A configuration key named for a token, an API key or a secret: `[Tt]oken`/`TOKEN`,
  * `[Aa]pi[_-]?[Kk]ey`/`API[_-]?KEY`, `[Ss]ecret[_-]?[Kk]ey`/`SECRET[_-]?KEY`, `[_-][Ss]ecret`/`[_-]SECRET`,
  * and an HTTP `[Aa]uthorization` header (`["']?[ \t]*:` after it); also a flag's `-api`, `-auth`,
- * `-master`, `-encryption` (`--authkey`, `--master-key`: cli-flags.ts), and `hmac-` (a DNS TSIG key's
- * algorithm, beside its secret). The sign bit: the mask is a 32-bit integer.
+ * `-master`, `-encryption` (`--authkey`, `--master-key`: cli-flags.ts), `hmac-` (a DNS TSIG key's
+ * algorithm, beside its secret), and `redis-cli`/`valkey-cli` (whose `-a` takes the password). The sign bit: the mask is a 32-bit integer.
  */
 export const CONFIG_TOKEN = 1 << 31;
 
@@ -92,7 +99,7 @@ function joined(text: string, end: number): number {
   return code === 0x5f || code === 0x2d ? end - 1 : end;
 }
 
-const GITLAB_PREFIXES = ['glpat', 'gldt', 'glrt', 'glptt', 'glft', 'glcbt', 'glsoat'];
+const GITLAB_PREFIXES = ['glpat', 'gldt', 'glrt', 'glptt', 'glft', 'glcbt', 'glsoat', 'glagent'];
 
 function atUnderscore(text: string, at: number): number {
   let mask = 0;
@@ -119,7 +126,14 @@ function atUnderscore(text: string, at: number): number {
     (b1 === 0x72 && text.startsWith('dckr', at - 4)) || // dckr_pat_, dckr_oat_
     (b3 === 0x73 && b2 === 0x79 && b1 === 0x74) || // syt_
     (b1 === 0x32 && text.startsWith('lsv2', at - 4)) || // lsv2_
-    (b3 === 0x66 && b2 === 0x6f && b1 === 0x31) // fo1_
+    (b3 === 0x66 && b2 === 0x6f && b1 === 0x31) || // fo1_
+    text.startsWith('shp', at - 5) || // shpat_, shpca_, shppa_, shpss_
+    (b3 === 0x6c && b2 === 0x69 && b1 === 0x6e && text.startsWith('api_', at + 1)) || // lin_api_
+    text.startsWith('sntry', at - 6) || // sntryu_, sntrys_
+    text.startsWith('pscale', at - 6) || // pscale_tkn_, pscale_pw_, pscale_oauth_
+    (b3 === 0x6e && b2 === 0x74 && b1 === 0x6e) || // ntn_
+    (b3 === 0x73 && (b2 === 0x67 || b2 === 0x62) && b1 === 0x70) || // sgp_, sbp_
+    (b2 === 0x73 && b1 === 0x62 && text.startsWith('secret_', at + 1)) // sb_secret_
   ) {
     mask |= PROVIDER_UNDERSCORE;
   }
@@ -137,7 +151,8 @@ function secretAfter(text: string, at: number): boolean {
  * What the last sweep saw beyond its mask, which has no bit to spare, for the rules that would
  * otherwise search the whole text again (valid while `swept.text` is the text they read):
  * - `credentialDashes`: where a `-` comes before `pass`, `token`, `secret`, `api`, `auth`, `master`,
- *   `encryption` or `requirepass`, or before `u` or `user` and a blank or `=` (curl's `-u user:password`),
+ *   `encryption` or `requirepass`, or before `u` or `user` and a blank, `=` or a quote (curl's `-u
+ *   user:password`, also as a list's `"-u", "…"`), or before `a` and a blank or a quote (redis-cli's `-a password`),
  *   where a command-line flag can name a credential (`--password=…`; cli-flags.ts);
  * - `plainScheme`: `:{PLAIN}` or `:{CLEARTEXT}` occurs (an htpasswd line);
  * - `hmac`: `hmac-` occurs (a DNS TSIG key's algorithm).
@@ -174,6 +189,8 @@ function atDash(text: string, at: number): number {
       break;
     case 0x61: // a
       if (text.startsWith('api', at + 1) || text.startsWith('auth', at + 1)) word = CONFIG_TOKEN;
+      // redis-cli's `-a PASSWORD`: the place only, like `-u` (`ls -a`, `cp -a` are everywhere); `redis-cli` sets the family.
+      else if (text.charCodeAt(at + 2) === 0x20 || text.charCodeAt(at + 2) === 0x22 || text.charCodeAt(at + 2) === 0x27) swept.credentialDashes.push(at);
       break;
     case 0x6d: // m
       if (text.startsWith('master', at + 1)) word = CONFIG_TOKEN;
@@ -185,7 +202,7 @@ function atDash(text: string, at: number): number {
       // u: curl's `-u user:password`, `--user user:password`. The place only: a `-u` sets no family
       // (`sudo -u`, `docker run -u` are everywhere); a curl line holds a URL, whose family runs the rules.
       const after = text.charCodeAt(text.startsWith('user', at + 1) ? at + 5 : at + 2);
-      if (after === 0x20 || after === 0x3d) swept.credentialDashes.push(at);
+      if (after === 0x20 || after === 0x3d || after === 0x22 || after === 0x27) swept.credentialDashes.push(at);
       break;
     }
     case 0x65: // e
@@ -215,6 +232,8 @@ function atDash(text: string, at: number): number {
       break;
     case 0x79: // y
       if (text.startsWith('tskey', at - 5)) mask |= TAILSCALE;
+      else if (text.startsWith('tvly', at - 4)) mask |= PROVIDER_DASH;
+      else if (text.startsWith('valkey', at - 6) && text.startsWith('cli', at + 1)) mask |= CONFIG_TOKEN; // valkey-cli (its `-a`)
       break;
     case 0x69: // i
       if (text.startsWith('pypi', at - 4)) mask |= PYPI;
@@ -222,6 +241,24 @@ function atDash(text: string, at: number): number {
       break;
     case 0x78: // x
       if (text.startsWith('pplx', at - 4)) mask |= PROVIDER_DASH;
+      break;
+    case 0x58: // X
+      if (text.startsWith('GOCSPX', at - 6)) mask |= PROVIDER_DASH;
+      break;
+    case 0x4b: // K
+      if (text.startsWith('PMAK', at - 4)) mask |= PROVIDER_DASH;
+      break;
+    case 0x6c: // l
+      if (text.startsWith('pul', at - 3)) mask |= PROVIDER_DASH;
+      break;
+    case 0x55: // U
+      if (text.startsWith('HRKU', at - 4)) mask |= PROVIDER_DASH;
+      break;
+    case 0x62: // b
+      if (text.startsWith('xkeysib', at - 7)) mask |= PROVIDER_DASH;
+      break;
+    case 0x6f: // o
+      if (text.startsWith('ico', at - 3)) mask |= PROVIDER_DASH;
       break;
     case 0x74: // t: every GitLab prefix ends in it
       for (const prefix of GITLAB_PREFIXES) {
@@ -233,6 +270,7 @@ function atDash(text: string, at: number): number {
       break;
     case 0x73: // s
       if (text.startsWith('access', at - 6) && text.startsWith('tokens', at + 1)) mask |= NIX_ACCESS_TOKENS;
+      else if (text.startsWith('redis', at - 5) && text.startsWith('cli', at + 1)) mask |= CONFIG_TOKEN; // redis-cli (its `-a`)
       break;
     case 0x63: // c: `hmac-`, a DNS TSIG key's algorithm, whose `secret` is the key
       if (text.startsWith('hmac', at - 4)) {
@@ -285,7 +323,8 @@ function atCapitalA(text: string, at: number): number {
   const next = text.charCodeAt(at + 1);
   switch (next) {
     case 0x4b: // K
-      return text.startsWith('AKIA', at) ? AWS_KEY_ID : 0;
+      if (text.startsWith('AKIA', at)) return AWS_KEY_ID;
+      return text.charCodeAt(at + 2) === 0x43 && text.charCodeAt(at + 3) === 0x70 ? PROVIDER_DASH : 0; // AKCp
     case 0x53: // S
       if (text.startsWith('ASIA', at)) return AWS_KEY_ID;
       if (text.startsWith('ASSWORD', at) || text.startsWith('ASSPHRASE', at) || text.startsWith('ASSWD', at)) return ENV_PASSWORD;
@@ -349,6 +388,33 @@ function atEnvK(text: string, at: number): number {
   return before === 0x49 && text.startsWith('APIKEY', at - 3) ? ENV_PASSWORD : 0; // API|KEY
 }
 
+const isTokenChar = (code: number): boolean =>
+  (code >= 0x30 && code <= 0x39) || ((code | 0x20) >= 0x61 && (code | 0x20) <= 0x7a) || code === 0x5f || code === 0x2d;
+
+/**
+ * At a `.`: `hv[sbr].` (Vault), `dp.` before a Doppler kind, `SG.` (SendGrid), `.atlasv1.` (Terraform
+ * Cloud), `dt0c01.` (Dynatrace), and a Discord bot token's first dot: a run of 24 to 28 token
+ * characters that starts with `M`, `N` or `O` (a user id in base64) and a second dot 7 on.
+ */
+function atDot(text: string, at: number): number {
+  const b1 = text.charCodeAt(at - 1);
+  const b2 = text.charCodeAt(at - 2);
+  if ((b1 === 0x73 || b1 === 0x62 || b1 === 0x72) && b2 === 0x76 && text.charCodeAt(at - 3) === 0x68) return PROVIDER_DASH; // hvs.
+  if (b1 === 0x70 && b2 === 0x64 && DOPPLER_KINDS.some((kind) => text.startsWith(kind, at + 1))) return PROVIDER_DASH; // dp.pt.
+  if (b1 === 0x47 && b2 === 0x53) return PROVIDER_DASH; // SG.
+  if (text.charCodeAt(at + 1) === 0x61 && text.startsWith('atlasv1.', at + 1)) return PROVIDER_DASH;
+  if (b1 === 0x31 && text.startsWith('dt0c01', at - 6)) return PROVIDER_DASH;
+  if (text.charCodeAt(at + 7) === 0x2e) {
+    let start = at;
+    while (start > at - 29 && start > 0 && isTokenChar(text.charCodeAt(start - 1))) start--;
+    const first = text.charCodeAt(start);
+    if (at - start >= 24 && at - start <= 28 && first >= 0x4d && first <= 0x4f && !isTokenChar(text.charCodeAt(start - 1))) return PROVIDER_DASH;
+  }
+  return 0;
+}
+
+const DOPPLER_KINDS = ['pt.', 'st.', 'sa.', 'ct.', 'scim.', 'audit.'];
+
 /** The rule families `text` may trigger (0 for most texts): a bit per family, see the constants above. */
 export function ruleLiterals(text: string): number {
   let mask = 0;
@@ -360,6 +426,7 @@ export function ruleLiterals(text: string): number {
   for (let at = text.indexOf('-'); at !== -1; at = text.indexOf('-', at + 1)) mask |= atDash(text, at);
   for (let at = text.indexOf(':'); at !== -1; at = text.indexOf(':', at + 1)) mask |= atColon(text, at);
   for (let at = text.indexOf('A'); at !== -1; at = text.indexOf('A', at + 1)) mask |= atCapitalA(text, at);
+  for (let at = text.indexOf('.'); at !== -1; at = text.indexOf('.', at + 1)) mask |= atDot(text, at);
   for (let at = text.indexOf('k'); at !== -1; at = text.indexOf('k', at + 1)) mask |= atK(text, at);
   for (let at = text.indexOf('K'); at !== -1; at = text.indexOf('K', at + 1)) mask |= atK(text, at) | atEnvK(text, at);
   // `assword` (password, Password): the rarest of its letters is the w.

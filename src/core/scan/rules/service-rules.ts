@@ -90,6 +90,228 @@ function jwtRule(text: string, hits: RawHit[]): void {
 /** The last path segment of a webhook URL: its secret part. */
 const lastSegment = (url: string): string => url.slice(url.lastIndexOf('/') + 1);
 
+/** The token after its prefix: no placeholder, no row of one character, and random-looking. */
+const randomAfter = (prefix: number | RegExp, minEntropy = 3.5) => (secret: string): boolean => {
+  const body = typeof prefix === 'number' ? secret.slice(prefix) : secret.replace(prefix, '');
+  return !looksLikePlaceholder(body, minEntropy);
+};
+
+/**
+ * A Discord bot token: the bot's user id (17 to 20 digits) in base64, a dot, 6 characters (a
+ * timestamp), a dot, and the HMAC (27 to 38 characters). The id must decode to digits.
+ */
+function discordBotToken(secret: string): boolean {
+  const [id, , hmac] = secret.split('.');
+  const digits = Buffer.from(id!, 'base64url').toString('latin1');
+  return /^[1-9]\d{16,19}$/.test(digits) && !looksLikePlaceholder(hmac!, 3.5);
+}
+
+/**
+ * A Sentry organization token: `sntrys_`, base64 of a JSON object holding `iat` and the region's
+ * URL, `_`, and 43 random characters.
+ */
+function sentryOrgToken(secret: string): boolean {
+  const parts = secret.split('_');
+  try {
+    const claims = JSON.parse(Buffer.from(parts[1]!, 'base64').toString('utf8')) as Record<string, unknown>;
+    return typeof claims === 'object' && claims !== null && 'iat' in claims && ('region_url' in claims || 'url' in claims) && !looksLikePlaceholder(parts[2]!, 3.5);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Vendor tokens known by a prefix of their own, as gitleaks' rules and the vendors' documentation
+ * give them: platforms a homelab or an AI workstation is configured with (secret stores, CI and
+ * deployment services, e-mail, observability, model providers). Each is found in any file, under
+ * any name (a bare `~/.vault-token`, a `credential:` key), since the prefix names it.
+ */
+const PREFIXED_TOKENS: ServiceRule[] = [
+  {
+    rule: 'vault-token',
+    kind: 'vault-token',
+    family: L.PROVIDER_DASH,
+    // HashiCorp Vault (1.10+): service `hvs.`, batch `hvb.`, recovery `hvr.` (a dev server's root token is `hvs.` + 24).
+    pattern: /(?<![A-Za-z0-9_.-])hv[sbr]\.[A-Za-z0-9_-]{24,300}(?![A-Za-z0-9_.-])/g,
+    // A short one must hold a digit too: `hvs.` may be a variable, and a long property name after it looks random enough.
+    valid: (secret) => randomAfter(4)(secret) && (secret.length >= 44 || /[0-9]/.test(secret)),
+    note: 'a HashiCorp Vault token',
+  },
+  {
+    rule: 'doppler-token',
+    kind: 'doppler-token',
+    family: L.PROVIDER_DASH,
+    // Personal, CLI, service account, SCIM and audit tokens; a service token may carry its config's name.
+    pattern: /(?<![A-Za-z0-9_.-])dp\.(?:pt|ct|sa|scim|audit|st(?:\.[A-Za-z0-9_-]{1,40})?)\.[A-Za-z0-9]{40,44}(?![A-Za-z0-9_.-])/g,
+    valid: randomAfter(/^.*\./),
+  },
+  {
+    rule: 'sendgrid-key',
+    kind: 'sendgrid-key',
+    family: L.PROVIDER_DASH,
+    pattern: /(?<![A-Za-z0-9_.-])SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_.-])/g,
+    valid: randomAfter(26),
+  },
+  {
+    rule: 'terraform-cloud-token',
+    kind: 'terraform-cloud-token',
+    family: L.PROVIDER_DASH,
+    // HCP Terraform / Terraform Enterprise API tokens (`credentials.tfrc.json`, TF_TOKEN_app_terraform_io).
+    pattern: /(?<![A-Za-z0-9_.-])[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70}(?![A-Za-z0-9_.=-])/g,
+    valid: randomAfter(23),
+  },
+  {
+    rule: 'dynatrace-token',
+    kind: 'dynatrace-token',
+    family: L.PROVIDER_DASH,
+    pattern: /(?<![A-Za-z0-9_.-])dt0c01\.[A-Z0-9]{24}\.[A-Z0-9]{64}(?![A-Za-z0-9_.-])/g,
+    valid: randomAfter(32),
+  },
+  {
+    rule: 'discord-bot-token',
+    kind: 'discord-bot-token',
+    family: L.PROVIDER_DASH,
+    pattern: /(?<![A-Za-z0-9_.-])[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}(?![A-Za-z0-9_.-])/g,
+    valid: discordBotToken,
+  },
+  {
+    rule: 'google-oauth-client-secret',
+    kind: 'google-oauth-client-secret',
+    family: L.PROVIDER_DASH,
+    // What oauth2-proxy, Grafana's or Nextcloud's Google login and rclone's own client are given.
+    pattern: /(?<![A-Za-z0-9_-])GOCSPX-[A-Za-z0-9_-]{28}(?![A-Za-z0-9_-])/g,
+    valid: randomAfter(7),
+  },
+  {
+    rule: 'postman-key',
+    kind: 'postman-key',
+    family: L.PROVIDER_DASH,
+    pattern: /(?<![A-Za-z0-9_-])PMAK-[0-9a-f]{24}-[0-9a-f]{34}(?![A-Za-z0-9_-])/gi,
+    valid: randomAfter(5, 3.3),
+  },
+  {
+    rule: 'pulumi-token',
+    kind: 'pulumi-token',
+    family: L.PROVIDER_DASH,
+    pattern: /(?<![A-Za-z0-9_-])pul-[0-9a-f]{40}(?![A-Za-z0-9_-])/g,
+    valid: randomAfter(4, 3),
+  },
+  {
+    rule: 'heroku-key',
+    kind: 'heroku-key',
+    family: L.PROVIDER_DASH,
+    pattern: /(?<![A-Za-z0-9_-])HRKU-AA[A-Za-z0-9_-]{58}(?![A-Za-z0-9_-])/g,
+    valid: randomAfter(7),
+  },
+  {
+    rule: 'tavily-key',
+    kind: 'tavily-key',
+    family: L.PROVIDER_DASH,
+    // Tavily search (an LLM agent's web tool): `tvly-`, optionally `dev-`/`prod-`, 32 characters.
+    pattern: /(?<![A-Za-z0-9_-])tvly-(?:dev-|prod-)?[A-Za-z0-9]{32}(?![A-Za-z0-9_-])/g,
+    valid: randomAfter(/^tvly-(?:dev-|prod-)?/),
+  },
+  {
+    rule: 'brevo-key',
+    kind: 'brevo-key',
+    family: L.PROVIDER_DASH,
+    // Brevo (Sendinblue) API and SMTP keys.
+    pattern: /(?<![A-Za-z0-9_-])xkeysib-[0-9a-f]{64}-[A-Za-z0-9]{16}(?![A-Za-z0-9_-])/g,
+    valid: randomAfter(8, 3.3),
+  },
+  {
+    rule: 'infracost-key',
+    kind: 'infracost-key',
+    family: L.PROVIDER_DASH,
+    pattern: /(?<![A-Za-z0-9_-])ico-[A-Za-z0-9]{32}(?![A-Za-z0-9_-])/g,
+    // `ico-` also starts icon names: a key holds a digit.
+    valid: (secret) => randomAfter(4)(secret) && /[0-9]/.test(secret),
+  },
+  {
+    rule: 'artifactory-key',
+    kind: 'artifactory-key',
+    family: L.PROVIDER_DASH,
+    // JFrog Artifactory API keys (what a Nix or Docker substituter behind Artifactory is given).
+    pattern: /(?<![A-Za-z0-9_-])AKCp[A-Za-z0-9]{69}(?![A-Za-z0-9_-])/g,
+    valid: randomAfter(4),
+  },
+  {
+    rule: 'langfuse-secret-key',
+    kind: 'langfuse-secret-key',
+    family: L.SK,
+    // Langfuse (LLM tracing) secret keys: `sk-lf-` and a UUID (the public half is `pk-lf-`).
+    pattern: /(?<![A-Za-z0-9_-])sk-lf-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![A-Za-z0-9_-])/g,
+    valid: randomAfter(6, 3),
+  },
+  {
+    rule: 'cerebras-key',
+    kind: 'cerebras-key',
+    family: L.SK,
+    pattern: /(?<![A-Za-z0-9_-])csk-[a-z0-9]{48}(?![A-Za-z0-9_-])/g,
+    valid: randomAfter(4),
+  },
+  {
+    rule: 'shopify-token',
+    kind: 'shopify-token',
+    family: L.PROVIDER_UNDERSCORE,
+    pattern: /(?<![A-Za-z0-9_])shp(?:at|ca|pa|ss)_[0-9a-fA-F]{32}(?![A-Za-z0-9_])/g,
+    // 32 random hex digits: the floor DeepSeek's keys use (see there).
+    valid: randomAfter(6, 2.8),
+  },
+  {
+    rule: 'linear-key',
+    kind: 'linear-key',
+    family: L.PROVIDER_UNDERSCORE,
+    pattern: /(?<![A-Za-z0-9_])lin_api_[A-Za-z0-9]{40}(?![A-Za-z0-9_])/g,
+    valid: randomAfter(8),
+  },
+  {
+    rule: 'sentry-token',
+    kind: 'sentry-token',
+    family: L.PROVIDER_UNDERSCORE,
+    // User auth tokens (`sntryu_` + 64 hex); organization tokens are matched below.
+    pattern: /(?<![A-Za-z0-9_])sntryu_[0-9a-f]{64}(?![A-Za-z0-9_])/g,
+    valid: randomAfter(7, 3.3),
+  },
+  {
+    rule: 'sentry-token',
+    kind: 'sentry-token',
+    family: L.PROVIDER_UNDERSCORE,
+    pattern: /(?<![A-Za-z0-9_])sntrys_eyJ[A-Za-z0-9+/]{20,400}={0,2}_[A-Za-z0-9+/]{43}(?![A-Za-z0-9_+/])/g,
+    valid: sentryOrgToken,
+  },
+  {
+    rule: 'planetscale-token',
+    kind: 'planetscale-token',
+    family: L.PROVIDER_UNDERSCORE,
+    // Service tokens, OAuth tokens and database passwords (`pscale_pw_`).
+    pattern: /(?<![A-Za-z0-9_])pscale_(?:tkn|oauth|pw)_[A-Za-z0-9_.=-]{32,64}(?![A-Za-z0-9_.=-])/g,
+    valid: randomAfter(/^pscale_[a-z]+_/),
+  },
+  {
+    rule: 'notion-token',
+    kind: 'notion-token',
+    family: L.PROVIDER_UNDERSCORE,
+    pattern: /(?<![A-Za-z0-9_])ntn_[0-9]{11}[A-Za-z0-9]{35}(?![A-Za-z0-9_])/g,
+    valid: randomAfter(15),
+  },
+  {
+    rule: 'sourcegraph-token',
+    kind: 'sourcegraph-token',
+    family: L.PROVIDER_UNDERSCORE,
+    pattern: /(?<![A-Za-z0-9_])sgp_(?:[0-9a-f]{16}_|local_)?[0-9a-f]{40}(?![A-Za-z0-9_])/g,
+    valid: (secret) => !looksLikePlaceholder(secret.slice(-40), 3),
+  },
+  {
+    rule: 'supabase-key',
+    kind: 'supabase-key',
+    family: L.PROVIDER_UNDERSCORE,
+    // Personal access tokens (`sbp_` + 40 hex) and the secret API keys (`sb_secret_`); `sb_publishable_` is public.
+    pattern: /(?<![A-Za-z0-9_])(?:sbp_[0-9a-f]{40}|sb_secret_[A-Za-z0-9_-]{30,64})(?![A-Za-z0-9_-])/g,
+    valid: randomAfter(/^sbp_|^sb_secret_/, 3),
+  },
+];
+
 const SERVICE_RULES: ServiceRule[] = [
   {
     rule: 'slack-webhook',
@@ -151,8 +373,8 @@ const SERVICE_RULES: ServiceRule[] = [
     rule: 'gitlab-token',
     kind: 'gitlab-token',
     family: L.GITLAB,
-    // Legacy: prefix + 20 characters; routable (GitLab 17.8+): prefix + base64url payload + `.` + version + `.` + CRC part.
-    pattern: /(?<![A-Za-z0-9_-])gl(?:pat|dt|rt|ptt|ft|cbt|soat)-(?:[A-Za-z0-9_-]{20}|[A-Za-z0-9_-]{27,300}\.[0-9a-z]{2}\.[0-9a-z]{7,9})(?![A-Za-z0-9_.-])/g,
+    // Legacy: prefix + 20 characters (a cluster agent's `glagent-`: 50); routable (GitLab 17.8+): prefix + base64url payload + `.` + version + `.` + CRC part.
+    pattern: /(?<![A-Za-z0-9_-])(?:gl(?:pat|dt|rt|ptt|ft|cbt|soat)-(?:[A-Za-z0-9_-]{20}|[A-Za-z0-9_-]{27,300}\.[0-9a-z]{2}\.[0-9a-z]{7,9})|glagent-[A-Za-z0-9_-]{50})(?![A-Za-z0-9_.-])/g,
     valid: (secret) => {
       const body = secret.slice(secret.indexOf('-') + 1).split('.')[0]!;
       return !looksLikePlaceholder(body, 3.2) && /[0-9]/.test(body) && /[A-Za-z]/.test(body);
@@ -287,6 +509,7 @@ const SERVICE_RULES: ServiceRule[] = [
     pattern: /(?<![A-Za-z0-9_-])nvapi-[A-Za-z0-9_-]{64}(?![A-Za-z0-9_-])/g,
     valid: (secret) => !looksLikePlaceholder(secret.slice(6), 3.5),
   },
+  ...PREFIXED_TOKENS,
   {
     rule: 'perplexity-key',
     kind: 'perplexity-key',

@@ -82,15 +82,29 @@ describe('cli-password and cli-token', () => {
   });
 
   it("finds curl's -u user:password and --user, on a line that runs curl; not other commands' -u, variables or an empty password", () => {
-    const [p1, p2, p3] = [password(), password(), password()];
+    const [p1, p2, p3, p4] = [password(), password(), password(), password()];
     const text = [
       `ExecStart = "\${pkgs.curl}/bin/curl -fsS -u ddns:${p1} https://dyn.example.net/nic/update?hostname=home";`,
       `curl --user 'admin:${p2}' -X POST https://nas.example.net/api/backup`,
       `curl --user=me:${p3} https://example.net/`,
+      `test: ["CMD", "curl", "-fsS", "-u", "probe:${p4}", "http://localhost:8080/health"]`,
       `sudo -u postgres psql -c 'SELECT 1' && docker run -u 1000:1000 app && crontab -u backup:${password()} -l`,
       'curl -u "$API_USER:$API_PASSWORD" https://example.net/ && curl -u me: https://example.net/ && curl -u token https://example.net/',
     ].join('\n');
-    expect(found(text).sort()).toEqual([['cli-password', p1], ['cli-password', p2], ['cli-password', p3]].sort());
+    expect(found(text).sort()).toEqual([['cli-password', p1], ['cli-password', p2], ['cli-password', p3], ['cli-password', p4]].sort());
+  });
+
+  it("finds redis-cli's and valkey-cli's -a password, on a line that runs one; not other commands' -a or references", () => {
+    const [p1, p2, p3] = [password(), password(), password()];
+    const letters = 'hunterTwoLetters';
+    const text = [
+      `ExecStartPost = "\${pkgs.redis}/bin/redis-cli -h 127.0.0.1 -a ${p1} CONFIG REWRITE";`,
+      `healthcheck: ["CMD", "redis-cli", "-a", "${p2}", "ping"]`,
+      `valkey-cli -p 6380 -a '${p3}' --no-auth-warning ping && redis-cli -a ${letters} ping`,
+      `ls -a ${password()} && cp -a src dst && uname -a && tar -a -cf x.tar.zst dir`,
+      'redis-cli -a "$REDIS_PASSWORD" ping && redis-cli -a $(cat /run/secrets/redis) ping && redis-cli --askpass ping',
+    ].join('\n');
+    expect(found(text).sort()).toEqual([['cli-password', p1], ['cli-password', p2], ['cli-password', p3], ['cli-password', letters]].sort());
   });
 
   it('does not take switches, files, references, placeholders, examples, manual pages or prose', () => {

@@ -36,13 +36,17 @@ const ORACLE: [string, number, RegExp][] = [
   ['PSK', L.PSK, /psk|PSK/],
   ['PRESHARED', L.PRESHARED, /resharedKey/],
   ['ENV_PASSWORD', L.ENV_PASSWORD, /ASSWORD|ASSPHRASE|ASSWD|_PASS|ACCOUNT_KEY|TOKEN|_KEY|APIKEY|_SECRET/],
-  ['GITLAB', L.GITLAB, /gl(?:pat|dt|rt|ptt|ft|cbt|soat)-/],
-  ['PROVIDER_UNDERSCORE', L.PROVIDER_UNDERSCORE, /gsk_|r8_|[sr]k_live_|glsa_|glc_|do[opr]_v1_|ops_|rubygems_|dckr_|syt_|lsv2_|fo1_/],
-  ['PROVIDER_DASH', L.PROVIDER_DASH, /pplx-|xai-|nvapi-/],
+  ['GITLAB', L.GITLAB, /gl(?:pat|dt|rt|ptt|ft|cbt|soat|agent)-/],
+  ['PROVIDER_UNDERSCORE', L.PROVIDER_UNDERSCORE, /gsk_|r8_|[sr]k_live_|glsa_|glc_|do[opr]_v1_|ops_|rubygems_|dckr_|syt_|lsv2_|fo1_|shp[^]{2}_|lin_api_|sntry[^]_|pscale_|ntn_|sgp_|sbp_|sb_secret_/],
+  [
+    'PROVIDER_DASH',
+    L.PROVIDER_DASH,
+    /pplx-|xai-|nvapi-|GOCSPX-|PMAK-|pul-|HRKU-|tvly-|xkeysib-|ico-|AKCp|hv[sbr]\.|dp\.(?:pt|st|sa|ct|scim|audit)\.|SG\.|\.atlasv1\.|dt0c01\.|(?<![A-Za-z0-9_-])[MNO][A-Za-z0-9_-]{23,27}\.[^]{6}\./,
+  ],
   ['K3S', L.K3S, /K10[^]{64}::/],
   ['TAILSCALE_PRIVATE', L.TAILSCALE_PRIVATE, /privkey:|nlpriv:/],
   ['JWK', L.JWK, /"kty"/],
-  ['CONFIG_TOKEN', L.CONFIG_TOKEN, /[Tt]oken|TOKEN|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY|[Ss]ecret[_-]?[Kk]ey|SECRET[_-]?KEY|[_-](?:[Ss]ecret|SECRET)|[Aa]uthorization["']?[ \t]*:|-(?:api|auth|master|encryption)|hmac-/],
+  ['CONFIG_TOKEN', L.CONFIG_TOKEN, /[Tt]oken|TOKEN|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY|[Ss]ecret[_-]?[Kk]ey|SECRET[_-]?KEY|[_-](?:[Ss]ecret|SECRET)|[Aa]uthorization["']?[ \t]*:|-(?:api|auth|master|encryption)|hmac-|(?:redis|valkey)-cli/],
 ];
 
 /** Each literal, near misses of it, and the characters the sweep anchors on. */
@@ -58,6 +62,14 @@ const FRAGMENTS = [
   'gsk_', 'sk_', 'r8_', 'r_', 'sk_live_', 'rk_live_', 'sk_test_', 'k_live_', 'glsa_', 'lsa_', 'glc_', 'dop_v1_', 'doo_v1_', 'dor_v1_', 'dox_v1_',
   'do_v1_', 'pplx-', 'plx-', 'xai-', 'ai-', 'K10', `K10${'a'.repeat(64)}::`, `K10${'b'.repeat(63)}::`, '::', 'privkey:', 'rivkey:', 'nlpriv:', 'nodekey:', '"kty"', 'kty"', '"kty', '"ktY"', 'psk"kty"', 'ops_', 'ps_', 'op_', 'PSK', 'PS', 'SK', 'pSK', '"TunnelSecret"', '"TunnelSecret" :', 'TunnelSecret"', '"unnelSecret"', 'TOKEN', 'OKEN', 'TOKE', '_KEY', '_KE', 'APIKEY', 'PIKEY', '_SECRET', 'SECRET', '_SECRE', 'O', 'I',
   '-u ', '-u=', '-u', '--user ', '-user=', '-use ', 'rubygems_', 'ubygems_', 'dckr_', 'ckr_', 'syt_', 'yt_', 'lsv2_', 'sv2_', 'fo1_', 'o1_', 'nvapi-', 'vapi-', '---- BEGIN SSH2 ', '--- BEGIN SSH2 ', '---- BEGIN SSH2', '---- BEGIN ', 'hmac-', 'hmac', 'mac-', '-requirepass', '-requirepas', '-pass', '-secret', '-Secret', '-token', '-tok', 'requirepass', ':{PLAIN}', '{PLAIN}', ':{PLAI', ':{CLEARTEXT}', '{CLEARTEXT}', ':{CLEAR',
+  'GOCSPX-', 'OCSPX-', 'PMAK-', 'MAK-', 'pul-', 'ul-', 'HRKU-', 'RKU-', 'tvly-', 'vly-', 'xkeysib-', 'keysib-', 'ico-', 'co-', 'AKCp', 'AKC', 'KCp',
+  'hvs.', 'hvb.', 'hvr.', 'hvx.', 'vs.', 'hv', 'dp.', 'dp.pt.', 'dp.st.', 'dp.sa.', 'dp.ct.', 'dp.scim.', 'dp.audit.', 'dp.xx.', 'p.pt.', 'pt.', 'SG.', 'G.',
+  '.atlasv1.', 'atlasv1.', '.atlasv1', 'dt0c01.', 't0c01.', '.', '..', 'M', 'N', 'O', `M${'a'.repeat(23)}.`, `N${'b'.repeat(27)}.`, `O${'c'.repeat(22)}.`,
+  `M${'d'.repeat(28)}.`, `${'e'.repeat(20)}.`, '.abcdef.', '.abcde.', 'abcdef.', 'shpat_', 'shpxx_', 'hpat_', 'lin_api_', 'in_api_', 'lin_ap', 'sntryu_',
+  'sntrys_', 'ntryu_', 'pscale_', 'scale_', 'ntn_', 'tn_', 'sgp_', 'gp_', 'sbp_', 'bp_', 'sb_secret_', 'b_secret_', 'glagent-', 'lagent-',
+  // Discord bot tokens' shape: a run of 24 to 28 token characters from M, N or O, a dot, six characters and a dot; runs of 22 to 30.
+  ...[22, 23, 24, 25, 27, 28, 29, 30].map((length) => `${'MNO'[length % 3]}${'a'.repeat(length - 1)}.abcdef.`),
+  '-a ', '-a', '-ab', '-a"', "-a'", '-u"', "--user'", 'redis-cli', 'valkey-cli', 'edis-cli', 'alkey-cli', 'redis-cl', 'redis-',
   '-auth', '-aut', 'auth', '-master', '-maste', '-encryption', '-encryptio', '--api', '-ap', 'api',
   'token', 'Token', 'tOken', 'toKen', 'oken', 'TOKEn', 'apikey', 'api_key', 'Api-Key', 'apiKey', 'APIKey', 'API_KEY', 'API-key', 'ApI_key', 'pi_key', 'secret_key',
   'Authorization:', 'authorization: ', '"Authorization":', "'authorization' :", 'Authorization\t:', 'AUTHORIZATION:', 'uthorization:', 'Authorization"\':',
@@ -89,7 +101,7 @@ describe('ruleLiterals', () => {
       const actual = L.ruleLiterals(text);
       if (actual !== expected) expect(names(actual), JSON.stringify(text)).toEqual(names(expected));
       // What the sweep notes beside its mask, for the rules that would search the text again.
-      const dashes = [...text.matchAll(/-(?=pass|token|secret|api|auth|master|encryption|requirepass|u[ =]|user[ =])/g)].map((match) => match.index);
+      const dashes = [...text.matchAll(/-(?=pass|token|secret|api|auth|master|encryption|requirepass|u[ ="']|user[ ="']|a[ "'])/g)].map((match) => match.index);
       const notes = { text, credentialDashes: dashes, plainScheme: /:\{(?:PLAIN|CLEARTEXT)\}/.test(text), hmac: text.includes('hmac-') };
       if (JSON.stringify(L.swept) !== JSON.stringify(notes)) expect(L.swept, JSON.stringify(text)).toEqual(notes);
     }

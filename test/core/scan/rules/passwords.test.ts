@@ -249,13 +249,15 @@ describe("the mail clients' configs: mbsync, OfflineIMAP, fetchmail, mutt", () =
 
 describe('passwords in the store files NixOS writes from literals: htpasswd, redis.conf, mount options, container scripts', () => {
   it('finds each, and not the hashed, referenced or credential-file forms beside them', async () => {
-    const [a, b, c, d, e, f, g] = [password(), password(), password(), password(), password(), password(), password()];
+    const [a, b, c, d, e, f, g, h] = [password(), password(), password(), password(), password(), password(), password(), password()];
     const store = (name: string) => `nix/store/${'d'.repeat(32)}-${name}`;
     expect(await treeFindings({
       // services.nginx.virtualHosts.<name>.basicAuth
       [store('basicAuth.htpasswd')]: `alice:{PLAIN}${a}\nbob:$2y$05$${'x'.repeat(53)}\n`,
       // services.redis.servers.<name>.requirePass, settings.masterauth and an ACL user
       [store('redis.conf')]: `port 6379\nrequirepass ${b}\nmasterauth "${c}"\nuser app on >${d} ~* +@all\nuser ops on #${'e'.repeat(64)} ~* +@all\nuser default on nopass ~* +@all\n`,
+      // Sentinel's password for the master it watches
+      [store('sentinel.conf')]: `sentinel monitor main 10.0.0.2 6379 2\nsentinel auth-pass main ${h}\nsentinel down-after-milliseconds main 5000\n`,
       // fileSystems.<name>.options for a CIFS share, in fstab, a .mount unit and the Nix source
       [store('etc-fstab')]: `//nas/share /mnt/share cifs username=me,password=${e},uid=1000 0 0\n//nas/other /mnt/other cifs credentials=/run/secrets/smb 0 0\n`,
       'hosts/nas.nix': `{\n  fileSystems."/mnt/share" = {\n    device = "//nas/share";\n    fsType = "cifs";\n    options = [ "username=me" "password=${f}" ];\n  };\n  fileSystems."/mnt/b".options = [ "password=$SMB_PASSWORD" "credentials=/run/secrets/smb" ];\n}\n`,
@@ -274,6 +276,7 @@ describe('passwords in the store files NixOS writes from literals: htpasswd, red
       [store('redis.conf'), 'redis-password', 2],
       [store('redis.conf'), 'redis-password', 3],
       [store('redis.conf'), 'redis-password', 4],
+      [store('sentinel.conf'), 'redis-password', 2],
       [store('unit-script-podman-db-start/bin/podman-db-start'), 'env-password', 2],
     ]);
   });

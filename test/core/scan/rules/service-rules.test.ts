@@ -10,7 +10,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scanText } from '../../../../src/core/scan/rules/rules.js';
 import { serviceCredentials } from '../../../helpers/service-credentials.js';
-import { fakeTokens, githubToken, randomString } from '../../../helpers/credentials.js';
+import { fakeTokens, githubToken, randomString, randomString as randomText } from '../../../helpers/credentials.js';
 import { entropy, isDescriptivePlaceholder, looksLikePlaceholder } from '../../../../src/core/scan/rules/text-util.js';
 import { tempDir } from '../../../helpers/tmp.js';
 
@@ -602,5 +602,89 @@ describe('more vendor tokens by their shape: RubyGems, Docker Hub, Matrix (Synap
       `fo1_${'A'.repeat(43)}`, `nvapi-${'x'.repeat(64)}`, `mynvapi-${randomString(64)}`, `xrubygems_${hex(48)}`,
     ].join('\n');
     expect(rulesIn(text).filter((rule) => /rubygems|docker-hub|matrix|langsmith|flyio|nvidia/.test(rule))).toEqual([]);
+  });
+});
+
+describe('vendor tokens known by a prefix of their own, under any name', () => {
+  /** Random values drawn again in the rare case one spells a placeholder word (`fake`, `xxxx`) or falls under the entropy floor. */
+  const clean = (draw: () => string, floor: number) => () => {
+    for (;;) {
+      const value = draw();
+      if (!looksLikePlaceholder(value, floor)) return value;
+    }
+  };
+  // The entropy floors are for the lengths the rules judge; a short part (a UUID's group) gets none, since it cannot reach one.
+  const randomString = (length: number) => clean(() => randomText(length), length >= 20 ? 3.6 : 0)();
+  const hex = (length: number) => clean(() => randomBytes(length).toString('hex').slice(0, length), length >= 24 ? 3.4 : 0)();
+  const lowerAlnum = (length: number) => clean(() => Array.from({ length }, () => 'abcdefghijklmnopqrstuvwxyz0123456789'[randomInt(36)]).join(''), 3.6)();
+  const uuid = () => `${hex(8)}-${hex(4)}-4${hex(3)}-a${hex(3)}-${hex(12)}`;
+  /** A Discord bot token: the bot's id in base64, a timestamp, an HMAC. */
+  const discord = (id = `${randomInt(1, 10)}${String(randomInt(10 ** 9)).padStart(9, '0')}${String(randomInt(10 ** 8)).padStart(8, '0')}`) =>
+    `${Buffer.from(id).toString('base64url')}.${randomString(6)}.${randomString(38)}`;
+  /** A Sentry organization token: base64 of its claims, then 43 random characters. */
+  const sentryOrg = () => {
+    const claims = Buffer.from(JSON.stringify({ iat: 1_767_225_600.5, url: 'https://sentry.io', region_url: 'https://us.sentry.io', org: 'lab' })).toString('base64');
+    return `sntrys_${claims}_${randomBytes(32).toString('base64').slice(0, 43)}`;
+  };
+
+  const cases: [string, string][] = [
+    [`hvs.${randomString(23)}7`, 'vault-token'],
+    [`credential: hvs.CAESI${randomString(86)}\n`, 'vault-token'],
+    [`"hvb.AAAAAQ${randomString(140)}"`, 'vault-token'],
+    [`token: dp.pt.${randomString(43)}\n`, 'doppler-token'],
+    [`DOPPLER_TOKEN=dp.st.prd.${randomString(40)}\n`, 'doppler-token'],
+    [`smtp_password = "SG.${randomString(22)}.${randomString(43)}"\n`, 'sendgrid-key'],
+    [`{"credentials": {"app.terraform.io": {"token": "${randomString(14)}.atlasv1.${randomString(67)}"}}}`, 'terraform-cloud-token'],
+    [`api_token=dt0c01.${randomString(24).toUpperCase()}.${randomString(64).toUpperCase()}\n`, 'dynatrace-token'],
+    [`services.mybot.settings.discord = "${discord()}";\n`, 'discord-bot-token'],
+    [`clientSecret = "GOCSPX-${randomString(28)}";\n`, 'google-oauth-client-secret'],
+    [`PMAK-${hex(24)}-${hex(34)}`, 'postman-key'],
+    [`PULUMI_ACCESS_TOKEN=pul-${hex(40)}\n`, 'pulumi-token'],
+    [`heroku: HRKU-AA${randomString(58)}`, 'heroku-key'],
+    [`search = { key = "tvly-dev-${randomString(32)}"; };\n`, 'tavily-key'],
+    [`xkeysib-${hex(64)}-${randomString(16)}`, 'brevo-key'],
+    [`ico-${randomString(31)}4`, 'infracost-key'],
+    [`password: AKCp${randomString(69)}\n`, 'artifactory-key'],
+    [`LANGFUSE_SECRET_KEY=sk-lf-${uuid()}\n`, 'langfuse-secret-key'],
+    [`cerebras: csk-${lowerAlnum(48)}\n`, 'cerebras-key'],
+    [`shpat_${hex(32)}`, 'shopify-token'],
+    [`linear = "lin_api_${randomString(40)}"`, 'linear-key'],
+    [`auth.token=sntryu_${hex(64)}\n`, 'sentry-token'],
+    [`SENTRY_AUTH=${sentryOrg()}\n`, 'sentry-token'],
+    [`DATABASE_URL_PW=pscale_pw_${randomString(43)}\n`, 'planetscale-token'],
+    [`notion: ntn_${String(randomInt(10 ** 10, 10 ** 11 - 1))}${randomString(35)}\n`, 'notion-token'],
+    [`src: sgp_${hex(16)}_${hex(40)}\n`, 'sourcegraph-token'],
+    [`supabase login --token sbp_${hex(40)}\n`, 'supabase-key'],
+    [`key: sb_secret_${randomString(32)}\n`, 'supabase-key'],
+    [`agent: glagent-${randomString(50)}\n`, 'gitlab-token'],
+  ];
+
+  it('finds each in a file under a name no other rule reads', () => {
+    for (const [text, rule] of cases) expect(rulesIn(text), text).toContain(rule);
+  });
+
+  it('finds a bare Vault token in ~/.vault-token and a Discord token in a scanned tree, with the rule named', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { scanPaths } = await import('../../../../src/core/scan/index.js');
+    const dir = mkdtempSync(path.join(tmpdir(), 'dubnium-prefixed-'));
+    writeFileSync(path.join(dir, 'bot.yaml'), `discord:\n  login: "${discord()}"\n`);
+    writeFileSync(path.join(dir, 'notes.txt'), `hvs.${randomString(90)}\n`);
+    const report = await scanPaths([dir], { operatorSecrets: [] });
+    expect(report.findings.map((finding) => finding.rule).sort()).toEqual(['discord-bot-token', 'vault-token']);
+  });
+
+  it('does not take stubs, documentation shapes, public halves or look-alikes', () => {
+    const text = [
+      `hvs.${'x'.repeat(24)}`, 'hvs.EXAMPLE_TOKEN_REPLACE_ME_1234', `hvs.${randomString(10)}`, `myhvs.${randomString(30)}`, 'hvs.getBoundingClientRectangles', 'ico-arrowRightCircleOutlineFilled',
+      `dp.pt.${'a'.repeat(43)}`, `dp.xx.${randomString(43)}`, `SG.${'x'.repeat(22)}.${'y'.repeat(43)}`, `SG.${randomString(22)}`,
+      `${'a'.repeat(14)}.atlasv1.${'b'.repeat(67)}`, `GOCSPX-${'X'.repeat(28)}`, `GOCSPX-${randomString(10)}`, `PMAK-${'0'.repeat(24)}-${'0'.repeat(34)}`,
+      `pul-${'f'.repeat(40)}`, `tvly-${'Y'.repeat(32)}`, `xkeysib-${'a'.repeat(64)}-${'b'.repeat(16)}`, `pk-lf-${uuid()}`, `sk-lf-00000000-0000-0000-0000-000000000000`,
+      `shpat_${'0'.repeat(32)}`, `lin_api_${'x'.repeat(40)}`, `sntryu_${'a'.repeat(64)}`, `pscale_tkn_${'x'.repeat(43)}`, `sb_publishable_${randomString(32)}`,
+      // A Discord-shaped triple whose first part is no user id (a dotted identifier, a version), and a real one with a stub HMAC.
+      `MozillaFirefoxBrowserAgent.abcdef.${randomString(30)}`, `${discord().split('.').slice(0, 2).join('.')}.${'A'.repeat(30)}`,
+      `sntrys_${Buffer.from('{"org":"x"}').toString('base64')}_${randomString(43)}`,
+    ].join('\n');
+    expect(rulesIn(text)).toEqual([]);
   });
 });
