@@ -3,8 +3,8 @@
  * token prefix, an option name, `://`); most texts hold none, and those that do hold few. A regex
  * alternation of all the literals runs at a few hundred MB/s, because its alternatives start on
  * common letters, and one `includes` per literal is thirty passes. Instead each literal is anchored
- * on a character that is rare in configuration text (`_`, `-`, `:`, `A`, `.`, `k`, `K`, `w`, `J`), the
- * text is swept for those nine characters with `indexOf` (a vectorized search), and each
+ * on a character that is rare in configuration text (`_`, `-`, `:`, `A`, `k`, `K`, `w`, `J`), the
+ * text is swept for those eight characters with `indexOf` (a vectorized search), and each
  * occurrence is checked against the few literals around it. The result is a bit mask of families.
  *
  * The mask is a superset: a family's bit is set whenever its rule's pattern could match (the
@@ -57,17 +57,10 @@ export const GITLAB = 1 << 25;
 /**
  * `gsk_` (Groq), `r8_` (Replicate), `sk_live_`/`rk_live_` (Stripe), `glsa_`/`glc_` (Grafana), `do?_v1_`
  * (DigitalOcean), `ops_` (1Password), `rubygems_`, `dckr_` (Docker Hub), `syt_` (Matrix), `lsv2_`
- * (LangSmith), `fo1_` (Fly.io), `shp??_` (Shopify), `lin_api_` (Linear), `sntry?_` (Sentry),
- * `pscale_` (PlanetScale), `ntn_` (Notion), `sgp_` (Sourcegraph), `sbp_`/`sb_secret_` (Supabase).
+ * (LangSmith), `fo1_` (Fly.io); and the prefixes with a PROVIDER bit of their own (below).
  */
 export const PROVIDER_UNDERSCORE = 1 << 26;
-/**
- * Provider prefixes joined by `-`: `pplx-` (Perplexity), `xai-` (xAI), `nvapi-` (NVIDIA), `GOCSPX-`
- * (a Google OAuth client secret), `PMAK-` (Postman), `pul-` (Pulumi), `HRKU-` (Heroku), `tvly-`
- * (Tavily), `xkeysib-` (Brevo), `ico-` (Infracost); by `.`: `hvs.`/`hvb.`/`hvr.` (Vault), `dp.pt.`
- * and the other Doppler kinds, `SG.` (SendGrid), `.atlasv1.` (Terraform Cloud), `dt0c01.`
- * (Dynatrace), a Discord bot token's two dots; and `AKCp` (JFrog Artifactory).
- */
+/** `pplx-` (Perplexity), `xai-` (xAI), `nvapi-` (NVIDIA); and the prefixes with a PROVIDER bit of their own (below). */
 export const PROVIDER_DASH = 1 << 27;
 /** `K10<hash>::server:` / `::node:` (k3s join tokens). */
 export const K3S = 1 << 28;
@@ -83,6 +76,30 @@ export const JWK = 1 << 30;
  * algorithm, beside its secret), and `redis-cli`/`valkey-cli` (whose `-a` takes the password). The sign bit: the mask is a 32-bit integer.
  */
 export const CONFIG_TOKEN = 1 << 31;
+
+/**
+ * Vendor prefixes that share a family (PROVIDER_UNDERSCORE, PROVIDER_DASH) but each have a bit of
+ * their own in `swept.providers`, so that a text holding one prefix runs that vendor's pattern only.
+ */
+export const PROVIDER = {
+  shopify: 1 << 0, // shpat_, shpca_, shppa_, shpss_
+  linear: 1 << 1, // lin_api_
+  sentry: 1 << 2, // sntryu_, sntrys_
+  planetscale: 1 << 3, // pscale_
+  notion: 1 << 4, // ntn_
+  sourcegraph: 1 << 5, // sgp_
+  supabase: 1 << 6, // sbp_, sb_secret_
+  googleOauth: 1 << 7, // GOCSPX-
+  postman: 1 << 8, // PMAK-
+  pulumi: 1 << 9, // pul-
+  heroku: 1 << 10, // HRKU-
+  tavily: 1 << 11, // tvly-
+  brevo: 1 << 12, // xkeysib-
+  infracost: 1 << 13, // ico-
+  artifactory: 1 << 14, // AKCp
+  langfuse: 1 << 15, // sk-lf-
+  cerebras: 1 << 16, // csk-
+} as const;
 
 const lower = (code: number): number => code | 0x20;
 
@@ -126,18 +143,28 @@ function atUnderscore(text: string, at: number): number {
     (b1 === 0x72 && text.startsWith('dckr', at - 4)) || // dckr_pat_, dckr_oat_
     (b3 === 0x73 && b2 === 0x79 && b1 === 0x74) || // syt_
     (b1 === 0x32 && text.startsWith('lsv2', at - 4)) || // lsv2_
-    (b3 === 0x66 && b2 === 0x6f && b1 === 0x31) || // fo1_
-    text.startsWith('shp', at - 5) || // shpat_, shpca_, shppa_, shpss_
-    (b3 === 0x6c && b2 === 0x69 && b1 === 0x6e && text.startsWith('api_', at + 1)) || // lin_api_
-    text.startsWith('sntry', at - 6) || // sntryu_, sntrys_
-    text.startsWith('pscale', at - 6) || // pscale_tkn_, pscale_pw_, pscale_oauth_
-    (b3 === 0x6e && b2 === 0x74 && b1 === 0x6e) || // ntn_
-    (b3 === 0x73 && (b2 === 0x67 || b2 === 0x62) && b1 === 0x70) || // sgp_, sbp_
-    (b2 === 0x73 && b1 === 0x62 && text.startsWith('secret_', at + 1)) // sb_secret_
+    (b3 === 0x66 && b2 === 0x6f && b1 === 0x31) // fo1_
   ) {
     mask |= PROVIDER_UNDERSCORE;
   }
+  const provider = underscoreProvider(text, at, b1, b2, b3);
+  if (provider !== 0) {
+    swept.providers |= provider;
+    mask |= PROVIDER_UNDERSCORE;
+  }
   return mask;
+}
+
+/** The PROVIDER bit of the prefix ending at the `_` at `at` (b1-b3: the three characters before it). */
+function underscoreProvider(text: string, at: number, b1: number, b2: number, b3: number): number {
+  if (b3 === 0x70 && text.startsWith('sh', at - 5)) return PROVIDER.shopify; // shp??_
+  if (b3 === 0x6c && b2 === 0x69 && b1 === 0x6e && text.startsWith('api_', at + 1)) return PROVIDER.linear; // lin_api_
+  if (b2 === 0x79 && b3 === 0x72 && text.startsWith('snt', at - 6)) return PROVIDER.sentry; // sntry?_
+  if (b1 === 0x65 && b2 === 0x6c && text.startsWith('psca', at - 6)) return PROVIDER.planetscale; // pscale_
+  if (b3 === 0x6e && b2 === 0x74 && b1 === 0x6e) return PROVIDER.notion; // ntn_
+  if (b3 === 0x73 && b2 === 0x67 && b1 === 0x70) return PROVIDER.sourcegraph; // sgp_
+  if ((b3 === 0x73 && b2 === 0x62 && b1 === 0x70) || (b2 === 0x73 && b1 === 0x62 && text.startsWith('secret_', at + 1))) return PROVIDER.supabase; // sbp_, sb_secret_
+  return 0;
 }
 
 /** `[Ss]ecret` or `SECRET` right after the `_` or `-` at `at`. */
@@ -155,19 +182,27 @@ function secretAfter(text: string, at: number): boolean {
  *   user:password`, also as a list's `"-u", "…"`), or before `a` and a blank or a quote (redis-cli's `-a password`),
  *   where a command-line flag can name a credential (`--password=…`; cli-flags.ts);
  * - `plainScheme`: `:{PLAIN}` or `:{CLEARTEXT}` occurs (an htpasswd line);
- * - `hmac`: `hmac-` occurs (a DNS TSIG key's algorithm).
+ * - `hmac`: `hmac-` occurs (a DNS TSIG key's algorithm);
+ * - `providers`: the PROVIDER bits of the vendor prefixes that occur.
  */
-export const swept: { text: string | undefined; credentialDashes: number[]; plainScheme: boolean; hmac: boolean } = {
+export const swept: { text: string | undefined; credentialDashes: number[]; plainScheme: boolean; hmac: boolean; providers: number } = {
   text: undefined,
   credentialDashes: [],
   plainScheme: false,
   hmac: false,
+  providers: 0,
 };
 
 /** The sweep's notes for `text`: the last sweep's when it read `text` (as scanText's did), else a sweep's of it now. */
 export function sweptFor(text: string): typeof swept {
   if (swept.text !== text) ruleLiterals(text);
   return swept;
+}
+
+/** Notes a PROVIDER bit; the family its rules run under. */
+function dashProvider(provider: number): number {
+  swept.providers |= provider;
+  return PROVIDER_DASH;
 }
 
 function atDash(text: string, at: number): number {
@@ -228,12 +263,16 @@ function atDash(text: string, at: number): number {
       if (text.startsWith('PuTTY', at - 5)) mask |= PUTTY;
       break;
     case 0x6b: // k
-      if (text.charCodeAt(at - 2) === 0x73) mask |= SK;
+      if (text.charCodeAt(at - 2) === 0x73) {
+        mask |= SK;
+        if (text.charCodeAt(at - 3) === 0x63) swept.providers |= PROVIDER.cerebras; // csk-
+        if (text.charCodeAt(at + 1) === 0x6c && text.charCodeAt(at + 2) === 0x66 && text.charCodeAt(at + 3) === 0x2d) swept.providers |= PROVIDER.langfuse; // sk-lf-
+      }
       break;
     case 0x79: // y
       if (text.startsWith('tskey', at - 5)) mask |= TAILSCALE;
-      else if (text.startsWith('tvly', at - 4)) mask |= PROVIDER_DASH;
-      else if (text.startsWith('valkey', at - 6) && text.startsWith('cli', at + 1)) mask |= CONFIG_TOKEN; // valkey-cli (its `-a`)
+      else if (text.charCodeAt(at - 2) === 0x6c && text.startsWith('tv', at - 4)) mask |= dashProvider(PROVIDER.tavily); // tvly-
+      else if (text.charCodeAt(at + 1) === 0x63 && text.startsWith('cli', at + 1) && text.startsWith('valkey', at - 6)) mask |= CONFIG_TOKEN; // valkey-cli (its `-a`)
       break;
     case 0x69: // i
       if (text.startsWith('pypi', at - 4)) mask |= PYPI;
@@ -243,22 +282,22 @@ function atDash(text: string, at: number): number {
       if (text.startsWith('pplx', at - 4)) mask |= PROVIDER_DASH;
       break;
     case 0x58: // X
-      if (text.startsWith('GOCSPX', at - 6)) mask |= PROVIDER_DASH;
+      if (text.charCodeAt(at - 2) === 0x50 && text.startsWith('GOCS', at - 6)) mask |= dashProvider(PROVIDER.googleOauth);
       break;
     case 0x4b: // K
-      if (text.startsWith('PMAK', at - 4)) mask |= PROVIDER_DASH;
+      if (text.charCodeAt(at - 2) === 0x41 && text.startsWith('PM', at - 4)) mask |= dashProvider(PROVIDER.postman);
       break;
     case 0x6c: // l
-      if (text.startsWith('pul', at - 3)) mask |= PROVIDER_DASH;
+      if (text.charCodeAt(at - 2) === 0x75 && text.charCodeAt(at - 3) === 0x70) mask |= dashProvider(PROVIDER.pulumi); // pul-
       break;
     case 0x55: // U
-      if (text.startsWith('HRKU', at - 4)) mask |= PROVIDER_DASH;
+      if (text.charCodeAt(at - 2) === 0x4b && text.startsWith('HR', at - 4)) mask |= dashProvider(PROVIDER.heroku);
       break;
     case 0x62: // b
-      if (text.startsWith('xkeysib', at - 7)) mask |= PROVIDER_DASH;
+      if (text.charCodeAt(at - 2) === 0x69 && text.startsWith('xkeys', at - 7)) mask |= dashProvider(PROVIDER.brevo);
       break;
     case 0x6f: // o
-      if (text.startsWith('ico', at - 3)) mask |= PROVIDER_DASH;
+      if (text.charCodeAt(at - 2) === 0x63 && text.charCodeAt(at - 3) === 0x69) mask |= dashProvider(PROVIDER.infracost); // ico-
       break;
     case 0x74: // t: every GitLab prefix ends in it
       for (const prefix of GITLAB_PREFIXES) {
@@ -270,7 +309,7 @@ function atDash(text: string, at: number): number {
       break;
     case 0x73: // s
       if (text.startsWith('access', at - 6) && text.startsWith('tokens', at + 1)) mask |= NIX_ACCESS_TOKENS;
-      else if (text.startsWith('redis', at - 5) && text.startsWith('cli', at + 1)) mask |= CONFIG_TOKEN; // redis-cli (its `-a`)
+      else if (text.charCodeAt(at + 1) === 0x63 && text.startsWith('cli', at + 1) && text.startsWith('redis', at - 5)) mask |= CONFIG_TOKEN; // redis-cli (its `-a`)
       break;
     case 0x63: // c: `hmac-`, a DNS TSIG key's algorithm, whose `secret` is the key
       if (text.startsWith('hmac', at - 4)) {
@@ -324,7 +363,7 @@ function atCapitalA(text: string, at: number): number {
   switch (next) {
     case 0x4b: // K
       if (text.startsWith('AKIA', at)) return AWS_KEY_ID;
-      return text.charCodeAt(at + 2) === 0x43 && text.charCodeAt(at + 3) === 0x70 ? PROVIDER_DASH : 0; // AKCp
+      return text.charCodeAt(at + 2) === 0x43 && text.charCodeAt(at + 3) === 0x70 ? dashProvider(PROVIDER.artifactory) : 0; // AKCp
     case 0x53: // S
       if (text.startsWith('ASIA', at)) return AWS_KEY_ID;
       if (text.startsWith('ASSWORD', at) || text.startsWith('ASSPHRASE', at) || text.startsWith('ASSWD', at)) return ENV_PASSWORD;
@@ -388,33 +427,6 @@ function atEnvK(text: string, at: number): number {
   return before === 0x49 && text.startsWith('APIKEY', at - 3) ? ENV_PASSWORD : 0; // API|KEY
 }
 
-const isTokenChar = (code: number): boolean =>
-  (code >= 0x30 && code <= 0x39) || ((code | 0x20) >= 0x61 && (code | 0x20) <= 0x7a) || code === 0x5f || code === 0x2d;
-
-/**
- * At a `.`: `hv[sbr].` (Vault), `dp.` before a Doppler kind, `SG.` (SendGrid), `.atlasv1.` (Terraform
- * Cloud), `dt0c01.` (Dynatrace), and a Discord bot token's first dot: a run of 24 to 28 token
- * characters that starts with `M`, `N` or `O` (a user id in base64) and a second dot 7 on.
- */
-function atDot(text: string, at: number): number {
-  const b1 = text.charCodeAt(at - 1);
-  const b2 = text.charCodeAt(at - 2);
-  if ((b1 === 0x73 || b1 === 0x62 || b1 === 0x72) && b2 === 0x76 && text.charCodeAt(at - 3) === 0x68) return PROVIDER_DASH; // hvs.
-  if (b1 === 0x70 && b2 === 0x64 && DOPPLER_KINDS.some((kind) => text.startsWith(kind, at + 1))) return PROVIDER_DASH; // dp.pt.
-  if (b1 === 0x47 && b2 === 0x53) return PROVIDER_DASH; // SG.
-  if (text.charCodeAt(at + 1) === 0x61 && text.startsWith('atlasv1.', at + 1)) return PROVIDER_DASH;
-  if (b1 === 0x31 && text.startsWith('dt0c01', at - 6)) return PROVIDER_DASH;
-  if (text.charCodeAt(at + 7) === 0x2e) {
-    let start = at;
-    while (start > at - 29 && start > 0 && isTokenChar(text.charCodeAt(start - 1))) start--;
-    const first = text.charCodeAt(start);
-    if (at - start >= 24 && at - start <= 28 && first >= 0x4d && first <= 0x4f && !isTokenChar(text.charCodeAt(start - 1))) return PROVIDER_DASH;
-  }
-  return 0;
-}
-
-const DOPPLER_KINDS = ['pt.', 'st.', 'sa.', 'ct.', 'scim.', 'audit.'];
-
 /** The rule families `text` may trigger (0 for most texts): a bit per family, see the constants above. */
 export function ruleLiterals(text: string): number {
   let mask = 0;
@@ -422,11 +434,11 @@ export function ruleLiterals(text: string): number {
   swept.credentialDashes.length = 0;
   swept.plainScheme = false;
   swept.hmac = false;
+  swept.providers = 0;
   for (let at = text.indexOf('_'); at !== -1; at = text.indexOf('_', at + 1)) mask |= atUnderscore(text, at);
   for (let at = text.indexOf('-'); at !== -1; at = text.indexOf('-', at + 1)) mask |= atDash(text, at);
   for (let at = text.indexOf(':'); at !== -1; at = text.indexOf(':', at + 1)) mask |= atColon(text, at);
   for (let at = text.indexOf('A'); at !== -1; at = text.indexOf('A', at + 1)) mask |= atCapitalA(text, at);
-  for (let at = text.indexOf('.'); at !== -1; at = text.indexOf('.', at + 1)) mask |= atDot(text, at);
   for (let at = text.indexOf('k'); at !== -1; at = text.indexOf('k', at + 1)) mask |= atK(text, at);
   for (let at = text.indexOf('K'); at !== -1; at = text.indexOf('K', at + 1)) mask |= atK(text, at) | atEnvK(text, at);
   // `assword` (password, Password): the rarest of its letters is the w.

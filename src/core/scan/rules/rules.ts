@@ -8,7 +8,7 @@ import type * as Bech32 from 'bech32';
 import { nodeCrypto } from './fingerprint.js';
 import * as L from './literals.js';
 import { looksLikeSecretValue, nixStoreWriterRule, nixTextAttribute } from './named-secrets.js';
-import { looksLikeToken, serviceRules } from './service-rules.js';
+import { isDottedVendorToken, looksLikeToken, serviceRules } from './service-rules.js';
 import { base62, crc32, entropy, isCryptHash, isDescriptivePlaceholder, isPathOrUrl, isTemplateValue, looksLikePlaceholder, matchesOnLines, nameWords, needleLines, overlapsAny, textyRatio } from './text-util.js';
 import { gitCryptKeyFile } from './git-crypt.js';
 import { cliFlagRule, isExampleValue } from './cli-flags.js';
@@ -676,7 +676,7 @@ function configPassword(text: string, match: RegExpExecArray, name: string, valu
   if (nameWords(name).some((word) => CONFIG_PASSWORD_NOT.has(word) || word.includes('hash'))) return;
   if (isTemplateValue(value) || isDescriptivePlaceholder(value) || looksLikePlaceholder(value, 2.5)) return;
   // References and expressions (`config.sops.secrets.x.path`, `process.env.X`, `getpass()`), paths and crypt hashes are not passwords.
-  if (/[()[\]{}<>`]|\s/.test(value) || /^[a-z_][\w-]*(?:\.[\w-]+){1,}$/i.test(value) || isPathOrUrl(value)) return;
+  if (/[()[\]{}<>`]|\s/.test(value) || (/^[a-z_][\w-]*(?:\.[\w-]+){1,}$/i.test(value) && !isDottedVendorToken(value)) || isPathOrUrl(value)) return;
   // wpa_supplicant's `password=ext:NAME` names a password kept elsewhere.
   if (isCryptHash(value, text, match.index) || /^(?:true|false|null|none|yes|no)$/i.test(value) || value.startsWith('ext:')) return;
   const start = match.index + match[0].lastIndexOf(value);

@@ -20,6 +20,8 @@ interface ServiceRule {
   kind: string;
   /** Runs only when the text holds its family's literal (literals.ts). */
   family: number;
+  /** And when the sweep saw this vendor's prefix (L.PROVIDER: a bit of its own within the family). */
+  provider?: number;
   pattern: RegExp;
   group?: number;
   valid: (secret: string) => boolean;
@@ -97,16 +99,6 @@ const randomAfter = (prefix: number | RegExp, minEntropy = 3.5) => (secret: stri
 };
 
 /**
- * A Discord bot token: the bot's user id (17 to 20 digits) in base64, a dot, 6 characters (a
- * timestamp), a dot, and the HMAC (27 to 38 characters). The id must decode to digits.
- */
-function discordBotToken(secret: string): boolean {
-  const [id, , hmac] = secret.split('.');
-  const digits = Buffer.from(id!, 'base64url').toString('latin1');
-  return /^[1-9]\d{16,19}$/.test(digits) && !looksLikePlaceholder(hmac!, 3.5);
-}
-
-/**
  * A Sentry organization token: `sntrys_`, base64 of a JSON object holding `iat` and the region's
  * URL, `_`, and 43 random characters.
  */
@@ -124,60 +116,17 @@ function sentryOrgToken(secret: string): boolean {
  * Vendor tokens known by a prefix of their own, as gitleaks' rules and the vendors' documentation
  * give them: platforms a homelab or an AI workstation is configured with (secret stores, CI and
  * deployment services, e-mail, observability, model providers). Each is found in any file, under
- * any name (a bare `~/.vault-token`, a `credential:` key), since the prefix names it.
+ * any name (a `credential:` key), since the prefix names it. Tokens whose prefix ends in a dot are
+ * not looked for here: a sweep for every `.`, or a search for their prefixes, cost a tenth of the
+ * image scan's rule time. They are taken by the rules that read a credential's name, which would
+ * otherwise take their dots for a reference's (isDottedVendorToken).
  */
 const PREFIXED_TOKENS: ServiceRule[] = [
-  {
-    rule: 'vault-token',
-    kind: 'vault-token',
-    family: L.PROVIDER_DASH,
-    // HashiCorp Vault (1.10+): service `hvs.`, batch `hvb.`, recovery `hvr.` (a dev server's root token is `hvs.` + 24).
-    pattern: /(?<![A-Za-z0-9_.-])hv[sbr]\.[A-Za-z0-9_-]{24,300}(?![A-Za-z0-9_.-])/g,
-    // A short one must hold a digit too: `hvs.` may be a variable, and a long property name after it looks random enough.
-    valid: (secret) => randomAfter(4)(secret) && (secret.length >= 44 || /[0-9]/.test(secret)),
-    note: 'a HashiCorp Vault token',
-  },
-  {
-    rule: 'doppler-token',
-    kind: 'doppler-token',
-    family: L.PROVIDER_DASH,
-    // Personal, CLI, service account, SCIM and audit tokens; a service token may carry its config's name.
-    pattern: /(?<![A-Za-z0-9_.-])dp\.(?:pt|ct|sa|scim|audit|st(?:\.[A-Za-z0-9_-]{1,40})?)\.[A-Za-z0-9]{40,44}(?![A-Za-z0-9_.-])/g,
-    valid: randomAfter(/^.*\./),
-  },
-  {
-    rule: 'sendgrid-key',
-    kind: 'sendgrid-key',
-    family: L.PROVIDER_DASH,
-    pattern: /(?<![A-Za-z0-9_.-])SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_.-])/g,
-    valid: randomAfter(26),
-  },
-  {
-    rule: 'terraform-cloud-token',
-    kind: 'terraform-cloud-token',
-    family: L.PROVIDER_DASH,
-    // HCP Terraform / Terraform Enterprise API tokens (`credentials.tfrc.json`, TF_TOKEN_app_terraform_io).
-    pattern: /(?<![A-Za-z0-9_.-])[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70}(?![A-Za-z0-9_.=-])/g,
-    valid: randomAfter(23),
-  },
-  {
-    rule: 'dynatrace-token',
-    kind: 'dynatrace-token',
-    family: L.PROVIDER_DASH,
-    pattern: /(?<![A-Za-z0-9_.-])dt0c01\.[A-Z0-9]{24}\.[A-Z0-9]{64}(?![A-Za-z0-9_.-])/g,
-    valid: randomAfter(32),
-  },
-  {
-    rule: 'discord-bot-token',
-    kind: 'discord-bot-token',
-    family: L.PROVIDER_DASH,
-    pattern: /(?<![A-Za-z0-9_.-])[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}(?![A-Za-z0-9_.-])/g,
-    valid: discordBotToken,
-  },
   {
     rule: 'google-oauth-client-secret',
     kind: 'google-oauth-client-secret',
     family: L.PROVIDER_DASH,
+    provider: L.PROVIDER.googleOauth,
     // What oauth2-proxy, Grafana's or Nextcloud's Google login and rclone's own client are given.
     pattern: /(?<![A-Za-z0-9_-])GOCSPX-[A-Za-z0-9_-]{28}(?![A-Za-z0-9_-])/g,
     valid: randomAfter(7),
@@ -186,6 +135,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'postman-key',
     kind: 'postman-key',
     family: L.PROVIDER_DASH,
+    provider: L.PROVIDER.postman,
     pattern: /(?<![A-Za-z0-9_-])PMAK-[0-9a-f]{24}-[0-9a-f]{34}(?![A-Za-z0-9_-])/gi,
     valid: randomAfter(5, 3.3),
   },
@@ -193,6 +143,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'pulumi-token',
     kind: 'pulumi-token',
     family: L.PROVIDER_DASH,
+    provider: L.PROVIDER.pulumi,
     pattern: /(?<![A-Za-z0-9_-])pul-[0-9a-f]{40}(?![A-Za-z0-9_-])/g,
     valid: randomAfter(4, 3),
   },
@@ -200,6 +151,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'heroku-key',
     kind: 'heroku-key',
     family: L.PROVIDER_DASH,
+    provider: L.PROVIDER.heroku,
     pattern: /(?<![A-Za-z0-9_-])HRKU-AA[A-Za-z0-9_-]{58}(?![A-Za-z0-9_-])/g,
     valid: randomAfter(7),
   },
@@ -207,6 +159,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'tavily-key',
     kind: 'tavily-key',
     family: L.PROVIDER_DASH,
+    provider: L.PROVIDER.tavily,
     // Tavily search (an LLM agent's web tool): `tvly-`, optionally `dev-`/`prod-`, 32 characters.
     pattern: /(?<![A-Za-z0-9_-])tvly-(?:dev-|prod-)?[A-Za-z0-9]{32}(?![A-Za-z0-9_-])/g,
     valid: randomAfter(/^tvly-(?:dev-|prod-)?/),
@@ -215,6 +168,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'brevo-key',
     kind: 'brevo-key',
     family: L.PROVIDER_DASH,
+    provider: L.PROVIDER.brevo,
     // Brevo (Sendinblue) API and SMTP keys.
     pattern: /(?<![A-Za-z0-9_-])xkeysib-[0-9a-f]{64}-[A-Za-z0-9]{16}(?![A-Za-z0-9_-])/g,
     valid: randomAfter(8, 3.3),
@@ -223,6 +177,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'infracost-key',
     kind: 'infracost-key',
     family: L.PROVIDER_DASH,
+    provider: L.PROVIDER.infracost,
     pattern: /(?<![A-Za-z0-9_-])ico-[A-Za-z0-9]{32}(?![A-Za-z0-9_-])/g,
     // `ico-` also starts icon names: a key holds a digit.
     valid: (secret) => randomAfter(4)(secret) && /[0-9]/.test(secret),
@@ -231,6 +186,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'artifactory-key',
     kind: 'artifactory-key',
     family: L.PROVIDER_DASH,
+    provider: L.PROVIDER.artifactory,
     // JFrog Artifactory API keys (what a Nix or Docker substituter behind Artifactory is given).
     pattern: /(?<![A-Za-z0-9_-])AKCp[A-Za-z0-9]{69}(?![A-Za-z0-9_-])/g,
     valid: randomAfter(4),
@@ -239,6 +195,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'langfuse-secret-key',
     kind: 'langfuse-secret-key',
     family: L.SK,
+    provider: L.PROVIDER.langfuse,
     // Langfuse (LLM tracing) secret keys: `sk-lf-` and a UUID (the public half is `pk-lf-`).
     pattern: /(?<![A-Za-z0-9_-])sk-lf-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![A-Za-z0-9_-])/g,
     valid: randomAfter(6, 3),
@@ -247,6 +204,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'cerebras-key',
     kind: 'cerebras-key',
     family: L.SK,
+    provider: L.PROVIDER.cerebras,
     pattern: /(?<![A-Za-z0-9_-])csk-[a-z0-9]{48}(?![A-Za-z0-9_-])/g,
     valid: randomAfter(4),
   },
@@ -254,6 +212,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'shopify-token',
     kind: 'shopify-token',
     family: L.PROVIDER_UNDERSCORE,
+    provider: L.PROVIDER.shopify,
     pattern: /(?<![A-Za-z0-9_])shp(?:at|ca|pa|ss)_[0-9a-fA-F]{32}(?![A-Za-z0-9_])/g,
     // 32 random hex digits: the floor DeepSeek's keys use (see there).
     valid: randomAfter(6, 2.8),
@@ -262,6 +221,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'linear-key',
     kind: 'linear-key',
     family: L.PROVIDER_UNDERSCORE,
+    provider: L.PROVIDER.linear,
     pattern: /(?<![A-Za-z0-9_])lin_api_[A-Za-z0-9]{40}(?![A-Za-z0-9_])/g,
     valid: randomAfter(8),
   },
@@ -269,6 +229,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'sentry-token',
     kind: 'sentry-token',
     family: L.PROVIDER_UNDERSCORE,
+    provider: L.PROVIDER.sentry,
     // User auth tokens (`sntryu_` + 64 hex); organization tokens are matched below.
     pattern: /(?<![A-Za-z0-9_])sntryu_[0-9a-f]{64}(?![A-Za-z0-9_])/g,
     valid: randomAfter(7, 3.3),
@@ -277,6 +238,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'sentry-token',
     kind: 'sentry-token',
     family: L.PROVIDER_UNDERSCORE,
+    provider: L.PROVIDER.sentry,
     pattern: /(?<![A-Za-z0-9_])sntrys_eyJ[A-Za-z0-9+/]{20,400}={0,2}_[A-Za-z0-9+/]{43}(?![A-Za-z0-9_+/])/g,
     valid: sentryOrgToken,
   },
@@ -284,6 +246,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'planetscale-token',
     kind: 'planetscale-token',
     family: L.PROVIDER_UNDERSCORE,
+    provider: L.PROVIDER.planetscale,
     // Service tokens, OAuth tokens and database passwords (`pscale_pw_`).
     pattern: /(?<![A-Za-z0-9_])pscale_(?:tkn|oauth|pw)_[A-Za-z0-9_.=-]{32,64}(?![A-Za-z0-9_.=-])/g,
     valid: randomAfter(/^pscale_[a-z]+_/),
@@ -292,6 +255,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'notion-token',
     kind: 'notion-token',
     family: L.PROVIDER_UNDERSCORE,
+    provider: L.PROVIDER.notion,
     pattern: /(?<![A-Za-z0-9_])ntn_[0-9]{11}[A-Za-z0-9]{35}(?![A-Za-z0-9_])/g,
     valid: randomAfter(15),
   },
@@ -299,6 +263,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'sourcegraph-token',
     kind: 'sourcegraph-token',
     family: L.PROVIDER_UNDERSCORE,
+    provider: L.PROVIDER.sourcegraph,
     pattern: /(?<![A-Za-z0-9_])sgp_(?:[0-9a-f]{16}_|local_)?[0-9a-f]{40}(?![A-Za-z0-9_])/g,
     valid: (secret) => !looksLikePlaceholder(secret.slice(-40), 3),
   },
@@ -306,6 +271,7 @@ const PREFIXED_TOKENS: ServiceRule[] = [
     rule: 'supabase-key',
     kind: 'supabase-key',
     family: L.PROVIDER_UNDERSCORE,
+    provider: L.PROVIDER.supabase,
     // Personal access tokens (`sbp_` + 40 hex) and the secret API keys (`sb_secret_`); `sb_publishable_` is public.
     pattern: /(?<![A-Za-z0-9_])(?:sbp_[0-9a-f]{40}|sb_secret_[A-Za-z0-9_-]{30,64})(?![A-Za-z0-9_-])/g,
     valid: randomAfter(/^sbp_|^sb_secret_/, 3),
@@ -492,7 +458,8 @@ const SERVICE_RULES: ServiceRule[] = [
     kind: 'langsmith-key',
     family: L.PROVIDER_UNDERSCORE,
     pattern: /(?<![A-Za-z0-9_])lsv2_(?:pt|sk)_[0-9a-f]{32}_[0-9a-f]{10}(?![A-Za-z0-9_])/g,
-    valid: (secret) => entropy(secret.slice(8, 40)) > 3.3,
+    // 32 random hex digits: the floor DeepSeek's keys use (see there).
+    valid: (secret) => entropy(secret.slice(8, 40)) > 2.8,
   },
   {
     rule: 'flyio-token',
@@ -702,7 +669,24 @@ function embeddedAssignmentRules(text: string, hits: RawHit[], lines: readonly n
  * Whether a value given to a token's name looks like a token: 20 characters or more (the callers'
  * patterns), letters and digits, high entropy, not a path, reference, placeholder or public key.
  */
+/**
+ * Tokens with dots that would otherwise pass for a dotted reference (`config.sops.secrets.x.path`),
+ * the values of a credential's name (`DOPPLER_TOKEN=…`, a bot's `token:`, `smtp_password: SG.…`):
+ * Doppler's (`dp.pt.…`, `dp.st.CONFIG.…`), SendGrid's (`SG.` + 22 + `.` + 43), Terraform Cloud's
+ * (14 + `.atlasv1.` + 60 to 70), and Discord bot tokens (the bot's user id, 17 to 20 digits, in
+ * base64; 6 characters; the HMAC), and Vault's (`hvs.`, `hvb.`, `hvr.`; unquoted, one dot is a reference's too).
+ */
+export function isDottedVendorToken(value: string): boolean {
+  const random = /^(?:dp\.(?:pt|ct|sa|scim|audit|st(?:\.[A-Za-z0-9_-]{1,40})?)\.([A-Za-z0-9]{40,44})|SG\.[A-Za-z0-9_-]{22}\.([A-Za-z0-9_-]{43})|[A-Za-z0-9]{14}\.atlasv1\.([A-Za-z0-9_=-]{60,70})|hv[sbr]\.([A-Za-z0-9_-]{24,300}))$/.exec(value);
+  // A short Vault token (a dev server's root token) must hold a digit: `hvs.` may be a variable before a property's name.
+  if (random) return !looksLikePlaceholder(random[1] ?? random[2] ?? random[3] ?? random[4]!, 3.5) && (random[4] === undefined || random[4].length >= 40 || /[0-9]/.test(random[4]));
+  const discord = /^([MNO][A-Za-z0-9_-]{23,27})\.[A-Za-z0-9_-]{6}\.([A-Za-z0-9_-]{27,38})$/.exec(value);
+  if (!discord) return false;
+  return /^[1-9]\d{16,19}$/.test(Buffer.from(discord[1]!, 'base64url').toString('latin1')) && !looksLikePlaceholder(discord[2]!, 3.5);
+}
+
 export function looksLikeToken(value: string): boolean {
+  if (isDottedVendorToken(value)) return true;
   if (!/[A-Za-z]/.test(value) || !/[0-9]/.test(value)) return false;
   // A token is made of these; anything else is a template (`{env:X}`, `<X>`), a hash (`$argon2id$...`) or prose.
   if (!/^[A-Za-z0-9+/=_.:~-]+$/.test(value)) return false;
@@ -803,7 +787,7 @@ function configTokenRule(text: string, hits: RawHit[]): void {
   for (const match of matchesOnLines(text, lines, CONFIG_TOKEN_LINE)) {
     const value = match[2] ?? match[3] ?? match[4]!;
     // Unquoted: an expression before `;` (Nix), or a dotted name (`var.r2_secret_key` in Terraform).
-    if (match[4] !== undefined && (/;[ \t]*(?:#.*)?$/.test(match[0]) || /^[A-Za-z_][\w-]*(?:\.[\w-]+)+$/.test(value))) continue;
+    if (match[4] !== undefined && (/;[ \t]*(?:#.*)?$/.test(match[0]) || (/^[A-Za-z_][\w-]*(?:\.[\w-]+)+$/.test(value) && !isDottedVendorToken(value)))) continue;
     configToken(match, match[1]!, value, hits);
   }
   if (lines.length > 0 && text.includes('":')) {
@@ -929,8 +913,9 @@ function tsigSecretRule(text: string, hits: RawHit[]): void {
 }
 
 export function serviceRules(text: string, hits: RawHit[], families: number): void {
+  const providers = families & (L.PROVIDER_UNDERSCORE | L.PROVIDER_DASH | L.SK) ? L.sweptFor(text).providers : 0;
   for (const rule of SERVICE_RULES) {
-    if ((families & rule.family) === 0) continue;
+    if ((families & rule.family) === 0 || (rule.provider !== undefined && (providers & rule.provider) === 0)) continue;
     rule.pattern.lastIndex = 0;
     for (let match = rule.pattern.exec(text); match; match = rule.pattern.exec(text)) {
       const secret = rule.group ? match[rule.group]! : match[0];

@@ -5,9 +5,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHmac, randomBytes, randomInt } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scanPaths } from '../../../../src/core/scan/index.js';
 import { scanText } from '../../../../src/core/scan/rules/rules.js';
 import { serviceCredentials } from '../../../helpers/service-credentials.js';
 import { fakeTokens, githubToken, randomString, randomString as randomText } from '../../../helpers/credentials.js';
@@ -628,15 +629,16 @@ describe('vendor tokens known by a prefix of their own, under any name', () => {
   };
 
   const cases: [string, string][] = [
-    [`hvs.${randomString(23)}7`, 'vault-token'],
-    [`credential: hvs.CAESI${randomString(86)}\n`, 'vault-token'],
-    [`"hvb.AAAAAQ${randomString(140)}"`, 'vault-token'],
-    [`token: dp.pt.${randomString(43)}\n`, 'doppler-token'],
-    [`DOPPLER_TOKEN=dp.st.prd.${randomString(40)}\n`, 'doppler-token'],
-    [`smtp_password = "SG.${randomString(22)}.${randomString(43)}"\n`, 'sendgrid-key'],
-    [`{"credentials": {"app.terraform.io": {"token": "${randomString(14)}.atlasv1.${randomString(67)}"}}}`, 'terraform-cloud-token'],
-    [`api_token=dt0c01.${randomString(24).toUpperCase()}.${randomString(64).toUpperCase()}\n`, 'dynatrace-token'],
-    [`services.mybot.settings.discord = "${discord()}";\n`, 'discord-bot-token'],
+    // Dotted tokens under a credential's name (Vault, SendGrid, Terraform Cloud, Doppler, Discord): their dots are no reference's.
+    [`VAULT_TOKEN=hvs.${randomString(23)}7`, 'env-token'],
+    [`vault:\n  token: hvs.CAESI${randomString(86)}\n`, 'config-token'],
+    [`token: "dp.pt.${randomString(43)}"\n`, 'config-token'],
+    [`DOPPLER_TOKEN=dp.st.prd.${randomString(40)}\n`, 'env-token'],
+    [`DISCORD_TOKEN=${discord()}\n`, 'env-token'],
+    [`services.mybot.settings.discord_token = "${discord()}";\n`, 'config-token'],
+    [`smtp_password = "SG.${randomString(22)}.${randomString(43)}"\n`, 'config-password'],
+    [`SENDGRID_API_KEY=SG.${randomString(22)}.${randomString(43)}\n`, 'env-token'],
+    [`{"credentials": {"app.terraform.io": {"token": "${randomString(14)}.atlasv1.${randomString(67)}"}}}`, 'config-token'],
     [`clientSecret = "GOCSPX-${randomString(28)}";\n`, 'google-oauth-client-secret'],
     [`PMAK-${hex(24)}-${hex(34)}`, 'postman-key'],
     [`PULUMI_ACCESS_TOKEN=pul-${hex(40)}\n`, 'pulumi-token'],
@@ -659,31 +661,30 @@ describe('vendor tokens known by a prefix of their own, under any name', () => {
     [`agent: glagent-${randomString(50)}\n`, 'gitlab-token'],
   ];
 
-  it('finds each in a file under a name no other rule reads', () => {
+  it('finds each: by its vendor rule, or a dotted one by the rule of the name it is given', () => {
     for (const [text, rule] of cases) expect(rulesIn(text), text).toContain(rule);
   });
 
-  it('finds a bare Vault token in ~/.vault-token and a Discord token in a scanned tree, with the rule named', async () => {
-    const { mkdtempSync, writeFileSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { scanPaths } = await import('../../../../src/core/scan/index.js');
-    const dir = mkdtempSync(path.join(tmpdir(), 'dubnium-prefixed-'));
-    writeFileSync(path.join(dir, 'bot.yaml'), `discord:\n  login: "${discord()}"\n`);
-    writeFileSync(path.join(dir, 'notes.txt'), `hvs.${randomString(90)}\n`);
-    const report = await scanPaths([dir], { operatorSecrets: [] });
-    expect(report.findings.map((finding) => finding.rule).sort()).toEqual(['discord-bot-token', 'vault-token']);
+  it('finds a Vault token in an agent config and a SendGrid key given as an SMTP password in a scanned tree', async () => {
+    const dir = await tempDir('dubnium-prefixed-');
+    writeFileSync(path.join(dir, 'mail.yaml'), `smtp:\n  host: smtp.sendgrid.net\n  user: apikey\n  password: "SG.${randomString(22)}.${randomString(43)}"\n`);
+    writeFileSync(path.join(dir, 'agent.hcl'), `auto_auth {\n  method "token_file" {}\n}\nvault {\n  address = "https://vault.lan:8200"\n}\ntoken = "hvs.${randomString(90)}"\n`);
+    const report = await scanPaths([dir], { operatorSecrets: false });
+    expect(report.findings.map((finding) => [finding.path, finding.rule]).sort()).toEqual([['agent.hcl', 'config-token'], ['mail.yaml', 'config-password']]);
   });
 
   it('does not take stubs, documentation shapes, public halves or look-alikes', () => {
     const text = [
-      `hvs.${'x'.repeat(24)}`, 'hvs.EXAMPLE_TOKEN_REPLACE_ME_1234', `hvs.${randomString(10)}`, `myhvs.${randomString(30)}`, 'hvs.getBoundingClientRectangles', 'ico-arrowRightCircleOutlineFilled',
-      `dp.pt.${'a'.repeat(43)}`, `dp.xx.${randomString(43)}`, `SG.${'x'.repeat(22)}.${'y'.repeat(43)}`, `SG.${randomString(22)}`,
-      `${'a'.repeat(14)}.atlasv1.${'b'.repeat(67)}`, `GOCSPX-${'X'.repeat(28)}`, `GOCSPX-${randomString(10)}`, `PMAK-${'0'.repeat(24)}-${'0'.repeat(34)}`,
+      `token: "hvs.${'x'.repeat(24)}"`, 'token: "hvs.EXAMPLE_TOKEN_REPLACE_ME_1234"', 'ico-arrowRightCircleOutlineFilled',
+      `token: "dp.pt.${'a'.repeat(43)}"`, `token: "dp.xx.${randomString(43)}"`, `smtp_password: "SG.${'x'.repeat(22)}.${'y'.repeat(43)}"`, `smtp_password: "SG.${randomString(22)}"`,
+      `token: "${'a'.repeat(14)}.atlasv1.${'b'.repeat(67)}"`, `GOCSPX-${'X'.repeat(28)}`, `GOCSPX-${randomString(10)}`, `PMAK-${'0'.repeat(24)}-${'0'.repeat(34)}`,
       `pul-${'f'.repeat(40)}`, `tvly-${'Y'.repeat(32)}`, `xkeysib-${'a'.repeat(64)}-${'b'.repeat(16)}`, `pk-lf-${uuid()}`, `sk-lf-00000000-0000-0000-0000-000000000000`,
       `shpat_${'0'.repeat(32)}`, `lin_api_${'x'.repeat(40)}`, `sntryu_${'a'.repeat(64)}`, `pscale_tkn_${'x'.repeat(43)}`, `sb_publishable_${randomString(32)}`,
       // A Discord-shaped triple whose first part is no user id (a dotted identifier, a version), and a real one with a stub HMAC.
-      `MozillaFirefoxBrowserAgent.abcdef.${randomString(30)}`, `${discord().split('.').slice(0, 2).join('.')}.${'A'.repeat(30)}`,
+      `token: "MozillaFirefoxBrowserAgent.abcdef.${randomString(30)}"`, `token: "${discord().split('.').slice(0, 2).join('.')}.${'A'.repeat(30)}"`,
       `sntrys_${Buffer.from('{"org":"x"}').toString('base64')}_${randomString(43)}`,
+      // Names that wake the rules of the dotted tokens found where a credential is named.
+      'api_token_file: /run/secrets/api', 'smtp_password_file: /run/secrets/smtp',
     ].join('\n');
     expect(rulesIn(text)).toEqual([]);
   });
