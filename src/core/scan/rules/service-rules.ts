@@ -114,12 +114,13 @@ function sentryOrgToken(secret: string): boolean {
 
 /**
  * Vendor tokens known by a prefix of their own, as gitleaks' rules and the vendors' documentation
- * give them: platforms a homelab or an AI workstation is configured with (secret stores, CI and
- * deployment services, e-mail, observability, model providers). Each is found in any file, under
- * any name (a `credential:` key), since the prefix names it. Tokens whose prefix ends in a dot are
- * not looked for here: a sweep for every `.`, or a search for their prefixes, cost a tenth of the
- * image scan's rule time. They are taken by the rules that read a credential's name, which would
- * otherwise take their dots for a reference's (isDottedVendorToken).
+ * give them: platforms a homelab or an AI workstation is configured with (deployment and developer
+ * services, e-mail, observability, model providers and their tools). Each is found in any file,
+ * under any name (a `credential:` key), since the prefix names it; each runs only when the sweep saw
+ * its own prefix (`provider`). Tokens whose prefix ends in a dot (Vault's `hvs.`, SendGrid's `SG.`)
+ * are not looked for here: a sweep for every `.` and the searches for their prefixes made the image
+ * scan about a fifth slower. The rules that read a credential's name take them instead, which used
+ * to take their dots for a reference's (isDottedVendorToken).
  */
 const PREFIXED_TOKENS: ServiceRule[] = [
   {
