@@ -312,8 +312,9 @@ const SOPS_CONFIG_NAME = /\/\.sops\.ya?ml$/;
  * Which members' content fingerprints may be needed, from the names in the image (the directories
  * are read, no file's inode): every member's when a file is named `.sops.yaml` or `.sops.yml` (the
  * rules of a `.sops.yaml` among a container's members), those beside and below a `.gitattributes`
- * or in the work tree of a `.git/info/attributes` (which may give them to git-crypt), none otherwise; the walker is told so. A directory table that
- * cannot be read answers all: the walk itself then reports what it cannot read.
+ * or in the work tree of a `.git/info/attributes` (which may give them to git-crypt), none
+ * otherwise; the walker is told so. A directory table that cannot be read answers all: the walk
+ * itself then reports what it cannot read.
  */
 async function governance(image: Image, signal: AbortSignal | undefined): Promise<(name: string) => boolean> {
   const attributeDirs: string[] = [];

@@ -101,6 +101,12 @@ function credentialValue(value: string, word: string, spaced: boolean): string |
   return literal;
 }
 
+/** The line before `at`, up to 4 KiB of it: for the flags that count only on a line that runs their tool. */
+function lineBefore(text: string, at: number): string {
+  const before = text.slice(Math.max(0, at - 4096), at);
+  return before.slice(before.lastIndexOf('\n') + 1);
+}
+
 /**
  * Passwords and tokens given to a command-line flag (see above); `hits` holds what other rules found.
  * `dashes` are where a `-` comes before a credential word: the literal sweep notes them
@@ -125,18 +131,13 @@ export function cliFlagRule(text: string, hits: RawHit[], dashes: readonly numbe
     const found = valueAt(text, FLAG.lastIndex);
     if (!found) continue;
     let value = found.value;
-    // The line before the flag, for the flags that count only on a line that runs their tool.
-    const lineBefore = () => {
-      const before = text.slice(Math.max(0, start - 4096), start);
-      return before.slice(before.lastIndexOf('\n') + 1);
-    };
     if (word === 'a') {
       // redis-cli's (valkey-cli's) `-a password`, on a line that runs it: a lone `-a` is any tool's switch.
-      if (match[0] !== '-a' || !found.spaced || !/\b(?:redis|valkey)-cli\b/.test(lineBefore())) continue;
+      if (match[0] !== '-a' || !found.spaced || !/\b(?:redis|valkey)-cli\b/.test(lineBefore(text, start))) continue;
     } else if (word === 'u' || word === 'user') {
       // curl's `-u user:password` (`--user`), on a line that runs curl: the password after the first colon.
       const colon = value.indexOf(':');
-      if (match[1] !== '' || colon < 1 || !/\bcurl\b/.test(lineBefore())) continue;
+      if (match[1] !== '' || colon < 1 || !/\bcurl\b/.test(lineBefore(text, start))) continue;
       value = value.slice(colon + 1);
     }
     const literal = credentialValue(value, word, found.spaced && word !== 'u' && word !== 'user' && word !== 'a');

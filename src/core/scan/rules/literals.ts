@@ -149,10 +149,7 @@ function atUnderscore(text: string, at: number): number {
     mask |= PROVIDER_UNDERSCORE;
   }
   const provider = underscoreProvider(text, at, b1, b2, b3);
-  if (provider !== 0) {
-    swept.providers |= provider;
-    mask |= PROVIDER_UNDERSCORE;
-  }
+  if (provider !== 0) mask |= provided(provider, PROVIDER_UNDERSCORE);
   return mask;
 }
 
@@ -200,10 +197,10 @@ export function sweptFor(text: string): typeof swept {
   return swept;
 }
 
-/** Notes a PROVIDER bit; the family its rules run under. */
-function dashProvider(provider: number): number {
+/** Notes a PROVIDER bit the sweep saw; returns `family`, the one its rule runs under. */
+function provided(provider: number, family: number): number {
   swept.providers |= provider;
-  return PROVIDER_DASH;
+  return family;
 }
 
 function atDash(text: string, at: number): number {
@@ -315,27 +312,30 @@ function atDashPrefix(text: string, at: number, b1: number): number {
   const b2 = text.charCodeAt(at - 2);
   switch (b1) {
     case 0x58: // X
-      return b2 === 0x50 && text.startsWith('GOCS', at - 6) ? dashProvider(PROVIDER.googleOauth) : 0;
+      return b2 === 0x50 && text.startsWith('GOCS', at - 6) ? provided(PROVIDER.googleOauth, PROVIDER_DASH) : 0;
     case 0x4b: // K
-      return b2 === 0x41 && text.startsWith('PM', at - 4) ? dashProvider(PROVIDER.postman) : 0;
+      return b2 === 0x41 && text.startsWith('PM', at - 4) ? provided(PROVIDER.postman, PROVIDER_DASH) : 0;
     case 0x6c: // l
-      return b2 === 0x75 && text.charCodeAt(at - 3) === 0x70 ? dashProvider(PROVIDER.pulumi) : 0; // pul-
+      return b2 === 0x75 && text.charCodeAt(at - 3) === 0x70 ? provided(PROVIDER.pulumi, PROVIDER_DASH) : 0; // pul-
     case 0x55: // U
-      return b2 === 0x4b && text.startsWith('HR', at - 4) ? dashProvider(PROVIDER.heroku) : 0;
+      return b2 === 0x4b && text.startsWith('HR', at - 4) ? provided(PROVIDER.heroku, PROVIDER_DASH) : 0;
     case 0x62: // b
-      return b2 === 0x69 && text.startsWith('xkeys', at - 7) ? dashProvider(PROVIDER.brevo) : 0;
+      return b2 === 0x69 && text.startsWith('xkeys', at - 7) ? provided(PROVIDER.brevo, PROVIDER_DASH) : 0;
     case 0x6f: // o
-      return b2 === 0x63 && text.charCodeAt(at - 3) === 0x69 ? dashProvider(PROVIDER.infracost) : 0; // ico-
+      return b2 === 0x63 && text.charCodeAt(at - 3) === 0x69 ? provided(PROVIDER.infracost, PROVIDER_DASH) : 0; // ico-
     case 0x79: // y
-      if (b2 === 0x6c && text.startsWith('tv', at - 4)) return dashProvider(PROVIDER.tavily); // tvly-
+      if (b2 === 0x6c && text.startsWith('tv', at - 4)) return provided(PROVIDER.tavily, PROVIDER_DASH); // tvly-
       return text.charCodeAt(at + 1) === 0x63 && text.startsWith('cli', at + 1) && text.startsWith('valkey', at - 6) ? CONFIG_TOKEN : 0;
     case 0x73: // s
       return text.charCodeAt(at + 1) === 0x63 && text.startsWith('cli', at + 1) && text.startsWith('redis', at - 5) ? CONFIG_TOKEN : 0;
-    case 0x6b: // k: csk-, sk-lf- (the SK family is set in atDash)
+    case 0x6b: {
+      // k: csk-, sk-lf- (both `sk-`, the SK family's literal)
       if (b2 !== 0x73) return 0;
-      if (text.charCodeAt(at - 3) === 0x63) swept.providers |= PROVIDER.cerebras;
-      if (text.charCodeAt(at + 1) === 0x6c && text.charCodeAt(at + 2) === 0x66 && text.charCodeAt(at + 3) === 0x2d) swept.providers |= PROVIDER.langfuse;
-      return 0;
+      let mask = 0;
+      if (text.charCodeAt(at - 3) === 0x63) mask |= provided(PROVIDER.cerebras, SK);
+      if (text.charCodeAt(at + 1) === 0x6c && text.charCodeAt(at + 2) === 0x66 && text.charCodeAt(at + 3) === 0x2d) mask |= provided(PROVIDER.langfuse, SK);
+      return mask;
+    }
     default:
       return 0;
   }
@@ -380,7 +380,7 @@ function atCapitalA(text: string, at: number): number {
   switch (next) {
     case 0x4b: // K
       if (text.startsWith('AKIA', at)) return AWS_KEY_ID;
-      return text.charCodeAt(at + 2) === 0x43 && text.charCodeAt(at + 3) === 0x70 ? dashProvider(PROVIDER.artifactory) : 0; // AKCp
+      return text.charCodeAt(at + 2) === 0x43 && text.charCodeAt(at + 3) === 0x70 ? provided(PROVIDER.artifactory, PROVIDER_DASH) : 0; // AKCp
     case 0x53: // S
       if (text.startsWith('ASIA', at)) return AWS_KEY_ID;
       if (text.startsWith('ASSWORD', at) || text.startsWith('ASSPHRASE', at) || text.startsWith('ASSWD', at)) return ENV_PASSWORD;

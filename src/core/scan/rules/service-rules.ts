@@ -438,7 +438,7 @@ const SERVICE_RULES: ServiceRule[] = [
     family: L.PROVIDER_UNDERSCORE,
     // A Docker Hub personal or organization access token (the password of `docker login`).
     pattern: /(?<![A-Za-z0-9_])dckr_(?:pat|oat)_[A-Za-z0-9_-]{27,}(?![A-Za-z0-9_-])/g,
-    valid: (secret) => !looksLikePlaceholder(secret.slice(9), 3.3),
+    valid: randomAfter(9, 3.3),
   },
   {
     rule: 'matrix-access-token',
@@ -467,7 +467,7 @@ const SERVICE_RULES: ServiceRule[] = [
     kind: 'flyio-token',
     family: L.PROVIDER_UNDERSCORE,
     pattern: /(?<![A-Za-z0-9_])fo1_[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/g,
-    valid: (secret) => !looksLikePlaceholder(secret.slice(4), 3.5),
+    valid: randomAfter(4),
   },
   {
     rule: 'nvidia-api-key',
@@ -475,7 +475,7 @@ const SERVICE_RULES: ServiceRule[] = [
     family: L.PROVIDER_DASH,
     // NVIDIA's API catalog and NGC keys (NIM endpoints): `nvapi-` and 64 characters.
     pattern: /(?<![A-Za-z0-9_-])nvapi-[A-Za-z0-9_-]{64}(?![A-Za-z0-9_-])/g,
-    valid: (secret) => !looksLikePlaceholder(secret.slice(6), 3.5),
+    valid: randomAfter(6),
   },
   ...PREFIXED_TOKENS,
   {
@@ -483,14 +483,14 @@ const SERVICE_RULES: ServiceRule[] = [
     kind: 'perplexity-key',
     family: L.PROVIDER_DASH,
     pattern: /(?<![A-Za-z0-9_-])pplx-[A-Za-z0-9]{48}(?![A-Za-z0-9_-])/g,
-    valid: (secret) => !looksLikePlaceholder(secret.slice(5), 3.5),
+    valid: randomAfter(5),
   },
   {
     rule: 'xai-key',
     kind: 'xai-key',
     family: L.PROVIDER_DASH,
     pattern: /(?<![A-Za-z0-9_-])xai-[A-Za-z0-9]{80}(?![A-Za-z0-9_-])/g,
-    valid: (secret) => !looksLikePlaceholder(secret.slice(4), 3.5),
+    valid: randomAfter(4),
   },
   {
     rule: 'deepseek-key',
